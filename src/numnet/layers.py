@@ -1,0 +1,661 @@
+"""Layers: each a small class whose ``forward`` and ``backward`` sit side by side.
+
+Layouts (TensorFlow's, the public layout whatever happens inside):
+- images NHWC ``(N, H, W, C)``;
+- ``Linear``: weight ``(in, out)``, bias ``(out,)``, ``y = x @ W + b``;
+- ``Conv2D``: weight HWIO ``(kh, kw, c_in, c_out)``, bias ``(c_out,)``;
+- ``Flatten``: ``(N, H, W, C) -> (N, H*W*C)`` in (height, width, channel) order;
+- SAME padding as TensorFlow computes it: ``out = ceil(in / stride)``, total padding
+  ``max((out - 1) * stride + k - in, 0)``, ``total // 2`` before and the rest (the odd one) after.
+  Convolutions pad with zeros, max-pooling with ``-inf``.
+
+Protocol of every layer:
+- ``forward(x, train=True) -> y``. With ``train=True`` the layer keeps what ``backward`` needs;
+  with ``train=False`` it keeps nothing (evaluation).
+- ``backward(dy, input_grad=True) -> dx`` for the most recent training forward. It *overwrites*
+  each parameter's ``.grad`` (no accumulation) and returns dL/dx, or ``None`` when
+  ``input_grad=False`` (the first layer of a model: the input gradient is not needed to train).
+
+Array math goes through ``xp = backend.array_module(x)`` so the same code runs on NumPy or CuPy.
+
+Beside the fast kernels sit plain reference versions (``conv2d_reference``,
+``maxpool2d_reference`` and their backward passes): loops over output positions that are
+obviously right, used by the tests to hold the fast paths equal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from numnet.backend import array_module, to_device
+
+Array = Any  # numpy.ndarray or cupy.ndarray
+
+
+class Parameter:
+    """A trainable array ``value`` and its gradient ``grad`` (same shape and dtype).
+
+    ``backward`` overwrites ``grad``; optimisers update ``value`` in place.
+    """
+
+    __slots__ = ("value", "grad")
+
+    def __init__(self, value: Array) -> None:
+        self.value = value
+        self.grad = array_module(value).zeros_like(value)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.value.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.value.dtype
+
+    def to(self, device: str) -> None:
+        """Move value and gradient to ``device`` ("cpu" or "cuda")."""
+        self.value = to_device(self.value, device)
+        self.grad = to_device(self.grad, device)
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class Layer:
+    """Base class: parameter bookkeeping and scratch buffers reused across steps."""
+
+    #: attribute names of this layer's parameters, in a fixed order ("weight", "bias")
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Array] = {}
+
+    # -- to implement ---------------------------------------------------------------------------
+    def forward(self, x: Array, train: bool = True) -> Array:
+        raise NotImplementedError
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        raise NotImplementedError
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-sample output shape for a per-sample ``input_shape`` (no batch axis)."""
+        return input_shape
+
+    # -- shared ---------------------------------------------------------------------------------
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for name in self.param_names:
+            yield name, getattr(self, name)
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def to(self, device: str) -> None:
+        """Move the parameters to ``device`` and drop scratch buffers and cached activations."""
+        for p in self.parameters():
+            p.to(device)
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Forget cached activations and scratch buffers (they are rebuilt on demand)."""
+        self._buffers = {}
+        for attr in list(vars(self)):
+            if attr.startswith("_cache"):
+                setattr(self, attr, None)
+
+    def _scratch(
+        self, key: str, shape: tuple[int, ...], dtype: Any, xp: Any, fill: float | None = None
+    ) -> Array:
+        """A buffer kept across calls (reallocated when shape, dtype or device change).
+
+        With ``fill`` the buffer is filled once at allocation; callers then only overwrite the
+        parts that change (the interior of a padded buffer), so its border keeps ``fill``.
+        """
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype or array_module(buf) is not xp:
+            buf = xp.empty(shape, dtype=dtype) if fill is None else xp.full(shape, fill, dtype)
+            self._buffers[key] = buf
+        return buf
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# ----------------------------------------------------------------------------------------------
+# Dense layers and activations
+# ----------------------------------------------------------------------------------------------
+
+
+class Linear(Layer):
+    """Fully connected layer ``y = x @ W + b``.
+
+    x: ``(N, in_features)``; W: ``(in_features, out_features)``; b: ``(out_features,)``;
+    y: ``(N, out_features)``.
+
+    Backward: ``dW = x.T @ dy``, ``db = sum_n dy``, ``dx = dy @ W.T``.
+    """
+
+    param_names = ("weight", "bias")
+
+    def __init__(self, in_features: int, out_features: int, dtype: Any = "float32") -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = Parameter(np.zeros((in_features, out_features), dtype=dtype))
+        self.bias = Parameter(np.zeros((out_features,), dtype=dtype))
+        self._cache_x: Array | None = None
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        y = x @ self.weight.value
+        y += self.bias.value
+        self._cache_x = x if train else None
+        return y
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        xp = array_module(dy)
+        x = self._cache_x
+        xp.matmul(x.T, dy, out=self.weight.grad)
+        xp.sum(dy, axis=0, out=self.bias.grad)
+        return dy @ self.weight.value.T if input_grad else None
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.out_features,)
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features})"
+
+
+class ReLU(Layer):
+    """``y = max(x, 0)``; ``dx = dy * (x > 0)`` (the subgradient 0 at x = 0, as TF and PyTorch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache_y: Array | None = None
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        xp = array_module(x)
+        y = xp.maximum(x, 0)
+        self._cache_y = y if train else None
+        return y
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        if not input_grad:
+            return None
+        xp = array_module(dy)
+        return xp.where(self._cache_y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+class Sigmoid(Layer):
+    """``y = 1 / (1 + exp(-x))`` computed without overflow; ``dx = dy * y * (1 - y)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache_y: Array | None = None
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        xp = array_module(x)
+        e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
+        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        self._cache_y = y if train else None
+        return y
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        if not input_grad:
+            return None
+        y = self._cache_y
+        return dy * y * (1 - y)
+
+
+class Tanh(Layer):
+    """``y = tanh(x)``; ``dx = dy * (1 - y**2)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache_y: Array | None = None
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        y = array_module(x).tanh(x)
+        self._cache_y = y if train else None
+        return y
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        if not input_grad:
+            return None
+        y = self._cache_y
+        return dy * (1 - y * y)
+
+
+ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+
+
+def activation(name: str) -> Layer:
+    """A fresh activation layer by name: "relu", "sigmoid" or "tanh"."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}"
+        ) from None
+
+
+class Flatten(Layer):
+    """``(N, H, W, C) -> (N, H*W*C)`` in (height, width, channel) order, as TensorFlow's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache_shape: tuple[int, ...] | None = None
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        self._cache_shape = tuple(x.shape) if train else None
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        return dy.reshape(self._cache_shape) if input_grad else None
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (math.prod(input_shape),)
+
+
+class Reshape(Layer):
+    """``(N, ...) -> (N, *shape)``; model 4 uses ``Reshape((28, 28, 1))`` on ``(N, 784)`` rows."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+        self._cache_shape: tuple[int, ...] | None = None
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        self._cache_shape = tuple(x.shape) if train else None
+        return x.reshape((x.shape[0], *self.shape))
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        return dy.reshape(self._cache_shape) if input_grad else None
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if math.prod(input_shape) != math.prod(self.shape):
+            raise ValueError(f"cannot reshape {input_shape} to {self.shape}")
+        return self.shape
+
+    def __repr__(self) -> str:
+        return f"Reshape({self.shape})"
+
+
+# ----------------------------------------------------------------------------------------------
+# Padding and windows (shared by Conv2D and MaxPool2D)
+# ----------------------------------------------------------------------------------------------
+
+PADDINGS = ("same", "valid")
+
+
+def output_size(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """``(out, pad_before, pad_after)`` along one spatial axis, as TensorFlow computes them.
+
+    SAME: ``out = ceil(size / stride)``, total padding ``max((out-1)*stride + kernel - size, 0)``
+    split ``total // 2`` before and the rest after. VALID: ``out = (size - kernel) // stride + 1``,
+    no padding (trailing rows that no window reaches are ignored).
+    """
+    if padding == "same":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        return out, total // 2, total - total // 2
+    if padding == "valid":
+        if size < kernel:
+            raise ValueError(f"VALID window {kernel} does not fit an input of size {size}")
+        return (size - kernel) // stride + 1, 0, 0
+    raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(v, int | np.integer):
+        return int(v), int(v)
+    a, b = v
+    return int(a), int(b)
+
+
+def _windows(
+    padded: Array, out_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int]
+) -> Array:
+    """Strided view ``(N, Ho, Wo, kh, kw, C)`` of a padded NHWC array: window (i, j) of output
+    position (ho, wo) is ``padded[:, ho*sh + i, wo*sw + j, :]``. No copy."""
+    xp = array_module(padded)
+    n, _, _, c = padded.shape
+    s_n, s_h, s_w, s_c = padded.strides
+    return xp.lib.stride_tricks.as_strided(
+        padded,
+        shape=(n, out_hw[0], out_hw[1], kernel[0], kernel[1], c),
+        strides=(s_n, stride[0] * s_h, stride[1] * s_w, s_h, s_w, s_c),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Conv2D
+# ----------------------------------------------------------------------------------------------
+
+
+class Conv2D(Layer):
+    """2-d convolution (cross-correlation, as TensorFlow and PyTorch), NHWC in and out.
+
+    x: ``(N, H, W, c_in)``; weight HWIO ``(kh, kw, c_in, c_out)``; bias ``(c_out,)``;
+    y: ``(N, Ho, Wo, c_out)`` with ``y[n, ho, wo, o] = b[o] +
+    sum_{i, j, c} xpad[n, ho*sh + i, wo*sw + j, c] * W[i, j, c, o]``.
+
+    Forward (im2col): the padded input is copied once, through a strided view of a padded
+    buffer, into ``cols`` ``(N*Ho*Wo, kh*kw*c_in)``; then ``y = cols @ W.reshape(-1, c_out) + b``,
+    one GEMM. Backward: ``dW = cols.T @ dy``, ``db = sum dy``; dL/dX is the full correlation of dy
+    with the flipped kernel, computed as ``dcols = dy @ W.T`` then col2im: kh*kw shifted
+    slice-adds into a padded buffer (never ``np.add.at``).
+    """
+
+    param_names = ("weight", "bias")
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int] = 3,
+        stride: int | tuple[int, int] = 1,
+        padding: str = "same",
+        dtype: Any = "float32",
+    ) -> None:
+        super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = padding
+        kh, kw = self.kernel_size
+        self.weight = Parameter(np.zeros((kh, kw, in_channels, out_channels), dtype=dtype))
+        self.bias = Parameter(np.zeros((out_channels,), dtype=dtype))
+        self._cache_cols: Array | None = None
+        self._cache_geom: tuple | None = None
+
+    def geometry(self, h: int, w: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """``((Ho, top, bottom), (Wo, left, right))`` for an ``h x w`` input."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        return output_size(h, kh, sh, self.padding), output_size(w, kw, sw, self.padding)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        h, w, c = input_shape
+        if c != self.in_channels:
+            raise ValueError(f"Conv2D expects {self.in_channels} input channels, got {c}")
+        (ho, _, _), (wo, _, _) = self.geometry(h, w)
+        return (ho, wo, self.out_channels)
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        xp = array_module(x)
+        n, h, w, c = x.shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        (ho, top, bottom), (wo, left, right) = self.geometry(h, w)
+        mode = "train" if train else "eval"
+        # Zero-padded copy of x (the border stays zero: only the interior is rewritten).
+        padded = self._scratch(
+            f"{mode}.padded", (n, top + h + bottom, left + w + right, c), x.dtype, xp, fill=0
+        )
+        padded[:, top : top + h, left : left + w, :] = x
+        # im2col: one copy from the strided window view, rows (n, ho, wo), columns (i, j, c).
+        cols = self._scratch(f"{mode}.cols", (n * ho * wo, kh * kw * c), x.dtype, xp)
+        cols.reshape(n, ho, wo, kh, kw, c)[...] = _windows(padded, (ho, wo), (kh, kw), (sh, sw))
+        y = cols @ self.weight.value.reshape(kh * kw * c, self.out_channels)
+        y += self.bias.value
+        if train:
+            self._cache_cols = cols
+            self._cache_geom = (n, h, w, c, ho, wo, top, left, padded.shape)
+        return y.reshape(n, ho, wo, self.out_channels)
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        xp = array_module(dy)
+        n, h, w, c, ho, wo, top, left, padded_shape = self._cache_geom
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        cout = self.out_channels
+        dy2 = dy.reshape(n * ho * wo, cout)
+        cols = self._cache_cols
+        xp.matmul(cols.T, dy2, out=self.weight.grad.reshape(kh * kw * c, cout))
+        xp.sum(dy2, axis=0, out=self.bias.grad)
+        if not input_grad:
+            return None
+        dcols = (dy2 @ self.weight.value.reshape(kh * kw * c, cout).T).reshape(n, ho, wo, kh, kw, c)
+        # col2im: window (i, j) of every output position adds into a shifted, strided slice.
+        dpadded = xp.zeros(padded_shape, dtype=dy.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                dpadded[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :] += (
+                    dcols[:, :, :, i, j, :]
+                )
+        return dpadded[:, top : top + h, left : left + w, :]
+
+    def __repr__(self) -> str:
+        return (
+            f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding!r})"
+        )
+
+
+def conv2d_reference(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    stride: int | tuple = 1,
+    padding: str = "same",
+) -> np.ndarray:
+    """Plain convolution for the tests: a loop over output positions, one einsum each.
+
+    Shapes as ``Conv2D``: x NHWC, weight HWIO, returns ``(N, Ho, Wo, c_out)``.
+    """
+    kh, kw, _, cout = weight.shape
+    sh, sw = _pair(stride)
+    n, h, w, c = x.shape
+    ho, top, bottom = output_size(h, kh, sh, padding)
+    wo, left, right = output_size(w, kw, sw, padding)
+    xpad = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    y = np.empty((n, ho, wo, cout), dtype=np.result_type(x, weight))
+    for r in range(ho):
+        for s in range(wo):
+            patch = xpad[:, r * sh : r * sh + kh, s * sw : s * sw + kw, :]
+            y[:, r, s, :] = np.einsum("nijc,ijco->no", patch, weight) + bias
+    return y
+
+
+def conv2d_reference_backward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    dy: np.ndarray,
+    stride: int | tuple = 1,
+    padding: str = "same",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dx, dweight, dbias)`` of ``conv2d_reference`` by the chain rule, position by position."""
+    kh, kw, _, _ = weight.shape
+    sh, sw = _pair(stride)
+    n, h, w, c = x.shape
+    ho, top, bottom = output_size(h, kh, sh, padding)
+    wo, left, right = output_size(w, kw, sw, padding)
+    xpad = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    dxpad = np.zeros_like(xpad)
+    dw = np.zeros_like(weight)
+    for r in range(ho):
+        for s in range(wo):
+            rows, cols = slice(r * sh, r * sh + kh), slice(s * sw, s * sw + kw)
+            g = dy[:, r, s, :]  # (N, c_out)
+            dw += np.einsum("nijc,no->ijco", xpad[:, rows, cols, :], g)
+            dxpad[:, rows, cols, :] += np.einsum("ijco,no->nijc", weight, g)
+    db = dy.sum(axis=(0, 1, 2))
+    return dxpad[:, top : top + h, left : left + w, :], dw, db
+
+
+# ----------------------------------------------------------------------------------------------
+# MaxPool2D
+# ----------------------------------------------------------------------------------------------
+
+
+class MaxPool2D(Layer):
+    """Max-pooling over ``pool_size`` windows moved by ``stride``, NHWC in and out, no parameters.
+
+    x: ``(N, H, W, C)`` -> y: ``(N, Ho, Wo, C)``. SAME pads with ``-inf`` (extra row/column at
+    the end, as TensorFlow), so padding never wins a max.
+
+    Backward: each output's gradient goes to the *first* maximum of its window in row-major
+    window order (as TensorFlow and PyTorch do on exact ties).
+
+    Fast path: 2x2 windows, stride 2, even H and W (no padding) -- the maximum of the four
+    quarter planes ``x[:, i::2, j::2, :]`` with elementwise ``maximum``. General path: an
+    ``argmax`` over a copied window view of the ``-inf``-padded input.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = 2,
+        stride: int | tuple[int, int] | None = None,
+        padding: str = "valid",
+    ) -> None:
+        super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        self.pool_size = _pair(pool_size)
+        self.stride = _pair(stride) if stride is not None else self.pool_size
+        self.padding = padding
+        self._cache: tuple | None = None
+
+    def geometry(self, h: int, w: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """``((Ho, top, bottom), (Wo, left, right))`` for an ``h x w`` input."""
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        return output_size(h, ph, sh, self.padding), output_size(w, pw, sw, self.padding)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        h, w, c = input_shape
+        (ho, _, _), (wo, _, _) = self.geometry(h, w)
+        return (ho, wo, c)
+
+    def _is_fast(self, h: int, w: int) -> bool:
+        return self.pool_size == (2, 2) and self.stride == (2, 2) and h % 2 == 0 and w % 2 == 0
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        n, h, w, c = x.shape
+        if self._is_fast(h, w):
+            return self._forward_2x2(x, train)
+        return self._forward_general(x, train)
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        if not input_grad:
+            return None
+        if self._cache[0] == "2x2":
+            return self._backward_2x2(dy)
+        return self._backward_general(dy)
+
+    # -- 2x2 / 2 fast path --------------------------------------------------------------------
+    def _forward_2x2(self, x: Array, train: bool) -> Array:
+        xp = array_module(x)
+        top = xp.maximum(x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :])
+        bottom = xp.maximum(x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :])
+        y = xp.maximum(top, bottom, out=top)
+        self._cache = ("2x2", x, y) if train else None
+        return y
+
+    def _backward_2x2(self, dy: Array) -> Array:
+        xp = array_module(dy)
+        _, x, y = self._cache
+        dx = xp.zeros_like(x)
+        taken = xp.zeros(y.shape, dtype=bool)  # an earlier window element already took dy
+        for i in (0, 1):
+            for j in (0, 1):
+                hit = x[:, i::2, j::2, :] == y
+                hit &= ~taken
+                taken |= hit
+                dx[:, i::2, j::2, :] = xp.where(hit, dy, 0)
+        return dx
+
+    # -- general path -------------------------------------------------------------------------
+    def _forward_general(self, x: Array, train: bool) -> Array:
+        xp = array_module(x)
+        n, h, w, c = x.shape
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        (ho, top, bottom), (wo, left, right) = self.geometry(h, w)
+        padded = xp.full((n, top + h + bottom, left + w + right, c), -xp.inf, dtype=x.dtype)
+        padded[:, top : top + h, left : left + w, :] = x
+        windows = _windows(padded, (ho, wo), (ph, pw), (sh, sw)).reshape(n, ho, wo, ph * pw, c)
+        arg = xp.argmax(windows, axis=3)  # first maximum in row-major window order
+        y = xp.take_along_axis(windows, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :]
+        self._cache = (
+            ("general", arg, (n, h, w, c, ho, wo, top, left, padded.shape)) if train else None
+        )
+        return y
+
+    def _backward_general(self, dy: Array) -> Array:
+        xp = array_module(dy)
+        _, arg, (n, h, w, c, ho, wo, top, left, padded_shape) = self._cache
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        dpadded = xp.zeros(padded_shape, dtype=dy.dtype)
+        for i in range(ph):
+            for j in range(pw):
+                dpadded[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :] += (
+                    xp.where(arg == i * pw + j, dy, 0)
+                )
+        return dpadded[:, top : top + h, left : left + w, :]
+
+    def __repr__(self) -> str:
+        return (
+            f"MaxPool2D(pool_size={self.pool_size}, stride={self.stride}, padding={self.padding!r})"
+        )
+
+
+def maxpool2d_reference(
+    x: np.ndarray,
+    pool_size: int | tuple = 2,
+    stride: int | tuple | None = None,
+    padding: str = "valid",
+) -> np.ndarray:
+    """Plain max-pooling for the tests: loops over output positions and window elements.
+
+    Shapes as ``MaxPool2D``: x ``(N, H, W, C)`` -> ``(N, Ho, Wo, C)``.
+    """
+    y, _ = _maxpool_reference_argmax(x, pool_size, stride, padding)
+    return y
+
+
+def _maxpool_reference_argmax(
+    x: np.ndarray, pool_size: int | tuple, stride: int | tuple | None, padding: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(y, where)``: the maxima and, per output, the (row, col) in x of the first maximum."""
+    ph, pw = _pair(pool_size)
+    sh, sw = _pair(stride) if stride is not None else (ph, pw)
+    n, h, w, c = x.shape
+    ho, top, _ = output_size(h, ph, sh, padding)
+    wo, left, _ = output_size(w, pw, sw, padding)
+    y = np.full((n, ho, wo, c), -np.inf, dtype=x.dtype)
+    where = np.zeros((n, ho, wo, c, 2), dtype=np.int64)  # (row, col) in x of the first maximum
+    for r in range(ho):
+        for s in range(wo):
+            for i in range(ph):  # row-major window order; strict ">" keeps the first maximum
+                for j in range(pw):
+                    xr, xc = r * sh + i - top, s * sw + j - left
+                    if not (0 <= xr < h and 0 <= xc < w):
+                        continue  # padding (-inf) never wins
+                    v = x[:, xr, xc, :]
+                    better = v > y[:, r, s, :]
+                    y[:, r, s, :] = np.where(better, v, y[:, r, s, :])
+                    where[:, r, s, :, 0] = np.where(better, xr, where[:, r, s, :, 0])
+                    where[:, r, s, :, 1] = np.where(better, xc, where[:, r, s, :, 1])
+    return y, where
+
+
+def maxpool2d_reference_backward(
+    x: np.ndarray,
+    dy: np.ndarray,
+    pool_size: int | tuple = 2,
+    stride: int | tuple | None = None,
+    padding: str = "valid",
+) -> np.ndarray:
+    """dL/dx of ``maxpool2d_reference``: each dy goes to its window's first maximum."""
+    _, where = _maxpool_reference_argmax(x, pool_size, stride, padding)
+    n, ho, wo, c = dy.shape
+    dx = np.zeros_like(x)
+    for b in range(n):
+        for r in range(ho):
+            for s in range(wo):
+                for k in range(c):
+                    xr, xc = where[b, r, s, k]
+                    dx[b, xr, xc, k] += dy[b, r, s, k]
+    return dx

@@ -1,0 +1,285 @@
+"""The ``Sequential`` container and ``build(name, ...)`` for SPEC's models 1-4.
+
+Architectures (inputs are ``(N, 784)`` rows; layer names in brackets give the parameter names,
+e.g. ``"fc1.weight"``, ``"conv2.bias"``):
+
+- model1: [fc1] Linear(784, 10)
+- model2: [fc1] Linear(784, 32), [relu1] ReLU, [fc2] Linear(32, 10)
+- model3: [fc1] Linear(784, 32), [relu1] ReLU, [fc2] Linear(32, 32), [relu2] ReLU,
+  [fc3] Linear(32, 10)
+- model4: [reshape] (N, 784) -> (N, 28, 28, 1) NHWC, [conv1] Conv2D(1 -> 8, 3x3, stride 1, SAME),
+  ([act1] if conv_activation), [pool1] MaxPool2D(2x2, stride 2, SAME), [conv2] Conv2D(8 -> 8, 3x3,
+  SAME), ([act2]), [pool2] MaxPool2D(2x2, 2, SAME), [flatten] (N, 7*7*8 = 392) in (h, w, c) order,
+  [fc1] Linear(392, 32), [relu1] ReLU, [fc2] Linear(32, 10)
+
+The outputs are logits; the softmax lives in ``numnet.losses.softmax_cross_entropy``.
+
+Initialisation order (so that the same seed always gives the same weights, and other code --
+e.g. a PyTorch reference -- can reproduce them): one ``numpy.random.default_rng(seed)``; the
+parametrised layers are visited in forward order; for each, the weight is drawn first
+(Glorot uniform, one ``rng.uniform(-limit, limit, size=shape)`` call in the public layout --
+``(in, out)`` or HWIO -- in float64, then cast to ``dtype``), then the bias if ``bias_init``
+is not "zeros" (one ``rng.uniform`` call of shape ``(n_out,)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from numnet import init as initializers
+from numnet.backend import DEVICES, array_module, to_device
+from numnet.layers import (
+    ACTIVATIONS,
+    Conv2D,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool2D,
+    Parameter,
+    ReLU,
+    Reshape,
+    activation,
+)
+
+Array = Any
+MODEL_NAMES = ("model1", "model2", "model3", "model4")
+DTYPES = ("float32", "float64")
+
+
+class Sequential:
+    """Layers applied in order; named parameters ``"<layer name>.<param name>"``.
+
+    ``forward(x, train=True)`` casts ``x`` to the model's dtype and returns logits;
+    ``train=False`` (or ``predict``) keeps nothing for backward. ``backward(dout)`` back-propagates
+    the most recent training forward and overwrites every ``Parameter.grad``; with
+    ``input_grad=True`` it also returns dL/dx (shaped like the forward input), otherwise it
+    skips the input gradient of the first parametrised layer and returns ``None``.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Layer] | Sequence[tuple[str, Layer]],
+        dtype: str = "float32",
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        named: list[tuple[str, Layer]] = []
+        for k, item in enumerate(layers):
+            named.append(item if isinstance(item, tuple) else (str(k), item))
+        names = [n for n, _ in named]
+        if len(set(names)) != len(names):
+            raise ValueError(f"layer names must be unique, got {names}")
+        self.layers: list[tuple[str, Layer]] = named
+        self.dtype = np.dtype(dtype)
+        self.config: dict[str, Any] = dict(config or {})
+        self.device = "cpu"
+        first = [k for k, (_, layer) in enumerate(named) if layer.param_names]
+        self._first_param_layer = first[0] if first else len(named)
+
+    # -- computation ----------------------------------------------------------------------------
+    def forward(self, x: Array, train: bool = True) -> Array:
+        """Logits ``(N, 10)`` for inputs ``x`` (cast to the model's dtype; no copy if already)."""
+        xp = array_module(*(p.value for p in self.parameters()))
+        out = xp.asarray(x, dtype=self.dtype)
+        for _, layer in self.layers:
+            out = layer.forward(out, train=train)
+        return out
+
+    __call__ = forward
+
+    def predict(self, x: Array) -> Array:
+        """Evaluation forward (nothing kept for backward): ``forward(x, train=False)``."""
+        return self.forward(x, train=False)
+
+    def backward(self, dout: Array, input_grad: bool = False) -> Array | None:
+        """Back-propagate ``dout`` = dL/dlogits; fills every ``Parameter.grad``.
+
+        Returns dL/dx when ``input_grad`` is True, else ``None`` (cheaper: the first
+        parametrised layer skips its input gradient and layers before it are not visited).
+        """
+        xp = array_module(dout)
+        grad = xp.asarray(dout, dtype=self.dtype)
+        stop = 0 if input_grad else self._first_param_layer
+        for k in range(len(self.layers) - 1, stop - 1, -1):
+            grad = self.layers[k][1].backward(grad, input_grad=input_grad or k > stop)
+        return grad if input_grad else None
+
+    # -- parameters -----------------------------------------------------------------------------
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for layer_name, layer in self.layers:
+            for pname, p in layer.named_parameters():
+                yield f"{layer_name}.{pname}", p
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self) -> int:
+        return sum(math.prod(p.shape) for p in self.parameters())
+
+    def zero_grad(self) -> None:
+        """Set every gradient to zero (optional: ``backward`` overwrites them anyway)."""
+        for p in self.parameters():
+            p.grad[...] = 0
+
+    def to(self, device: str) -> Sequential:
+        """Move every parameter to ``device`` ("cpu" or "cuda", see ``numnet.backend``)."""
+        if device not in DEVICES:
+            raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
+        for _, layer in self.layers:
+            layer.to(device)
+        self.device = device
+        return self
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Host (NumPy) copies of the parameter values by name."""
+        return {name: np.array(to_device(p.value, "cpu")) for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy values in by name; names, shapes and dtypes must match exactly."""
+        own = dict(self.named_parameters())
+        if set(own) != set(state):
+            raise ValueError(
+                f"parameter names differ: missing {sorted(set(own) - set(state))}, "
+                f"unexpected {sorted(set(state) - set(own))}"
+            )
+        for name, p in own.items():
+            value = state[name]
+            if tuple(value.shape) != p.shape or value.dtype != p.dtype:
+                raise ValueError(
+                    f"{name}: got {value.dtype}{tuple(value.shape)}, model has {p.dtype}{p.shape}"
+                )
+            p.value[...] = array_module(p.value).asarray(value)
+
+    def __repr__(self) -> str:
+        body = "\n".join(f"  ({name}) {layer!r}" for name, layer in self.layers)
+        return f"Sequential(dtype={self.dtype}, device={self.device!r}\n{body}\n)"
+
+
+# ----------------------------------------------------------------------------------------------
+# build
+# ----------------------------------------------------------------------------------------------
+
+
+def normalize_name(name: str | int) -> str:
+    """``"model3"``, ``3``, ``"3"`` or ``"Model 3"`` -> ``"model3"``."""
+    text = str(name).strip().lower().replace(" ", "").replace("_", "")
+    if text.isdigit():
+        text = f"model{text}"
+    if text not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; expected one of {MODEL_NAMES} (or 1..4)")
+    return text
+
+
+def normalize_bias_init(bias_init: Any) -> str | list:
+    """Validate ``bias_init``; return its JSON form ("zeros", "uniform_sqrt3", ["uniform", limit]).
+
+    - "zeros": SPEC's biases (the default);
+    - "uniform_sqrt3": the known variant, uniform in ``+-sqrt(3 / n_out)`` per layer
+      (n_out = out_features for Linear, c_out for Conv2D);
+    - ``("uniform", limit)``: uniform in ``+-limit`` for every bias.
+    """
+    if bias_init in ("zeros", "uniform_sqrt3"):
+        return bias_init
+    if (
+        isinstance(bias_init, list | tuple)
+        and len(bias_init) == 2
+        and bias_init[0] == "uniform"
+        and isinstance(bias_init[1], int | float)
+        and not isinstance(bias_init[1], bool)
+        and math.isfinite(bias_init[1])
+        and bias_init[1] >= 0
+    ):
+        return ["uniform", float(bias_init[1])]
+    raise ValueError(
+        f"bias_init must be 'zeros', 'uniform_sqrt3' or ('uniform', limit >= 0), got {bias_init!r}"
+    )
+
+
+def init_parameters(layer: Layer, rng: np.random.Generator, bias_init: str | list) -> None:
+    """Draw ``layer``'s weight (Glorot uniform) then, unless zeros, its bias, from ``rng``."""
+    weight, bias = layer.weight, layer.bias
+    dtype = weight.dtype
+    weight.value = initializers.glorot_uniform(rng, weight.shape, dtype)
+    if bias_init == "zeros":
+        bias.value = initializers.zeros(bias.shape, dtype)
+    elif bias_init == "uniform_sqrt3":
+        bias.value = initializers.uniform(rng, bias.shape, math.sqrt(3.0 / bias.shape[0]), dtype)
+    else:
+        bias.value = initializers.uniform(rng, bias.shape, bias_init[1], dtype)
+    weight.grad = np.zeros_like(weight.value)
+    bias.grad = np.zeros_like(bias.value)
+
+
+def _layers(name: str, dtype: str, conv_activation: str | None) -> list[tuple[str, Layer]]:
+    if name == "model1":
+        return [("fc1", Linear(784, 10, dtype))]
+    if name == "model2":
+        return [("fc1", Linear(784, 32, dtype)), ("relu1", ReLU()), ("fc2", Linear(32, 10, dtype))]
+    if name == "model3":
+        return [
+            ("fc1", Linear(784, 32, dtype)),
+            ("relu1", ReLU()),
+            ("fc2", Linear(32, 32, dtype)),
+            ("relu2", ReLU()),
+            ("fc3", Linear(32, 10, dtype)),
+        ]
+    layers: list[tuple[str, Layer]] = [("reshape", Reshape((28, 28, 1)))]
+    for k, cin in ((1, 1), (2, 8)):
+        layers.append((f"conv{k}", Conv2D(cin, 8, 3, stride=1, padding="same", dtype=dtype)))
+        if conv_activation is not None:
+            layers.append((f"act{k}", activation(conv_activation)))
+        layers.append((f"pool{k}", MaxPool2D(2, 2, padding="same")))
+    layers += [
+        ("flatten", Flatten()),
+        ("fc1", Linear(7 * 7 * 8, 32, dtype)),
+        ("relu1", ReLU()),
+        ("fc2", Linear(32, 10, dtype)),
+    ]
+    return layers
+
+
+def build(
+    name: str | int,
+    seed: int = 0,
+    dtype: str = "float32",
+    conv_activation: str | None = None,
+    bias_init: str | tuple[str, float] = "zeros",
+) -> Sequential:
+    """Build SPEC's model ``name`` ("model1".."model4", or 1..4) with initialised parameters.
+
+    seed: seeds the one ``numpy.random.Generator`` that draws every parameter (order in the
+    module docstring). dtype: "float32" (default) or "float64". conv_activation: None (SPEC:
+    no activation after the convolutions) or "relu"/"sigmoid"/"tanh" after each conv of model 4.
+    bias_init: "zeros" (SPEC), "uniform_sqrt3" (the known variant, +-sqrt(3 / n_out)) or
+    ``("uniform", limit)``.
+
+    The returned model's ``config`` holds these arguments in JSON form, so that
+    ``build(**model.config)`` rebuilds the same architecture and weights.
+    """
+    name = normalize_name(name)
+    dtype = np.dtype(dtype).name
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if conv_activation is not None and conv_activation not in ACTIVATIONS:
+        raise ValueError(
+            f"conv_activation must be None or one of {sorted(ACTIVATIONS)}, got {conv_activation!r}"
+        )
+    bias_json = normalize_bias_init(bias_init)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    config = {
+        "name": name,
+        "seed": int(seed),
+        "dtype": dtype,
+        "conv_activation": conv_activation,
+        "bias_init": bias_json,
+    }
+    model = Sequential(_layers(name, dtype, conv_activation), dtype=dtype, config=config)
+    rng = np.random.default_rng(int(seed))
+    for _, layer in model.layers:
+        if layer.param_names:
+            init_parameters(layer, rng, bias_json)
+    return model
