@@ -251,8 +251,9 @@ def build(
     """Build SPEC's model ``name`` ("model1".."model4", or 1..4) with initialised parameters.
 
     seed: seeds the one ``numpy.random.Generator`` that draws every parameter (order in the
-    module docstring). dtype: "float32" (default) or "float64". conv_activation: None (SPEC:
-    no activation after the convolutions) or "relu"/"sigmoid"/"tanh" after each conv of model 4.
+    module docstring). dtype: "float32" (default) or "float64". conv_activation: None or "none"
+    (SPEC: no activation after the convolutions) or "relu"/"sigmoid"/"tanh" after each conv of
+    model 4 (models 1-3 have no convolutions and ignore it).
     bias_init: "zeros" (SPEC), "uniform_sqrt3" (the known variant, +-sqrt(3 / n_out)) or
     ``("uniform", limit)``.
 
@@ -263,6 +264,8 @@ def build(
     dtype = np.dtype(dtype).name
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if conv_activation == "none":  # protocol files spell "no activation" this way
+        conv_activation = None
     if conv_activation is not None and conv_activation not in ACTIVATIONS:
         raise ValueError(
             f"conv_activation must be None or one of {sorted(ACTIVATIONS)}, got {conv_activation!r}"

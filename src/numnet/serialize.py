@@ -1,0 +1,192 @@
+"""Save and load model weights: one ``.npz`` file with an embedded JSON header.
+
+File layout (a NumPy ``.npz`` zip, read with ``allow_pickle=False``):
+- ``__numnet__``: the JSON header as a uint8 byte array::
+
+      {"format": "numnet-weights", "version": 1,
+       "config": {...model.config: name, seed, dtype, conv_activation, bias_init...},
+       "parameters": [{"name": "conv1.weight", "shape": [3, 3, 1, 8], "dtype": "float32",
+                       "sha256": "..."}, ...],
+       "metadata": {...anything JSON the caller adds...}}
+- one array per parameter, under its dotted name, in the public layout (HWIO, (in, out)).
+
+Arrays are stored exactly (bit-exact round trip); the per-array SHA-256 in the header (on top of
+the zip's CRC-32) catches corruption. Saving is atomic: a temporary file in the same directory,
+fsync, then ``os.replace``. Every problem surfaces as ``WeightsFileError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from numnet.backend import array_module, to_numpy
+from numnet.errors import WeightsFileError
+
+FORMAT = "numnet-weights"
+VERSION = 1
+HEADER_KEY = "__numnet__"
+#: config keys that define the architecture (the others -- seed, bias_init -- only the start)
+ARCHITECTURE_KEYS = ("name", "conv_activation")
+
+
+def _sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def save(path: str | os.PathLike, model: Any, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s parameters and ``model.config`` to ``path`` atomically; return the path.
+
+    metadata: optional JSON-serialisable dict stored in the header (e.g. epochs, lr, accuracy).
+    """
+    path = Path(path)
+    arrays = {name: to_numpy(p.value) for name, p in model.named_parameters()}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": getattr(model, "config", {}) or {},
+        "parameters": [
+            {"name": n, "shape": list(a.shape), "dtype": a.dtype.name, "sha256": _sha256(a)}
+            for n, a in arrays.items()
+        ],
+        "metadata": metadata or {},
+    }
+    try:
+        header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
+    except TypeError as exc:
+        raise WeightsFileError(
+            f"{path}: model config or metadata is not JSON-serialisable ({exc}); "
+            "pass plain numbers, strings, lists and dicts"
+        ) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{HEADER_KEY: np.frombuffer(header_bytes, dtype=np.uint8)}, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON header of a weights file (format, version, config, parameters, metadata)."""
+    header, _ = _read(Path(path), with_arrays=False)
+    return header
+
+
+def _read(path: Path, with_arrays: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    what_to_do = "re-save it with numnet.serialize.save (or numnet run) and try again"
+    if not path.is_file():
+        raise WeightsFileError(f"{path}: weights file not found; check the path")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if HEADER_KEY not in npz.files:
+                raise WeightsFileError(
+                    f"{path}: not a numnet weights file (no '{HEADER_KEY}' header); "
+                    "save weights with numnet.serialize.save"
+                )
+            header = json.loads(npz[HEADER_KEY].tobytes().decode("utf-8"))
+            arrays = {k: npz[k] for k in npz.files if k != HEADER_KEY} if with_arrays else {}
+    except WeightsFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as exc:
+        raise WeightsFileError(
+            f"{path}: weights file is corrupted or truncated ({type(exc).__name__}: {exc}); "
+            + what_to_do
+        ) from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise WeightsFileError(f"{path}: header is not a '{FORMAT}' header; {what_to_do}")
+    if header.get("version") != VERSION:
+        raise WeightsFileError(
+            f"{path}: weights format version {header.get('version')!r} is not supported "
+            f"(this numnet reads version {VERSION}); re-save it with this numnet"
+        )
+    if with_arrays:
+        listed = {e["name"]: e for e in header.get("parameters", [])}
+        if set(listed) != set(arrays):
+            raise WeightsFileError(
+                f"{path}: arrays {sorted(arrays)} do not match the header's list "
+                f"{sorted(listed)}; the file is corrupted, {what_to_do}"
+            )
+        for name, entry in listed.items():
+            a = arrays[name]
+            if list(a.shape) != entry["shape"] or a.dtype.name != entry["dtype"]:
+                raise WeightsFileError(
+                    f"{path}: array '{name}' is {a.dtype}{a.shape}, header says "
+                    f"{entry['dtype']}{tuple(entry['shape'])}; the file is corrupted, {what_to_do}"
+                )
+            if _sha256(a) != entry["sha256"]:
+                raise WeightsFileError(
+                    f"{path}: array '{name}' fails its SHA-256 check; the file is corrupted, "
+                    + what_to_do
+                )
+    return header, arrays
+
+
+def load_into(path: str | os.PathLike, model: Any) -> dict[str, Any]:
+    """Copy the weights of ``path`` into ``model`` (bit-exact); return the file's header.
+
+    Raises ``WeightsFileError`` when the file is corrupted, or when its architecture (model name,
+    conv activation, parameter names, shapes or dtypes) differs from ``model``'s. The model is
+    only modified after every check has passed.
+    """
+    path = Path(path)
+    header, arrays = _read(path, with_arrays=True)
+    file_cfg = header.get("config", {})
+    model_cfg = getattr(model, "config", {}) or {}
+    for key in ARCHITECTURE_KEYS:
+        if key in file_cfg and key in model_cfg and file_cfg[key] != model_cfg[key]:
+            raise WeightsFileError(
+                f"{path}: saved for {key}={file_cfg[key]!r} but the model has "
+                f"{key}={model_cfg[key]!r}; build the model with the file's settings "
+                "(numnet.serialize.load does that)"
+            )
+    params = dict(model.named_parameters())
+    if set(params) != set(arrays):
+        missing, unexpected = sorted(set(params) - set(arrays)), sorted(set(arrays) - set(params))
+        raise WeightsFileError(
+            f"{path}: parameters do not match the model: missing {missing}, unexpected "
+            f"{unexpected}; load it into the architecture it was saved from "
+            "(numnet.serialize.load)"
+        )
+    for name, p in params.items():
+        a = arrays[name]
+        if tuple(a.shape) != p.shape or a.dtype != p.dtype:
+            raise WeightsFileError(
+                f"{path}: '{name}' is {a.dtype}{tuple(a.shape)} in the file but "
+                f"{p.dtype}{p.shape} in the model; build the model with the file's dtype "
+                f"({file_cfg.get('dtype', a.dtype.name)}) and architecture"
+            )
+    for name, p in params.items():
+        p.value[...] = array_module(p.value).asarray(arrays[name])
+    return header
+
+
+def load(path: str | os.PathLike, device: str = "cpu") -> Any:
+    """Rebuild the model saved in ``path`` (``numnet.models.build(**config)``) with its weights."""
+    from numnet import models
+
+    path = Path(path)
+    header = read_header(path)
+    config = header.get("config") or {}
+    try:
+        model = models.build(**config)
+    except (TypeError, ValueError) as exc:
+        raise WeightsFileError(
+            f"{path}: its model config {config} cannot be built ({exc}); "
+            "the file was written by another numnet or is corrupted"
+        ) from None
+    load_into(path, model)
+    return model.to(device) if device != "cpu" else model
