@@ -33,8 +33,8 @@ Layout of a protocol file (every key is checked; unknown keys are errors)::
     [defaults]                     # per-model options, overridable in [models.<name>]
     reduction = "sum"              # "sum" (SPEC) or "mean" over the batch
     weight_init = "xavier_uniform"
-    bias_init = "zeros"            # or "uniform_sqrt3_fan_out": U(+-sqrt(3 / n_out))
-    conv_activation = "none"       # or "relu" (model 4 only has convolutions)
+    bias_init = "zeros"            # or "uniform_sqrt3": U(+-sqrt(3 / n_out))
+    conv_activation = "none"       # or "relu", "sigmoid", "tanh" (only model 4 has convs)
 
     [models.model1]
     settings = [ { epochs = 5, lr = 0.0001 }, { epochs = 5, lr = 0.005 } ]
@@ -64,8 +64,8 @@ DATASET_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000)}
 MODEL_NAMES = ("model1", "model2", "model3", "model4")
 REDUCTIONS = ("sum", "mean")
 WEIGHT_INITS = ("xavier_uniform",)
-BIAS_INITS = ("zeros", "uniform_sqrt3_fan_out")
-CONV_ACTIVATIONS = ("none", "relu")
+BIAS_INITS = ("zeros", "uniform_sqrt3")
+CONV_ACTIVATIONS = ("none", "relu", "sigmoid", "tanh")
 DTYPES = ("float32", "float64")
 
 MODEL_OPTION_DEFAULTS: dict[str, str] = {

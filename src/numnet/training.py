@@ -1,0 +1,390 @@
+"""One training run: SPEC's loop, its evaluations and divergence detection.
+
+``train_run(spec, data)`` is a pure function of its inputs: the same :class:`RunSpec` on the
+same data gives the same :class:`RunResult` (timing fields aside), in this process, in another
+one, or on a Dask worker (both classes pickle).
+
+Everything random in a run comes from ``spec.seed``, split into two independent children by
+:func:`child_seeds` (``numpy.random.SeedSequence(seed).spawn(2)``):
+
+- the *init* seed builds the model (:func:`build_model`, ``numnet.models.build(..., seed=init)``);
+- the *shuffle* seed drives the mini-batch order (:func:`make_batch_source`, a fresh
+  TensorFlow-style ``DataSet`` over the train split seeded with it).
+
+So another implementation (the PyTorch reference) starts from the same weights and sees the
+same batches by calling these two functions.
+
+The loop is SPEC's, verbatim::
+
+    i = 0
+    while train.epochs_completed < num_epochs:
+        i += 1
+        x, y = train.next_batch(batch_size)
+        update the model on (x, y)
+        if i % eval_every == 0: evaluate
+
+With 55,000 examples and batch 100 a run of E epochs makes 550*E + 1 updates and
+floor((550*E + 1) / 200) evaluations (:func:`expected_updates`, :func:`expected_evaluations`).
+
+Divergence: the batch loss is checked at every update (a scalar, free) and the parameters at
+every evaluation. A non-finite value stops the run with status ``"diverged"``; its curves end
+at the last good evaluation and ``diverged_at_update`` is the number of the update that
+produced the non-finite loss (that update is not applied) or after which the parameters (or
+the evaluation losses) were found non-finite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from numnet import backend
+from numnet.data.datasets import DataSet, Datasets
+
+STATUS_OK = "ok"
+STATUS_DIVERGED = "diverged"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one run (hashable, picklable, JSON-able via ``to_dict``).
+
+    ``setting`` is the 1-based index of the setting in the protocol (labels only: it is part of
+    ``run_id`` but does not change the computation; ``seed`` does).
+    """
+
+    model: str
+    epochs: int
+    lr: float
+    reduction: str = "sum"
+    batch_size: int = 100
+    eval_every: int = 200
+    eval_train_examples: int = 11000
+    eval_test_examples: int = 10000
+    eval_batch_size: int = 1000
+    seed: int = 0
+    dtype: str = "float32"
+    weight_init: str = "xavier_uniform"
+    bias_init: str = "zeros"
+    conv_activation: str = "none"
+    setting: int | None = None
+
+    @property
+    def run_id(self) -> str:
+        """File-name-safe identifier: ``model4-setting1`` (or ``model4-e5-lr0.01`` ad hoc)."""
+        if self.setting is not None:
+            return f"{self.model}-setting{self.setting}"
+        return f"{self.model}-e{self.epochs}-lr{self.lr:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        return cls(**d)
+
+
+@dataclass
+class RunResult:
+    """What a run produced. ``model`` (the trained model) is not part of ``to_dict``.
+
+    Curves: ``samples[k]`` is the number of training samples processed at the k-th evaluation
+    (``update * batch_size``); ``train_accuracy[k]``/``train_loss[k]`` are measured on the first
+    ``eval_train_examples`` train examples (file order), ``test_*`` on the first
+    ``eval_test_examples`` test examples. Losses are mean per-example cross-entropies.
+    """
+
+    spec: RunSpec
+    status: str
+    updates: int
+    samples: list[int]
+    train_accuracy: list[float]
+    test_accuracy: list[float]
+    train_loss: list[float]
+    test_loss: list[float]
+    init_seed: int
+    shuffle_seed: int
+    diverged_at_update: int | None = None
+    divergence_reason: str | None = None
+    wall_time: float = 0.0
+    model: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+    @property
+    def evaluations(self) -> int:
+        return len(self.samples)
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == STATUS_DIVERGED
+
+    @property
+    def final_train_accuracy(self) -> float | None:
+        return self.train_accuracy[-1] if self.train_accuracy else None
+
+    @property
+    def final_test_accuracy(self) -> float | None:
+        return self.test_accuracy[-1] if self.test_accuracy else None
+
+    @property
+    def updates_per_second(self) -> float:
+        return self.updates / self.wall_time if self.wall_time > 0 else 0.0
+
+    def spec_tuple(self) -> tuple[tuple[int, float], list[float], list[float]]:
+        """SPEC's result tuple ``((num_epochs, learning_rate), train_acc_list, test_acc_list)``."""
+        return (self.spec.epochs, self.spec.lr), list(self.train_accuracy), list(self.test_accuracy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "spec": self.spec.to_dict(),
+            "status": self.status,
+            "diverged_at_update": self.diverged_at_update,
+            "divergence_reason": self.divergence_reason,
+            "updates": self.updates,
+            "evaluations": self.evaluations,
+            "samples": list(self.samples),
+            "train_accuracy": list(self.train_accuracy),
+            "test_accuracy": list(self.test_accuracy),
+            "train_loss": list(self.train_loss),
+            "test_loss": list(self.test_loss),
+            "final_train_accuracy": self.final_train_accuracy,
+            "final_test_accuracy": self.final_test_accuracy,
+            "init_seed": self.init_seed,
+            "shuffle_seed": self.shuffle_seed,
+            "wall_time": self.wall_time,
+            "updates_per_second": self.updates_per_second,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        return cls(
+            spec=RunSpec.from_dict(d["spec"]),
+            status=d["status"],
+            updates=int(d["updates"]),
+            samples=[int(s) for s in d["samples"]],
+            train_accuracy=[float(a) for a in d["train_accuracy"]],
+            test_accuracy=[float(a) for a in d["test_accuracy"]],
+            train_loss=[float(a) for a in d["train_loss"]],
+            test_loss=[float(a) for a in d["test_loss"]],
+            init_seed=int(d["init_seed"]),
+            shuffle_seed=int(d["shuffle_seed"]),
+            diverged_at_update=d.get("diverged_at_update"),
+            divergence_reason=d.get("divergence_reason"),
+            wall_time=float(d.get("wall_time", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Passed to ``on_progress``: where a run stands (accuracies of the last evaluation)."""
+
+    spec: RunSpec
+    update: int
+    total_updates: int
+    evaluations: int
+    train_accuracy: float | None
+    test_accuracy: float | None
+    elapsed: float
+    done: bool = False
+
+
+# ------------------------------------------------------------------------------ seeds, counts
+
+
+def child_seeds(seed: int) -> tuple[int, int]:
+    """``(init_seed, shuffle_seed)`` of a run: ``SeedSequence(seed).spawn(2)``, one uint32
+    state word each. The first builds the model's weights, the second orders the batches."""
+    init_ss, shuffle_ss = np.random.SeedSequence(seed).spawn(2)
+    return int(init_ss.generate_state(1)[0]), int(shuffle_ss.generate_state(1)[0])
+
+
+def build_model(spec: RunSpec) -> Any:
+    """The run's initial model: ``numnet.models.build`` with the spec's options and init seed."""
+    from numnet import models
+
+    init_seed, _ = child_seeds(spec.seed)
+    return models.build(
+        spec.model,
+        seed=init_seed,
+        dtype=spec.dtype,
+        conv_activation=None if spec.conv_activation == "none" else spec.conv_activation,
+        bias_init=spec.bias_init,
+    )
+
+
+def make_batch_source(spec: RunSpec, train: DataSet) -> DataSet:
+    """A fresh TF-style ``DataSet`` over ``train``'s arrays (no copy), shuffled by the run's
+    shuffle seed: ``next_batch`` then yields the run's batches in the run's order."""
+    _, shuffle_seed = child_seeds(spec.seed)
+    return DataSet(train.images, train.labels, seed=shuffle_seed)
+
+
+def expected_updates(num_examples: int, batch_size: int, epochs: int) -> int:
+    """Number of updates SPEC's loop makes: ``next_batch`` calls until ``epochs`` epochs are
+    completed (550*E + 1 for 55,000 examples and batch 100). Independent of the shuffling."""
+    index, completed, updates = 0, 0, 0
+    while completed < epochs:
+        updates += 1
+        if index + batch_size > num_examples:
+            completed += 1
+            index = batch_size - (num_examples - index)
+        else:
+            index += batch_size
+    return updates
+
+
+def expected_evaluations(num_examples: int, batch_size: int, epochs: int, eval_every: int) -> int:
+    """``floor(expected_updates / eval_every)``: evaluations a run without divergence makes."""
+    return expected_updates(num_examples, batch_size, epochs) // eval_every
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def evaluate(model: Any, x: Any, y: Any, batch_size: int = 1000) -> tuple[float, float]:
+    """``(accuracy, mean cross-entropy)`` of ``model`` on images ``x`` (n, 784) and one-hot
+    labels ``y`` (n, 10), in chunks of ``batch_size`` (no training caches kept)."""
+    from numnet.losses import softmax_cross_entropy
+
+    xp = backend.array_module(x)
+    n = len(x)
+    correct = 0
+    loss_sum = 0.0
+    for start in range(0, n, batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        logits = model.forward(xb, train=False)
+        # Read the logits before the next forward: layers may reuse their output buffers.
+        correct += int(xp.sum(xp.argmax(logits, axis=1) == xp.argmax(yb, axis=1)))
+        loss, _ = softmax_cross_entropy(logits, yb, reduction="sum")
+        loss_sum += float(loss)
+    return correct / n, loss_sum / n
+
+
+def parameters_finite(model: Any) -> bool:
+    """True when every parameter value of ``model`` is finite."""
+    for p in model.parameters():
+        xp = backend.array_module(p.value)
+        if not bool(xp.isfinite(p.value).all()):
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def train_run(
+    spec: RunSpec,
+    data: Datasets,
+    *,
+    device: str = "cpu",
+    on_progress: Callable[[Progress], None] | None = None,
+    initial_model: Any = None,
+    batch_source: Any = None,
+    progress_every: int = 25,
+) -> RunResult:
+    """Train one model as SPEC's loop does and return its learning curves.
+
+    ``data``: SPEC's splits (only ``train`` and ``test`` are used; ``train``'s own batch state
+    is left alone). ``initial_model`` replaces :func:`build_model` (it is trained in place);
+    ``batch_source`` (anything with ``next_batch(b)`` and ``epochs_completed``, fresh) replaces
+    :func:`make_batch_source`. ``on_progress`` is called every ``progress_every`` updates, after
+    every evaluation and at the end. ``device`` is "cpu" or "cuda" (numnet.backend raises a
+    clear error when CUDA is not available).
+    """
+    from numnet.losses import softmax_cross_entropy
+    from numnet.optim import SGD
+
+    backend.xp_for(device)  # a clear error before any work when the device is unavailable
+    init_seed, shuffle_seed = child_seeds(spec.seed)
+    model = initial_model if initial_model is not None else build_model(spec)
+    if device != "cpu":
+        model.to(device)
+    train = batch_source if batch_source is not None else make_batch_source(spec, data.train)
+    optimizer = SGD(model.parameters(), spec.lr)
+
+    dtype = np.dtype(spec.dtype)
+    n_tr, n_te = spec.eval_train_examples, spec.eval_test_examples
+    # SPEC: the first 20% of train in file order, and the test set.
+    x_tr = backend.to_device(data.train.images[:n_tr].astype(dtype, copy=False), device)
+    y_tr = backend.to_device(data.train.labels[:n_tr], device)
+    x_te = backend.to_device(data.test.images[:n_te].astype(dtype, copy=False), device)
+    y_te = backend.to_device(data.test.labels[:n_te], device)
+
+    total = expected_updates(train.num_examples, spec.batch_size, spec.epochs)
+    samples: list[int] = []
+    curves: dict[str, list[float]] = {k: [] for k in ("tr_acc", "te_acc", "tr_loss", "te_loss")}
+    status, diverged_at, reason = STATUS_OK, None, None
+
+    def report(i: int, done: bool = False) -> None:
+        if on_progress is not None:
+            on_progress(Progress(
+                spec, i, total, len(samples),
+                curves["tr_acc"][-1] if samples else None,
+                curves["te_acc"][-1] if samples else None,
+                time.perf_counter() - start, done,
+            ))
+
+    start = time.perf_counter()
+    i = 0
+    applied = 0
+    # Overflow in a diverging run is expected and detected below; keep it out of the warnings.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        while train.epochs_completed < spec.epochs:
+            i += 1
+            x, y = train.next_batch(spec.batch_size)
+            if device != "cpu" or x.dtype != dtype:
+                x = backend.to_device(x.astype(dtype, copy=False), device)
+                y = backend.to_device(y, device)
+            logits = model.forward(x)
+            loss, dlogits = softmax_cross_entropy(logits, y, reduction=spec.reduction)
+            if not np.isfinite(float(loss)):
+                status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite training loss"
+                break
+            model.backward(dlogits)
+            optimizer.step()
+            applied = i
+            if i % spec.eval_every == 0:
+                if not parameters_finite(model):
+                    status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite parameters"
+                    break
+                tr_acc, tr_loss = evaluate(model, x_tr, y_tr, spec.eval_batch_size)
+                te_acc, te_loss = evaluate(model, x_te, y_te, spec.eval_batch_size)
+                if not (np.isfinite(tr_loss) and np.isfinite(te_loss)):
+                    status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite evaluation loss"
+                    break
+                samples.append(i * spec.batch_size)
+                curves["tr_acc"].append(tr_acc)
+                curves["te_acc"].append(te_acc)
+                curves["tr_loss"].append(tr_loss)
+                curves["te_loss"].append(te_loss)
+                report(i)
+            elif i % progress_every == 0:
+                report(i)
+    wall = time.perf_counter() - start
+    report(applied, done=True)
+
+    return RunResult(
+        spec=spec,
+        status=status,
+        updates=applied,
+        samples=samples,
+        train_accuracy=curves["tr_acc"],
+        test_accuracy=curves["te_acc"],
+        train_loss=curves["tr_loss"],
+        test_loss=curves["te_loss"],
+        init_seed=init_seed,
+        shuffle_seed=shuffle_seed,
+        diverged_at_update=diverged_at,
+        divergence_reason=reason,
+        wall_time=wall,
+        model=model,
+    )
