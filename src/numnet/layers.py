@@ -151,7 +151,8 @@ class Linear(Layer):
     def forward(self, x: Array, train: bool = True) -> Array:
         y = x @ self.weight.value
         y += self.bias.value
-        self._cache_x = x if train else None
+        if train:
+            self._cache_x = x
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
@@ -178,7 +179,8 @@ class ReLU(Layer):
     def forward(self, x: Array, train: bool = True) -> Array:
         xp = array_module(x)
         y = xp.maximum(x, 0)
-        self._cache_y = y if train else None
+        if train:
+            self._cache_y = y
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
@@ -199,7 +201,8 @@ class Sigmoid(Layer):
         xp = array_module(x)
         e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
         y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-        self._cache_y = y if train else None
+        if train:
+            self._cache_y = y
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
@@ -218,7 +221,8 @@ class Tanh(Layer):
 
     def forward(self, x: Array, train: bool = True) -> Array:
         y = array_module(x).tanh(x)
-        self._cache_y = y if train else None
+        if train:
+            self._cache_y = y
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
@@ -249,7 +253,8 @@ class Flatten(Layer):
         self._cache_shape: tuple[int, ...] | None = None
 
     def forward(self, x: Array, train: bool = True) -> Array:
-        self._cache_shape = tuple(x.shape) if train else None
+        if train:
+            self._cache_shape = tuple(x.shape)
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
@@ -268,7 +273,8 @@ class Reshape(Layer):
         self._cache_shape: tuple[int, ...] | None = None
 
     def forward(self, x: Array, train: bool = True) -> Array:
-        self._cache_shape = tuple(x.shape) if train else None
+        if train:
+            self._cache_shape = tuple(x.shape)
         return x.reshape((x.shape[0], *self.shape))
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
@@ -551,7 +557,8 @@ class MaxPool2D(Layer):
         top = xp.maximum(x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :])
         bottom = xp.maximum(x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :])
         y = xp.maximum(top, bottom, out=top)
-        self._cache = ("2x2", x, y) if train else None
+        if train:
+            self._cache = ("2x2", x, y)
         return y
 
     def _backward_2x2(self, dy: Array) -> Array:
@@ -578,9 +585,8 @@ class MaxPool2D(Layer):
         windows = _windows(padded, (ho, wo), (ph, pw), (sh, sw)).reshape(n, ho, wo, ph * pw, c)
         arg = xp.argmax(windows, axis=3)  # first maximum in row-major window order
         y = xp.take_along_axis(windows, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :]
-        self._cache = (
-            ("general", arg, (n, h, w, c, ho, wo, top, left, padded.shape)) if train else None
-        )
+        if train:
+            self._cache = ("general", arg, (n, h, w, c, ho, wo, top, left, padded.shape))
         return y
 
     def _backward_general(self, dy: Array) -> Array:

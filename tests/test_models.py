@@ -1,0 +1,257 @@
+"""Models 1-4: architecture and names, seeded Glorot initialisation in its documented order,
+whole-model gradient checks with the summed and the mean loss, and the train/eval contract."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import numnet
+from numnet import gradcheck
+from numnet.losses import softmax_cross_entropy
+from numnet.models import build
+
+MODELS = ("model1", "model2", "model3", "model4")
+SHAPES = {
+    "model1": {"fc1.weight": (784, 10), "fc1.bias": (10,)},
+    "model2": {
+        "fc1.weight": (784, 32),
+        "fc1.bias": (32,),
+        "fc2.weight": (32, 10),
+        "fc2.bias": (10,),
+    },
+    "model3": {
+        "fc1.weight": (784, 32),
+        "fc1.bias": (32,),
+        "fc2.weight": (32, 32),
+        "fc2.bias": (32,),
+        "fc3.weight": (32, 10),
+        "fc3.bias": (10,),
+    },
+    "model4": {
+        "conv1.weight": (3, 3, 1, 8),
+        "conv1.bias": (8,),
+        "conv2.weight": (3, 3, 8, 8),
+        "conv2.bias": (8,),
+        "fc1.weight": (392, 32),
+        "fc1.bias": (32,),
+        "fc2.weight": (32, 10),
+        "fc2.bias": (10,),
+    },
+}
+
+
+def _batch(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 784)), np.eye(10)[rng.integers(0, 10, n)]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_names_shapes_and_logits(name: str) -> None:
+    model = build(name)
+    assert {n: p.shape for n, p in model.named_parameters()} == SHAPES[name]
+    assert list(dict(model.named_parameters())) == list(SHAPES[name])  # stable order
+    assert model.dtype == np.float32 and model.device == "cpu"
+    x, _ = _batch(5, 0)
+    assert model.forward(x).shape == (5, 10)
+    assert model.parameters()[0] is next(iter(model.named_parameters()))[1]
+
+
+@pytest.mark.parametrize("alias", [4, "4", "model4", "Model 4"])
+def test_name_aliases(alias) -> None:
+    assert build(alias).config["name"] == "model4"
+
+
+def test_build_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown model"):
+        build("model5")
+    with pytest.raises(ValueError, match="dtype"):
+        build("model1", dtype="float16")
+    with pytest.raises(ValueError, match="conv_activation"):
+        build("model4", conv_activation="gelu")
+    with pytest.raises(ValueError, match="bias_init"):
+        build("model1", bias_init="ones")
+    with pytest.raises(ValueError, match="bias_init"):
+        build("model1", bias_init=("uniform", -1.0))
+    with pytest.raises(ValueError, match="seed"):
+        build("model1", seed=1.5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_glorot_uniform_and_zero_biases(name: str) -> None:
+    model = build(name, seed=1)
+    for pname, p in model.named_parameters():
+        if pname.endswith("bias"):
+            assert not p.value.any()
+            continue
+        shape = p.shape
+        rf = shape[0] * shape[1] if len(shape) == 4 else 1
+        fan_in, fan_out = (rf * shape[-2], rf * shape[-1])
+        limit = math.sqrt(6 / (fan_in + fan_out))
+        assert np.abs(p.value).max() <= limit
+        # A uniform sample of this size reaches close to its limit and has variance limit^2/3.
+        assert np.abs(p.value).max() > 0.8 * limit
+        assert np.var(p.value) == pytest.approx(limit**2 / 3, rel=0.5)
+
+
+def test_initialisation_order_is_the_documented_one() -> None:
+    """One Generator; parametrised layers in forward order; weight (float64 uniform, cast),
+    then the bias when it is not zero."""
+    model = build("model4", seed=7, dtype="float64", bias_init="uniform_sqrt3")
+    rng = np.random.default_rng(7)
+    for pname, p in model.named_parameters():
+        if pname.endswith("weight"):
+            limit = numnet.init.glorot_limit(p.shape)
+        else:
+            limit = math.sqrt(3 / p.shape[0])
+        np.testing.assert_array_equal(p.value, rng.uniform(-limit, limit, size=p.shape))
+
+
+def test_fixed_uniform_bias_limit() -> None:
+    model = build("model3", seed=0, bias_init=("uniform", 0.25))
+    biases = [p.value for n, p in model.named_parameters() if n.endswith("bias")]
+    assert all(np.abs(b).max() <= 0.25 and b.any() for b in biases)
+    assert model.config["bias_init"] == ["uniform", 0.25]
+
+
+def test_seeds_and_dtypes() -> None:
+    a, b, c = build("model4", seed=3), build("model4", seed=3), build("model4", seed=4)
+    d = build("model4", seed=3, dtype="float64")
+    for (_, pa), (_, pb), (_, pc), (_, pd) in zip(
+        a.named_parameters(),
+        b.named_parameters(),
+        c.named_parameters(),
+        d.named_parameters(),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(pa.value, pb.value)
+        if pa.value.any():
+            assert not np.array_equal(pa.value, pc.value)
+        assert pd.dtype == np.float64
+        np.testing.assert_array_equal(pa.value, pd.value.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_config_is_json_and_rebuilds_the_same_model(name: str) -> None:
+    model = build(name, seed=5, conv_activation="relu", bias_init="uniform_sqrt3")
+    config = json.loads(json.dumps(model.config))
+    twin = build(**config)
+    for (_, p), (_, q) in zip(model.named_parameters(), twin.named_parameters(), strict=True):
+        np.testing.assert_array_equal(p.value, q.value)
+
+
+def test_conv_activation_adds_layers_only_to_model4() -> None:
+    names = [n for n, _ in build("model4", conv_activation="relu").layers]
+    assert names == [
+        "reshape", "conv1", "act1", "pool1", "conv2", "act2", "pool2", "flatten", "fc1", "relu1",
+        "fc2",
+    ]  # fmt: skip
+    assert [n for n, _ in build("model4").layers if n.startswith("act")] == []
+    assert build("model4", conv_activation="none").config["conv_activation"] is None
+
+
+# -- whole-model gradient checks ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("name", MODELS)
+def test_model_gradients(name: str, reduction: str) -> None:
+    # Non-zero biases, so that their gradients' flow is exercised from a generic point.
+    model = build(name, seed=11, dtype="float64", bias_init="uniform_sqrt3")
+    x, y = _batch(3, 12)
+    errors = gradcheck.check_model(model, x, y, reduction, coords=30, seed=13)
+    assert set(errors) == {"input", *SHAPES[name]}
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+def test_model4_gradients_with_conv_activation(act: str) -> None:
+    model = build("model4", seed=2, dtype="float64", conv_activation=act)
+    x, y = _batch(2, 3)
+    errors = gradcheck.check_model(model, x, y, "sum", coords=20, seed=4)
+    assert max(errors.values()) < 1e-6, errors
+
+
+# -- forward / backward contract ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_eval_forward_equals_train_forward_and_keeps_nothing(name: str) -> None:
+    model = build(name, seed=1, dtype="float64", bias_init="uniform_sqrt3")
+    xa, ya = _batch(4, 1)
+    xb, _ = _batch(6, 2)
+    logits = model.forward(xa)
+    _, d = softmax_cross_entropy(logits, ya)
+    model.backward(d)
+    expected = {n: p.grad.copy() for n, p in model.named_parameters()}
+
+    logits_again = model.forward(xa, train=True)
+    np.testing.assert_array_equal(model.predict(xa), logits_again)
+    model.predict(xb)  # an evaluation in between must not disturb backward
+    model.forward(xb, train=False)
+    model.backward(d)
+    for n, p in model.named_parameters():
+        np.testing.assert_array_equal(p.grad, expected[n])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_backward_without_input_gradient(name: str) -> None:
+    model = build(name, seed=3, dtype="float64")
+    x, y = _batch(4, 5)
+    _, d = softmax_cross_entropy(model.forward(x), y)
+    dx = model.backward(d, input_grad=True)
+    assert dx.shape == x.shape
+    with_dx = {n: p.grad.copy() for n, p in model.named_parameters()}
+    assert model.backward(d) is None
+    for n, p in model.named_parameters():
+        np.testing.assert_array_equal(p.grad, with_dx[n])
+
+
+def test_backward_overwrites_gradients() -> None:
+    model = build("model2", seed=0, dtype="float64")
+    x, y = _batch(4, 6)
+    _, d = softmax_cross_entropy(model.forward(x), y)
+    model.backward(d)
+    once = [p.grad.copy() for p in model.parameters()]
+    model.backward(d)
+    for g, p in zip(once, model.parameters(), strict=True):
+        np.testing.assert_array_equal(p.grad, g)
+    model.zero_grad()
+    assert not any(p.grad.any() for p in model.parameters())
+
+
+def test_model4_is_reshape_conv_pool_conv_pool_dense() -> None:
+    """Model 4 by hand from the reference conv and pool, on the (N, 28, 28, 1) reshape."""
+    from numnet.layers import conv2d_reference, maxpool2d_reference
+
+    model = build("model4", seed=9, dtype="float64", bias_init="uniform_sqrt3")
+    p = {n: q.value for n, q in model.named_parameters()}
+    x, _ = _batch(2, 7)
+    h = x.reshape(2, 28, 28, 1)
+    h = maxpool2d_reference(conv2d_reference(h, p["conv1.weight"], p["conv1.bias"]), 2, 2, "same")
+    h = maxpool2d_reference(conv2d_reference(h, p["conv2.weight"], p["conv2.bias"]), 2, 2, "same")
+    h = np.maximum(h.reshape(2, 392) @ p["fc1.weight"] + p["fc1.bias"], 0)
+    expected = h @ p["fc2.weight"] + p["fc2.bias"]
+    np.testing.assert_allclose(model.forward(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_state_dict_round_trip_and_checks() -> None:
+    a, b = build("model3", seed=1), build("model3", seed=2)
+    b.load_state_dict(a.state_dict())
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        np.testing.assert_array_equal(p.value, q.value)
+    with pytest.raises(ValueError, match="names differ"):
+        b.load_state_dict(build("model2").state_dict())
+
+
+def test_to_cpu_keeps_values_and_unknown_device_raises() -> None:
+    model = build("model1", seed=0)
+    before = [p.value.copy() for p in model.parameters()]
+    assert model.to("cpu") is model
+    for b, p in zip(before, model.parameters(), strict=True):
+        np.testing.assert_array_equal(b, p.value)
+    with pytest.raises(ValueError, match="unknown device"):
+        model.to("tpu")
