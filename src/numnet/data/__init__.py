@@ -1,5 +1,51 @@
-"""Data: IDX files, verified MNIST / Fashion-MNIST acquisition, TensorFlow-style DataSets."""
+"""Data: IDX files, verified MNIST / Fashion-MNIST acquisition, TensorFlow-style DataSets.
+
+``load("mnist")`` returns ``Datasets(train, validation, test)`` split as SPEC says; ``fetch``
+only makes sure the four verified files are present and says where they came from. Sources and
+their order are described in :mod:`numnet.data.sources`; the IDX format in :mod:`numnet.data.idx`.
+"""
 
 from numnet.data.datasets import DataSet, Datasets, one_hot, split_like_tensorflow
+from numnet.data.download import HttpPolicy
+from numnet.data.idx import read_idx, read_idx_hashed, write_idx
+from numnet.data.registry import DATASETS, FASHION_MNIST, MNIST, DatasetSpec, IdxFileSpec
+from numnet.data.sources import (
+    ENV_CACHE_DIR,
+    ENV_DATA_DIR,
+    ENV_PIP_DOWNLOAD,
+    CachedFile,
+    FetchResult,
+    cache_info,
+    dataset_cache_dir,
+    default_cache_dir,
+    fetch,
+    load,
+    read_data_sets,
+)
 
-__all__ = ["DataSet", "Datasets", "one_hot", "split_like_tensorflow"]
+__all__ = [
+    "DATASETS",
+    "ENV_CACHE_DIR",
+    "ENV_DATA_DIR",
+    "ENV_PIP_DOWNLOAD",
+    "FASHION_MNIST",
+    "MNIST",
+    "CachedFile",
+    "DataSet",
+    "DatasetSpec",
+    "Datasets",
+    "FetchResult",
+    "HttpPolicy",
+    "IdxFileSpec",
+    "cache_info",
+    "dataset_cache_dir",
+    "default_cache_dir",
+    "fetch",
+    "load",
+    "one_hot",
+    "read_data_sets",
+    "read_idx",
+    "read_idx_hashed",
+    "split_like_tensorflow",
+    "write_idx",
+]

@@ -32,26 +32,35 @@ class DataSet:
         self._order: np.ndarray | None = None  # None until the first call shuffles
         self._rng = np.random.default_rng(seed)
 
-    def next_batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return the next ``(images, labels)`` batch of ``batch_size`` examples (SPEC rule)."""
+    def next_batch(self, batch_size: int, shuffle: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Return the next ``(images, labels)`` batch of ``batch_size`` examples (SPEC rule).
+
+        Images ``(batch_size, 784)``, labels ``(batch_size, 10)`` (or ``(batch_size,)``).
+        ``shuffle=False`` walks the file order instead (TF's ``shuffle`` argument).
+        """
         if not 0 < batch_size <= self.num_examples:
             raise ValueError(
                 f"batch_size must be in 1..{self.num_examples} (the split size), got {batch_size}"
             )
         if self._order is None:
-            self._order = self._rng.permutation(self.num_examples)
+            self._order = self._new_order(shuffle)
         start = self._index_in_epoch
         if start + batch_size > self.num_examples:
             # Finish the epoch with the examples left, then start a new one.
             self.epochs_completed += 1
             rest = self._order[start:]
-            self._order = self._rng.permutation(self.num_examples)
+            self._order = self._new_order(shuffle)
             self._index_in_epoch = batch_size - len(rest)
             idx = np.concatenate([rest, self._order[: self._index_in_epoch]])
         else:
             self._index_in_epoch = start + batch_size
             idx = self._order[start : self._index_in_epoch]
         return self.images[idx], self.labels[idx]
+
+    def _new_order(self, shuffle: bool) -> np.ndarray:
+        if shuffle:
+            return self._rng.permutation(self.num_examples)
+        return np.arange(self.num_examples)
 
 
 class Datasets(NamedTuple):
@@ -83,7 +92,9 @@ def split_like_tensorflow(
 
     The first ``validation_size`` training images (file order) are validation, the rest train.
     Pixels become float32 ``pixel / 255`` flattened to ``(n, 784)``; one conversion of the whole
-    array, then views for the splits (no second copy).
+    array, then views for the splits (no second copy). The arithmetic is TF 1.x's bit for bit:
+    ``float32(pixel) * float32(1/255)``, which differs from a correctly rounded ``pixel / 255``
+    by one unit in the last place for 126 of the 256 pixel values.
     """
     if not 0 <= validation_size <= len(train_images_u8):
         raise ValueError(
@@ -92,7 +103,7 @@ def split_like_tensorflow(
 
     def images(u8: np.ndarray) -> np.ndarray:
         flat = u8.reshape(len(u8), -1).astype(np.float32)
-        flat *= np.float32(1.0 / 255.0)
+        flat *= np.float32(1.0 / 255.0)  # TF: numpy.multiply(images, 1.0 / 255.0) on float32
         return flat
 
     def labels(y: np.ndarray) -> np.ndarray:

@@ -1,0 +1,95 @@
+"""Atomic file writes: a reader sees either the old file, or the complete new one, never a part.
+
+The content goes to a hidden temporary file in the destination's directory (same filesystem, so
+the final ``os.replace`` is atomic), is flushed and fsync'ed, then renamed over the destination.
+On any error the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+PART_SUFFIX = ".part"
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import (before any threads).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; a kept file gets the mode open() would have given it.
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open a temporary file for writing ``path``; on a clean exit it replaces ``path``.
+
+    ``with atomic_writer("out.bin") as f: f.write(data)`` - "out.bin" appears (or changes)
+    only once the block has succeeded.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PART_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _FILE_MODE)
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def temporary_path(directory: str | os.PathLike[str], name: str) -> Iterator[Path]:
+    """A hidden ``.part`` path in ``directory`` that is removed when the block exits."""
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=PART_SUFFIX)
+    os.close(fd)
+    try:
+        yield Path(tmp_name)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+
+
+def remove_stale_parts(directory: str | os.PathLike[str], older_than_s: float = 3600.0) -> int:
+    """Delete ``.*.part`` files left in ``directory`` by a killed process; returns how many.
+
+    Only files older than ``older_than_s`` go, so a download running in another process now
+    keeps its temporary file.
+    """
+    removed = 0
+    cutoff = time.time() - older_than_s
+    with contextlib.suppress(FileNotFoundError):
+        for entry in Path(directory).glob(f".*{PART_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+    return removed
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform/filesystem.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

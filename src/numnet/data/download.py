@@ -1,0 +1,136 @@
+"""HTTP(S) download of one file with a timeout, retries and a progress bar.
+
+Failures are sorted so that an offline machine gives up at once: a host that does not resolve
+or refuses the connection is :class:`Unreachable` (no retry; the caller skips that mirror for
+the other files too), a 4xx answer is :class:`DownloadError` without retry, and transient
+failures (timeouts, resets, a connection dropped half-way, 5xx, 429) are retried with
+exponential backoff. The bytes go to a file the caller owns; whether they are kept is decided
+by the caller's checksum.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from numnet import __version__
+
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """Timeout (seconds per socket operation), attempts per URL, first backoff (doubles)."""
+
+    timeout: float = 30.0
+    attempts: int = 3
+    backoff: float = 1.0
+
+
+class DownloadError(Exception):
+    """The URL did not give the file (after retries where retrying made sense)."""
+
+
+class Unreachable(DownloadError):
+    """The host cannot be reached at all (no DNS answer, connection refused)."""
+
+
+def download(
+    url: str,
+    out: BinaryIO,
+    *,
+    policy: HttpPolicy = HttpPolicy(),
+    progress: bool = True,
+    desc: str | None = None,
+) -> int:
+    """Write the body of ``url`` to ``out`` (truncated first on every attempt); return its size.
+
+    Raises :class:`Unreachable` or :class:`DownloadError` with a short reason.
+    """
+    last: DownloadError | None = None
+    for attempt in range(max(1, policy.attempts)):
+        if attempt:
+            time.sleep(policy.backoff * 2 ** (attempt - 1))
+        out.seek(0)
+        out.truncate()
+        try:
+            return _download_once(url, out, policy.timeout, progress, desc)
+        except _Retryable as exc:
+            last = DownloadError(f"{exc} (after {attempt + 1} attempts)")
+    assert last is not None
+    raise last
+
+
+class _Retryable(Exception):
+    pass
+
+
+def _download_once(
+    url: str, out: BinaryIO, timeout: float, progress: bool, desc: str | None
+) -> int:
+    request = urllib.request.Request(url, headers={"User-Agent": f"numnet/{__version__}"})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code == 429:
+            raise _Retryable(f"HTTP {exc.code} {exc.reason}") from None
+        raise DownloadError(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, socket.gaierror | ConnectionRefusedError):
+            raise Unreachable(_reason_text(reason)) from None
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise DownloadError(f"TLS certificate not accepted: {reason}") from None
+        if isinstance(reason, TimeoutError | socket.timeout | ConnectionError | OSError):
+            raise _Retryable(_reason_text(reason)) from None
+        raise DownloadError(str(reason)) from None
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        raise _Retryable(_reason_text(exc)) from None
+
+    with response:
+        length_header = response.headers.get("Content-Length")
+        expected = int(length_header) if length_header and length_header.isdigit() else None
+        from tqdm import tqdm  # imported here: only downloads need it
+
+        bar = tqdm(
+            total=expected,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=desc,
+            disable=not (progress and sys.stderr.isatty()),
+            leave=False,
+        )
+        received = 0
+        try:
+            with bar:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+        except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+            raise _Retryable(
+                f"connection lost after {received} bytes: {_reason_text(exc)}"
+            ) from None
+    # http.client does not raise when a Content-Length body ends early; check it here.
+    if expected is not None and received != expected:
+        raise _Retryable(f"connection dropped after {received} of {expected} bytes")
+    out.flush()
+    return received
+
+
+def _reason_text(exc: BaseException) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"host not found ({exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out"
+    return str(exc) or type(exc).__name__
