@@ -266,10 +266,13 @@ def loss_function(reduction: str) -> Any:
 class ReferenceTrainer:
     """Plain PyTorch training of one reference model: ``torch.optim.SGD`` on the cross-entropy.
 
-    ``step(x, y)`` takes a NumPy batch, ``x`` ``(N, 784)`` and ``y`` one-hot ``(N, 10)``
-    (or ``(N,)`` class indices), makes one update and returns the batch loss (before the
-    update, as numnet's training step does). ``accuracy(x, y)`` evaluates in chunks without
-    gradients. The model's dtype decides the compute dtype; inputs are cast to it.
+    It is a *stepper* of :func:`numnet.training.train_run` (see
+    :class:`numnet.training.NumnetStepper`), so PyTorch runs through numnet's own loop:
+    ``loss(x, y)`` forward and loss of a NumPy batch (``x`` ``(N, 784)``, ``y`` one-hot
+    ``(N, 10)`` or ``(N,)`` class indices; inputs are cast to the model's dtype), ``update()``
+    backward and one SGD step for it, ``parameters_finite()``, ``evaluate(x, y, batch_size)``
+    -> ``(accuracy, mean cross-entropy)`` without gradients. ``step(x, y)`` does both halves
+    and returns the loss before the update.
     """
 
     def __init__(
@@ -282,6 +285,7 @@ class ReferenceTrainer:
         self.channels_last = channels_last
         self.loss_fn = loss_function(reduction)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        self._loss: Any = None
 
     def _inputs(self, x: np.ndarray) -> Any:
         return self.torch.from_numpy(np.ascontiguousarray(x)).to(self.dtype)
@@ -297,44 +301,50 @@ class ReferenceTrainer:
         # the convs' channels_last weights keep every activation NHWC from the first conv on.
         return self.model(self._inputs(x))
 
+    def loss(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Forward and loss of a training batch (kept for :meth:`update`)."""
+        self._loss = self.loss_fn(self.forward(x), self._targets(y))
+        return float(self._loss.detach())
+
+    def update(self) -> None:
+        """Backward of the last :meth:`loss` and one ``torch.optim.SGD`` step."""
+        self.optimizer.zero_grad(set_to_none=False)
+        self._loss.backward()
+        self._loss = None
+        self.optimizer.step()
+
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
         """Loss of the batch; fills every parameter's ``.grad`` (no update)."""
+        loss = self.loss(x, y)
         self.optimizer.zero_grad(set_to_none=False)
-        loss = self.loss_fn(self.forward(x), self._targets(y))
-        loss.backward()
-        return float(loss.detach())
+        self._loss.backward()
+        self._loss = None
+        return loss
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One SGD update on the batch; returns the batch loss before the update."""
-        loss = self.loss_and_grad(x, y)
-        self.optimizer.step()
+        loss = self.loss(x, y)
+        self.update()
         return loss
 
-    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Predicted classes ``(N,)``."""
-        out = []
-        with self.torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                out.append(self.forward(x[start : start + batch_size]).argmax(dim=1).numpy())
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-
-    def accuracy(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
-        """Fraction of examples whose argmax logit equals the label (argmax of one-hot)."""
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
+        """``(accuracy, mean cross-entropy)`` over ``x``, in chunks, without gradients.
+        Accuracy: the argmax logit equals the label (argmax of the one-hot row)."""
         y = np.asarray(y)
         labels = y.argmax(axis=1) if y.ndim == 2 else y
-        return float(np.mean(self.predict(x, batch_size) == labels)) if len(x) else float("nan")
-
-    def loss(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
-        """Loss over ``x`` with the trainer's reduction, accumulated over chunks."""
-        total, n = 0.0, len(x)
+        correct, loss_sum = 0, 0.0
         with self.torch.no_grad():
-            for start in range(0, n, batch_size):
-                xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-                s = self.torch.nn.functional.cross_entropy(
-                    self.forward(xb), self._targets(yb), reduction="sum"
+            for start in range(0, len(x), batch_size):
+                logits = self.forward(x[start : start + batch_size])
+                target = self.torch.from_numpy(
+                    np.ascontiguousarray(labels[start : start + batch_size], dtype=np.int64)
                 )
-                total += float(s)
-        return total / n if self.loss_fn.reduction == "mean" else total
+                correct += int((logits.argmax(dim=1) == target).sum())
+                loss_sum += float(
+                    self.torch.nn.functional.cross_entropy(logits, target, reduction="sum")
+                )
+        n = len(x)
+        return (correct / n, loss_sum / n) if n else (float("nan"), float("nan"))
 
     def parameters_finite(self) -> bool:
         """True when every parameter is finite (the runner's divergence rule)."""

@@ -278,6 +278,46 @@ def parameters_finite(model: Any) -> bool:
     return True
 
 
+# ------------------------------------------------------------------------------ the step
+
+
+class NumnetStepper:
+    """numnet's training step, as :func:`train_run` drives it.
+
+    A *stepper* is what the loop needs from an implementation: ``loss(x, y)`` (forward and loss
+    of a training batch, a Python float; keeps what the update needs), ``update()`` (backward
+    and one SGD step for that batch), ``parameters_finite()``, ``evaluate(x, y, batch_size)``
+    -> ``(accuracy, mean loss)``, and a ``model`` attribute. ``numnet compare`` passes a
+    PyTorch stepper (``numnet.reference_torch.ReferenceTrainer``) so that both implementations
+    run through this same loop, batches, evaluations and divergence rule.
+    """
+
+    def __init__(self, model: Any, lr: float, reduction: str) -> None:
+        from numnet.optim import SGD
+
+        self.model = model
+        self.optimizer = SGD(model.parameters(), lr)
+        self.reduction = reduction
+        self._dlogits: Any = None
+
+    def loss(self, x: Any, y: Any) -> float:
+        from numnet.losses import softmax_cross_entropy
+
+        logits = self.model.forward(x)
+        loss, self._dlogits = softmax_cross_entropy(logits, y, reduction=self.reduction)
+        return float(loss)
+
+    def update(self) -> None:
+        self.model.backward(self._dlogits)
+        self.optimizer.step()
+
+    def parameters_finite(self) -> bool:
+        return parameters_finite(self.model)
+
+    def evaluate(self, x: Any, y: Any, batch_size: int) -> tuple[float, float]:
+        return evaluate(self.model, x, y, batch_size)
+
+
 # ------------------------------------------------------------------------------ the run
 
 
@@ -290,6 +330,7 @@ def train_run(
     initial_model: Any = None,
     batch_source: Any = None,
     progress_every: int = 25,
+    stepper: Any = None,
 ) -> RunResult:
     """Train one model as SPEC's loop does and return its learning curves.
 
@@ -298,18 +339,18 @@ def train_run(
     ``batch_source`` (anything with ``next_batch(b)`` and ``epochs_completed``, fresh) replaces
     :func:`make_batch_source`. ``on_progress`` is called every ``progress_every`` updates, after
     every evaluation and at the end. ``device`` is "cpu" or "cuda" (numnet.backend raises a
-    clear error when CUDA is not available).
+    clear error when CUDA is not available). ``stepper`` (see :class:`NumnetStepper`) replaces
+    numnet's training step and evaluation, e.g. by PyTorch's for ``numnet compare``; it then
+    owns the model (``initial_model`` and ``device`` are not used for it).
     """
-    from numnet.losses import softmax_cross_entropy
-    from numnet.optim import SGD
-
     backend.xp_for(device)  # a clear error before any work when the device is unavailable
     init_seed, shuffle_seed = child_seeds(spec.seed)
-    model = initial_model if initial_model is not None else build_model(spec)
-    if device != "cpu":
-        model.to(device)
+    if stepper is None:
+        model = initial_model if initial_model is not None else build_model(spec)
+        if device != "cpu":
+            model.to(device)
+        stepper = NumnetStepper(model, spec.lr, spec.reduction)
     train = batch_source if batch_source is not None else make_batch_source(spec, data.train)
-    optimizer = SGD(model.parameters(), spec.lr)
 
     dtype = np.dtype(spec.dtype)
     n_tr, n_te = spec.eval_train_examples, spec.eval_test_examples
@@ -344,20 +385,17 @@ def train_run(
             if device != "cpu" or x.dtype != dtype:
                 x = backend.to_device(x.astype(dtype, copy=False), device)
                 y = backend.to_device(y, device)
-            logits = model.forward(x)
-            loss, dlogits = softmax_cross_entropy(logits, y, reduction=spec.reduction)
-            if not np.isfinite(float(loss)):
+            if not np.isfinite(stepper.loss(x, y)):
                 status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite training loss"
                 break
-            model.backward(dlogits)
-            optimizer.step()
+            stepper.update()
             applied = i
             if i % spec.eval_every == 0:
-                if not parameters_finite(model):
+                if not stepper.parameters_finite():
                     status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite parameters"
                     break
-                tr_acc, tr_loss = evaluate(model, x_tr, y_tr, spec.eval_batch_size)
-                te_acc, te_loss = evaluate(model, x_te, y_te, spec.eval_batch_size)
+                tr_acc, tr_loss = stepper.evaluate(x_tr, y_tr, spec.eval_batch_size)
+                te_acc, te_loss = stepper.evaluate(x_te, y_te, spec.eval_batch_size)
                 if not (np.isfinite(tr_loss) and np.isfinite(te_loss)):
                     status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite evaluation loss"
                     break
@@ -386,5 +424,5 @@ def train_run(
         diverged_at_update=diverged_at,
         divergence_reason=reason,
         wall_time=wall,
-        model=model,
+        model=stepper.model,
     )
