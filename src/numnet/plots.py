@@ -1,0 +1,183 @@
+"""SPEC's two figures, drawn from a results document (the content of results.json).
+
+- :func:`learning_curves_figure`: 3 rows (settings) x 4 columns (models), 22 x 12 inches;
+  each panel plots train and test accuracy against "Number of samples processed" (x in
+  scientific notation), y label "Epochs: E, Learning rate: LR", title "Task i", a legend; the
+  figure's title "Learning Curves for all Tasks and Hyper-parameter settings". A diverged run's
+  panel gets a red frame and a "DIVERGED at update N" note; a run not made is marked as such.
+- :func:`summary_table_figure`: rows "Model 1".."Model 4", columns "Setting 1".."Setting 3",
+  each cell the final test accuracy; diverged cells red.
+
+Quick runs carry "QUICK" in both titles. Figures are built on ``matplotlib.figure.Figure`` with
+the Agg canvas, never through pyplot, so no GUI backend or global state is involved.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+LEARNING_CURVES_TITLE = "Learning Curves for all Tasks and Hyper-parameter settings"
+LEARNING_CURVES_SIZE = (22, 12)  # inches (SPEC)
+SUMMARY_TABLE_SIZE = (9, 3.6)
+DPI = 100
+TRAIN_COLOR = "#1f77b4"
+TEST_COLOR = "#ff7f0e"
+DIVERGED_COLOR = "#c62828"
+DIVERGED_FILL = "#fde0e0"
+
+
+def run_grid(doc: dict[str, Any]) -> tuple[list[str], int, dict[tuple[str, int], dict[str, Any]]]:
+    """``(models, rows, runs)``: the models present (protocol order; the figure's columns), the
+    number of settings (its rows) and ``{(model, setting): run dict}``."""
+    runs = {(r["spec"]["model"], r["spec"]["setting"]): r for r in doc["runs"]}
+    present = {m for m, _ in runs}
+    models = [m for m in doc["protocol"]["models"] if m in present] or sorted(present)
+    settings = doc["protocol"].get("settings", {})
+    rows = max([len(settings.get(m, [])) for m in models]
+               + [s for (_, s) in runs if s is not None] + [1])
+    return models, rows, runs
+
+
+def _quick_suffix(doc: dict[str, Any]) -> str:
+    return " — QUICK (reduced smoke-test variant)" if doc.get("label") == "QUICK" else ""
+
+
+def learning_curves_figure(doc: dict[str, Any]) -> Figure:
+    """SPEC's learning-curve figure for the runs of ``doc`` (a results.json document)."""
+    models, rows, runs = run_grid(doc)
+    fig = Figure(figsize=LEARNING_CURVES_SIZE, dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, len(models), squeeze=False)
+    settings = doc["protocol"].get("settings", {})
+    for col, model in enumerate(models):
+        number = model.removeprefix("model")
+        for row in range(rows):
+            ax = axes[row][col]
+            run = runs.get((model, row + 1))
+            ax.set_title(f"Task {number}")
+            if run is None:
+                planned = settings.get(model, [])
+                if row < len(planned):
+                    e, lr = planned[row]
+                    ax.set_ylabel(f"Epochs: {e}, Learning rate: {lr:g}")
+                    note = "not run"
+                else:
+                    note = "no such setting"
+                ax.text(0.5, 0.5, note, ha="center", va="center", color="grey",
+                        transform=ax.transAxes, fontsize=12)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
+            _panel(ax, run)
+    fig.suptitle(LEARNING_CURVES_TITLE + _quick_suffix(doc), fontsize=18)
+    p = doc["protocol"]
+    fig.text(0.995, 0.005, f"numnet — protocol {p['name']} (hash {p['hash']}), seed {p['seed']}",
+             ha="right", va="bottom", fontsize=9, color="grey")
+    fig.tight_layout(rect=(0, 0.015, 1, 0.96))
+    return fig
+
+
+def _panel(ax: Any, run: dict[str, Any]) -> None:
+    spec = run["spec"]
+    x = run["samples"]
+    if x:
+        marker = "o" if len(x) <= 30 else None
+        ax.plot(x, run["train_accuracy"], color=TRAIN_COLOR, marker=marker, markersize=3,
+                label="Train accuracy")
+        ax.plot(x, run["test_accuracy"], color=TEST_COLOR, marker=marker, markersize=3,
+                label="Test accuracy")
+        ax.legend(loc="lower right", fontsize=9)
+    ax.set_xlabel("Number of samples processed")
+    ax.set_ylabel(f"Epochs: {spec['epochs']}, Learning rate: {spec['lr']:g}")
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    ax.grid(True, alpha=0.3)
+    if run["status"] == "diverged":
+        for spine in ax.spines.values():
+            spine.set_color(DIVERGED_COLOR)
+            spine.set_linewidth(2.5)
+        ax.set_facecolor(DIVERGED_FILL)
+        where = (f"DIVERGED at update {run['diverged_at_update']}"
+                 f"\n({run['diverged_at_update'] * spec['batch_size']:.3g} samples)")
+        if not x:
+            where += "\nbefore the first evaluation"
+        ax.text(0.5, 0.5 if not x else 0.35, where, ha="center", va="center",
+                color=DIVERGED_COLOR, fontsize=13, fontweight="bold", transform=ax.transAxes)
+        if not x:
+            ax.set_xticks([])
+            ax.set_yticks([])
+
+
+def summary_table_figure(doc: dict[str, Any]) -> Figure:
+    """SPEC's summary table: final test accuracy per (model, setting); diverged cells red."""
+    models, rows, runs = run_grid(doc)
+    fig = Figure(figsize=SUMMARY_TABLE_SIZE, dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axis("off")
+    text, colors = [], []
+    for model in models:
+        row_text, row_colors = [], []
+        for s in range(1, rows + 1):
+            run = runs.get((model, s))
+            if run is None:
+                row_text.append("—")
+                row_colors.append("#f2f2f2")
+            elif run["status"] == "diverged":
+                acc = run["final_test_accuracy"]
+                last = f", last {acc:.4f}" if acc is not None else ""
+                row_text.append(f"diverged @ {run['diverged_at_update']}{last}")
+                row_colors.append(DIVERGED_FILL)
+            else:
+                row_text.append(f"{run['final_test_accuracy']:.4f}")
+                row_colors.append("white")
+        text.append(row_text)
+        colors.append(row_colors)
+    table = ax.table(
+        cellText=text,
+        cellColours=colors,
+        rowLabels=[f"Model {m.removeprefix('model')}" for m in models],
+        colLabels=[f"Setting {s}" for s in range(1, rows + 1)],
+        loc="center",
+        cellLoc="center",
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(13)
+    table.scale(1, 2.2)
+    for (r, c), cell in table.get_celld().items():
+        if r == 0 or c == -1:
+            cell.set_text_props(fontweight="bold")
+            cell.set_facecolor("#e8eef7")
+        elif text[r - 1][c].startswith("diverged"):
+            cell.set_text_props(color=DIVERGED_COLOR, fontweight="bold")
+    title = "Final test accuracy" + _quick_suffix(doc)
+    ax.set_title(title, fontsize=15, fontweight="bold")
+    p = doc["protocol"]
+    fig.text(0.99, 0.02, f"protocol {p['name']} (hash {p['hash']}), seed {p['seed']}",
+             ha="right", va="bottom", fontsize=8, color="grey")
+    return fig
+
+
+def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes at ``dpi`` (pixel size = inches x dpi, no tight cropping)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def save_figures(doc: dict[str, Any], out_dir: str | Path) -> dict[str, bytes]:
+    """Write learning_curves.png and summary_table.png into ``out_dir`` (atomically); return
+    ``{file name: PNG bytes}`` (the report embeds the same bytes)."""
+    from numnet.experiments import write_bytes
+
+    images = {
+        "learning_curves.png": png_bytes(learning_curves_figure(doc)),
+        "summary_table.png": png_bytes(summary_table_figure(doc)),
+    }
+    for name, data in images.items():
+        write_bytes(Path(out_dir) / name, data)
+    return images

@@ -1,0 +1,151 @@
+"""``numnet predict``: classify digit images with saved weights.
+
+An image becomes one MNIST-like ``(784,)`` float32 row in [0, 1] (white digit on black):
+
+1. Read with Pillow (which matplotlib already depends on) and converted to grayscale; a
+   transparent background is composited onto white first. Images smaller than 28x28 are
+   refused.
+2. Inverted when the digit is dark on light: decided by the border, whose median brightness
+   is the background (MNIST's background is black).
+3. Brought to 28x28 by ``method``:
+
+   - ``"mnist"`` (default for images larger than 28x28): as MNIST was made -- crop to the
+     digit's bounding box (pixels above 10% of the maximum), scale it so its longer side is 20
+     pixels (aspect ratio kept; area averaging when shrinking), and paste it into a 28x28 black
+     image so that its centre of mass sits at the centre;
+   - ``"area"``: scale the whole image to 28x28 (area averaging), for images that are already
+     framed like MNIST, only larger;
+   - ``"auto"``: 28x28 images are used as they are (after the inversion), larger ones go
+     through ``"mnist"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from numnet.errors import DataError
+
+METHODS = ("auto", "mnist", "area")
+SIDE = 28
+BOX = 20  # MNIST digits were normalised to fit a 20x20 box, centred by mass in 28x28
+
+
+@dataclass
+class Prediction:
+    """The predicted class of one image and the softmax probabilities of the 10 classes."""
+
+    path: str
+    label: int
+    probabilities: list[float]
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.label]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": self.path, "class": self.label, "probabilities": self.probabilities}
+
+
+def load_grayscale(path: str | Path) -> np.ndarray:
+    """The image at ``path`` as a ``(H, W)`` float64 array in [0, 1] (0 black, 1 white)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in
+                                                     img.info):
+                rgba = img.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(background, rgba)
+            gray = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image file") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc}); give a PNG file") from None
+    if gray.shape[0] < SIDE or gray.shape[1] < SIDE:
+        raise DataError(
+            f"{path}: image is {gray.shape[1]}x{gray.shape[0]} pixels; it must be at least "
+            f"{SIDE}x{SIDE} (a grayscale digit, like MNIST's)"
+        )
+    return gray
+
+
+def is_dark_on_light(gray: np.ndarray) -> bool:
+    """True when the background (median of the 2-pixel border) is brighter than mid-grey."""
+    border = np.concatenate([gray[:2].ravel(), gray[-2:].ravel(),
+                             gray[:, :2].ravel(), gray[:, -2:].ravel()])
+    return float(np.median(border)) > 0.5
+
+
+def _resize(gray: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    img = Image.fromarray(gray.astype(np.float32))  # mode "F"
+    shrinking = width <= img.width and height <= img.height
+    method = Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC
+    return np.clip(np.asarray(img.resize((width, height), method), dtype=np.float64), 0, 1)
+
+
+def mnist_frame(digit: np.ndarray, path: str | Path = "<image>") -> np.ndarray:
+    """Crop a white-on-black ``digit`` to its bounding box, fit it in 20x20 and centre its
+    mass in 28x28 (MNIST's own normalisation)."""
+    peak = float(digit.max())
+    if peak <= 0.05:
+        raise DataError(f"{path}: the image is blank; no digit found")
+    rows = np.flatnonzero((digit > 0.1 * peak).any(axis=1))
+    cols = np.flatnonzero((digit > 0.1 * peak).any(axis=0))
+    crop = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = _resize(crop, nw, nh)
+    total = small.sum()
+    cy = (small.sum(axis=1) @ np.arange(nh)) / total if total > 0 else (nh - 1) / 2
+    cx = (small.sum(axis=0) @ np.arange(nw)) / total if total > 0 else (nw - 1) / 2
+    top = int(np.clip(round((SIDE - 1) / 2 - cy), 0, SIDE - nh))
+    left = int(np.clip(round((SIDE - 1) / 2 - cx), 0, SIDE - nw))
+    out = np.zeros((SIDE, SIDE))
+    out[top : top + nh, left : left + nw] = small
+    return out
+
+
+def image_to_vector(path: str | Path, method: str = "auto") -> np.ndarray:
+    """One image file -> an MNIST-like ``(784,)`` float32 row (see the module docstring)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    gray = load_grayscale(path)
+    if is_dark_on_light(gray):
+        gray = 1.0 - gray
+    if method == "auto":
+        method = "none" if gray.shape == (SIDE, SIDE) else "mnist"
+    if method == "mnist":
+        gray = mnist_frame(gray, path)
+    elif method == "area":
+        gray = _resize(gray, SIDE, SIDE)
+    return gray.astype(np.float32).reshape(SIDE * SIDE)
+
+
+def predict_vectors(model: Any, x: np.ndarray) -> np.ndarray:
+    """Softmax probabilities ``(n, 10)`` of ``model`` for rows ``x`` ``(n, 784)``."""
+    from numnet.backend import to_numpy
+    from numnet.losses import softmax
+
+    logits = to_numpy(model.forward(np.asarray(x), train=False)).astype(np.float64)
+    return to_numpy(softmax(logits))
+
+
+def predict_files(weights: str | Path, images: list[str | Path],
+                  method: str = "auto") -> list[Prediction]:
+    """Load ``weights`` (numnet.serialize) and classify each image file."""
+    from numnet import serialize
+
+    model = serialize.load(weights)
+    x = np.stack([image_to_vector(p, method) for p in images])
+    probs = predict_vectors(model, x)
+    return [Prediction(str(p), int(np.argmax(row)), [float(v) for v in row])
+            for p, row in zip(images, probs, strict=True)]
