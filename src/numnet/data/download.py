@@ -63,7 +63,8 @@ def download(
         try:
             return _download_once(url, out, policy.timeout, progress, desc)
         except _Retryable as exc:
-            last = DownloadError(f"{exc} (after {attempt + 1} attempts)")
+            tries = attempt + 1
+            last = DownloadError(f"{exc} (after {tries} attempt{'s' if tries > 1 else ''})")
     assert last is not None
     raise last
 
@@ -111,7 +112,7 @@ def _download_once(
         received = 0
         try:
             with bar:
-                while chunk := response.read(_CHUNK):
+                while chunk := response.read1(_CHUNK):
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
