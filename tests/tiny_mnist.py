@@ -34,3 +34,33 @@ def tiny_datasets(
     x, y = make_digits(n_train + n_validation, seed)
     xt, yt = make_digits(n_test, seed + 1)
     return split_like_tensorflow(x, y, xt, yt, validation_size=n_validation)
+
+
+#: A protocol sized for tiny_datasets(): 550 train examples at batch 10 = 55 updates an epoch.
+TINY_PROTOCOL = """\
+name = "tiny"
+description = "test protocol on synthetic digits"
+seed = 7
+
+[training]
+batch_size = 10
+eval_every = 10
+eval_train_examples = 110
+eval_test_examples = 200
+eval_batch_size = 64
+
+[quick]
+epochs = 1
+eval_every = 5
+eval_train_examples = 50
+eval_test_examples = 100
+
+[models.model1]
+settings = [{ epochs = 2, lr = 0.001 }, { epochs = 1, lr = 0.01 }, { epochs = 2, lr = 1e38 }]
+
+[models.model2]
+settings = [{ epochs = 1, lr = 0.005 }]
+
+[models.model4]
+settings = [{ epochs = 1, lr = 0.001 }]
+"""
