@@ -1,0 +1,159 @@
+"""TensorFlow-compatible DataSet.next_batch and the SPEC split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from numnet.data import DataSet, one_hot, split_like_tensorflow
+
+
+def _indexed(n: int, seed: int | None = 0) -> DataSet:
+    """A DataSet whose image i is [i], so batches reveal which examples they hold."""
+    return DataSet(np.arange(n, dtype=np.float32)[:, None], np.arange(n), seed=seed)
+
+
+def _updates(train: DataSet, num_epochs: int, batch_size: int = 100) -> int:
+    """SPEC's training loop, counting the updates."""
+    i = 0
+    while train.epochs_completed < num_epochs:
+        i += 1
+        train.next_batch(batch_size)
+    return i
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 5])
+def test_spec_loop_makes_550e_plus_1_updates(epochs: int) -> None:
+    assert _updates(_indexed(55_000), epochs) == 550 * epochs + 1
+
+
+def test_loop_count_when_the_size_is_not_divisible() -> None:
+    # Epoch E is counted complete by the first call whose batch would end past E*n examples
+    # of the stream, i.e. call floor(E*n / batch) + 1 (for 55,000 / 100: 550*E + 1).
+    for epochs in (1, 2, 3):
+        assert _updates(_indexed(1050), epochs) == 1050 * epochs // 100 + 1
+        assert _updates(_indexed(1003), epochs, batch_size=7) == 1003 * epochs // 7 + 1
+
+
+def test_remainder_rule_worked_by_hand() -> None:
+    seed = 7
+    rng = np.random.default_rng(seed)
+    first, second = rng.permutation(7), rng.permutation(7)
+    data = _indexed(7, seed)
+    x1, y1 = data.next_batch(3)
+    x2, _ = data.next_batch(3)
+    assert data.epochs_completed == 0
+    x3, y3 = data.next_batch(3)  # 1 left in epoch 0, then 2 from the reshuffled epoch 1
+    assert data.epochs_completed == 1
+    np.testing.assert_array_equal(x1[:, 0], first[:3])
+    np.testing.assert_array_equal(y1, first[:3])
+    np.testing.assert_array_equal(x2[:, 0], first[3:6])
+    np.testing.assert_array_equal(x3[:, 0], np.concatenate([first[6:], second[:2]]))
+    np.testing.assert_array_equal(y3, x3[:, 0])  # images and labels stay paired
+    x4, _ = data.next_batch(3)
+    np.testing.assert_array_equal(x4[:, 0], second[2:5])
+
+
+@pytest.mark.parametrize(("n", "batch"), [(1000, 100), (1003, 10), (97, 13)])
+def test_every_example_once_per_epoch(n: int, batch: int) -> None:
+    # The remainder rule makes the stream of examples a concatenation of whole epochs, so
+    # positions e*n .. (e+1)*n of the stream are epoch e.
+    data = _indexed(n)
+    calls = -(-3 * n // batch)
+    stream = np.concatenate([data.next_batch(batch)[0][:, 0] for _ in range(calls)])
+    for epoch in range(3):
+        np.testing.assert_array_equal(np.sort(stream[epoch * n : (epoch + 1) * n]), np.arange(n))
+    assert data.epochs_completed == (3 if calls * batch > 3 * n else 2)
+
+
+def test_epochs_are_shuffled_differently() -> None:
+    data = _indexed(100)
+    a = np.concatenate([data.next_batch(10)[0][:, 0] for _ in range(10)])
+    b = np.concatenate([data.next_batch(10)[0][:, 0] for _ in range(10)])
+    assert not np.array_equal(a, b) and not np.array_equal(a, np.arange(100))
+    np.testing.assert_array_equal(np.sort(a), np.sort(b))
+
+
+def test_same_seed_same_batches() -> None:
+    a, b, c = _indexed(500, seed=3), _indexed(500, seed=3), _indexed(500, seed=4)
+    batches_a = [a.next_batch(64)[0] for _ in range(20)]
+    batches_b = [b.next_batch(64)[0] for _ in range(20)]
+    batches_c = [c.next_batch(64)[0] for _ in range(20)]
+    for x, y in zip(batches_a, batches_b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, z) for x, z in zip(batches_a, batches_c, strict=True))
+
+
+def test_shuffle_false_walks_file_order() -> None:
+    data = _indexed(5)
+    got = [data.next_batch(2, shuffle=False)[0][:, 0].tolist() for _ in range(3)]
+    assert got == [[0, 1], [2, 3], [4, 0]] and data.epochs_completed == 1
+
+
+def test_batch_size_must_fit() -> None:
+    with pytest.raises(ValueError, match=r"batch_size must be in 1\.\.5"):
+        _indexed(5).next_batch(6)
+    with pytest.raises(ValueError):
+        _indexed(5).next_batch(0)
+
+
+def test_batches_are_copies_and_data_is_untouched() -> None:
+    data = _indexed(10)
+    x, _ = data.next_batch(4)
+    x[:] = -1
+    np.testing.assert_array_equal(data.images[:, 0], np.arange(10))
+
+
+# ------------------------------------------------------------------------------ the split
+
+
+def _mnist_like(n_train: int = 12, n_test: int = 4) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(0)
+    return (
+        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, n_train).astype(np.uint8),
+        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, n_test).astype(np.uint8),
+    )
+
+
+def test_split_validation_first_in_file_order() -> None:
+    x, y, xt, yt = _mnist_like()
+    sets = split_like_tensorflow(x, y, xt, yt, validation_size=5)
+    assert (sets.train.num_examples, sets.validation.num_examples) == (7, 5)
+    assert sets.test.num_examples == 4
+    expected = x.reshape(12, 784).astype(np.float32) * np.float32(1.0 / 255.0)
+    np.testing.assert_array_equal(sets.validation.images, expected[:5])
+    np.testing.assert_array_equal(sets.train.images, expected[5:])
+    np.testing.assert_array_equal(sets.validation.labels, one_hot(y[:5]))
+    assert sets.train.labels.dtype == np.float32 and sets.train.labels.shape == (7, 10)
+    # one float32 buffer for train + validation (no second copy of the training images)
+    assert sets.train.images.base is sets.validation.images.base is not None
+
+
+def test_pixel_values_are_tensorflow_bits() -> None:
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    sets = split_like_tensorflow(
+        pixels, np.zeros(1, np.uint8), pixels, np.zeros(1, np.uint8), validation_size=0
+    )
+    got = sets.test.images[0]
+    # TF 1.x: numpy.multiply(images.astype(float32), 1.0 / 255.0) -> float32 arithmetic
+    np.testing.assert_array_equal(got, np.arange(256, dtype=np.float32) * np.float32(1 / 255))
+    assert got[0] == 0.0 and got[255] == 1.0
+    # versus a correctly rounded pixel / 255: within one unit in the last place, 126 differ
+    rounded = (np.arange(256) / 255.0).astype(np.float32)
+    assert np.all(np.abs(got - rounded) <= np.spacing(rounded))
+    assert np.count_nonzero(got != rounded) == 126
+
+
+def test_integer_labels() -> None:
+    x, y, xt, yt = _mnist_like()
+    sets = split_like_tensorflow(x, y, xt, yt, validation_size=2, one_hot_labels=False)
+    assert sets.train.labels.dtype == np.int64
+    np.testing.assert_array_equal(sets.train.labels, y[2:])
+
+
+def test_validation_size_bounds() -> None:
+    x, y, xt, yt = _mnist_like()
+    with pytest.raises(ValueError, match=r"validation_size must be in 0\.\.12"):
+        split_like_tensorflow(x, y, xt, yt, validation_size=13)
