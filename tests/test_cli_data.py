@@ -10,19 +10,24 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data_support import FakeMnist, copy_command, make_fake_mnist
+from test_data_support import FakeMnist, copied, copy_command, make_fake_mnist
 
 from numnet.cli import main
 from numnet.data import registry
 
 
+@pytest.fixture(scope="module")
+def fake_once(tmp_path_factory: pytest.TempPathFactory) -> FakeMnist:
+    return make_fake_mnist(tmp_path_factory.mktemp("fake"))
+
+
 @pytest.fixture
-def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeMnist:
+def fake(fake_once: FakeMnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeMnist:
     """A fake MNIST registered as "mnist", with no mirrors; the cache in tmp_path."""
     for name in ("NUMNET_DATA_DIR", "NUMNET_PIP_DOWNLOAD", "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NUMNET_CACHE_DIR", str(tmp_path / "cache"))
-    fake = make_fake_mnist(tmp_path / "fake")
+    fake = copied(fake_once, tmp_path / "fake")
     monkeypatch.setitem(registry.DATASETS, "mnist", fake.spec)
     return fake
 

