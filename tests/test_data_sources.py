@@ -481,9 +481,16 @@ def test_data_dir_missing_file(tmp_path: Path, fake: FakeMnist) -> None:
         fetch(fake.spec, data_dir=tmp_path / "nowhere", progress=False)
 
 
-def test_checksum_mismatch_names_the_other_data_set() -> None:
-    assert identify(FASHION_MNIST.files[0].sha256) == ("Fashion-MNIST", "train-images-idx3-ubyte")
+def test_checksum_mismatch_names_the_other_data_set(tmp_path: Path) -> None:
+    assert identify(FASHION_MNIST.files[2].sha256) == (FASHION_MNIST, FASHION_MNIST.files[2])
     assert identify("0" * 64) is None
+    # (a real Fashion-MNIST file given for MNIST: see test_real_debian_fashion_mnist)
+    from numnet.data.sources import _mismatch
+
+    text = _mismatch("d/x.gz", FASHION_MNIST.files[0].sha256, MNIST.files[0], "MNIST")
+    assert text.endswith(
+        "(it is Fashion-MNIST's train-images-idx3-ubyte: use --dataset fashion-mnist)"
+    )
 
 
 # ----------------------------------------------------------- system dir (Debian's package)
@@ -521,6 +528,8 @@ def test_real_debian_fashion_mnist(tmp_path: Path) -> None:
     result = fetch(spec, cache_dir=tmp_path, progress=False)
     assert result.source == f"system dir {FASHION_MNIST.system_dirs[0]}"
     assert result.sha256 == {f.name: f.sha256 for f in FASHION_MNIST.files}
+    with pytest.raises(DataError, match="it is Fashion-MNIST's train-images-idx3-ubyte: use --d"):
+        fetch("mnist", data_dir=FASHION_MNIST.system_dirs[0], progress=False)
 
 
 # ------------------------------------------------------------------- loading and settings

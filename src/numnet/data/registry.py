@@ -147,10 +147,10 @@ def get_spec(dataset: str | DatasetSpec) -> DatasetSpec:
     return DATASETS[key]
 
 
-def identify(sha256: str) -> tuple[str, str] | None:
-    """``(data set title, file name)`` whose pinned checksum is ``sha256``, if any."""
+def identify(sha256: str) -> tuple[DatasetSpec, IdxFileSpec] | None:
+    """The data set and file whose pinned checksum is ``sha256``, if any."""
     for spec in DATASETS.values():
         for f in spec.files:
             if f.sha256 == sha256:
-                return spec.title, f.name
+                return spec, f
     return None

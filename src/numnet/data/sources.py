@@ -336,8 +336,10 @@ def _check_pairs(spec: DatasetSpec, found: _Found) -> None:
 
 def _mismatch(path: Path | str, sha: str, f: IdxFileSpec, title: str) -> str:
     known = identify(sha)
-    if known is not None:
-        what = f"it is {known[0]}'s {known[1]}"
+    if known is not None and known[0].title != title:
+        what = f"it is {known[0].title}'s {known[1].name}: use --dataset {known[0].name}"
+    elif known is not None:
+        what = f"it is {title}'s {known[1].name}"
     else:
         what = f"not the official {title} {f.name}"
     return f"{path}: SHA-256 of the decompressed content is {sha}, expected {f.sha256} ({what})"
