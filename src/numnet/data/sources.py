@@ -271,7 +271,13 @@ def _from_cache_and_downloads(
     for attempt in attempts:
         if not found.missing(spec):
             break
-        attempt()
+        try:
+            attempt()
+        except OSError as exc:  # writing into the cache: no space, no permission
+            raise DataError(
+                f"cache dir {cache}: cannot write there ({exc.strerror or exc}); free space or "
+                f"set {ENV_CACHE_DIR} to a writable directory"
+            ) from None
 
     missing = found.missing(spec)
     if missing:
@@ -308,7 +314,7 @@ def _check_file(
 ) -> None:
     """Structure checks: images uint8 (n, h, w) (h, w = the spec's unless not ``exact_shape``),
     labels integers 0..num_classes-1."""
-    if f in (spec.train_images, spec.test_images):
+    if spec.files.index(f) in (0, 2):  # train images, test images
         check_images(array, name, spec.image_shape if exact_shape else None)
     else:
         check_labels(array, name, spec.num_classes)
