@@ -32,6 +32,7 @@ SUBMODULES = (
     "protocol",
     "report",
     "serialize",
+    "sweep",
     "training",
 )
 

@@ -1,0 +1,370 @@
+"""numnet.sweep: task expansion and seeds, statistics, local and Dask execution with faults.
+
+The executions run on tiny synthetic IDX files written here (a 2-model protocol, 8 tasks of a
+few milliseconds each); one Dask LocalCluster (a real scheduler and two worker processes on
+127.0.0.1) is shared by the module. Fault injection wraps :func:`numnet.sweep.run_task` in
+functions defined in this module (workers import it: multiprocessing passes sys.path on).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_mnist import make_digits
+
+from numnet import protocol as protocol_mod
+from numnet import sweep
+from numnet.cli import main
+from numnet.data import write_idx
+from numnet.errors import NumnetError
+from numnet.experiments import plan_runs
+
+TINY_PROTOCOL = """
+name = "tiny"
+seed = 7
+[data]
+validation_size = 50
+[training]
+batch_size = 50
+eval_every = 4
+eval_train_examples = 200
+eval_test_examples = 200
+eval_batch_size = 100
+[defaults]
+reduction = "mean"
+[models.model1]
+settings = [ { epochs = 2, lr = 0.5 }, { epochs = 1, lr = 0.05 } ]
+[models.model2]
+reduction = "sum"
+settings = [ { epochs = 2, lr = 0.01 }, { epochs = 1, lr = 1e20 } ]
+"""
+SEEDS = 2
+VICTIM = "model2-setting1-seed1"
+
+
+# ------------------------------------------------------------------------------ fault injection
+
+
+def kill_once(task, data, device, blas_threads, *, victim, marker):
+    """Run the task, except that the first attempt of ``victim`` kills its own worker process
+    (after recording its pid in ``marker``; O_EXCL makes "first" hold across processes)."""
+    if task.task_id == victim:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            os._exit(17)
+    return sweep.run_task(task, data, device, blas_threads)
+
+
+def fail_for(task, data, device, blas_threads, *, victim):
+    if task.task_id == victim:
+        raise ValueError(f"injected failure in {task.task_id}")
+    return sweep.run_task(task, data, device, blas_threads)
+
+
+def must_not_run(task, data, device, blas_threads):
+    raise AssertionError(f"{task.task_id} should have been reused")
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A data dir with four tiny IDX files, its DataRef and the tiny protocol file."""
+    root = tmp_path_factory.mktemp("tiny")
+    data_dir = root / "data"
+    data_dir.mkdir()
+    x, y = make_digits(600, 0)
+    xt, yt = make_digits(200, 1)
+    write_idx(data_dir / "train-images-idx3-ubyte.gz", x)
+    write_idx(data_dir / "train-labels-idx1-ubyte.gz", y.astype(np.uint8))
+    write_idx(data_dir / "t10k-images-idx3-ubyte.gz", xt)
+    write_idx(data_dir / "t10k-labels-idx1-ubyte.gz", yt.astype(np.uint8))
+    path = root / "tiny.toml"
+    path.write_text(TINY_PROTOCOL)
+    ref = sweep.DataRef("mnist", str(data_dir), str(root / "cache"), validation_size=50,
+                        verify=False)
+    return {"root": root, "data_dir": data_dir, "protocol": path, "ref": ref,
+            "plan": sweep.expand(protocol_mod.load(path), SEEDS)}
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory):
+    """The tiny sweep run locally on two processes, no faults: ``{task_id: record}``."""
+    out = tmp_path_factory.mktemp("reference")
+    outcome = sweep.run_tasks(tiny["plan"].tasks, out, tiny["ref"], jobs=2, log=_quiet)
+    assert not outcome.failures
+    return outcome.records
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  host="127.0.0.1", dashboard_address=None,
+                                  silence_logs=logging.CRITICAL) as c:
+        yield c.scheduler_address
+
+
+def _quiet(text: str) -> None:
+    pass
+
+
+def _same(records_a, records_b):
+    assert set(records_a) == set(records_b)
+    for task_id in records_a:
+        assert sweep.deterministic(records_a[task_id]) == sweep.deterministic(
+            records_b[task_id]), task_id
+
+
+def _task_files(out: Path) -> list[str]:
+    return sorted(p.stem for p in (out / "tasks").glob("*.json"))
+
+
+# ------------------------------------------------------------------------------ plan and seeds
+
+
+def test_parse_grid_values_and_errors():
+    assert sweep.parse_grid(["lr=0.1,0.01,0.1", "epochs=5,10", "reduction=sum"]) == {
+        "lr": [0.1, 0.01], "epochs": [5, 10], "reduction": ["sum"]}
+    assert sweep.parse_grid(None) == {}
+    for bad, words in ((["lr"], "KEY=V1"), (["momentum=0.9"], "unknown key"),
+                       (["lr=-1"], "positive"), (["epochs=2.5"], "epochs"),
+                       (["lr=0.1", "lr=0.2"], "twice"), (["lr=,"], "no value"),
+                       (["reduction=median"], "sum, mean")):
+        with pytest.raises(NumnetError, match=words):
+            sweep.parse_grid(bad)
+
+
+def test_replicate_r_is_the_protocol_run_with_seed_s_plus_r(tiny):
+    proto = protocol_mod.load(tiny["protocol"])
+    plan = tiny["plan"]
+    assert len(plan.cells) == 4 and len(plan.tasks) == 4 * SEEDS
+    for r in range(SEEDS):
+        expected = plan_runs(proto.with_seed(proto.seed + r))
+        got = [t.spec for t in plan.tasks if t.replicate == r]
+        assert got == expected
+    # replicates differ in the seed only, and every seed is distinct
+    assert len({t.spec.seed for t in plan.tasks}) == len(plan.tasks)
+    # --models restricts without changing the seeds of the runs kept
+    sub = sweep.expand(proto, SEEDS, models=["model2"])
+    assert [t.spec for t in sub.tasks] == [t.spec for t in plan.tasks
+                                           if t.spec.model == "model2"]
+
+
+def test_grid_settings_and_content_keyed_seeds(tiny):
+    proto = protocol_mod.load(tiny["protocol"])
+    plan = sweep.expand(proto, 3, {"lr": [0.3, 0.03]}, ["model1"])
+    # model1's settings (2, 0.5), (1, 0.05) x lr -> (2, 0.3), (2, 0.03), (1, 0.3), (1, 0.03)
+    assert [(c.spec.epochs, c.spec.lr) for c in plan.cells] == [
+        (2, 0.3), (2, 0.03), (1, 0.3), (1, 0.03)]
+    assert [c.cell_id for c in plan.cells] == [f"model1-setting{k}" for k in range(1, 5)]
+    # duplicates merge: a grid on epochs alone gives two settings, not four
+    assert len(sweep.expand(proto, 1, {"epochs": [3]}, ["model1"]).cells) == 2
+    # a setting's seeds do not depend on the other grid values or their order
+    bigger = sweep.expand(proto, 3, {"lr": [0.001, 0.03, 0.3]}, ["model1"])
+    seeds = {(t.spec.epochs, t.spec.lr, t.replicate): t.spec.seed for t in plan.tasks}
+    for t in bigger.tasks:
+        if t.spec.lr != 0.001:
+            assert seeds[(t.spec.epochs, t.spec.lr, t.replicate)] == t.spec.seed
+    key = sweep.setting_key(plan.cells[0].spec, ["lr"])
+    assert key == "epochs=2;lr=0.3"
+    assert plan.tasks[0].spec.seed == sweep.grid_seed(proto.seed, "model1", key)
+
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def test_t_quantile_against_tables():
+    # Student's t table values (two-sided 95%: p = 0.975)
+    for df, t in ((1, 12.706204736), (2, 4.302652730), (4, 2.776445105), (9, 2.262157163),
+                  (30, 2.042272456), (1000, 1.962339081)):
+        assert sweep.t_quantile(0.975, df) == pytest.approx(t, rel=1e-8)
+    # other levels, and a non-integer df (values of scipy.stats.t.ppf)
+    assert sweep.t_quantile(0.995, 5) == pytest.approx(4.032142984, rel=1e-8)
+    assert sweep.t_quantile(0.9, 3) == pytest.approx(1.637744354, rel=1e-8)
+    assert sweep.t_quantile(0.975, 7.5) == pytest.approx(2.333039626864974, rel=1e-9)
+    assert sweep.t_quantile(0.5, 3) == pytest.approx(0.0, abs=1e-10)
+    assert sweep.t_quantile(0.025, 4) == pytest.approx(-2.776445105, rel=1e-8)
+    with pytest.raises(ValueError):
+        sweep.t_quantile(1.0, 3)
+
+
+def test_describe_hand_worked():
+    d = sweep.describe([0.90, 0.92, 0.94])
+    assert d["n"] == 3 and d["mean"] == pytest.approx(0.92)
+    assert d["std"] == pytest.approx(0.02)  # sample std, ddof = 1
+    half = 4.302652730 * 0.02 / math.sqrt(3)
+    assert d["ci95"] == pytest.approx([0.92 - half, 0.92 + half])
+    assert (d["min"], d["max"]) == (0.90, 0.94)
+    one = sweep.describe([0.5])
+    assert one["mean"] == 0.5 and one["std"] is None and one["ci95"] is None
+    assert sweep.describe([])["mean"] is None
+
+
+def test_aggregate_counts_and_curve_bands(tiny):
+    plan = tiny["plan"]
+    cell = plan.cells[0]
+    tasks = [t for t in plan.tasks if t.cell_id == cell.cell_id]
+
+    def record(acc, status="ok"):
+        return {"result": {"status": status, "final_test_accuracy": acc[-1],
+                           "final_train_accuracy": acc[-1], "samples": [200, 400, 600][:len(acc)],
+                           "train_accuracy": acc, "test_accuracy": acc}}
+
+    records = {tasks[0].task_id: record([0.5, 0.7, 0.8]), tasks[1].task_id: record([0.6, 0.8])}
+    first = sweep.aggregate(plan, records)[0]
+    assert (first["n_ok"], first["n_diverged"], first["n_tasks"]) == (2, 0, 2)
+    assert first["final_test_accuracy"]["mean"] == pytest.approx(0.8)
+    bands = first["curves"]["test_accuracy"]
+    assert bands["n"] == [2, 2, 1]
+    assert bands["mean"] == pytest.approx([0.55, 0.75, 0.8])
+    assert bands["std"][:2] == pytest.approx([math.sqrt(0.005)] * 2) and bands["std"][2] is None
+    assert first["curves"]["samples"] == [200, 400, 600]
+    # a diverged run is counted, not averaged; a failed task is counted as failed
+    records[tasks[1].task_id] = record([0.1], status="diverged")
+    failures = {tasks[1].task_id: sweep.TaskFailure(tasks[1].task_id, "x")}
+    first = sweep.aggregate(plan, {tasks[0].task_id: records[tasks[0].task_id]}, failures)[0]
+    assert (first["n_ok"], first["n_error"], first["n_missing"]) == (1, 1, 0)
+    first = sweep.aggregate(plan, records)[0]
+    assert (first["n_ok"], first["n_diverged"]) == (1, 1)
+    assert first["final_test_accuracy"]["mean"] == pytest.approx(0.8)
+
+
+# ------------------------------------------------------------------------------ local execution
+
+
+def test_local_sweep_outputs_resume_and_determinism(tiny, reference, tmp_path):
+    out = tmp_path / "sweep"
+    rc = main(["sweep", "--protocol", str(tiny["protocol"]), "--seeds", str(SEEDS),
+               "--data-dir", str(tiny["data_dir"]), "--no-verify", "--jobs", "2",
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert _task_files(out) == sorted(reference)
+    records = {p.stem: json.loads(p.read_text()) for p in (out / "tasks").glob("*.json")}
+    _same(records, reference)  # same tasks, other processes, other order: same results
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["consistent"]
+    cells = {c["cell_id"]: c for c in summary["cells"]}
+    # the absurd learning rate diverges in every seed: counted, not averaged
+    assert cells["model2-setting2"]["n_diverged"] == SEEDS
+    assert cells["model2-setting2"]["final_test_accuracy"]["n"] == 0
+    accs = [records[f"model1-setting1-seed{r}"]["result"]["final_test_accuracy"]
+            for r in range(SEEDS)]
+    assert cells["model1-setting1"]["final_test_accuracy"]["mean"] == pytest.approx(
+        sum(accs) / SEEDS)
+    assert "| Model 1 |" in (out / "summary.md").read_text()
+    assert (out / "summary.csv").read_text().count("\n") == 1 + len(cells)
+    for name, size in (("learning_curves.png", (2200, 1200)), ("summary_table.png", None)):
+        head = (out / name).read_bytes()[:24]
+        assert head[:8] == b"\x89PNG\r\n\x1a\n"
+        if size:
+            assert struct.unpack(">II", head[16:24]) == size
+
+    # Rerun: every task is reused (a task function that raises is never called).
+    outcome = sweep.run_tasks(tiny["plan"].tasks, out, tiny["ref"], jobs=2,
+                              task_fn=must_not_run, log=_quiet)
+    assert sorted(outcome.reused) == sorted(reference) and not outcome.failures
+    # A missing task file is redone, the others are reused.
+    (out / "tasks" / f"{VICTIM}.json").unlink()
+    outcome = sweep.run_tasks(tiny["plan"].tasks, out, tiny["ref"], jobs=1, log=_quiet)
+    assert len(outcome.reused) == len(reference) - 1 and VICTIM not in outcome.reused
+    _same(outcome.records, reference)
+
+
+def test_local_worker_killed_task_resubmitted_exactly_once(tiny, reference, tmp_path):
+    marker = tmp_path / "killed"
+    task_fn = functools.partial(kill_once, victim=VICTIM, marker=str(marker))
+    logs: list[str] = []
+    outcome = sweep.run_tasks(tiny["plan"].tasks, tmp_path / "out", tiny["ref"], jobs=2,
+                              task_fn=task_fn, log=logs.append)
+    assert marker.exists(), "the victim never ran"
+    assert any("worker died" in line for line in logs)
+    assert not outcome.failures
+    assert _task_files(tmp_path / "out") == sorted(reference)
+    _same(outcome.records, reference)
+    assert outcome.records[VICTIM]["worker"]["pid"] != int(marker.read_text())
+
+
+def test_local_failing_task_reported_others_go_on(tiny, reference, tmp_path):
+    out = tmp_path / "out"
+    task_fn = functools.partial(fail_for, victim=VICTIM)
+    result = sweep.sweep(tiny["protocol"], SEEDS, out_dir=out, jobs=2, data=tiny["ref"],
+                         retries=0, task_fn=task_fn, log=_quiet, make_figures=False)
+    assert not result.ok
+    assert list(result.outcome.failures) == [VICTIM]
+    error = json.loads((out / "errors" / f"{VICTIM}.json").read_text())
+    assert "ValueError: injected failure in " + VICTIM in error["error"]
+    assert "Traceback" in error["traceback"]
+    assert _task_files(out) == sorted(set(reference) - {VICTIM})
+    cell = next(c for c in result.summary["cells"] if VICTIM.startswith(c["cell_id"]))
+    assert cell["n_error"] == 1 and cell["final_test_accuracy"]["n"] == 1
+    # rerunning the same sweep redoes only the failed task, and clears its error file
+    again = sweep.run_tasks(result.plan.tasks, out, tiny["ref"], jobs=1, log=_quiet)
+    assert len(again.reused) == len(reference) - 1 and not again.failures
+    assert not (out / "errors" / f"{VICTIM}.json").exists()
+    _same(again.records, reference)
+
+
+def test_cli_usage_errors(tiny, tmp_path, capsys):
+    base = ["sweep", "--protocol", str(tiny["protocol"]), "--out", str(tmp_path / "o")]
+    for extra, words in ((["--grid", "momentum=0.9"], "unknown key"),
+                         (["--seeds", "0"], "--seeds"),
+                         (["--models", "7"], "--models"),
+                         (["--jobs", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude"),
+                         (["--device", "cuda"], "cuda")):
+        if extra[0] == "--device":
+            from numnet import backend
+            if backend.cuda_available():
+                continue
+        assert main(base + extra) == 2
+        assert words in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ Dask
+
+
+def test_dask_worker_killed_results_identical_to_local(tiny, reference, cluster, tmp_path):
+    marker = tmp_path / "killed"
+    task_fn = functools.partial(kill_once, victim=VICTIM, marker=str(marker))
+    out = tmp_path / "dask"
+    outcome = sweep.run_tasks(tiny["plan"].tasks, out, tiny["ref"], scheduler=cluster,
+                              task_fn=task_fn, log=_quiet)
+    assert marker.exists(), "the victim never ran"
+    assert not outcome.failures
+    assert _task_files(out) == sorted(reference)  # every task's result, exactly once
+    _same(outcome.records, reference)  # bit-identical accuracy lists (and everything else)
+    assert outcome.records[VICTIM]["worker"]["pid"] != int(marker.read_text())
+    pids = {r["worker"]["pid"] for r in outcome.records.values()}
+    assert os.getpid() not in pids
+
+
+def test_dask_failing_task_reported_others_go_on(tiny, reference, cluster, tmp_path):
+    task_fn = functools.partial(fail_for, victim=VICTIM)
+    outcome = sweep.run_tasks(tiny["plan"].tasks, tmp_path / "out", tiny["ref"],
+                              scheduler=cluster, retries=1, task_fn=task_fn, log=_quiet)
+    assert list(outcome.failures) == [VICTIM]
+    failure = outcome.failures[VICTIM]
+    assert failure.error == f"ValueError: injected failure in {VICTIM}"
+    assert failure.attempts == 2
+    _same(outcome.records, {k: v for k, v in reference.items() if k != VICTIM})
+
+
+def test_dask_unreachable_scheduler_is_a_clear_error(tiny, tmp_path):
+    pytest.importorskip("dask.distributed")
+    with pytest.raises(NumnetError, match="cannot connect"):
+        list(sweep.iter_dask(tiny["plan"].tasks[:1], tiny["ref"],
+                             scheduler="tcp://127.0.0.1:9", timeout=1))
