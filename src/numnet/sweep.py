@@ -511,9 +511,11 @@ def iter_dask(
                           f"`dask worker {scheduler}`") from None
     token = uuid.uuid4().hex[:8]  # fresh keys: a rerun never picks up an older sweep's result
     try:
+        # earlier tasks first (the driver orders them longest first)
         futures = [client.submit(task_fn, task, data, device, blas_threads, pure=False,
-                                 retries=retries, key=f"numnet-sweep-{token}-{task.task_id}")
-                   for task in tasks]
+                                 retries=retries, key=f"numnet-sweep-{token}-{task.task_id}",
+                                 priority=len(tasks) - k)
+                   for k, task in enumerate(tasks)]
         by_key = dict(zip((f.key for f in futures), tasks, strict=True))
         for fut in as_completed(futures):
             task = by_key[fut.key]
@@ -606,6 +608,7 @@ def run_tasks(
         log(f"numnet sweep: {len(outcome.reused)} of {len(tasks)} tasks already finished "
             f"in {out}; skipping them")
     if todo:
+        todo.sort(key=lambda t: -estimated_cost(t.spec))  # stable: plan order among equals
         if scheduler:
             outcomes = iter_dask(todo, data, scheduler=scheduler, device=device,
                                  retries=retries, blas_threads=blas_threads, task_fn=task_fn,
@@ -638,6 +641,16 @@ def run_tasks(
                 log(f"[{k}/{total}] {task.task_id}: FAILED: {failure.error}")
     outcome.wall_time = time.perf_counter() - started
     return outcome
+
+
+#: Rough relative cost of one epoch per model (this CPU, float32): the scheduling order only.
+MODEL_EPOCH_COST = {"model1": 1.0, "model2": 1.5, "model3": 2.0, "model4": 12.0}
+
+
+def estimated_cost(spec: RunSpec) -> float:
+    """A rough cost of a run (epochs x per-model epoch cost); tasks start longest first, so
+    that the last long runs do not start when every other worker is already idle."""
+    return spec.epochs * MODEL_EPOCH_COST.get(spec.model, 1.0)
 
 
 def default_jobs() -> int:
