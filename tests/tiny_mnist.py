@@ -1,8 +1,9 @@
 """Tiny, learnable MNIST look-alikes for fast tests (no real MNIST needed).
 
-Each class is a fixed random 5x5 binary pattern blown up to 20x20 and centred in a 28x28 image
-(as MNIST centres its digits in a 20x20 box), jittered by up to one pixel, with random stroke
-intensity. A linear model separates the classes within a few epochs.
+Each class is a fixed random 5x5 binary pattern (touching all four sides of its box) blown up
+to 20x20 and placed in a 28x28 image with its centre of mass at the centre -- as MNIST frames
+its digits -- jittered by up to one pixel, with random stroke intensity. A linear model
+separates the classes within a few epochs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import numpy as np
 from numnet.data.datasets import Datasets, split_like_tensorflow
 
 TEMPLATES = np.random.default_rng(1234).random((10, 5, 5)) > 0.5
+TEMPLATES[:, [0, -1], 2] = True  # every pattern spans the full 5x5 box
+TEMPLATES[:, 2, [0, -1]] = True
 
 
 def make_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -22,8 +25,13 @@ def make_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     for k, label in enumerate(labels):
         glyph = np.kron(TEMPLATES[label], np.ones((4, 4)))
         intensity = rng.uniform(0.6, 1.0) * 255 * glyph * rng.uniform(0.8, 1.0, glyph.shape)
+        mass = intensity.sum()
+        cy = intensity.sum(axis=1) @ np.arange(20) / mass
+        cx = intensity.sum(axis=0) @ np.arange(20) / mass
         dy, dx = rng.integers(-1, 2, 2)
-        images[k, 4 + dy : 24 + dy, 4 + dx : 24 + dx] = intensity.astype(np.uint8)
+        top = int(np.clip(round(13.5 - cy) + dy, 0, 8))
+        left = int(np.clip(round(13.5 - cx) + dx, 0, 8))
+        images[k, top : top + 20, left : left + 20] = intensity.astype(np.uint8)
     return images, labels
 
 

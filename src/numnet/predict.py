@@ -127,7 +127,10 @@ def image_to_vector(path: str | Path, method: str = "auto") -> np.ndarray:
         gray = mnist_frame(gray, path)
     elif method == "area":
         gray = _resize(gray, SIDE, SIDE)
-    return gray.astype(np.float32).reshape(SIDE * SIDE)
+    # MNIST pixels are bytes: quantise, then convert exactly as numnet.data does, so a PNG of
+    # a data-set image gives back the very same row.
+    u8 = np.clip(np.round(gray * 255.0), 0, 255).astype(np.uint8)
+    return u8.reshape(SIDE * SIDE).astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def predict_vectors(model: Any, x: np.ndarray) -> np.ndarray:
