@@ -6,7 +6,7 @@ the protocol file used and the environment. The HTML embeds its figures as base6
 sparklines as inline SVG; it loads nothing from the network.
 
 The diagnosis applies fixed rules (:data:`RULES`) to the learning curves. With ``n``
-evaluations, ``w = max(1, round(0.1 n))``; "end" is the mean of the last ``w`` evaluations,
+evaluations, ``w = max(2, ceil(0.1 n))``; "end" is the mean of the last ``w`` evaluations,
 "at 50%" / "at 75%" the mean of the ``w`` evaluations ending there; differences are in
 accuracy *points* (0.01 = 1 point). Verdicts, in priority order:
 
@@ -14,11 +14,12 @@ accuracy *points* (0.01 = 1 point). Verdicts, in priority order:
 - **not learning**: end train accuracy < 20% (chance is 10%).
 - **over-fitting**: train accuracy keeps rising over the second half (end - at 50% > 0.2
   points) while test accuracy stalls (end - at 50% < 0.1 points) or falls from its best
-  (best - end > 0.3 points), and the train-test gap at the end exceeds 1 point.
+  (best - end > 0.3 points), and the train-test gap at the end exceeds 1 point. Judged only
+  for runs that fit their training data (end train accuracy >= 95%) and are not unstable.
 - **under-fitting**: end train accuracy < 95%, or train accuracy still rising at the end
-  (end - at 75% > 0.5 points).
-- **unstable** (an extra flag): test accuracy jumps on average by > 1 point between
-  consecutive evaluations over the second half.
+  (end - at 75% > 0.5 points) while test accuracy rises too.
+- **unstable** (also a flag beside another verdict): test accuracy jumps on average by > 1
+  point between consecutive evaluations over the second half; trends are then noise.
 - **good fit**: none of the above.
 
 Trend rules need at least :data:`MIN_EVALS_FOR_TRENDS` evaluations; with fewer only the level
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +52,13 @@ RULES = [
     ("over-fitting", f"train accuracy rose by > {OVERFIT_TRAIN_RISE_POINTS} points over the "
      f"second half while test accuracy rose by < {OVERFIT_TEST_STALL_POINTS} points or ended "
      f"> {OVERFIT_TEST_DROP_POINTS} points below its best, with a train-test gap > "
-     f"{OVERFIT_GAP_POINTS} point at the end."),
+     f"{OVERFIT_GAP_POINTS} point at the end; judged only when end train accuracy >= "
+     f"{UNDERFIT_TRAIN_BELOW:.0%} and the run is not unstable."),
     ("under-fitting", f"end train accuracy < {UNDERFIT_TRAIN_BELOW:.0%}, or train accuracy "
-     f"still rising by > {UNDERFIT_RISING_POINTS} points over the last quarter."),
+     f"still rising by > {UNDERFIT_RISING_POINTS} points over the last quarter while test "
+     "accuracy rises too."),
     ("unstable", f"test accuracy moves by > {UNSTABLE_JUMP_POINTS} point on average between "
-     "consecutive evaluations over the second half (an extra flag)."),
+     "consecutive evaluations over the second half (also shown beside another verdict)."),
     ("good fit", "none of the above."),
 ]
 VERDICT_ORDER = ("diverged", "not learning", "over-fitting", "under-fitting", "unstable",
@@ -111,7 +115,7 @@ def diagnose(run: dict[str, Any]) -> Diagnosis:
     if n == 0:
         return Diagnosis("not learning", findings=["No evaluation was made (run too short)."])
 
-    w = max(1, round(0.1 * n))
+    w = max(2, math.ceil(0.1 * n))
     end_tr, end_te = _window_mean(tr, n, w), _window_mean(te, n, w)
     numbers = {"end_train": end_tr, "end_test": end_te, "gap": end_tr - end_te,
                "best_test": max(te), "window": float(w), "evaluations": float(n)}
@@ -132,7 +136,9 @@ def diagnose(run: dict[str, Any]) -> Diagnosis:
         flags.append("not learning")
         findings.append(f"Not learning: end train accuracy {end_tr:.4f} < "
                         f"{NOT_LEARNING_BELOW:.2f} (chance 0.10).")
-    if trends:
+    unstable = trends and numbers["test_jump"] > UNSTABLE_JUMP_POINTS / 100
+    fits_train = end_tr >= UNDERFIT_TRAIN_BELOW
+    if trends and fits_train and not unstable:
         rise_tr, rise_te = numbers["train_rise_half"], numbers["test_rise_half"]
         drop, gap = numbers["test_drop_from_best"], numbers["gap"]
         stalls = rise_te < OVERFIT_TEST_STALL_POINTS / 100
@@ -153,19 +159,21 @@ def diagnose(run: dict[str, Any]) -> Diagnosis:
                 + f"; the end gap train - test is {100 * gap:.2f} points (> {OVERFIT_GAP_POINTS})."
             )
     under = []
-    if end_tr < UNDERFIT_TRAIN_BELOW:
+    if not fits_train:
         under.append(f"end train accuracy {end_tr:.4f} < {UNDERFIT_TRAIN_BELOW:.2f}")
-    if trends and numbers["train_rise_last_quarter"] > UNDERFIT_RISING_POINTS / 100:
+    if (trends and "over-fitting" not in flags
+            and numbers["train_rise_last_quarter"] > UNDERFIT_RISING_POINTS / 100
+            and end_te - _window_mean(te, round(0.75 * n), w) > 0):
         under.append(f"train accuracy still rising: {_pts(numbers['train_rise_last_quarter'])} "
-                     f"points over the last quarter (> +{UNDERFIT_RISING_POINTS})")
+                     f"points over the last quarter (> +{UNDERFIT_RISING_POINTS}), test too")
     if under and "not learning" not in flags:
         flags.append("under-fitting")
         findings.append("Under-fitting: " + "; ".join(under) + ".")
-    if trends and numbers["test_jump"] > UNSTABLE_JUMP_POINTS / 100:
+    if unstable:
         flags.append("unstable")
         findings.append(f"Unstable: test accuracy moved {100 * numbers['test_jump']:.2f} points "
                         f"on average between evaluations over the second half "
-                        f"(> {UNSTABLE_JUMP_POINTS}).")
+                        f"(> {UNSTABLE_JUMP_POINTS}); trends are noise, over-fitting not judged.")
     if not trends:
         findings.append(f"Only {n} evaluation(s): the trend rules (over-fitting, still rising, "
                         f"unstable) need at least {MIN_EVALS_FOR_TRENDS}.")
@@ -489,7 +497,7 @@ against the number of samples processed; a red panel marks a diverged run.</figc
 </section>
 <section><h2>Runs</h2><div class="cards">{cards}</div></section>
 <section><h2>How the diagnosis works</h2>
-<p class="muted">With n evaluations, w = max(1, round(0.1 n)); "end" is the mean of the last w
+<p class="muted">With n evaluations, w = max(2, ceil(0.1 n)); "end" is the mean of the last w
 evaluations, "at 50%" / "at 75%" the mean of the w evaluations ending there. Differences are in
 accuracy points (0.01 = 1 point). The first verdict that applies, in this order:</p>
 <table class="rules">{rules}</table>
@@ -559,7 +567,7 @@ def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str
         lines.extend(f"- {f}" for f in d.findings)
         lines.append("")
     lines += ["## How the diagnosis works", "",
-              "With n evaluations, w = max(1, round(0.1 n)); \"end\" is the mean of the last w "
+              "With n evaluations, w = max(2, ceil(0.1 n)); \"end\" is the mean of the last w "
               "evaluations, \"at 50%\" / \"at 75%\" the mean of the w evaluations ending there; "
               "differences in accuracy points. First verdict that applies:", ""]
     lines.extend(f"- **{name}**: {text}" for name, text in RULES)
