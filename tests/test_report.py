@@ -87,7 +87,7 @@ def test_not_learning_and_diverged_and_unstable() -> None:
 def test_over_fitting_needs_a_fitted_and_stable_run() -> None:
     falling = list(np.r_[np.linspace(0.85, 0.9, 8), np.linspace(0.9, 0.88, 12)])
     low = report.diagnose(run_dict(ramp(0.85, 0.93), falling))  # train < 95%: under-fitting
-    assert low.labels == ["under-fitting"] and "0.93" in low.findings[0]
+    assert low.labels == ["under-fitting"] and "0.9279 < 0.95" in low.findings[0]
     noisy = [v + (0.03 if k % 2 else -0.03) for k, v in enumerate(np.linspace(0.95, 0.94, 20))]
     u = report.diagnose(run_dict(ramp(0.96, 0.999), noisy))
     assert u.labels == ["unstable"] and "over-fitting not judged" in u.findings[-1]
