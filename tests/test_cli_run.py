@@ -1,0 +1,160 @@
+"""numnet train / reproduce / report / predict from the command line (tiny data, in process)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from tiny_mnist import TINY_PROTOCOL, tiny_datasets
+
+import numnet.data
+from numnet import backend, experiments
+from numnet.cli import main
+
+DATA = tiny_datasets()
+
+
+@pytest.fixture(autouse=True)
+def tiny_data(monkeypatch):
+    """Every command gets the tiny synthetic digits instead of MNIST."""
+    calls = []
+
+    def load(*args, **kwargs):
+        calls.append((args, kwargs))
+        return DATA
+
+    monkeypatch.setattr(numnet.data, "load", load)
+    return calls
+
+
+@pytest.fixture
+def proto(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_PROTOCOL)
+    return path
+
+
+def test_help_lists_the_commands(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("reproduce", "train", "report", "predict"):
+        assert command in out
+
+
+def test_reproduce_report_and_resume(proto, tmp_path, capsys, tiny_data) -> None:
+    out = tmp_path / "out"
+    argv = ["reproduce", "--protocol", str(proto), "--out", str(out), "--models", "1",
+            "--quiet", "--data-dir", str(tmp_path)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "Final test accuracy, protocol tiny:" in captured.out
+    assert "Model 1" in captured.out and "diverged@2" in captured.out
+    assert "[3/3] model1-setting3: DIVERGED at update 2" in captured.err  # log lines
+    assert tiny_data[-1][1]["data_dir"] == str(tmp_path)
+    for name in ("results.json", "report.html", "learning_curves.png", "summary_table.png"):
+        assert (out / name).is_file()
+    # again: everything reused
+    assert main(argv) == 0
+    assert "(0 trained, 3 reused)" in capsys.readouterr().err
+    # report rebuilds from results.json
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert str(out / "report.html") in capsys.readouterr().out
+    assert (out / "report.html").is_file()
+
+
+def test_reproduce_quick_is_labelled(proto, tmp_path, capsys) -> None:
+    out = tmp_path / "q"
+    assert main(["reproduce", "--protocol", str(proto), "--out", str(out), "--models", "2",
+                 "--quick", "--quiet"]) == 0
+    assert "Final test accuracy (QUICK)" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["label"] == "QUICK"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["reproduce", "--models", "7"], "--models: unknown model '7'"),
+        (["reproduce", "--protocol", "nonesuch"], "unknown protocol 'nonesuch'"),
+        (["report", "/nonexistent/dir"], "is not a directory"),
+        (["train", "--model", "9", "--epochs", "1", "--lr", "0.1"], "unknown model '9'"),
+        (["train", "--model", "1", "--epochs", "0", "--lr", "0.1"], "--epochs must be positive"),
+        (["train", "--model", "1", "--epochs", "1", "--lr", "-1"], "--lr must be positive"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(argv, message, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("numnet: error: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_bad_protocol_file_names_the_key(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_PROTOCOL.replace("lr = 0.005", "lr = -0.005"))
+    assert main(["reproduce", "--protocol", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: models.model2.settings[0].lr must be a positive" in err
+
+
+def test_report_of_a_folder_without_results(tmp_path, capsys) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "results.json does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(backend.cuda_available(), reason="CUDA is available here")
+def test_cuda_unavailable_is_a_usage_error(capsys) -> None:
+    assert main(["reproduce", "--device", "cuda"]) == 2
+    assert "device 'cuda' requested but CuPy" in capsys.readouterr().err
+
+
+def test_interrupt_exits_130(monkeypatch, capsys) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "reproduce", interrupted)
+    assert main(["reproduce"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+TRAIN = ["train", "--model", "1", "--epochs", "2", "--batch-size", "10", "--eval-every", "10",
+         "--eval-train-examples", "110", "--eval-test-examples", "200", "--quiet"]
+
+
+def test_train_then_predict(tmp_path, capsys) -> None:
+    out = tmp_path / "t"
+    assert main([*TRAIN, "--lr", "0.01", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    weights = out / "weights" / "model1-e2-lr0.01.npz"
+    assert weights.is_file() and f"weights: {weights}" in text
+    record = json.loads((out / "runs" / "model1-e2-lr0.01.json").read_text())
+    assert record["result"]["updates"] == 111 and record["result"]["evaluations"] == 11
+    # predict a test sample rendered as a PNG
+    x, label = DATA.test.images[5], int(DATA.test.labels[5].argmax())
+    png = tmp_path / "digit.png"
+    Image.fromarray(np.round(x.reshape(28, 28) * 255).astype(np.uint8)).save(png)
+    assert main(["predict", "--weights", str(weights), str(png)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{png}: {label}  (probability ")
+    assert len(lines[1].split()) == 20  # "0: p0 1: p1 ..."
+    assert main(["predict", "--json", "--weights", str(weights), str(png), str(png)]) == 0
+    objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["class"] for o in objs] == [label, label]
+    assert sum(objs[0]["probabilities"]) == pytest.approx(1.0)
+
+
+def test_train_divergence_exits_1(tmp_path, capsys) -> None:
+    assert main([*TRAIN, "--lr", "1e38", "--out", str(tmp_path / "d")]) == 1
+    assert "DIVERGED at update 2" in capsys.readouterr().out
+
+
+def test_predict_bad_inputs(tmp_path, capsys) -> None:
+    junk = tmp_path / "w.npz"
+    junk.write_bytes(b"not a zip")
+    png = tmp_path / "p.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(png)
+    assert main(["predict", "--weights", str(junk), str(png)]) == 2
+    assert str(junk) in capsys.readouterr().err
