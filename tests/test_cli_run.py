@@ -56,6 +56,8 @@ def test_reproduce_report_and_resume(proto, tmp_path, capsys, tiny_data) -> None
     assert tiny_data[-1][1]["data_dir"] == str(tmp_path)
     for name in ("results.json", "report.html", "learning_curves.png", "summary_table.png"):
         assert (out / name).is_file()
+    pools = json.loads((out / "results.json").read_text())["environment"]["blas"]["threadpools"]
+    assert pools and {p["num_threads"] for p in pools} == {1}  # --blas-threads 1 by default
     # again: everything reused
     assert main(argv) == 0
     assert "(0 trained, 3 reused)" in capsys.readouterr().err

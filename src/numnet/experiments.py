@@ -161,6 +161,22 @@ def default_out_dir(protocol: Protocol, root: str | Path = "runs") -> Path:
 # ------------------------------------------------------------------------------ metadata
 
 
+def blas_limit(threads: int | None) -> contextlib.AbstractContextManager[Any]:
+    """Limit BLAS to ``threads`` threads inside the ``with`` block (None: leave it alone).
+
+    The matrices of SPEC's models are small: one BLAS thread is about as fast as several on an
+    idle machine, and many times faster when other processes share the cores (threaded BLAS
+    spin-waits for its helper threads)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    if threads < 1:
+        raise NumnetError(f"BLAS threads must be at least 1, got {threads}")
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+
 def environment_info() -> dict[str, Any]:
     """Versions, BLAS and machine: what a reader needs to judge speed and reproducibility."""
     blas: dict[str, Any] = {}
@@ -290,10 +306,13 @@ class ProgressDisplay:
         self.message(f"{label} {result.run_id}: {describe(result, reused)}")
 
     def close(self) -> None:
+        """Close the bars (idempotent)."""
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
         if self._overall is not None:
             self._overall.close()
+            self._overall = None
 
 
 def describe(result: RunResult, reused: bool = False) -> str:
@@ -390,6 +409,7 @@ def reproduce(
     progress: str = "auto",
     log: Log = _stderr_log,
     make_report: bool = True,
+    blas_threads: int | None = None,
 ) -> ReproduceOutcome:
     """Run every run of ``protocol`` (restricted to ``models``) and write all outputs.
 
@@ -397,6 +417,7 @@ def reproduce(
     with ``numnet.data.load`` for the protocol's dataset when None, from ``data_dir`` or the
     cache). seed overrides the protocol seed; quick applies the protocol's ``[quick]`` variant.
     progress: "bars", "log", "none" or "auto" (bars on a terminal, else log lines).
+    blas_threads: limit BLAS to this many threads while training (None: leave it alone).
     Returns a :class:`ReproduceOutcome`; raises KeyboardInterrupt after saving what finished.
     """
     started = time.perf_counter()
@@ -437,26 +458,29 @@ def reproduce(
                     f"(hash {phash}), {len(specs)} runs, output {out}")
     outcome = ReproduceOutcome(out_dir=out, protocol=protocol, results=[])
     try:
-        for k, spec in enumerate(specs, start=1):
-            label = f"[{k}/{len(specs)}]"
-            if spec.run_id in finished:
-                result = finished[spec.run_id]
-                outcome.reused.append(spec.run_id)
-                display.end_run(label, result, totals[spec.run_id], reused=True)
-            else:
-                display.start_run(label, spec, totals[spec.run_id])
-                result = train_run(spec, data, device=device, on_progress=display.update)
-                save_run(out, result, phash, info["fingerprint"])
-                result.model = None  # saved; do not keep every model in memory
-                outcome.trained.append(spec.run_id)
-                display.end_run(label, result, totals[spec.run_id])
-            outcome.results.append(result)
+        with blas_limit(blas_threads):
+            environment = environment_info()  # inside the limit: records the thread count
+            for k, spec in enumerate(specs, start=1):
+                label = f"[{k}/{len(specs)}]"
+                if spec.run_id in finished:
+                    result = finished[spec.run_id]
+                    outcome.reused.append(spec.run_id)
+                    display.end_run(label, result, totals[spec.run_id], reused=True)
+                else:
+                    display.start_run(label, spec, totals[spec.run_id])
+                    result = train_run(spec, data, device=device, on_progress=display.update)
+                    save_run(out, result, phash, info["fingerprint"])
+                    result.model = None  # saved; do not keep every model in memory
+                    outcome.trained.append(spec.run_id)
+                    display.end_run(label, result, totals[spec.run_id])
+                outcome.results.append(result)
     except KeyboardInterrupt:
         display.close()
         log(f"numnet reproduce: interrupted; {len(outcome.results)} of {len(specs)} runs are "
             f"saved in {out}. Rerun the same command to finish the others.")
         raise
-    display.close()
+    finally:
+        display.close()
 
     outcome.wall_time = time.perf_counter() - started
     timing = {
@@ -466,7 +490,8 @@ def reproduce(
         "training_time": sum(r.wall_time for r in outcome.results if r.run_id in outcome.trained),
         "reused_runs": list(outcome.reused),
     }
-    outcome.results_json = results_document(protocol, outcome.results, info, timing, device)
+    outcome.results_json = results_document(protocol, outcome.results, info, timing, device,
+                                            environment)
     write_json(out / "results.json", outcome.results_json)
     write_text(out / "results.csv", results_csv(outcome.results_json))
     if make_report:
@@ -479,7 +504,8 @@ def reproduce(
 
 
 def results_document(protocol: Protocol, results: list[RunResult], data: dict[str, Any],
-                     timing: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+                     timing: dict[str, Any], device: str = "cpu",
+                     environment: dict[str, Any] | None = None) -> dict[str, Any]:
     """The content of results.json (see the module docstring)."""
     spec_results: dict[str, list[Any]] = {}
     for r in results:
@@ -506,7 +532,7 @@ def results_document(protocol: Protocol, results: list[RunResult], data: dict[st
         },
         "device": device,
         "data": data,
-        "environment": environment_info(),
+        "environment": environment if environment is not None else environment_info(),
         # SPEC: per model, a list of ((num_epochs, learning_rate), train_acc, test_acc).
         "results": spec_results,
         "runs": [r.to_dict() for r in results],
@@ -579,6 +605,7 @@ def train_one(
     device: str = "cpu",
     progress: str = "auto",
     log: Log = _stderr_log,
+    blas_threads: int | None = None,
 ) -> RunResult:
     """``numnet train``: one run; its weights and record saved in ``out_dir`` as reproduce
     saves them (``weights/<run_id>.npz``, ``runs/<run_id>.json``)."""
@@ -589,7 +616,8 @@ def train_one(
     display = ProgressDisplay(progress, log, total)
     try:
         display.start_run("[1/1]", spec, total)
-        result = train_run(spec, data, device=device, on_progress=display.update)
+        with blas_limit(blas_threads):
+            result = train_run(spec, data, device=device, on_progress=display.update)
         display.end_run("[1/1]", result, total)
     finally:
         display.close()

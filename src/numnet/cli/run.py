@@ -112,6 +112,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "fetched on first use)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars: log lines only")
+    p.add_argument("--blas-threads", type=int, default=1, metavar="N",
+                   help="BLAS threads while training (default 1: SPEC's matrices are small, and "
+                        "threaded BLAS slows down many times when other processes share the "
+                        "cores; 0 leaves BLAS's own setting)")
 
 
 def _check_device(device: str) -> None:
@@ -122,6 +126,14 @@ def _check_device(device: str) -> None:
         backend.xp_for(device)
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
+
+
+def _blas(args: argparse.Namespace) -> int | None:
+    from numnet.cli import UserError
+
+    if args.blas_threads < 0:
+        raise UserError(f"--blas-threads must be >= 0, got {args.blas_threads}")
+    return args.blas_threads or None
 
 
 def _progress(args: argparse.Namespace) -> str:
@@ -149,6 +161,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         device=args.device,
         data_dir=args.data_dir,
         progress=_progress(args),
+        blas_threads=_blas(args),
     )
     doc = outcome.results_json
     label = " (QUICK)" if doc.get("label") else ""
@@ -197,7 +210,7 @@ def _train(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("runs") / f"train-{model}-{stamp}"
     result = experiments.train_one(spec, data, out, device=args.device,
-                                   progress=_progress(args))
+                                   progress=_progress(args), blas_threads=_blas(args))
     _, weights = experiments.run_paths(out, spec.run_id)
     print(f"{spec.run_id}: {experiments.describe(result)}")
     print(f"weights: {weights}")
