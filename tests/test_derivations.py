@@ -268,8 +268,10 @@ def maxpool_loops(
         return y, None
     dx = np.zeros_like(x)
     for n, a, b, c in np.ndindex(x.shape):
-        for i in range(p_out):
-            for j in range(q_out):
+        # The sum over all (i, j), skipping windows that cannot contain row a + p_t or column
+        # b + p_l (their indicator is 0): s_h i <= a + p_t < s_h i + k_h, and alike for j.
+        for i in range(max(0, -(-(a + p_t - kh + 1) // sh)), min(p_out, (a + p_t) // sh + 1)):
+            for j in range(max(0, -(-(b + p_l - kw + 1) // sw)), min(q_out, (b + p_l) // sw + 1)):
                 u_star, v_star = winner[n, i, j, c]
                 if a + p_t == sh * i + u_star and b + p_l == sw * j + v_star:
                     dx[n, a, b, c] += g[n, i, j, c]
@@ -487,6 +489,76 @@ def test_conv_input_gradient_needs_the_flip() -> None:
     right = conv_input_grad_by_flipped_full_correlation(g, w)
     unflipped = conv_input_grad_by_flipped_full_correlation(g, w[::-1, ::-1])
     assert rel_err(unflipped, right) > 1e-2
+
+
+# ---------------------------------------------------------------------------------------------
+# §7 the whole chain: model 4 from the doc's formulas alone
+# ---------------------------------------------------------------------------------------------
+
+
+def relu_loops(x: np.ndarray) -> np.ndarray:
+    y = np.zeros_like(x)
+    for a in np.ndindex(x.shape):
+        y[a] = x[a] if x[a] > 0 else 0.0
+    return y
+
+
+def relu_backward_loops(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    dx = np.zeros_like(x)
+    for a in np.ndindex(x.shape):
+        dx[a] = g[a] * (1.0 if x[a] > 0 else 0.0)
+    return dx
+
+
+def test_model4_gradients_are_the_chained_formulas() -> None:
+    """§7: model 4's backward pass (numnet's fast, fused code) equals §1 -> §2 -> §4 -> §2 ->
+    flatten -> §5 -> §6 -> §5 -> §6 evaluated with the loop transcriptions above."""
+    rng = np.random.default_rng(10)
+    model = models.build("model4", seed=11, dtype="float64")
+    params = {name: p.value.copy() for name, p in model.named_parameters()}
+    for name in params:  # non-zero biases, so that every bias term of the formulas is exercised
+        if name.endswith(".bias"):
+            params[name] = rng.normal(scale=0.1, size=params[name].shape)
+            dict(model.named_parameters())[name].value[...] = params[name]
+    x = rng.uniform(size=(1, 784))
+    y = one_hot_rows(rng, 1, 10)
+
+    # Forward, layer by layer, as the doc defines each layer.
+    a0 = x.reshape(1, 28, 28, 1)
+    c1 = conv_forward_loops(a0, params["conv1.weight"], params["conv1.bias"])
+    p1, _ = maxpool_loops(c1, (2, 2), (2, 2))
+    c2 = conv_forward_loops(p1, params["conv2.weight"], params["conv2.bias"])
+    p2, _ = maxpool_loops(c2, (2, 2), (2, 2))
+    flat = p2.reshape(1, 7 * 7 * 8)  # (h, w, c) order
+    h1 = linear_forward_loops(flat, params["fc1.weight"], params["fc1.bias"])
+    r1 = relu_loops(h1)
+    z = linear_forward_loops(r1, params["fc2.weight"], params["fc2.bias"])
+
+    # Backward: each layer's boxed formulas, fed the gradient of the layer after it.
+    _, dz = softmax_ce_loops(z, y, "sum")
+    dr1, dw_fc2, db_fc2 = linear_backward_loops(r1, params["fc2.weight"], dz)
+    dh1 = relu_backward_loops(h1, dr1)
+    dflat, dw_fc1, db_fc1 = linear_backward_loops(flat, params["fc1.weight"], dh1)
+    _, dc2 = maxpool_loops(c2, (2, 2), (2, 2), dflat.reshape(p2.shape))
+    dw_conv2 = conv_weight_grad_loops(p1, dc2, 3, 3)
+    db_conv2 = conv_bias_grad_loops(dc2)
+    dp1 = conv_input_grad_loops(dc2, params["conv2.weight"])
+    _, dc1 = maxpool_loops(c1, (2, 2), (2, 2), dp1)
+    dw_conv1 = conv_weight_grad_loops(a0, dc1, 3, 3)
+    db_conv1 = conv_bias_grad_loops(dc1)
+    expected = {
+        "conv1.weight": dw_conv1, "conv1.bias": db_conv1,
+        "conv2.weight": dw_conv2, "conv2.bias": db_conv2,
+        "fc1.weight": dw_fc1, "fc1.bias": db_fc1,
+        "fc2.weight": dw_fc2, "fc2.bias": db_fc2,
+    }  # fmt: skip
+
+    logits = model.forward(x)
+    assert rel_err(logits, z) < TOL
+    _, dlogits = losses.softmax_cross_entropy(logits, y, reduction="sum")
+    model.backward(dlogits)
+    for name, p in model.named_parameters():
+        assert rel_err(p.grad, expected[name]) < TOL, name
 
 
 # ---------------------------------------------------------------------------------------------
