@@ -73,7 +73,7 @@ def learning_curves_figure(doc: dict[str, Any]) -> Figure:
                 ax.set_xticks([])
                 ax.set_yticks([])
                 continue
-            _panel(ax, run)
+            _panel(ax, run, doc.get("data", {}).get("train_examples"))
     fig.suptitle(LEARNING_CURVES_TITLE + _quick_suffix(doc), fontsize=18)
     p = doc["protocol"]
     fig.text(0.995, 0.005, f"numnet — protocol {p['name']} (hash {p['hash']}), seed {p['seed']}",
@@ -83,7 +83,7 @@ def learning_curves_figure(doc: dict[str, Any]) -> Figure:
     return fig
 
 
-def _panel(ax: Any, run: dict[str, Any]) -> None:
+def _panel(ax: Any, run: dict[str, Any], train_examples: int | None) -> None:
     spec = run["spec"]
     x = run["samples"]
     if x:
@@ -97,20 +97,27 @@ def _panel(ax: Any, run: dict[str, Any]) -> None:
     ax.set_ylabel(f"Epochs: {spec['epochs']}, Learning rate: {spec['lr']:g}")
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     ax.grid(True, alpha=0.3)
-    if run["status"] == "diverged":
-        for spine in ax.spines.values():
-            spine.set_color(DIVERGED_COLOR)
-            spine.set_linewidth(2.5)
-        ax.set_facecolor(DIVERGED_FILL)
-        where = (f"DIVERGED at update {run['diverged_at_update']}"
-                 f"\n({run['diverged_at_update'] * spec['batch_size']:.3g} samples)")
-        if not x:
-            where += "\nbefore the first evaluation"
-        ax.text(0.5, 0.5 if not x else 0.35, where, ha="center", va="center",
-                color=DIVERGED_COLOR, fontsize=13, fontweight="bold", transform=ax.transAxes)
-        if not x:
-            ax.set_xticks([])
-            ax.set_yticks([])
+    if run["status"] != "diverged":
+        return
+    for spine in ax.spines.values():
+        spine.set_color(DIVERGED_COLOR)
+        spine.set_linewidth(2.5)
+    ax.set_facecolor(DIVERGED_FILL)
+    at = run["diverged_at_update"] * spec["batch_size"]
+    if train_examples:  # the whole planned run on the x axis, so the early stop shows
+        from numnet.training import expected_updates
+
+        planned = expected_updates(train_examples, spec["batch_size"], spec["epochs"])
+        ax.set_xlim(0, planned * spec["batch_size"] * 1.02)
+    ax.axvline(at, color=DIVERGED_COLOR, linestyle="--", linewidth=1.5)
+    if not x:
+        ax.set_ylim(0, 1)
+    where = f"DIVERGED at update {run['diverged_at_update']}\n({at:.3g} samples)"
+    if not x:
+        where += "\nbefore the first evaluation"
+    ax.text(0.5, 0.5 if not x else 0.35, where, ha="center", va="center",
+            color=DIVERGED_COLOR, fontsize=13, fontweight="bold", transform=ax.transAxes,
+            bbox={"facecolor": "white", "edgecolor": DIVERGED_COLOR, "alpha": 0.85})
 
 
 def summary_table_figure(doc: dict[str, Any]) -> Figure:
