@@ -9,6 +9,7 @@ import pytest
 from numnet import gradcheck
 from numnet.layers import (
     Conv2D,
+    ConvPool2x2,
     Flatten,
     Linear,
     MaxPool2D,
@@ -302,3 +303,73 @@ def test_maxpool_general_path_keeps_nothing_in_eval_mode() -> None:
     dy = rng.standard_normal(y1.shape)
     expected = maxpool2d_reference_backward(x1, dy, 3, 2, "same")
     np.testing.assert_array_equal(pool.backward(dy), expected)
+
+
+# -- the ConvPool2x2 fast path against the layers one by one ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "n, h, w, cin, cout, k, act",
+    [
+        (3, 28, 28, 1, 8, 3, None),  # model 4's first block
+        (3, 14, 14, 8, 8, 3, None),  # model 4's second block
+        (2, 6, 8, 3, 4, 3, ReLU),
+        (2, 8, 6, 2, 3, 5, Tanh),
+        (2, 6, 6, 2, 2, 2, Sigmoid),  # even kernel: asymmetric SAME padding
+        (2, 7, 5, 2, 3, 3, ReLU),  # odd sizes: falls back to the layers
+    ],
+)
+def test_convpool_fast_path_equals_the_layers(n, h, w, cin, cout, k, act) -> None:
+    rng = np.random.default_rng(9)
+    conv = Conv2D(cin, cout, k, padding="same", dtype="float64")
+    _randomize(conv, rng)
+    layers = [conv, *([act()] if act else []), MaxPool2D(2, 2, "same")]
+    fused = ConvPool2x2(conv, layers[1] if act else None, layers[-1])
+    x = rng.standard_normal((n, h, w, cin))
+    z = fused.forward(x)
+    dz = rng.standard_normal(z.shape)
+    dx = fused.backward(dz)
+    grads = [p.grad.copy() for p in conv.parameters()]
+
+    ref = x
+    for layer in layers:
+        ref = layer.forward(ref)
+    np.testing.assert_allclose(z, ref, rtol=1e-12, atol=1e-13)
+    ref_dx = dz
+    for layer in reversed(layers):
+        ref_dx = layer.backward(ref_dx)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-11, atol=1e-12)
+    for g, p in zip(grads, conv.parameters(), strict=True):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-11, atol=1e-12)
+    np.testing.assert_array_equal(fused.forward(x, train=False), z)
+    fused.forward(x)  # the layers' own run above replaced the shared activation's cache
+    assert fused.backward(dz, input_grad=False) is None
+    for g, p in zip(grads, conv.parameters(), strict=True):
+        np.testing.assert_array_equal(g, p.grad)
+
+
+def test_convpool_fast_path_gradients_and_ties() -> None:
+    rng = np.random.default_rng(10)
+    conv = Conv2D(2, 3, 3, padding="same", dtype="float64")
+    _randomize(conv, rng)
+    fused = ConvPool2x2(conv, None, MaxPool2D(2, 2))
+    errors = gradcheck.check_layer(fused, rng.standard_normal((2, 6, 8, 2)))
+    assert max(errors.values()) < TOL, errors
+    # A zero kernel makes every window a four-way tie: the gradient goes to the top-left pixel.
+    conv.weight.value[...] = 0
+    z = fused.forward(rng.standard_normal((1, 4, 4, 2)))
+    fused.backward(np.ones(z.shape))
+    unpooled = np.zeros((1, 4, 4, 3))
+    unpooled[:, ::2, ::2, :] = 1  # what reached the conv output
+    np.testing.assert_allclose(conv.bias.grad, unpooled.sum(axis=(0, 1, 2)))
+    dx = fused.backward(np.ones(z.shape))
+    np.testing.assert_array_equal(dx, np.zeros((1, 4, 4, 2)))  # zero kernel: no input gradient
+
+
+def test_convpool_refuses_what_it_cannot_fuse() -> None:
+    assert not ConvPool2x2.fusable(Conv2D(1, 1, 3, stride=2), None, MaxPool2D(2))
+    assert not ConvPool2x2.fusable(Conv2D(1, 1, 3, padding="valid"), None, MaxPool2D(2))
+    assert not ConvPool2x2.fusable(Conv2D(1, 1, 3), None, MaxPool2D(3, 2))
+    assert not ConvPool2x2.fusable(Conv2D(1, 1, 3), Flatten(), MaxPool2D(2))
+    with pytest.raises(ValueError, match="cannot fuse"):
+        ConvPool2x2(Conv2D(1, 1, 3), None, MaxPool2D(3))

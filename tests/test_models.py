@@ -255,3 +255,26 @@ def test_to_cpu_keeps_values_and_unknown_device_raises() -> None:
         np.testing.assert_array_equal(b, p.value)
     with pytest.raises(ValueError, match="unknown device"):
         model.to("tpu")
+
+
+@pytest.mark.parametrize("conv_activation", [None, "relu"])
+def test_model4_fast_path_equals_the_general_layers(conv_activation) -> None:
+    from numnet.layers import ConvPool2x2
+
+    fast = build("model4", seed=8, dtype="float64", conv_activation=conv_activation)
+    general = build("model4", seed=8, dtype="float64", conv_activation=conv_activation)
+    general.fuse = False
+    assert sum(isinstance(step, ConvPool2x2) for step, _ in fast._plan) == 2
+    assert not any(isinstance(step, ConvPool2x2) for step, _ in general._plan)
+    x, y = _batch(5, 9)
+    results = []
+    for model in (fast, general):
+        logits = model.forward(x)
+        _, d = softmax_cross_entropy(logits, y)
+        dx = model.backward(d, input_grad=True)
+        results.append((logits, dx, [p.grad.copy() for p in model.parameters()]))
+    (l1, dx1, g1), (l2, dx2, g2) = results
+    np.testing.assert_allclose(l1, l2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx1, dx2, rtol=1e-10, atol=1e-13)
+    for a, b in zip(g1, g2, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

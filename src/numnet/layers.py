@@ -336,6 +336,46 @@ def _windows(
     )
 
 
+def im2col(windows: Array, buffer: Array, taps_major: bool) -> Array:
+    """Copy a window view ``(*positions, kh, kw, C)`` into the matrix ``cols`` ``(M, K)``:
+    one row per output position, columns in (kh, kw, C) order (HWIO's input axes).
+
+    ``buffer`` must hold M*K elements. With ``taps_major`` the copy is laid out as the
+    contiguous ``(K, M)`` transpose and its ``.T`` view is returned: the same matrix for the
+    GEMMs, but each copied run is a row of output positions rather than kw*C values -- much
+    faster when kw*C is small (a 1-channel input). No copy of the data other than this one.
+    """
+    *lead, kh, kw, c = windows.shape
+    k, m = kh * kw * c, math.prod(lead)
+    if taps_major:
+        nlead = len(lead)
+        order = (nlead, nlead + 1, nlead + 2, *range(nlead))
+        buffer.reshape((kh, kw, c, *lead))[...] = windows.transpose(order)
+        return buffer.reshape(k, m).T
+    buffer.reshape(windows.shape)[...] = windows
+    return buffer.reshape(m, k)
+
+
+def add_channel_bias(y: Array, bias: Array, n: int) -> Array:
+    """``y + bias`` for ``y`` ``(n * P, C)`` (NHWC rows), as a fresh array.
+
+    Broadcasting a length-C bias runs NumPy's inner loop C elements at a time (slow for C=8);
+    viewing y as ``(n, P*C)`` rows and tiling the bias P times makes each inner loop P*C long.
+    """
+    xp = array_module(y)
+    rows, c = y.shape
+    per = rows // n
+    return (y.reshape(n, per * c) + xp.tile(bias, per)).reshape(rows, c)
+
+
+def column_sums(a: Array, ones: Array, out: Array) -> Array:
+    """``a.sum(axis=0)`` for a tall ``(M, C)`` array as the GEMV ``ones @ a`` (``ones``: (M,)).
+
+    NumPy's axis-0 reduction walks the rows C elements at a time; the GEMV streams them.
+    """
+    return array_module(a).matmul(ones, a, out=out)
+
+
 # ----------------------------------------------------------------------------------------------
 # Conv2D
 # ----------------------------------------------------------------------------------------------
@@ -348,11 +388,15 @@ class Conv2D(Layer):
     y: ``(N, Ho, Wo, c_out)`` with ``y[n, ho, wo, o] = b[o] +
     sum_{i, j, c} xpad[n, ho*sh + i, wo*sw + j, c] * W[i, j, c, o]``.
 
-    Forward (im2col): the padded input is copied once, through a strided view of a padded
-    buffer, into ``cols`` ``(N*Ho*Wo, kh*kw*c_in)``; then ``y = cols @ W.reshape(-1, c_out) + b``,
-    one GEMM. Backward: ``dW = cols.T @ dy``, ``db = sum dy``; dL/dX is the full correlation of dy
-    with the flipped kernel, computed as ``dcols = dy @ W.T`` then col2im: kh*kw shifted
-    slice-adds into a padded buffer (never ``np.add.at``).
+    Forward (im2col): the input is written into the interior of a zero-bordered buffer kept
+    across steps, copied once through a strided window view into ``cols``
+    ``(N*Ho*Wo, kh*kw*c_in)``, and ``y = cols @ W.reshape(-1, c_out) + b`` is one GEMM.
+
+    Backward: ``dW = cols.T @ dy`` (one GEMM), ``db = sum dy``. dL/dX is the full correlation
+    of dy with the flipped kernel: for stride 1 it is computed as exactly that, a stride-1
+    convolution of the zero-padded dy with ``W[::-1, ::-1]`` (in/out channels swapped) -- im2col
+    and one GEMM again. For other strides: ``dcols = dy @ W.T`` then col2im, kh*kw shifted
+    strided slice-adds into a padded buffer (never ``np.add.at``).
     """
 
     param_names = ("weight", "bias")
@@ -392,40 +436,81 @@ class Conv2D(Layer):
         (ho, _, _), (wo, _, _) = self.geometry(h, w)
         return (ho, wo, self.out_channels)
 
+    # -- building blocks, shared with the ConvPool2x2 fast path ---------------------------------
+    def _padded_input(self, key: str, x: Array) -> Array:
+        """``x`` written into the interior of a kept zero-bordered buffer (SAME padding)."""
+        xp = array_module(x)
+        n, h, w, c = x.shape
+        (_, top, bottom), (_, left, right) = self.geometry(h, w)
+        shape = (n, top + h + bottom, left + w + right, c)
+        padded = self._scratch(key, shape, x.dtype, xp, fill=0)
+        padded[:, top : top + h, left : left + w, :] = x
+        return padded
+
+    def _columns(self, key: str, windows: Array) -> Array:
+        """im2col of ``windows`` into a kept buffer (taps-major when a window row is short)."""
+        xp = array_module(windows)
+        *_, kw, c = windows.shape
+        buffer = self._scratch(key, (windows.size,), windows.dtype, xp)
+        return im2col(windows, buffer, taps_major=kw * c < 8)
+
+    def _ones(self, rows: int, dtype: Any, xp: Any) -> Array:
+        """A kept vector of ``rows`` ones (for ``column_sums``)."""
+        return self._scratch("ones", (rows,), dtype, xp, fill=1)
+
+    def _weight_matrix(self) -> Array:
+        kh, kw = self.kernel_size
+        return self.weight.value.reshape(kh * kw * self.in_channels, self.out_channels)
+
+    def _input_grad_stride1(self, dy_padded: Array, h: int, w: int) -> Array:
+        """dL/dX ``(N, h, w, c_in)`` of a stride-1 conv from dy zero-padded by ``kh-1-top``
+        before and ``kh-1-bottom`` after (rows; columns alike): a stride-1 correlation with
+        the flipped kernel ``W[::-1, ::-1]`` whose in/out channels are swapped."""
+        kh, kw = self.kernel_size
+        windows = _windows(dy_padded, (h, w), (kh, kw), (1, 1))
+        cols = self._columns("dx.cols", windows)
+        flipped = self.weight.value[::-1, ::-1].transpose(0, 1, 3, 2)
+        dx = cols @ flipped.reshape(kh * kw * self.out_channels, self.in_channels)
+        return dx.reshape(dy_padded.shape[0], h, w, self.in_channels)
+
+    # -- layer protocol -------------------------------------------------------------------------
     def forward(self, x: Array, train: bool = True) -> Array:
         xp = array_module(x)
         n, h, w, c = x.shape
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        (ho, top, bottom), (wo, left, right) = self.geometry(h, w)
+        (ho, _, _), (wo, _, _) = self.geometry(h, w)
         mode = "train" if train else "eval"
-        # Zero-padded copy of x (the border stays zero: only the interior is rewritten).
-        padded = self._scratch(
-            f"{mode}.padded", (n, top + h + bottom, left + w + right, c), x.dtype, xp, fill=0
+        padded = self._padded_input(f"{mode}.padded", x)
+        cols = self._columns(
+            f"{mode}.cols", _windows(padded, (ho, wo), self.kernel_size, self.stride)
         )
-        padded[:, top : top + h, left : left + w, :] = x
-        # im2col: one copy from the strided window view, rows (n, ho, wo), columns (i, j, c).
-        cols = self._scratch(f"{mode}.cols", (n * ho * wo, kh * kw * c), x.dtype, xp)
-        cols.reshape(n, ho, wo, kh, kw, c)[...] = _windows(padded, (ho, wo), (kh, kw), (sh, sw))
-        y = cols @ self.weight.value.reshape(kh * kw * c, self.out_channels)
-        y += self.bias.value
+        y = self._scratch(f"{mode}.y", (n * ho * wo, self.out_channels), x.dtype, xp)
+        xp.matmul(cols, self._weight_matrix(), out=y)
+        y = add_channel_bias(y, self.bias.value, n)  # a fresh output: the caller may keep it
         if train:
             self._cache_cols = cols
-            self._cache_geom = (n, h, w, c, ho, wo, top, left, padded.shape)
+            self._cache_geom = (n, h, w, c, ho, wo, padded.shape)
         return y.reshape(n, ho, wo, self.out_channels)
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
         xp = array_module(dy)
-        n, h, w, c, ho, wo, top, left, padded_shape = self._cache_geom
+        n, h, w, c, ho, wo, padded_shape = self._cache_geom
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         cout = self.out_channels
         dy2 = dy.reshape(n * ho * wo, cout)
-        cols = self._cache_cols
-        xp.matmul(cols.T, dy2, out=self.weight.grad.reshape(kh * kw * c, cout))
-        xp.sum(dy2, axis=0, out=self.bias.grad)
+        xp.matmul(self._cache_cols.T, dy2, out=self.weight.grad.reshape(kh * kw * c, cout))
+        column_sums(dy2, self._ones(len(dy2), dy.dtype, xp), out=self.bias.grad)
         if not input_grad:
             return None
-        dcols = (dy2 @ self.weight.value.reshape(kh * kw * c, cout).T).reshape(n, ho, wo, kh, kw, c)
-        # col2im: window (i, j) of every output position adds into a shifted, strided slice.
+        (_, top, bottom), (_, left, right) = self.geometry(h, w)
+        if (sh, sw) == (1, 1):
+            before_h, before_w = kh - 1 - top, kw - 1 - left
+            shape = (n, h + kh - 1, w + kw - 1, cout)
+            dy_padded = self._scratch("dy_padded", shape, dy.dtype, xp, fill=0)
+            dy_padded[:, before_h : before_h + ho, before_w : before_w + wo, :] = dy
+            return self._input_grad_stride1(dy_padded, h, w)
+        # General stride: dcols = dy @ W.T, then col2im -- window (i, j) of every output
+        # position adds into a shifted, strided slice of the padded input gradient.
+        dcols = (dy2 @ self._weight_matrix().T).reshape(n, ho, wo, kh, kw, c)
         dpadded = xp.zeros(padded_shape, dtype=dy.dtype)
         for i in range(kh):
             for j in range(kw):
@@ -564,14 +649,12 @@ class MaxPool2D(Layer):
     def _backward_2x2(self, dy: Array) -> Array:
         xp = array_module(dy)
         _, x, y = self._cache
-        dx = xp.zeros_like(x)
-        taken = xp.zeros(y.shape, dtype=bool)  # an earlier window element already took dy
-        for i in (0, 1):
-            for j in (0, 1):
-                hit = x[:, i::2, j::2, :] == y
-                hit &= ~taken
-                taken |= hit
-                dx[:, i::2, j::2, :] = xp.where(hit, dy, 0)
+        dx = xp.empty_like(x)  # the four quarters cover every element exactly once
+        remaining = dy.copy()  # the gradient not yet given to an earlier maximum of its window
+        for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):  # row-major window order
+            taken = remaining * (x[:, i::2, j::2, :] == y)
+            dx[:, i::2, j::2, :] = taken
+            remaining -= taken  # exactly 0 where taken: later ties get nothing
         return dx
 
     # -- general path -------------------------------------------------------------------------
@@ -605,6 +688,147 @@ class MaxPool2D(Layer):
         return (
             f"MaxPool2D(pool_size={self.pool_size}, stride={self.stride}, padding={self.padding!r})"
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# Fast path: convolution and 2x2 max-pooling together
+# ----------------------------------------------------------------------------------------------
+
+
+class ConvPool2x2:
+    """Fast path for ``Conv2D`` (stride 1, SAME) -> optional activation -> ``MaxPool2D``
+    (2x2, stride 2) on an input of even height and width: the same maths as running the
+    layers one after the other (the tests hold the two equal), with the pooling made cheap.
+
+    The trick is the order of the im2col rows: quarter-major, ``(dy, dx, n, i, j)`` for the
+    conv output pixel ``(2i + dy, 2j + dx)``. The GEMM output ``(4, N*H/2*W/2, c_out)`` then
+    holds the four positions of every 2x2 window as four contiguous slabs, so the max-pool is
+    three elementwise ``maximum`` calls on contiguous arrays and its backward four contiguous
+    masked copies -- no strided quarter views of a full-size feature map.
+
+    Other details: the conv bias is added after pooling when there is no activation
+    (``max(y + b) = max(y) + b``, on a quarter of the values); ties go to the first maximum in
+    row-major window order, as ``MaxPool2D``; dL/dX is the stride-1 correlation of the
+    un-pooled dy with the flipped kernel (``Conv2D._input_grad_stride1``). An odd-sized input
+    falls back to the three layers. It holds no parameters: they stay the ``Conv2D``'s.
+    """
+
+    def __init__(self, conv: Conv2D, act: Layer | None, pool: MaxPool2D) -> None:
+        if not self.fusable(conv, act, pool):
+            raise ValueError(f"cannot fuse {conv!r}, {act!r}, {pool!r}")
+        self.conv, self.act, self.pool = conv, act, pool
+        self._cache: tuple | None = None
+
+    @staticmethod
+    def fusable(conv: Layer, act: Layer | None, pool: Layer) -> bool:
+        """True for Conv2D(stride 1, SAME), then None or an elementwise activation, then a
+        2x2 stride-2 MaxPool2D."""
+        return (
+            isinstance(conv, Conv2D)
+            and conv.stride == (1, 1)
+            and conv.padding == "same"
+            and (act is None or isinstance(act, ReLU | Sigmoid | Tanh))
+            and isinstance(pool, MaxPool2D)
+            and pool.pool_size == (2, 2)
+            and pool.stride == (2, 2)
+        )
+
+    @property
+    def layers(self) -> list[Layer]:
+        return [layer for layer in (self.conv, self.act, self.pool) if layer is not None]
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        return self.conv.named_parameters()
+
+    def parameters(self) -> list[Parameter]:
+        return self.conv.parameters()
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        n, h, w, c = x.shape
+        if h % 2 or w % 2:  # the pool would pad: run the layers one by one
+            for layer in self.layers:
+                x = layer.forward(x, train=train)
+            if train:
+                self._cache = ("layers",)
+            return x
+        xp = array_module(x)
+        conv, act = self.conv, self.act
+        kh, kw = conv.kernel_size
+        cout = conv.out_channels
+        hq, wq = h // 2, w // 2
+        quarter = n * hq * wq
+        mode = "train" if train else "eval"
+        padded = conv._padded_input(f"fused.{mode}.padded", x)
+        s_n, s_h, s_w, s_c = padded.strides
+        # windows[dy, dx, n, i, j, ti, tj, c] = padded[n, 2i + dy + ti, 2j + dx + tj, c]
+        windows = xp.lib.stride_tricks.as_strided(
+            padded,
+            shape=(2, 2, n, hq, wq, kh, kw, c),
+            strides=(s_h, s_w, s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c),
+        )
+        cols = conv._columns(f"fused.{mode}.cols", windows)
+        y = conv._scratch(f"fused.{mode}.y", (4 * quarter, cout), x.dtype, xp)
+        xp.matmul(cols, conv._weight_matrix(), out=y)
+        if act is not None:
+            y += conv.bias.value
+            y = act.forward(y, train=train)
+        quarters = y.reshape(4, quarter, cout)
+        pooled = conv._scratch(f"fused.{mode}.pooled", (quarter, cout), x.dtype, xp)
+        xp.maximum(quarters[0], quarters[1], out=pooled)
+        xp.maximum(pooled, quarters[2], out=pooled)
+        xp.maximum(pooled, quarters[3], out=pooled)
+        z = add_channel_bias(pooled, conv.bias.value, n) if act is None else pooled.copy()
+        if train:
+            self._cache = ("fused", cols, quarters, pooled, (n, h, w, c))
+        return z.reshape(n, hq, wq, cout)
+
+    def backward(self, dz: Array, input_grad: bool = True) -> Array | None:
+        if self._cache[0] == "layers":
+            grad = dz
+            for k, layer in reversed(list(enumerate(self.layers))):
+                grad = layer.backward(grad, input_grad=input_grad or k > 0)
+            return grad
+        xp = array_module(dz)
+        _, cols, quarters, pooled, (n, h, w, c) = self._cache
+        conv, act = self.conv, self.act
+        kh, kw = conv.kernel_size
+        cout = conv.out_channels
+        quarter = pooled.shape[0]
+        dz2 = dz.reshape(quarter, cout)
+        # Max-pool backward: each window's gradient to its first maximum (row-major order).
+        dy = conv._scratch("fused.dy", (4, quarter, cout), dz.dtype, xp)
+        hit = conv._scratch("fused.hit", (quarter, cout), bool, xp)
+        remaining = conv._scratch("fused.remaining", (quarter, cout), dz.dtype, xp)
+        remaining[...] = dz2
+        for k in range(4):
+            xp.equal(quarters[k], pooled, out=hit)
+            xp.multiply(remaining, hit, out=dy[k])
+            if k < 3:
+                remaining -= dy[k]  # exactly 0 where taken: later ties get nothing
+        dy = dy.reshape(4 * quarter, cout)
+        if act is not None:
+            dy = act.backward(dy)
+            column_sums(dy, conv._ones(len(dy), dz.dtype, xp), out=conv.bias.grad)
+        else:  # every dz lands on exactly one pixel
+            column_sums(dz2, conv._ones(quarter, dz.dtype, xp), out=conv.bias.grad)
+        xp.matmul(cols.T, dy, out=conv.weight.grad.reshape(kh * kw * c, cout))
+        if not input_grad:
+            return None
+        # Un-pool dy into the zero-bordered buffer that the flipped-kernel correlation reads.
+        (_, top, _), (_, left, _) = conv.geometry(h, w)
+        before_h, before_w = kh - 1 - top, kw - 1 - left
+        shape = (n, h + kh - 1, w + kw - 1, cout)
+        dy_padded = conv._scratch("fused.dy_padded", shape, dz.dtype, xp, fill=0)
+        by_quarter = dy.reshape(2, 2, n, h // 2, w // 2, cout)
+        for i in (0, 1):
+            for j in (0, 1):
+                rows = slice(before_h + i, before_h + h, 2)
+                cols_ = slice(before_w + j, before_w + w, 2)
+                dy_padded[:, rows, cols_, :] = by_quarter[i, j]
+        return conv._input_grad_stride1(dy_padded, h, w)
+
+    def __repr__(self) -> str:
+        return f"ConvPool2x2({', '.join(repr(layer) for layer in self.layers)})"
 
 
 def maxpool2d_reference(

@@ -35,6 +35,7 @@ from numnet.backend import DEVICES, array_module, to_device
 from numnet.layers import (
     ACTIVATIONS,
     Conv2D,
+    ConvPool2x2,
     Flatten,
     Layer,
     Linear,
@@ -58,6 +59,10 @@ class Sequential:
     the most recent training forward and overwrites every ``Parameter.grad``; with
     ``input_grad=True`` it also returns dL/dx (shaped like the forward input), otherwise it
     skips the input gradient of the first parametrised layer and returns ``None``.
+
+    ``fuse`` (default True) runs each Conv2D(stride 1, SAME) [+ activation] + MaxPool2D(2x2/2)
+    as one ``numnet.layers.ConvPool2x2`` step -- same results, faster; ``fuse=False`` runs the
+    general layers one by one. Parameters and their names are the layers' either way.
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class Sequential:
         layers: Sequence[Layer] | Sequence[tuple[str, Layer]],
         dtype: str = "float32",
         config: dict[str, Any] | None = None,
+        fuse: bool = True,
     ) -> None:
         named: list[tuple[str, Layer]] = []
         for k, item in enumerate(layers):
@@ -76,16 +82,55 @@ class Sequential:
         self.dtype = np.dtype(dtype)
         self.config: dict[str, Any] = dict(config or {})
         self.device = "cpu"
-        first = [k for k, (_, layer) in enumerate(named) if layer.param_names]
-        self._first_param_layer = first[0] if first else len(named)
+        self._fuse = fuse
+        self._plan = self._make_plan()
+
+    # -- execution plan -------------------------------------------------------------------------
+    @property
+    def fuse(self) -> bool:
+        """Whether fast paths that span layers (``ConvPool2x2``) are used; settable."""
+        return self._fuse
+
+    @fuse.setter
+    def fuse(self, value: bool) -> None:
+        self._fuse = bool(value)
+        self._plan = self._make_plan()
+
+    def _make_plan(self) -> list[tuple[Any, bool]]:
+        """Steps to run in order: ``(layer or ConvPool2x2, has_parameters)``.
+
+        With ``fuse``, every Conv2D(stride 1, SAME) [+ activation] + MaxPool2D(2x2/2) run
+        becomes one ``ConvPool2x2`` step; otherwise each layer is a step.
+        """
+        layers = [layer for _, layer in self.layers]
+        plan: list[tuple[Any, bool]] = []
+        k = 0
+        while k < len(layers):
+            if self._fuse and isinstance(layers[k], Conv2D):
+                for span in (2, 3):  # conv, pool  |  conv, activation, pool
+                    group = layers[k : k + span]
+                    if len(group) < span:
+                        break
+                    act = group[1] if span == 3 else None
+                    if ConvPool2x2.fusable(group[0], act, group[-1]):
+                        plan.append((ConvPool2x2(group[0], act, group[-1]), True))
+                        k += span
+                        break
+                else:
+                    plan.append((layers[k], True))
+                    k += 1
+                continue
+            plan.append((layers[k], bool(layers[k].param_names)))
+            k += 1
+        return plan
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: Array, train: bool = True) -> Array:
         """Logits ``(N, 10)`` for inputs ``x`` (cast to the model's dtype; no copy if already)."""
         xp = array_module(*(p.value for p in self.parameters()))
         out = xp.asarray(x, dtype=self.dtype)
-        for _, layer in self.layers:
-            out = layer.forward(out, train=train)
+        for step, _ in self._plan:
+            out = step.forward(out, train=train)
         return out
 
     __call__ = forward
@@ -102,9 +147,10 @@ class Sequential:
         """
         xp = array_module(dout)
         grad = xp.asarray(dout, dtype=self.dtype)
-        stop = 0 if input_grad else self._first_param_layer
-        for k in range(len(self.layers) - 1, stop - 1, -1):
-            grad = self.layers[k][1].backward(grad, input_grad=input_grad or k > stop)
+        first = next((k for k, (_, has_params) in enumerate(self._plan) if has_params), 0)
+        stop = 0 if input_grad else first
+        for k in range(len(self._plan) - 1, stop - 1, -1):
+            grad = self._plan[k][0].backward(grad, input_grad=input_grad or k > stop)
         return grad if input_grad else None
 
     # -- parameters -----------------------------------------------------------------------------
@@ -131,6 +177,7 @@ class Sequential:
         for _, layer in self.layers:
             layer.to(device)
         self.device = device
+        self._plan = self._make_plan()  # forget cached activations
         return self
 
     def state_dict(self) -> dict[str, np.ndarray]:

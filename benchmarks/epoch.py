@@ -1,0 +1,209 @@
+"""Time one training epoch and a 21,000-sample evaluation: numnet vs PyTorch eager, same process.
+
+One epoch = 550 SGD steps of batch 100 (SPEC: 55,000 training images), float32, on random
+MNIST-shaped data (pixels uniform in [0, 1), random labels), summed cross-entropy, plain SGD.
+Evaluation = forward only over 21,000 samples (SPEC's 11,000 train + 10,000 test) in chunks of
+1,000. PyTorch (when installed) runs the same models in its default NCHW memory format and in
+channels_last. Implementations take turns within each repeat, so background load hits them
+alike; each figure is the median over the repeats, and the ratios are PyTorch time / numnet time
+(above 1: numnet is faster).
+
+    python benchmarks/epoch.py                     # all four models, 3 repeats
+    python benchmarks/epoch.py --models 4 --repeats 5 --json runs/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+import numnet
+from numnet.losses import softmax_cross_entropy
+from numnet.optim import SGD
+
+STEPS_PER_EPOCH = 550
+BATCH = 100
+EVAL_SAMPLES = 21_000
+EVAL_CHUNK = 1_000
+LR = 1e-4  # small enough that random labels never make the summed loss diverge
+
+
+def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 784), dtype=np.float32)
+    labels = rng.integers(0, 10, n)
+    return x, labels
+
+
+def batches(n_data: int, steps: int, seed: int) -> list[np.ndarray]:
+    """Index arrays of ``steps`` batches: a fresh permutation per pass over the data."""
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    while len(out) < steps:
+        order = rng.permutation(n_data)
+        out += [order[k : k + BATCH] for k in range(0, n_data - BATCH + 1, BATCH)]
+    return out[:steps]
+
+
+# -- numnet ------------------------------------------------------------------------------------
+
+
+def numnet_runner(name: str, x: np.ndarray, onehot: np.ndarray) -> tuple[Callable, Callable]:
+    model = numnet.models.build(name, seed=0, dtype="float32")
+    opt = SGD(model.parameters(), lr=LR)
+
+    def train(idx_list: list[np.ndarray]) -> float:
+        loss = 0.0
+        for idx in idx_list:
+            loss, dlogits = softmax_cross_entropy(model.forward(x[idx]), onehot[idx], "sum")
+            model.backward(dlogits)
+            opt.step()
+        return loss
+
+    def evaluate(xe: np.ndarray) -> int:
+        correct = 0
+        for k in range(0, len(xe), EVAL_CHUNK):
+            correct += int((model.predict(xe[k : k + EVAL_CHUNK]).argmax(1) == 0).sum())
+        return correct
+
+    return train, evaluate
+
+
+# -- PyTorch -----------------------------------------------------------------------------------
+
+
+def torch_runner(
+    name: str, x: np.ndarray, labels: np.ndarray, channels_last: bool
+) -> tuple[Callable, Callable]:
+    import torch
+
+    from numnet.reference_torch import build_reference
+
+    model = build_reference(name, dtype="float32", channels_last=channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
+    tlabels = torch.from_numpy(labels.astype(np.int64))
+
+    def train(idx_list: list[np.ndarray]) -> float:
+        loss = torch.zeros(())
+        for idx in idx_list:
+            xb = torch.from_numpy(x[idx])
+            opt.zero_grad(set_to_none=False)
+            loss = loss_fn(model(xb), tlabels[torch.from_numpy(idx)])
+            loss.backward()
+            opt.step()
+        return float(loss.detach())
+
+    def evaluate(xe: np.ndarray) -> int:
+        correct = 0
+        with torch.no_grad():
+            for k in range(0, len(xe), EVAL_CHUNK):
+                logits = model(torch.from_numpy(xe[k : k + EVAL_CHUNK]))
+                correct += int((logits.argmax(1) == 0).sum())
+        return correct
+
+    return train, evaluate
+
+
+# -- driver ------------------------------------------------------------------------------------
+
+
+def timed(fn: Callable, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="1,2,3,4", help="comma-separated, e.g. 4 or 1,2")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=STEPS_PER_EPOCH, help="steps per 'epoch'")
+    parser.add_argument("--no-torch", action="store_true", help="time numnet only")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.no_torch:
+            raise ImportError
+        import torch
+
+        torch_version = torch.__version__
+        torch_threads = torch.get_num_threads()
+    except ImportError:
+        torch = None
+        torch_version, torch_threads = None, None
+
+    n_data = STEPS_PER_EPOCH * BATCH
+    x, labels = make_data(n_data)
+    onehot = np.eye(10, dtype=np.float32)[labels]
+    x_eval = x[:EVAL_SAMPLES]
+    print(
+        f"numnet {numnet.__version__}, numpy {np.__version__}, torch {torch_version} "
+        f"({torch_threads} threads), python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}"
+    )
+    print(
+        f"train: {args.steps} steps x batch {BATCH}, float32, summed CE, SGD; eval: "
+        f"{EVAL_SAMPLES} samples in chunks of {EVAL_CHUNK}; median of {args.repeats} repeats\n"
+    )
+
+    impls = ["numnet"] + (["torch NCHW", "torch channels_last"] if torch else [])
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for m in args.models.split(","):
+        name = numnet.models.normalize_name(m.strip())
+        runners = {"numnet": numnet_runner(name, x, onehot)}
+        if torch:
+            runners["torch NCHW"] = torch_runner(name, x, labels, channels_last=False)
+            runners["torch channels_last"] = torch_runner(name, x, labels, channels_last=True)
+        if name != "model4":  # the memory format only matters for convolutions
+            runners.pop("torch channels_last", None)
+        warm = batches(n_data, 20, seed=99)
+        for train, evaluate in runners.values():  # warm-up: allocations, thread pools
+            train(warm)
+            evaluate(x_eval[:2000])
+        times: dict[str, dict[str, list[float]]] = {k: {"train": [], "eval": []} for k in runners}
+        for r in range(args.repeats):
+            idx_list = batches(n_data, args.steps, seed=r)
+            for impl, (train, evaluate) in runners.items():
+                times[impl]["train"].append(timed(train, idx_list))
+                times[impl]["eval"].append(timed(evaluate, x_eval))
+        results[name] = {
+            impl: {kind: statistics.median(v) for kind, v in t.items()} for impl, t in times.items()
+        }
+        print_model(name, results[name], impls, args.steps)
+        sys.stdout.flush()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"steps": args.steps, "results": results}, indent=2))
+    return 0
+
+
+def print_model(name: str, res: dict, impls: list[str], steps: int) -> None:
+    base = res["numnet"]
+    label = "epoch" if steps == STEPS_PER_EPOCH else f"{steps} steps"
+    print(f"{name}: train s/{label}, eval s/{EVAL_SAMPLES} samples (ratio = time / numnet's)")
+    for impl in impls:
+        if impl not in res:
+            continue
+        t, e = res[impl]["train"], res[impl]["eval"]
+        ratio = (
+            ""
+            if impl == "numnet"
+            else f"   train x{t / base['train']:.2f}  eval x{e / base['eval']:.2f}"
+        )
+        print(f"  {impl:<20} train {t:7.3f}   eval {e:7.3f}{ratio}")
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
