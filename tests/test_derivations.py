@@ -583,6 +583,8 @@ REQUIRED_CITATIONS = {
     "layers.MaxPool2D._backward_2x2",
     "layers.MaxPool2D._backward_general",
     "layers.Conv2D.backward",
+    "layers.Conv2D._input_grad_stride1",
+    "layers.ConvPool2x2.backward",
     "models.Sequential.backward",
 }
 
