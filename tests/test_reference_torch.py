@@ -58,7 +58,8 @@ def test_same_loss_and_gradients_as_numnet(name: str, reduction: str) -> None:
     twin = ref.reference_from_numnet(model, name, conv_activation=conv_activation)
     assert next(twin.parameters()).dtype == torch.float64
     # The copy itself is exact in both directions.
-    for (pname, p), back in zip(model.named_parameters(), ref.numnet_layout_arrays(twin)):
+    pairs = zip(model.named_parameters(), ref.numnet_layout_arrays(twin), strict=True)
+    for (pname, p), back in pairs:
         np.testing.assert_array_equal(back, p.value, err_msg=pname)
 
     x, y = _batch(16, seed=4)
@@ -89,7 +90,9 @@ def test_channels_last_computes_the_same() -> None:
     for _ in range(3):
         a, b = plain.step(x, y), nhwc.step(x, y)
         assert abs(a - b) <= 1e-12 * abs(a)
-    for p, q in zip(ref.numnet_layout_arrays(plain.model), ref.numnet_layout_arrays(nhwc.model)):
+    pairs = zip(ref.numnet_layout_arrays(plain.model), ref.numnet_layout_arrays(nhwc.model),
+                strict=True)
+    for p, q in pairs:
         np.testing.assert_allclose(q, p, rtol=1e-10, atol=1e-13)
 
 
@@ -102,7 +105,8 @@ def test_sgd_step_matches_numnet() -> None:
     model.backward(dlogits)
     numnet.optim.SGD(model.parameters(), lr=0.05).step()
     trainer.step(x, y)
-    for (pname, p), q in zip(model.named_parameters(), ref.numnet_layout_arrays(trainer.model)):
+    after = ref.numnet_layout_arrays(trainer.model)
+    for (pname, p), q in zip(model.named_parameters(), after, strict=True):
         np.testing.assert_allclose(q, p.value, rtol=1e-12, atol=1e-15, err_msg=pname)
 
 
