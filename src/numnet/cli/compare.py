@@ -24,10 +24,12 @@ def register(subparsers: Any) -> None:
             "Run every run of a protocol twice, with numnet and with a plain PyTorch "
             "implementation of the same model (torch.nn + torch.optim.SGD), from the same "
             "initial weights and the same batch order. Writes compare.json, "
-            "compare_curves.png (numnet vs PyTorch per panel) and compare.html (the Q2 "
-            "answers). Also checks, in float64 over the first updates of every run, that the "
-            "two losses agree to 1e-9 relative; exit code 1 if they do not. Needs the optional "
-            'extra: pip install "numnet[reference]".'
+            "compare_curves.png (numnet vs PyTorch per panel), compare.html and compare.md "
+            "(the Q2 answers). Also checks, in float64 over the first updates of every run, "
+            "that the two losses agree to 1e-9 relative (in a run that amplifies rounding: up "
+            "to the update where numnet starts to differ from itself, and in lockstep at every "
+            "update); exit code 1 if they do not. Needs the optional extra: "
+            'pip install "numnet[reference]".'
         ),
     )
     p.add_argument("--protocol", default="assignment", metavar="NAME|PATH",
