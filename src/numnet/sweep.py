@@ -440,6 +440,7 @@ def iter_local(
 
     pool = new_pool()
     in_flight: dict[cf.Future, SweepTask] = {}
+    finished = False
     try:
         while pending or in_flight:
             # Never more than ``jobs`` in flight: every submitted task is running, so a broken
@@ -486,7 +487,13 @@ def iter_local(
             if broken:
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = new_pool()
+        finished = True
     finally:
+        if not finished:
+            # Interrupted (Ctrl-C, or the consumer stopped early): stop the running tasks now
+            # rather than wait for them (a signal may have reached this process only).
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -591,7 +598,6 @@ def run_tasks(
     must be importable by the workers). Returns a :class:`SweepOutcome`; failed tasks are in
     ``failures`` (and ``errors/``), never raised.
     """
-    from numnet.experiments import write_json
 
     out = Path(out_dir)
     started = time.perf_counter()
@@ -622,25 +628,39 @@ def run_tasks(
             where = f"{min(jobs, len(todo))} local worker processes"
         log(f"numnet sweep: running {len(todo)} tasks on {where}")
         total = len(todo)
-        for k, (task, record, failure) in enumerate(outcomes, start=1):
-            if task.task_id in outcome.records or task.task_id in outcome.failures:
-                continue  # exactly once, whatever an executor might repeat
-            if record is not None:
-                write_json(task_path(out, task.task_id), record)
-                error_path(out, task.task_id).unlink(missing_ok=True)
-                outcome.records[task.task_id] = record
-                r = record["result"]
-                acc = r["final_test_accuracy"]
-                log(f"[{k}/{total}] {task.task_id}: {r['status']}, final test accuracy "
-                    f"{'-' if acc is None else f'{acc:.4f}'}, {r['wall_time']:.1f} s "
-                    f"({record['worker']['host']}:{record['worker']['pid']})")
-            else:
-                assert failure is not None
-                write_json(error_path(out, task.task_id), failure.to_dict())
-                outcome.failures[task.task_id] = failure
-                log(f"[{k}/{total}] {task.task_id}: FAILED: {failure.error}")
+        try:
+            _collect(outcomes, out, outcome, total, log)
+        except KeyboardInterrupt:
+            outcomes.close()  # stops the local workers (their tasks are lost, not saved)
+            log(f"numnet sweep: interrupted; {len(outcome.records)} of {len(tasks)} tasks are "
+                f"saved in {out}. Rerun the same command to finish the others.")
+            raise
     outcome.wall_time = time.perf_counter() - started
     return outcome
+
+
+def _collect(outcomes: Iterator[Outcome], out: Path, outcome: SweepOutcome, total: int,
+             log: Log) -> None:
+    """Write each outcome as it arrives (task record or error file) and log it."""
+    from numnet.experiments import write_json
+
+    for k, (task, record, failure) in enumerate(outcomes, start=1):
+        if task.task_id in outcome.records or task.task_id in outcome.failures:
+            continue  # exactly once, whatever an executor might repeat
+        if record is not None:
+            write_json(task_path(out, task.task_id), record)
+            error_path(out, task.task_id).unlink(missing_ok=True)
+            outcome.records[task.task_id] = record
+            r = record["result"]
+            acc = r["final_test_accuracy"]
+            log(f"[{k}/{total}] {task.task_id}: {r['status']}, final test accuracy "
+                f"{'-' if acc is None else f'{acc:.4f}'}, {r['wall_time']:.1f} s "
+                f"({record['worker']['host']}:{record['worker']['pid']})")
+        else:
+            assert failure is not None
+            write_json(error_path(out, task.task_id), failure.to_dict())
+            outcome.failures[task.task_id] = failure
+            log(f"[{k}/{total}] {task.task_id}: FAILED: {failure.error}")
 
 
 #: Rough relative cost of one epoch per model (this CPU, float32): the scheduling order only.
