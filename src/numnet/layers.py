@@ -703,8 +703,8 @@ class ConvPool2x2:
     The trick is the order of the im2col rows: quarter-major, ``(dy, dx, n, i, j)`` for the
     conv output pixel ``(2i + dy, 2j + dx)``. The GEMM output ``(4, N*H/2*W/2, c_out)`` then
     holds the four positions of every 2x2 window as four contiguous slabs, so the max-pool is
-    three elementwise ``maximum`` calls on contiguous arrays and its backward four contiguous
-    masked copies -- no strided quarter views of a full-size feature map.
+    three elementwise ``maximum`` calls on contiguous arrays and its backward nine contiguous
+    elementwise passes -- no strided quarter views of a full-size feature map.
 
     Other details: the conv bias is added after pooling when there is no activation
     (``max(y + b) = max(y) + b``, on a quarter of the values); ties go to the first maximum in
@@ -772,15 +772,18 @@ class ConvPool2x2:
         if act is not None:
             y += conv.bias.value
             y = act.forward(y, train=train)
+        # 2x2 max-pool over the four contiguous quarter planes, (0, 0), (0, 1), (1, 0), (1, 1).
         quarters = y.reshape(4, quarter, cout)
-        pooled = conv._scratch(f"fused.{mode}.pooled", (quarter, cout), x.dtype, xp)
-        xp.maximum(quarters[0], quarters[1], out=pooled)
-        xp.maximum(pooled, quarters[2], out=pooled)
-        xp.maximum(pooled, quarters[3], out=pooled)
-        z = add_channel_bias(pooled, conv.bias.value, n) if act is None else pooled.copy()
+        top_pair = conv._scratch(f"fused.{mode}.top_pair", (quarter, cout), x.dtype, xp)
+        bottom_pair = conv._scratch(f"fused.{mode}.bottom_pair", (quarter, cout), x.dtype, xp)
+        xp.maximum(quarters[0], quarters[1], out=top_pair)
+        xp.maximum(quarters[2], quarters[3], out=bottom_pair)
+        pooled = xp.maximum(top_pair, bottom_pair)  # a fresh output
+        if act is None:
+            pooled = add_channel_bias(pooled, conv.bias.value, n)
         if train:
-            self._cache = ("fused", cols, quarters, pooled, (n, h, w, c))
-        return z.reshape(n, hq, wq, cout)
+            self._cache = ("fused", cols, quarters, top_pair, bottom_pair, (n, h, w, c))
+        return pooled.reshape(n, hq, wq, cout)
 
     def backward(self, dz: Array, input_grad: bool = True) -> Array | None:
         if self._cache[0] == "layers":
@@ -789,22 +792,26 @@ class ConvPool2x2:
                 grad = layer.backward(grad, input_grad=input_grad or k > 0)
             return grad
         xp = array_module(dz)
-        _, cols, quarters, pooled, (n, h, w, c) = self._cache
+        _, cols, quarters, top_pair, bottom_pair, (n, h, w, c) = self._cache
         conv, act = self.conv, self.act
         kh, kw = conv.kernel_size
         cout = conv.out_channels
-        quarter = pooled.shape[0]
+        quarter = top_pair.shape[0]
         dz2 = dz.reshape(quarter, cout)
-        # Max-pool backward: each window's gradient to its first maximum (row-major order).
+        # Max-pool backward, each window's gradient to its first maximum in row-major order:
+        # the top pair wins ties with the bottom pair, a pair's left pixel wins ties with its
+        # right one. Subtracting the part taken leaves exact zeros and exact values.
         dy = conv._scratch("fused.dy", (4, quarter, cout), dz.dtype, xp)
-        hit = conv._scratch("fused.hit", (quarter, cout), bool, xp)
-        remaining = conv._scratch("fused.remaining", (quarter, cout), dz.dtype, xp)
-        remaining[...] = dz2
-        for k in range(4):
-            xp.equal(quarters[k], pooled, out=hit)
-            xp.multiply(remaining, hit, out=dy[k])
-            if k < 3:
-                remaining -= dy[k]  # exactly 0 where taken: later ties get nothing
+        wins = conv._scratch("fused.wins", (quarter, cout), bool, xp)
+        xp.greater_equal(top_pair, bottom_pair, out=wins)
+        xp.multiply(dz2, wins, out=dy[1])  # dz of the windows the top pair wins
+        xp.subtract(dz2, dy[1], out=dy[3])  # ... and of those the bottom pair wins
+        xp.greater_equal(quarters[0], quarters[1], out=wins)
+        xp.multiply(dy[1], wins, out=dy[0])
+        dy[1] -= dy[0]
+        xp.greater_equal(quarters[2], quarters[3], out=wins)
+        xp.multiply(dy[3], wins, out=dy[2])
+        dy[3] -= dy[2]
         dy = dy.reshape(4 * quarter, cout)
         if act is not None:
             dy = act.backward(dy)
