@@ -13,7 +13,11 @@ import json
 import logging
 import math
 import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +75,12 @@ def kill_once(task, data, device, blas_threads, *, victim, marker):
 def fail_for(task, data, device, blas_threads, *, victim):
     if task.task_id == victim:
         raise ValueError(f"injected failure in {task.task_id}")
+    return sweep.run_task(task, data, device, blas_threads)
+
+
+def sleepy(task, data, device, blas_threads, *, victim):
+    if task.task_id == victim:
+        time.sleep(300)  # "a long run", interrupted by the test
     return sweep.run_task(task, data, device, blas_threads)
 
 
@@ -317,6 +327,43 @@ def test_local_failing_task_reported_others_go_on(tiny, reference, tmp_path):
     assert len(again.reused) == len(reference) - 1 and not again.failures
     assert not (out / "errors" / f"{VICTIM}.json").exists()
     _same(again.records, reference)
+
+
+INTERRUPTED_SWEEP = """
+import functools, sys
+import test_sweep
+from numnet import protocol, sweep
+plan = sweep.expand(protocol.load(sys.argv[1]), test_sweep.SEEDS)
+ref = sweep.DataRef("mnist", sys.argv[2], None, validation_size=50, verify=False)
+task_fn = functools.partial(test_sweep.sleepy, victim=test_sweep.VICTIM)
+sweep.run_tasks(plan.tasks, sys.argv[3], ref, jobs=2, task_fn=task_fn)
+"""
+
+
+def test_interrupt_stops_workers_keeps_finished_tasks_and_resumes(tiny, reference, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
+                                                         *sys.path])}
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_SWEEP, str(tiny["protocol"]),
+                             str(tiny["data_dir"]), str(out)], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # every task but the sleeping victim finishes
+            if len(list((out / "tasks").glob("*.json"))) == len(reference) - 1:
+                break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)  # to the driver only, as `kill -INT` would
+        _, err = proc.communicate(timeout=60)  # would hang if it waited for the victim
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert f"of {len(reference)} tasks are saved" in err and "Rerun the same command" in err
+    assert sorted(p.name for p in (out / "tasks").iterdir()) == sorted(
+        f"{t}.json" for t in reference if t != VICTIM)  # complete JSON files, no leftovers
+    outcome = sweep.run_tasks(tiny["plan"].tasks, out, tiny["ref"], jobs=1, log=_quiet)
+    assert len(outcome.reused) == len(reference) - 1 and not outcome.failures
+    _same(outcome.records, reference)
 
 
 def test_cli_usage_errors(tiny, tmp_path, capsys):
