@@ -291,6 +291,23 @@ def curve_gap(a: list[float], b: list[float], samples: list[int]) -> tuple[float
     return diffs[k], samples[k]
 
 
+def _diagnosis(run: dict[str, Any]) -> dict[str, Any]:
+    """The reproduce report's diagnosis (:func:`numnet.report.diagnose`) of one run dict."""
+    from numnet.report import diagnose
+
+    d = diagnose(run)
+    return {"verdict": d.verdict, "labels": d.labels, "findings": d.findings,
+            "numbers": d.numbers}
+
+
+def refresh_diagnoses(doc: dict[str, Any]) -> dict[str, Any]:
+    """Recompute every run's diagnosis with the current rules (so that the findings and the
+    rules printed beside them always match); returns ``doc``, changed in place."""
+    for r in doc["runs"]:
+        r["diagnosis"] = {impl: _diagnosis(r["runs"][impl]) for impl in ("numnet", "pytorch")}
+    return doc
+
+
 def _impl_summary(r: RunResult) -> dict[str, Any]:
     d = r.to_dict()
     d["best_test_accuracy"] = max(r.test_accuracy) if r.test_accuracy else None
@@ -310,8 +327,6 @@ def compare_record(
     agreement: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """One run's entry of compare.json (see the module docstring)."""
-    from numnet.report import diagnose
-
     runs = {"numnet": _impl_summary(numnet_run), "pytorch": _impl_summary(torch_run),
             "pytorch_channels_last": _impl_summary(torch_cl_run) if torch_cl_run else None}
     n, t = runs["numnet"], runs["pytorch"]
@@ -319,11 +334,7 @@ def compare_record(
     gap_test, at_test = curve_gap(n["test_accuracy"], t["test_accuracy"], samples)
     gap_train, at_train = curve_gap(n["train_accuracy"], t["train_accuracy"], samples)
     cl = runs["pytorch_channels_last"]
-    diagnosis = {}
-    for impl in ("numnet", "pytorch"):
-        d = diagnose(runs[impl])
-        diagnosis[impl] = {"verdict": d.verdict, "labels": d.labels, "findings": d.findings,
-                           "numbers": d.numbers}
+    diagnosis = {impl: _diagnosis(runs[impl]) for impl in ("numnet", "pytorch")}
     final_diff = None
     if n["final_test_accuracy"] is not None and t["final_test_accuracy"] is not None:
         final_diff = n["final_test_accuracy"] - t["final_test_accuracy"]
@@ -611,6 +622,7 @@ def write_outputs(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
     from numnet.plots import png_bytes
 
     out = Path(out_dir)
+    refresh_diagnoses(doc)
     write_json(out / "compare.json", _json_safe(doc))
     png = png_bytes(overlay_figure(doc))
     write_bytes(out / "compare_curves.png", png)
@@ -782,7 +794,10 @@ def q2_answers(doc: dict[str, Any]) -> dict[str, list[str]]:
         "|numnet - PyTorch| test accuracy over the evaluations both made.")
     diffs = [(abs(r["accuracy"]["final_test_diff"]), r) for r in runs
              if r["accuracy"]["final_test_diff"] is not None]
-    if diffs:
+    if diffs and max(t[0] for t in diffs) == 0:
+        out["performance"].append(
+            f"The final test accuracies are identical in all {len(diffs)} runs.")
+    elif diffs:
         d, r = max(diffs, key=lambda t: t[0])
         out["performance"].append(
             f"Largest difference of final test accuracy: {100 * d:.2f} points "
@@ -861,16 +876,16 @@ def q2_answers(doc: dict[str, Any]) -> dict[str, list[str]]:
             if verdict in ("over-fitting", "under-fitting"):
                 out["fit"].append(f"{verdict.capitalize()}: no run.")
             continue
-        items = []
+        out["fit"].append(f"{verdict.capitalize()}: {len(hit)} run(s): "
+                          + ", ".join(_label(r) for r in hit) + ".")
         for r in hit:
             dn, dp = r["diagnosis"]["numnet"], r["diagnosis"]["pytorch"]
             both = verdict in dn["labels"] and verdict in dp["labels"]
-            who = "both" if both else ("numnet only" if verdict in dn["labels"]
-                                       else "PyTorch only")
+            who = "numnet and PyTorch" if both else ("numnet only" if verdict in dn["labels"]
+                                                     else "PyTorch only")
             finding = next((f for f in (dn if verdict in dn["labels"] else dp)["findings"]
                             if f.lower().startswith(verdict.split()[0])), "")
-            items.append(f"{_label(r)} [{who}] {finding}".strip())
-        out["fit"].append(f"{verdict.capitalize()} ({len(hit)} runs): " + " | ".join(items))
+            out["fit"].append(f"  {_label(r)} ({who}): {finding}".rstrip())
 
     # Float64 agreement.
     st = doc["agreement_settings"]
@@ -939,6 +954,7 @@ table.side td.fail { color:#c62828; font-weight:700; }
 .q2 ul { margin:4px 0 10px; padding-left:20px; }
 .q2 li { margin:3px 0; }
 .q2 li.rule { color:var(--muted); list-style:none; margin-left:-16px; font-size:13px; }
+.q2 li.sub { margin-left:22px; list-style:circle; font-size:13.5px; }
 """
 
 Q2_HEADINGS = (
@@ -978,7 +994,9 @@ def q2_section_html(doc: dict[str, Any], overlay_png: bytes | None = None) -> st
         if not items:
             continue
         lis = "".join(
-            f'<li class="rule">{esc(s)}</li>' if s.startswith("Rule") else f"<li>{esc(s)}</li>"
+            f'<li class="rule">{esc(s)}</li>' if s.startswith("Rule")
+            else f'<li class="sub">{esc(s.strip())}</li>' if s.startswith("  ")
+            else f"<li>{esc(s)}</li>"
             for s in items)
         parts.append(f"<h3>{esc(title)}</h3><ul>{lis}</ul>")
     if overlay_png is not None:
@@ -1053,7 +1071,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     for key, title in Q2_HEADINGS:
         if answers[key]:
             lines += [f"## {title}", ""]
-            lines.extend(f"- {'*' + s + '*' if s.startswith('Rule') else s}"
+            lines.extend(f"  - {s.strip()}" if s.startswith("  ")
+                         else f"- {'*' + s + '*' if s.startswith('Rule') else s}"
                          for s in answers[key])
             lines.append("")
     lines += ["![numnet vs PyTorch learning curves](compare_curves.png)", ""]
@@ -1073,6 +1092,7 @@ __all__ = [
     "overlay_figure",
     "q2_answers",
     "q2_section_html",
+    "refresh_diagnoses",
     "render_html",
     "render_markdown",
     "run_compare",
