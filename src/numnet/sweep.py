@@ -45,7 +45,7 @@ Output folder (every file written atomically)::
       summary.json           per cell: final accuracies' n, mean, std, min, max, 95% t-interval;
                              per evaluation: mean, std, min, max of the curves
       summary.csv, summary.md
-      summary_table.png      rows "Model 1".., columns "Setting 1"..: mean +- std (n)
+      summary_table.png      (numnet.plots) rows "Model 1".., columns "Setting 1"..: mean +- std (n)
       learning_curves.png    SPEC's 3x4 layout, mean curves with +-std and min-max bands
 
 Resuming: a task whose ``tasks/<task_id>.json`` holds the same spec (and dataset, split) is
@@ -899,98 +899,6 @@ def summary_csv(summary: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def learning_curves_bands_figure(summary: dict[str, Any]) -> Any:
-    """SPEC's learning-curve figure for a sweep: rows = settings, columns = models, each
-    panel the mean train and test accuracy over the seeds with a ±1 std band (dark) and the
-    min-max band (light)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    cells = summary["cells"]
-    models = list(dict.fromkeys(c["model"] for c in cells)) or ["model1"]
-    rows = max((c["setting"] for c in cells), default=1)
-    grid = {(c["model"], c["setting"]): c for c in cells}
-    fig = Figure(figsize=(22, max(12, 4 * rows)), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, len(models), squeeze=False)
-    for col, model in enumerate(models):
-        for row in range(rows):
-            ax = axes[row][col]
-            cell = grid.get((model, row + 1))
-            ax.set_title(f"Task {model.removeprefix('model')}")
-            if cell is None:
-                ax.axis("off")
-                continue
-            ax.set_ylabel(f"Epochs: {cell['epochs']}, Learning rate: {cell['lr']:g}")
-            ax.set_xlabel("Number of samples processed")
-            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-            x = np.asarray(cell["curves"]["samples"], dtype=float)
-            drawn = False
-            for which, color in (("train_accuracy", "#1f77b4"), ("test_accuracy", "#ff7f0e")):
-                st = cell["curves"][which]
-                k = len(st["mean"])
-                if k == 0:
-                    continue
-                mean = np.asarray(st["mean"], dtype=float)
-                std = np.asarray([s or 0.0 for s in st["std"]], dtype=float)
-                name = which.replace("_accuracy", "")
-                ax.fill_between(x[:k], st["min"], st["max"], color=color, alpha=0.12,
-                                linewidth=0)
-                ax.fill_between(x[:k], mean - std, mean + std, color=color, alpha=0.3,
-                                linewidth=0)
-                ax.plot(x[:k], mean, color=color, label=f"{name} (mean ± std, min-max)")
-                drawn = True
-            if cell["n_diverged"] or cell["n_error"]:
-                ax.text(0.02, 0.04, f"{cell['n_diverged']} diverged, {cell['n_error']} failed",
-                        transform=ax.transAxes, color="#c62828")
-            if drawn:
-                ax.legend(loc="lower right", fontsize=8)
-            ax.grid(alpha=0.3)
-    quick = " — QUICK" if summary["protocol"]["quick"] else ""
-    fig.suptitle("Learning Curves for all Tasks and Hyper-parameter settings"
-                 f" — {summary['protocol']['name']}, mean over {summary['seeds']} seeds{quick}")
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    return fig
-
-
-def summary_table_figure(summary: dict[str, Any]) -> Any:
-    """SPEC's summary table for a sweep: rows "Model 1".., columns "Setting 1"..; each cell
-    the final test accuracy in %, mean ± std (n); cells with diverged/failed runs red."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    cells = summary["cells"]
-    models = list(dict.fromkeys(c["model"] for c in cells))
-    rows = max((c["setting"] for c in cells), default=1)
-    grid = {(c["model"], c["setting"]): c for c in cells}
-    fig = Figure(figsize=(max(9, 3.6 * rows), 1.2 + 0.6 * len(models)), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.axis("off")
-    text = [[cell_text(grid[(m, k)]) if (m, k) in grid else "" for k in range(1, rows + 1)]
-            for m in models]
-    colors = [["#fde0e0" if (m, k) in grid and (grid[(m, k)]["n_diverged"]
-                                                 or grid[(m, k)]["n_error"]) else "white"
-               for k in range(1, rows + 1)] for m in models]
-    table = ax.table(cellText=text, cellColours=colors,
-                     rowLabels=[f"Model {m.removeprefix('model')}" for m in models],
-                     colLabels=[f"Setting {k}" for k in range(1, rows + 1)], loc="center",
-                     cellLoc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(10)
-    table.scale(1, 1.8)
-    quick = " — QUICK" if summary["protocol"]["quick"] else ""
-    ax.set_title(f"Final test accuracy (%), mean ± std over seeds — "
-                 f"{summary['protocol']['name']}{quick}")
-    return fig
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
-
-
 def summary_document(plan: SweepPlan, outcome: SweepOutcome, *, executor: str, device: str,
                      wall_time: float) -> dict[str, Any]:
     """The content of summary.json."""
@@ -1023,14 +931,16 @@ def summary_document(plan: SweepPlan, outcome: SweepOutcome, *, executor: str, d
 
 def write_outputs(out_dir: str | Path, summary: dict[str, Any]) -> None:
     """summary.json, summary.csv, summary.md and the two figures (all atomic)."""
+    from numnet import plots
     from numnet.experiments import write_bytes, write_json, write_text
 
     out = Path(out_dir)
     write_json(out / "summary.json", summary)
     write_text(out / "summary.csv", summary_csv(summary))
     write_text(out / "summary.md", summary_markdown(summary))
-    write_bytes(out / "summary_table.png", _png(summary_table_figure(summary)))
-    write_bytes(out / "learning_curves.png", _png(learning_curves_bands_figure(summary)))
+    write_bytes(out / "summary_table.png", plots.png_bytes(plots.sweep_table_figure(summary)))
+    write_bytes(out / "learning_curves.png",
+                plots.png_bytes(plots.learning_curves_bands_figure(summary)))
 
 
 def default_out_dir(protocol: Protocol, root: str | Path = "runs") -> Path:
