@@ -369,8 +369,18 @@ def run_task(
         "device": device,
         "data": info,
         "result": result.to_dict(),
-        "worker": {"host": socket.gethostname(), "pid": os.getpid()},
+        "worker": {"host": socket.gethostname(), "pid": os.getpid(),
+                   "blas_threads": _blas_threads()},
     }
+
+
+def _blas_threads() -> list[int]:
+    """The thread counts of this process's BLAS pools (threadpoolctl), e.g. ``[1]``."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [int(p["num_threads"]) for p in threadpool_info() if p.get("user_api") == "blas"]
 
 
 def check_data_fits(spec: RunSpec, datasets: Any) -> None:
