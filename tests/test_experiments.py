@@ -141,7 +141,7 @@ def test_csv_is_flat(full) -> None:
 
 def test_figures_are_pngs_of_the_expected_size(full) -> None:
     assert png_size(full.out_dir / "learning_curves.png") == (2200, 1200)
-    assert png_size(full.out_dir / "summary_table.png") == (900, 360)
+    assert png_size(full.out_dir / "summary_table.png") == (900, 320)
     import matplotlib.image
 
     img = matplotlib.image.imread(full.out_dir / "learning_curves.png")

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 LEARNING_CURVES_TITLE = "Learning Curves for all Tasks and Hyper-parameter settings"
 LEARNING_CURVES_SIZE = (22, 12)  # inches (SPEC)
-SUMMARY_TABLE_SIZE = (9, 3.6)
+SUMMARY_TABLE_SIZE = (9, 3.2)
 DPI = 100
 TRAIN_COLOR = "#1f77b4"
 TEST_COLOR = "#ff7f0e"
@@ -127,46 +127,46 @@ def summary_table_figure(doc: dict[str, Any]) -> Figure:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ax.axis("off")
-    text, colors = [], []
+    header = ["", *[f"Setting {s}" for s in range(1, rows + 1)]]
+    text, diverged = [header], set()
     for model in models:
-        row_text, row_colors = [], []
+        row = [f"Model {model.removeprefix('model')}"]
         for s in range(1, rows + 1):
             run = runs.get((model, s))
             if run is None:
-                row_text.append("—")
-                row_colors.append("#f2f2f2")
+                row.append("—")
             elif run["status"] == "diverged":
                 acc = run["final_test_accuracy"]
-                last = f", last {acc:.4f}" if acc is not None else ""
-                row_text.append(f"diverged @ {run['diverged_at_update']}{last}")
-                row_colors.append(DIVERGED_FILL)
+                last = f"\n(last {acc:.4f})" if acc is not None else ""
+                row.append(f"diverged @ {run['diverged_at_update']}{last}")
+                diverged.add((len(text), s))
             else:
-                row_text.append(f"{run['final_test_accuracy']:.4f}")
-                row_colors.append("white")
-        text.append(row_text)
-        colors.append(row_colors)
+                row.append(f"{run['final_test_accuracy']:.4f}")
+        text.append(row)
+    label_width = 0.16
     table = ax.table(
         cellText=text,
-        cellColours=colors,
-        rowLabels=[f"Model {m.removeprefix('model')}" for m in models],
-        colLabels=[f"Setting {s}" for s in range(1, rows + 1)],
-        loc="center",
+        colWidths=[label_width] + [(1 - label_width) / rows] * rows,
         cellLoc="center",
+        bbox=(0.0, 0.02, 1.0, 0.86),  # fill the axes below the title
     )
     table.auto_set_font_size(False)
     table.set_fontsize(13)
-    table.scale(1, 2.2)
     for (r, c), cell in table.get_celld().items():
-        if r == 0 or c == -1:
+        if r == 0 and c == 0:
+            cell.set_visible(False)
+        elif r == 0 or c == 0:
             cell.set_text_props(fontweight="bold")
             cell.set_facecolor("#e8eef7")
-        elif text[r - 1][c].startswith("diverged"):
-            cell.set_text_props(color=DIVERGED_COLOR, fontweight="bold")
+        elif (r, c) in diverged:
+            cell.set_facecolor(DIVERGED_FILL)
+            cell.set_text_props(color=DIVERGED_COLOR, fontweight="bold", fontsize=11)
     title = "Final test accuracy" + _quick_suffix(doc)
     ax.set_title(title, fontsize=15, fontweight="bold")
     p = doc["protocol"]
-    fig.text(0.99, 0.02, f"protocol {p['name']} (hash {p['hash']}), seed {p['seed']}",
+    fig.text(0.99, 0.01, f"protocol {p['name']} (hash {p['hash']}), seed {p['seed']}",
              ha="right", va="bottom", fontsize=8, color="grey")
+    fig.subplots_adjust(left=0.03, right=0.97, top=0.86, bottom=0.08)
     return fig
 
 

@@ -134,8 +134,10 @@ def diagnose(run: dict[str, Any]) -> Diagnosis:
 
     if end_tr < NOT_LEARNING_BELOW:
         flags.append("not learning")
+        loss = run["train_loss"][-1] if run.get("train_loss") else float("nan")
         findings.append(f"Not learning: end train accuracy {end_tr:.4f} < "
-                        f"{NOT_LEARNING_BELOW:.2f} (chance 0.10).")
+                        f"{NOT_LEARNING_BELOW:.2f} (chance 0.10); final train loss {loss:.4f} "
+                        f"against ln 10 = {math.log(10):.4f} for a uniform guess.")
     unstable = trends and numbers["test_jump"] > UNSTABLE_JUMP_POINTS / 100
     fits_train = end_tr >= UNDERFIT_TRAIN_BELOW
     if trends and fits_train and not unstable:
