@@ -373,7 +373,8 @@ def test_cli_usage_errors(tiny, tmp_path, capsys):
                          (["--seeds", "0"], "--seeds"),
                          (["--models", "7"], "--models"),
                          (["--jobs", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude"),
-                         (["--device", "cuda"], "cuda")):
+                         (["--device", "cuda"], "cuda"),
+                         (["--data-dir", str(tmp_path / "none")], "not a directory")):
         if extra[0] == "--device":
             from numnet import backend
             if backend.cuda_available():

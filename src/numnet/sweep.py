@@ -1019,6 +1019,14 @@ def sweep(
         data = DataRef(protocol.dataset, None if data_dir is None else str(data_dir),
                        validation_size=protocol.validation_size)
     plan = expand(protocol, seeds, grid, models)
+    if not scheduler:
+        # Locally the workers share this machine's cache: fetch (and check) the files once
+        # here, so that a missing data set is one clear error, not a failure per task, and
+        # the workers do not download concurrently. Dask workers use their own sources.
+        from numnet import data as data_mod
+
+        data_mod.fetch(data.dataset, data.data_dir, data.cache_dir, verify=data.verify,
+                       progress=True)
     out = Path(out_dir) if out_dir is not None else default_out_dir(protocol)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "protocol.toml", protocol.text)
