@@ -373,3 +373,29 @@ def test_convpool_refuses_what_it_cannot_fuse() -> None:
     assert not ConvPool2x2.fusable(Conv2D(1, 1, 3), Flatten(), MaxPool2D(2))
     with pytest.raises(ValueError, match="cannot fuse"):
         ConvPool2x2(Conv2D(1, 1, 3), None, MaxPool2D(3))
+
+
+def test_two_thread_split_gives_identical_results(monkeypatch) -> None:
+    """The conv fast path's elementwise work split over two threads (forced here on small
+    arrays) computes exactly what one thread does."""
+    import numnet.layers as layers_module
+
+    monkeypatch.setattr(layers_module, "SPLIT_MIN_ELEMENTS", 0)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 8, 6, 3))
+    dz = rng.standard_normal((5, 4, 3, 4))
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr(layers_module, "_threads", threads)
+        conv = Conv2D(3, 4, 3, padding="same", dtype="float64")
+        conv.weight.value = np.random.default_rng(12).standard_normal(conv.weight.shape)
+        fused = ConvPool2x2(conv, None, MaxPool2D(2))
+        z = fused.forward(x)
+        dx = fused.backward(dz)
+        results.append((z, dx, conv.weight.grad.copy(), conv.bias.grad.copy()))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="threads"):
+        layers_module.set_threads(3)
+    layers_module.set_threads(1)
+    assert layers_module.get_threads() == 1

@@ -26,7 +26,9 @@ obviously right, used by the tests to hold the fast paths equal.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -290,6 +292,51 @@ class Reshape(Layer):
 
 
 # ----------------------------------------------------------------------------------------------
+# Two cores for the big elementwise steps
+# ----------------------------------------------------------------------------------------------
+# A NumPy copy or ufunc runs on one core, but releases the GIL while it runs. The conv fast
+# path therefore splits its big copies and elementwise passes into two halves by image, one
+# done by a helper thread while the caller does the other (BLAS already threads the GEMMs).
+# ``set_threads(1)`` (or the environment variable NUMNET_THREADS=1) keeps everything on the
+# calling thread -- e.g. when several processes share the cores.
+
+SPLIT_MIN_ELEMENTS = 100_000  # below this, a thread hand-off costs more than it saves
+_threads = max(1, min(2, int(os.environ.get("NUMNET_THREADS", os.cpu_count() or 1))))
+_helper: ThreadPoolExecutor | None = None
+_helper_pid = -1
+
+
+def set_threads(threads: int) -> None:
+    """Use 1 or 2 threads for the elementwise work of the conv fast path (results identical)."""
+    global _threads
+    if threads not in (1, 2):
+        raise ValueError(f"threads must be 1 or 2, got {threads}")
+    _threads = threads
+
+
+def get_threads() -> int:
+    return _threads
+
+
+def in_halves(fn: Callable[[int, int], None], n: int, elements: int, xp: Any = np) -> None:
+    """Run ``fn(lo, hi)`` over ``range(n)``: as two halves at once when the work (``elements``
+    touched) is big enough and two threads are allowed, else in one call. ``fn`` must write
+    disjoint outputs for disjoint ranges."""
+    global _helper, _helper_pid
+    if _threads < 2 or n < 2 or elements < SPLIT_MIN_ELEMENTS or xp is not np:
+        fn(0, n)
+        return
+    if _helper is None or _helper_pid != os.getpid():  # none yet, or inherited by a fork
+        _helper, _helper_pid = ThreadPoolExecutor(1, thread_name_prefix="numnet"), os.getpid()
+    mid = n // 2
+    future = _helper.submit(fn, 0, mid)
+    try:
+        fn(mid, n)
+    finally:
+        future.result()
+
+
+# ----------------------------------------------------------------------------------------------
 # Padding and windows (shared by Conv2D and MaxPool2D)
 # ----------------------------------------------------------------------------------------------
 
@@ -336,24 +383,32 @@ def _windows(
     )
 
 
-def im2col(windows: Array, buffer: Array, taps_major: bool) -> Array:
+def im2col(windows: Array, buffer: Array, taps_major: bool, batch_axis: int = 0) -> Array:
     """Copy a window view ``(*positions, kh, kw, C)`` into the matrix ``cols`` ``(M, K)``:
     one row per output position, columns in (kh, kw, C) order (HWIO's input axes).
 
     ``buffer`` must hold M*K elements. With ``taps_major`` the copy is laid out as the
     contiguous ``(K, M)`` transpose and its ``.T`` view is returned: the same matrix for the
     GEMMs, but each copied run is a row of output positions rather than kw*C values -- much
-    faster when kw*C is small (a 1-channel input). No copy of the data other than this one.
+    faster when kw*C is small (a 1-channel input). The copy is split by image
+    (``batch_axis`` of the positions) over two threads when big (``in_halves``).
     """
+    xp = array_module(windows)
     *lead, kh, kw, c = windows.shape
     k, m = kh * kw * c, math.prod(lead)
     if taps_major:
         nlead = len(lead)
-        order = (nlead, nlead + 1, nlead + 2, *range(nlead))
-        buffer.reshape((kh, kw, c, *lead))[...] = windows.transpose(order)
-        return buffer.reshape(k, m).T
-    buffer.reshape(windows.shape)[...] = windows
-    return buffer.reshape(m, k)
+        source = windows.transpose((nlead, nlead + 1, nlead + 2, *range(nlead)))
+        dest, axis = buffer.reshape((kh, kw, c, *lead)), batch_axis + 3
+    else:
+        source, dest, axis = windows, buffer.reshape(windows.shape), batch_axis
+
+    def copy(lo: int, hi: int) -> None:
+        part = (slice(None),) * axis + (slice(lo, hi),)
+        dest[part] = source[part]
+
+    in_halves(copy, lead[batch_axis], windows.size, xp)
+    return buffer.reshape(k, m).T if taps_major else buffer.reshape(m, k)
 
 
 def add_channel_bias(y: Array, bias: Array, n: int) -> Array:
@@ -447,12 +502,12 @@ class Conv2D(Layer):
         padded[:, top : top + h, left : left + w, :] = x
         return padded
 
-    def _columns(self, key: str, windows: Array) -> Array:
+    def _columns(self, key: str, windows: Array, batch_axis: int = 0) -> Array:
         """im2col of ``windows`` into a kept buffer (taps-major when a window row is short)."""
         xp = array_module(windows)
         *_, kw, c = windows.shape
         buffer = self._scratch(key, (windows.size,), windows.dtype, xp)
-        return im2col(windows, buffer, taps_major=kw * c < 8)
+        return im2col(windows, buffer, taps_major=kw * c < 8, batch_axis=batch_axis)
 
     def _ones(self, rows: int, dtype: Any, xp: Any) -> Array:
         """A kept vector of ``rows`` ones (for ``column_sums``)."""
@@ -766,21 +821,31 @@ class ConvPool2x2:
             shape=(2, 2, n, hq, wq, kh, kw, c),
             strides=(s_h, s_w, s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c),
         )
-        cols = conv._columns(f"fused.{mode}.cols", windows)
+        cols = conv._columns(f"fused.{mode}.cols", windows, batch_axis=2)
         y = conv._scratch(f"fused.{mode}.y", (4 * quarter, cout), x.dtype, xp)
         xp.matmul(cols, conv._weight_matrix(), out=y)
         if act is not None:
             y += conv.bias.value
             y = act.forward(y, train=train)
-        # 2x2 max-pool over the four contiguous quarter planes, (0, 0), (0, 1), (1, 0), (1, 1).
+        # 2x2 max-pool over the four contiguous quarter planes, (0, 0), (0, 1), (1, 0), (1, 1);
+        # the bias, tiled over a whole image's pixels, goes on the pooled values.
         quarters = y.reshape(4, quarter, cout)
         top_pair = conv._scratch(f"fused.{mode}.top_pair", (quarter, cout), x.dtype, xp)
         bottom_pair = conv._scratch(f"fused.{mode}.bottom_pair", (quarter, cout), x.dtype, xp)
-        xp.maximum(quarters[0], quarters[1], out=top_pair)
-        xp.maximum(quarters[2], quarters[3], out=bottom_pair)
-        pooled = xp.maximum(top_pair, bottom_pair)  # a fresh output
-        if act is None:
-            pooled = add_channel_bias(pooled, conv.bias.value, n)
+        pooled = xp.empty((quarter, cout), dtype=x.dtype)  # a fresh output
+        per_image = hq * wq
+        bias = xp.tile(conv.bias.value, per_image) if act is None else None
+
+        def pool(lo: int, hi: int) -> None:
+            rows = slice(lo * per_image, hi * per_image)
+            xp.maximum(quarters[0, rows], quarters[1, rows], out=top_pair[rows])
+            xp.maximum(quarters[2, rows], quarters[3, rows], out=bottom_pair[rows])
+            xp.maximum(top_pair[rows], bottom_pair[rows], out=pooled[rows])
+            if bias is not None:
+                image_rows = pooled[rows].reshape(hi - lo, per_image * cout)
+                image_rows += bias
+
+        in_halves(pool, n, y.size, xp)
         if train:
             self._cache = ("fused", cols, quarters, top_pair, bottom_pair, (n, h, w, c))
         return pooled.reshape(n, hq, wq, cout)
@@ -798,20 +863,26 @@ class ConvPool2x2:
         cout = conv.out_channels
         quarter = top_pair.shape[0]
         dz2 = dz.reshape(quarter, cout)
+        per_image = (h // 2) * (w // 2)
         # Max-pool backward, each window's gradient to its first maximum in row-major order:
         # the top pair wins ties with the bottom pair, a pair's left pixel wins ties with its
         # right one. Subtracting the part taken leaves exact zeros and exact values.
         dy = conv._scratch("fused.dy", (4, quarter, cout), dz.dtype, xp)
         wins = conv._scratch("fused.wins", (quarter, cout), bool, xp)
-        xp.greater_equal(top_pair, bottom_pair, out=wins)
-        xp.multiply(dz2, wins, out=dy[1])  # dz of the windows the top pair wins
-        xp.subtract(dz2, dy[1], out=dy[3])  # ... and of those the bottom pair wins
-        xp.greater_equal(quarters[0], quarters[1], out=wins)
-        xp.multiply(dy[1], wins, out=dy[0])
-        dy[1] -= dy[0]
-        xp.greater_equal(quarters[2], quarters[3], out=wins)
-        xp.multiply(dy[3], wins, out=dy[2])
-        dy[3] -= dy[2]
+
+        def unpool(lo: int, hi: int) -> None:
+            r = slice(lo * per_image, hi * per_image)
+            xp.greater_equal(top_pair[r], bottom_pair[r], out=wins[r])
+            xp.multiply(dz2[r], wins[r], out=dy[1, r])  # dz of the windows the top pair wins
+            xp.subtract(dz2[r], dy[1, r], out=dy[3, r])  # ... and of those the bottom pair wins
+            xp.greater_equal(quarters[0, r], quarters[1, r], out=wins[r])
+            xp.multiply(dy[1, r], wins[r], out=dy[0, r])
+            xp.subtract(dy[1, r], dy[0, r], out=dy[1, r])
+            xp.greater_equal(quarters[2, r], quarters[3, r], out=wins[r])
+            xp.multiply(dy[3, r], wins[r], out=dy[2, r])
+            xp.subtract(dy[3, r], dy[2, r], out=dy[3, r])
+
+        in_halves(unpool, n, dy.size, xp)
         dy = dy.reshape(4 * quarter, cout)
         if act is not None:
             dy = act.backward(dy)
@@ -827,11 +898,15 @@ class ConvPool2x2:
         shape = (n, h + kh - 1, w + kw - 1, cout)
         dy_padded = conv._scratch("fused.dy_padded", shape, dz.dtype, xp, fill=0)
         by_quarter = dy.reshape(2, 2, n, h // 2, w // 2, cout)
-        for i in (0, 1):
-            for j in (0, 1):
-                rows = slice(before_h + i, before_h + h, 2)
-                cols_ = slice(before_w + j, before_w + w, 2)
-                dy_padded[:, rows, cols_, :] = by_quarter[i, j]
+
+        def scatter(lo: int, hi: int) -> None:
+            for i in (0, 1):
+                for j in (0, 1):
+                    rows = slice(before_h + i, before_h + h, 2)
+                    cols_ = slice(before_w + j, before_w + w, 2)
+                    dy_padded[lo:hi, rows, cols_, :] = by_quarter[i, j, lo:hi]
+
+        in_halves(scatter, n, dy.size, xp)
         return conv._input_grad_stride1(dy_padded, h, w)
 
     def __repr__(self) -> str:
