@@ -278,3 +278,12 @@ def test_model4_fast_path_equals_the_general_layers(conv_activation) -> None:
     np.testing.assert_allclose(dx1, dx2, rtol=1e-10, atol=1e-13)
     for a, b in zip(g1, g2, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_evaluation_in_chunks_equals_one_pass() -> None:
+    model = build("model4", seed=1, dtype="float64")
+    assert model.eval_chunk and build("model2").eval_chunk is None
+    x, _ = _batch(model.eval_chunk * 2 + 5, 3)
+    np.testing.assert_allclose(model.predict(x), model.forward(x), rtol=1e-13, atol=1e-13)
+    model.eval_chunk = 7
+    np.testing.assert_allclose(model.predict(x), model.forward(x), rtol=1e-13, atol=1e-13)

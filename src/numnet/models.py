@@ -48,6 +48,7 @@ from numnet.layers import (
 
 Array = Any
 MODEL_NAMES = ("model1", "model2", "model3", "model4")
+EVAL_CHUNK = 64  # rows per evaluation chunk of a convolutional model (cache-sized buffers)
 DTYPES = ("float32", "float64")
 
 
@@ -84,6 +85,10 @@ class Sequential:
         self.device = "cpu"
         self._fuse = fuse
         self._plan = self._make_plan()
+        #: rows per chunk of an evaluation forward (None: no chunking); see ``forward``
+        self.eval_chunk: int | None = (
+            EVAL_CHUNK if any(isinstance(layer, Conv2D) for _, layer in named) else None
+        )
 
     # -- execution plan -------------------------------------------------------------------------
     @property
@@ -126,12 +131,25 @@ class Sequential:
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: Array, train: bool = True) -> Array:
-        """Logits ``(N, 10)`` for inputs ``x`` (cast to the model's dtype; no copy if already)."""
+        """Logits ``(N, 10)`` for inputs ``x`` (cast to the model's dtype; no copy if already).
+
+        An evaluation forward (``train=False``) of a convolutional model runs in chunks of
+        ``eval_chunk`` rows: the im2col buffers of a small chunk stay in the CPU caches, which
+        makes the whole pass faster (the logits are the same).
+        """
         xp = array_module(*(p.value for p in self.parameters()))
-        out = xp.asarray(x, dtype=self.dtype)
+        x = xp.asarray(x, dtype=self.dtype)
+        chunk = None if train else self.eval_chunk
+        if chunk and len(x) > chunk:
+            return xp.concatenate(
+                [self._run(x[k : k + chunk], False) for k in range(0, len(x), chunk)]
+            )
+        return self._run(x, train)
+
+    def _run(self, x: Array, train: bool) -> Array:
         for step, _ in self._plan:
-            out = step.forward(out, train=train)
-        return out
+            x = step.forward(x, train=train)
+        return x
 
     __call__ = forward
 
