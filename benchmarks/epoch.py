@@ -10,6 +10,10 @@ alike; each figure is the median over the repeats, and the ratios are PyTorch ti
 
     python benchmarks/epoch.py                     # all four models, 3 repeats
     python benchmarks/epoch.py --models 4 --repeats 5 --json runs/bench.json
+    python benchmarks/epoch.py --threads 1         # one thread each (BLAS, numnet, PyTorch)
+
+``--threads N`` sets PyTorch's intra-op threads, numnet's (``numnet.layers.set_threads``) and
+BLAS's (through threadpoolctl, when installed); a loaded machine is fairer at 1 thread.
 """
 
 from __future__ import annotations
@@ -129,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=STEPS_PER_EPOCH, help="steps per 'epoch'")
     parser.add_argument("--no-torch", action="store_true", help="time numnet only")
+    parser.add_argument("--threads", type=int, choices=(1, 2), help="threads for everyone")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
@@ -143,6 +148,19 @@ def main(argv: list[str] | None = None) -> int:
         torch = None
         torch_version, torch_threads = None, None
 
+    blas_limit = None
+    if args.threads:
+        numnet.layers.set_threads(args.threads)
+        if torch:
+            torch.set_num_threads(args.threads)
+            torch_threads = args.threads
+        try:
+            from threadpoolctl import threadpool_limits
+
+            blas_limit = threadpool_limits(args.threads, user_api="blas")
+        except ImportError:
+            print("threadpoolctl not installed: BLAS keeps its default thread count")
+
     n_data = STEPS_PER_EPOCH * BATCH
     x, labels = make_data(n_data)
     onehot = np.eye(10, dtype=np.float32)[labels]
@@ -150,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"numnet {numnet.__version__}, numpy {np.__version__}, torch {torch_version} "
         f"({torch_threads} threads), python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}"
+        f"{os.cpu_count()} CPUs, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}, "
+        f"numnet threads {numnet.layers.get_threads()}, load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"train: {args.steps} steps x batch {BATCH}, float32, summed CE, SGD; eval: "
@@ -182,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         print_model(name, results[name], impls, args.steps)
         sys.stdout.flush()
+    if blas_limit is not None:
+        blas_limit.restore_original_limits()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"steps": args.steps, "results": results}, indent=2))

@@ -85,6 +85,7 @@ class Sequential:
         self.device = "cpu"
         self._fuse = fuse
         self._plan = self._make_plan()
+        self._params = self.parameters()  # the Parameter objects never change, their arrays may
         #: rows per chunk of an evaluation forward (None: no chunking); see ``forward``
         self.eval_chunk: int | None = (
             EVAL_CHUNK if any(isinstance(layer, Conv2D) for _, layer in named) else None
@@ -137,7 +138,7 @@ class Sequential:
         ``eval_chunk`` rows: the im2col buffers of a small chunk stay in the CPU caches, which
         makes the whole pass faster (the logits are the same).
         """
-        xp = array_module(*(p.value for p in self.parameters()))
+        xp = array_module(self._params[0].value) if self._params else array_module(x)
         x = xp.asarray(x, dtype=self.dtype)
         chunk = None if train else self.eval_chunk
         if chunk and len(x) > chunk:
