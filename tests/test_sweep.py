@@ -78,6 +78,12 @@ def fail_for(task, data, device, blas_threads, *, victim):
     return sweep.run_task(task, data, device, blas_threads)
 
 
+def chaos(task, data, device, blas_threads, *, kill, marker, fail):
+    if task.task_id == fail:
+        return fail_for(task, data, device, blas_threads, victim=fail)
+    return kill_once(task, data, device, blas_threads, victim=kill, marker=marker)
+
+
 def sleepy(task, data, device, blas_threads, *, victim):
     if task.task_id == victim:
         time.sleep(300)  # "a long run", interrupted by the test
@@ -289,45 +295,38 @@ def test_local_sweep_outputs_resume_and_determinism(tiny, reference, tmp_path):
     outcome = sweep.run_tasks(tiny["plan"].tasks, out, tiny["ref"], jobs=2,
                               task_fn=must_not_run, log=_quiet)
     assert sorted(outcome.reused) == sorted(reference) and not outcome.failures
-    # A missing task file is redone, the others are reused.
-    (out / "tasks" / f"{VICTIM}.json").unlink()
-    outcome = sweep.run_tasks(tiny["plan"].tasks, out, tiny["ref"], jobs=1, log=_quiet)
-    assert len(outcome.reused) == len(reference) - 1 and VICTIM not in outcome.reused
-    _same(outcome.records, reference)
 
 
-def test_local_worker_killed_task_resubmitted_exactly_once(tiny, reference, tmp_path):
-    marker = tmp_path / "killed"
-    task_fn = functools.partial(kill_once, victim=VICTIM, marker=str(marker))
-    logs: list[str] = []
-    outcome = sweep.run_tasks(tiny["plan"].tasks, tmp_path / "out", tiny["ref"], jobs=2,
-                              task_fn=task_fn, log=logs.append)
-    assert marker.exists(), "the victim never ran"
-    assert any("worker died" in line for line in logs)
-    assert not outcome.failures
-    assert _task_files(tmp_path / "out") == sorted(reference)
-    _same(outcome.records, reference)
-    assert outcome.records[VICTIM]["worker"]["pid"] != int(marker.read_text())
-
-
-def test_local_failing_task_reported_others_go_on(tiny, reference, tmp_path):
+def test_local_faults_killed_worker_and_failing_task(tiny, reference, tmp_path):
+    """One worker dies during a task (resubmitted: every result exactly once), another task
+    raises (reported, the others go on); the rerun redoes only the failed task."""
     out = tmp_path / "out"
-    task_fn = functools.partial(fail_for, victim=VICTIM)
+    failing = "model1-setting2-seed0"
+    marker = tmp_path / "killed"
+    task_fn = functools.partial(chaos, kill=VICTIM, marker=str(marker), fail=failing)
+    logs: list[str] = []
     result = sweep.sweep(tiny["protocol"], SEEDS, out_dir=out, jobs=2, data=tiny["ref"],
-                         retries=0, task_fn=task_fn, log=_quiet, make_figures=False)
-    assert not result.ok
-    assert list(result.outcome.failures) == [VICTIM]
-    error = json.loads((out / "errors" / f"{VICTIM}.json").read_text())
-    assert "ValueError: injected failure in " + VICTIM in error["error"]
+                         retries=0, task_fn=task_fn, log=logs.append, make_figures=False)
+    assert marker.exists(), "the victim never ran"
+    assert any(f"worker died while running {VICTIM}" in line for line in logs)
+    assert outcome_pid(result.outcome, VICTIM) != int(marker.read_text())
+    assert not result.ok and list(result.outcome.failures) == [failing]
+    error = json.loads((out / "errors" / f"{failing}.json").read_text())
+    assert error["error"] == f"ValueError: injected failure in {failing}"
     assert "Traceback" in error["traceback"]
-    assert _task_files(out) == sorted(set(reference) - {VICTIM})
-    cell = next(c for c in result.summary["cells"] if VICTIM.startswith(c["cell_id"]))
-    assert cell["n_error"] == 1 and cell["final_test_accuracy"]["n"] == 1
+    assert _task_files(out) == sorted(set(reference) - {failing})  # each once, no leftovers
+    _same(result.outcome.records, {k: v for k, v in reference.items() if k != failing})
+    cell = next(c for c in result.summary["cells"] if failing.startswith(c["cell_id"]))
+    assert cell["n_error"] == 1 and cell["final_test_accuracy"]["n"] == SEEDS - 1
     # rerunning the same sweep redoes only the failed task, and clears its error file
     again = sweep.run_tasks(result.plan.tasks, out, tiny["ref"], jobs=1, log=_quiet)
     assert len(again.reused) == len(reference) - 1 and not again.failures
-    assert not (out / "errors" / f"{VICTIM}.json").exists()
+    assert not (out / "errors" / f"{failing}.json").exists()
     _same(again.records, reference)
+
+
+def outcome_pid(outcome, task_id):
+    return outcome.records[task_id]["worker"]["pid"]
 
 
 INTERRUPTED_SWEEP = """
