@@ -764,7 +764,8 @@ class ConvPool2x2:
     Other details: the conv bias is added after pooling when there is no activation
     (``max(y + b) = max(y) + b``, on a quarter of the values); ties go to the first maximum in
     row-major window order, as ``MaxPool2D``; dL/dX is the stride-1 correlation of the
-    un-pooled dy with the flipped kernel (``Conv2D._input_grad_stride1``). An odd-sized input
+    un-pooled dy with the flipped kernel (``Conv2D._input_grad_stride1``); the big copies and
+    elementwise passes are split by image over two threads (``in_halves``). An odd-sized input
     falls back to the three layers. It holds no parameters: they stay the ``Conv2D``'s.
     """
 

@@ -48,7 +48,7 @@ from numnet.layers import (
 
 Array = Any
 MODEL_NAMES = ("model1", "model2", "model3", "model4")
-EVAL_CHUNK = 64  # rows per evaluation chunk of a convolutional model (cache-sized buffers)
+EVAL_CHUNK = 256  # rows per evaluation chunk of a convolutional model (cache-sized buffers)
 DTYPES = ("float32", "float64")
 
 
