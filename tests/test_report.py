@@ -93,6 +93,11 @@ def test_over_fitting_needs_a_fitted_and_stable_run() -> None:
     assert u.labels == ["unstable"] and "over-fitting not judged" in u.findings[-1]
 
 
+def test_a_steady_rise_is_not_unstable() -> None:
+    d = report.diagnose(run_dict(ramp(0.2, 0.9), ramp(0.2, 0.9)))  # 3.7 points per evaluation
+    assert "unstable" not in d.labels and d.numbers["test_jump"] == pytest.approx(0, abs=1e-12)
+
+
 def test_few_evaluations_skip_trend_rules() -> None:
     d = report.diagnose(run_dict([0.97, 0.99], [0.96, 0.97]))
     assert d.verdict == "good fit"

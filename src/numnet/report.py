@@ -18,8 +18,10 @@ accuracy *points* (0.01 = 1 point). Verdicts, in priority order:
   for runs that fit their training data (end train accuracy >= 95%) and are not unstable.
 - **under-fitting**: end train accuracy < 95%, or train accuracy still rising at the end
   (end - at 75% > 0.5 points) while test accuracy rises too.
-- **unstable** (also a flag beside another verdict): test accuracy jumps on average by > 1
-  point between consecutive evaluations over the second half; trends are then noise.
+- **unstable** (also a flag beside another verdict): over the second half, test accuracy
+  goes up and down by > 1 point per evaluation on average, beyond its net trend (mean
+  ``|change|`` between consecutive evaluations minus ``|net change|`` per evaluation: a
+  steady rise scores 0); trends are then noise.
 - **good fit**: none of the above.
 
 Trend rules need at least :data:`MIN_EVALS_FOR_TRENDS` evaluations; with fewer only the level
@@ -57,8 +59,9 @@ RULES = [
     ("under-fitting", f"end train accuracy < {UNDERFIT_TRAIN_BELOW:.0%}, or train accuracy "
      f"still rising by > {UNDERFIT_RISING_POINTS} points over the last quarter while test "
      "accuracy rises too."),
-    ("unstable", f"test accuracy moves by > {UNSTABLE_JUMP_POINTS} point on average between "
-     "consecutive evaluations over the second half (also shown beside another verdict)."),
+    ("unstable", f"over the second half, test accuracy goes up and down by > "
+     f"{UNSTABLE_JUMP_POINTS} point per evaluation on average beyond its net trend (mean "
+     "|change| minus |net change| per evaluation); also shown beside another verdict."),
     ("good fit", "none of the above."),
 ]
 VERDICT_ORDER = ("diverged", "not learning", "over-fitting", "under-fitting", "unstable",
@@ -129,7 +132,9 @@ def diagnose(run: dict[str, Any]) -> Diagnosis:
             test_rise_half=end_te - _window_mean(te, half, w),
             train_rise_last_quarter=end_tr - _window_mean(tr, q3, w),
             test_drop_from_best=max(te) - end_te,
-            test_jump=sum(abs(te[k] - te[k - 1]) for k in range(half, n)) / max(1, n - half),
+            # back-and-forth movement: mean |step| minus the part explained by the net trend
+            test_jump=(sum(abs(te[k] - te[k - 1]) for k in range(half, n))
+                       - abs(te[n - 1] - te[half - 1])) / max(1, n - half),
         )
 
     if end_tr < NOT_LEARNING_BELOW:
@@ -173,9 +178,10 @@ def diagnose(run: dict[str, Any]) -> Diagnosis:
         findings.append("Under-fitting: " + "; ".join(under) + ".")
     if unstable:
         flags.append("unstable")
-        findings.append(f"Unstable: test accuracy moved {100 * numbers['test_jump']:.2f} points "
-                        f"on average between evaluations over the second half "
-                        f"(> {UNSTABLE_JUMP_POINTS}); trends are noise, over-fitting not judged.")
+        findings.append(f"Unstable: over the second half test accuracy went up and down by "
+                        f"{100 * numbers['test_jump']:.2f} points per evaluation beyond its net "
+                        f"trend (> {UNSTABLE_JUMP_POINTS}); trends are noise, over-fitting not "
+                        "judged.")
     if not trends:
         findings.append(f"Only {n} evaluation(s): the trend rules (over-fitting, still rising, "
                         f"unstable) need at least {MIN_EVALS_FOR_TRENDS}.")
