@@ -99,22 +99,26 @@ class CompareOutcome:
 
 @contextlib.contextmanager
 def thread_limit(threads: int | None) -> Iterator[None]:
-    """Run numnet's BLAS and PyTorch's intra-op pool with ``threads`` threads each inside the
-    block (None: leave both libraries' own settings). The same count for both keeps the time
-    ratio fair; 1 is the robust choice on a machine whose cores are shared (threaded BLAS and
-    OpenMP spin-wait, and slow down many times when other processes hold the cores)."""
+    """Run numnet (its BLAS, and its conv fast path's helper thread, at most 2) and PyTorch's
+    intra-op pool with ``threads`` threads each inside the block (None: leave all as they
+    are). The same count for both keeps the time ratio fair; 1 is the robust choice on a
+    machine whose cores are shared (threaded BLAS and OpenMP spin-wait, and slow down many
+    times when other processes hold the cores)."""
+    from numnet import layers
     from numnet.experiments import blas_limit
     from numnet.reference_torch import import_torch
 
     torch = import_torch()
-    before = torch.get_num_threads()
+    before, layers_before = torch.get_num_threads(), layers.get_threads()
     with blas_limit(threads):
         if threads is not None:
             torch.set_num_threads(threads)
+            layers.set_threads(min(threads, 2))  # numnet's conv fast path: 1 or 2 threads
         try:
             yield
         finally:
             torch.set_num_threads(before)
+            layers.set_threads(layers_before)
 
 
 # ------------------------------------------------------------------------------ float64 check
@@ -461,6 +465,9 @@ def run_compare(
             "mkldnn": bool(torch.backends.mkldnn.is_available()),
         }
         environment["threads_setting"] = threads
+        from numnet import layers
+
+        environment["numnet_conv_threads"] = layers.get_threads()
 
         def document(complete: bool) -> dict[str, Any]:
             return compare_document(protocol, records, info, environment, {
