@@ -55,6 +55,15 @@ def test_test_stalling_while_train_rises_is_over_fitting() -> None:
     assert "changed by +0.00 points" in " ".join(d.findings)
 
 
+def test_a_widening_gap_is_over_fitting() -> None:
+    d = report.diagnose(run_dict(ramp(0.97, 0.99), ramp(0.962, 0.968)))
+    assert d.verdict == "over-fitting"
+    assert "less than train (> 0.5: the gap widens)" in d.findings[0]
+    # the same train curve with test keeping up (gap below 1 point) is not over-fitting
+    close = report.diagnose(run_dict(ramp(0.97, 0.99), ramp(0.972, 0.982)))
+    assert "over-fitting" not in close.labels
+
+
 def test_low_train_accuracy_is_under_fitting() -> None:
     d = report.diagnose(run_dict([0.92] * 20, [0.91] * 20))
     assert d.labels == ["under-fitting"]

@@ -13,9 +13,10 @@ accuracy *points* (0.01 = 1 point). Verdicts, in priority order:
 - **diverged**: the run stopped on a non-finite loss or parameters.
 - **not learning**: end train accuracy < 20% (chance is 10%).
 - **over-fitting**: train accuracy keeps rising over the second half (end - at 50% > 0.2
-  points) while test accuracy stalls (end - at 50% < 0.1 points) or falls from its best
-  (best - end > 0.3 points), and the train-test gap at the end exceeds 1 point. Judged only
-  for runs that fit their training data (end train accuracy >= 95%) and are not unstable.
+  points) while test accuracy stalls (end - at 50% < 0.1 points), lags behind (rose at least
+  0.5 points less than train: the gap widens) or falls from its best (best - end > 0.3
+  points), and the train-test gap at the end exceeds 1 point. Judged only for runs that fit
+  their training data (end train accuracy >= 95%) and are not unstable.
 - **under-fitting**: end train accuracy < 95%, or train accuracy still rising at the end
   (end - at 75% > 0.5 points) while test accuracy rises too.
 - **unstable** (also a flag beside another verdict): over the second half, test accuracy
@@ -43,6 +44,7 @@ UNDERFIT_TRAIN_BELOW = 0.95
 UNDERFIT_RISING_POINTS = 0.5
 OVERFIT_TRAIN_RISE_POINTS = 0.2
 OVERFIT_TEST_STALL_POINTS = 0.1
+OVERFIT_GAP_WIDENING_POINTS = 0.5
 OVERFIT_TEST_DROP_POINTS = 0.3
 OVERFIT_GAP_POINTS = 1.0
 UNSTABLE_JUMP_POINTS = 1.0
@@ -52,7 +54,8 @@ RULES = [
     ("diverged", "the loss or a parameter became non-finite; the run stopped there."),
     ("not learning", f"end train accuracy < {NOT_LEARNING_BELOW:.0%} (chance is 10%)."),
     ("over-fitting", f"train accuracy rose by > {OVERFIT_TRAIN_RISE_POINTS} points over the "
-     f"second half while test accuracy rose by < {OVERFIT_TEST_STALL_POINTS} points or ended "
+     f"second half while test accuracy rose by < {OVERFIT_TEST_STALL_POINTS} points, or by at "
+     f"least {OVERFIT_GAP_WIDENING_POINTS} points less than train (the gap widens), or ended "
      f"> {OVERFIT_TEST_DROP_POINTS} points below its best, with a train-test gap > "
      f"{OVERFIT_GAP_POINTS} point at the end; judged only when end train accuracy >= "
      f"{UNDERFIT_TRAIN_BELOW:.0%} and the run is not unstable."),
@@ -149,14 +152,19 @@ def diagnose(run: dict[str, Any]) -> Diagnosis:
         rise_tr, rise_te = numbers["train_rise_half"], numbers["test_rise_half"]
         drop, gap = numbers["test_drop_from_best"], numbers["gap"]
         stalls = rise_te < OVERFIT_TEST_STALL_POINTS / 100
+        widens = rise_tr - rise_te > OVERFIT_GAP_WIDENING_POINTS / 100
         falls = drop > OVERFIT_TEST_DROP_POINTS / 100
-        if (rise_tr > OVERFIT_TRAIN_RISE_POINTS / 100 and (stalls or falls)
+        if (rise_tr > OVERFIT_TRAIN_RISE_POINTS / 100 and (stalls or widens or falls)
                 and gap > OVERFIT_GAP_POINTS / 100):
             flags.append("over-fitting")
             why = []
             if stalls:
                 why.append(f"test accuracy changed by {_pts(rise_te)} points "
                            f"(< +{OVERFIT_TEST_STALL_POINTS})")
+            elif widens:
+                why.append(f"test accuracy rose only {_pts(rise_te)} points, "
+                           f"{100 * (rise_tr - rise_te):.2f} less than train "
+                           f"(> {OVERFIT_GAP_WIDENING_POINTS}: the gap widens)")
             if falls:
                 why.append(f"test accuracy ended {100 * drop:.2f} points below its best "
                            f"{max(te):.4f} (> {OVERFIT_TEST_DROP_POINTS})")
