@@ -448,6 +448,8 @@ def _env_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
                  f"(fingerprint {data.get('fingerprint')})"),
         ("Started / finished", f"{timing.get('started_at')} / {timing.get('finished_at')}"),
         ("Wall time", _fmt_time(float(timing.get("wall_time", 0.0)))
+         + (f" (CPU time {_fmt_time(float(timing['cpu_time']))})" if "cpu_time" in timing
+            else "")
          + (f" (reused runs: {', '.join(timing['reused_runs'])})"
             if timing.get("reused_runs") else "")),
     ]
