@@ -298,7 +298,7 @@ def test_data_too_small_for_protocol(tmp_path) -> None:
 def test_full_assignment_on_real_mnist(tmp_path) -> None:
     """The whole `assignment` protocol on real MNIST (minutes): SPEC's counts, sane results."""
     outcome = experiments.reproduce("assignment", None, tmp_path / "assignment",
-                                    progress="log", log=print)
+                                    progress="log", log=print, blas_threads=1)
     doc = load(outcome.out_dir)
     assert len(doc["runs"]) == 12 and doc["data"]["train_examples"] == 55000
     for run in doc["runs"]:
@@ -306,9 +306,9 @@ def test_full_assignment_on_real_mnist(tmp_path) -> None:
         if run["status"] == "ok":
             assert run["updates"] == 550 * e + 1
             assert run["evaluations"] == (550 * e + 1) // 200
-        else:
-            assert run["updates"] == run["diverged_at_update"] - 1 or run["updates"] == \
-                run["diverged_at_update"]
+        else:  # stopped by a non-finite loss (update not applied) or parameters
+            assert run["diverged_at_update"] - run["updates"] in (0, 1)
+            assert run["evaluations"] == run["updates"] // 200
     finals = {r["run_id"]: r["final_test_accuracy"] for r in doc["runs"]}
     assert finals["model1-setting2"] > 0.85  # a linear model at a sane rate
     assert finals["model4-setting3"] > 0.95  # the CNN, 20 epochs at lr 0.001 (summed loss)
