@@ -881,9 +881,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines += ["", "## Failed tasks", ""]
         lines += [f"- {f['task_id']}: {f['error']}" for f in summary["failures"]]
     t = summary["timing"]
-    lines += ["", f"Wall time {t['wall_time']:.1f} s; sum of run times "
-              f"{t['task_time_total']:.1f} s over {t['tasks_run']} tasks run now "
-              f"({t['tasks_reused']} reused).", ""]
+    lines += ["", f"Wall time of this invocation {t['wall_time']:.1f} s ({t['tasks_run']} tasks "
+              f"run, {t['tasks_reused']} reused); sum of the runs' own times "
+              f"{t['task_time_total']:.1f} s ({t['task_time_run_now']:.1f} s run now).", ""]
     return "\n".join(lines)
 
 
@@ -930,9 +930,10 @@ def summary_document(plan: SweepPlan, outcome: SweepOutcome, *, executor: str, d
         "environment": environment_info(),
         "cells": aggregate(plan, records, outcome.failures),
         "failures": [f.to_dict() for f in outcome.failures.values()],
-        "timing": {
+        "timing": {  # wall_time: this invocation; task times: sums of the runs' own times
             "wall_time": wall_time,
-            "task_time_total": math.fsum(records[t]["result"]["wall_time"] for t in run_now),
+            "task_time_total": math.fsum(r["result"]["wall_time"] for r in records.values()),
+            "task_time_run_now": math.fsum(records[t]["result"]["wall_time"] for t in run_now),
             "tasks_run": len(run_now),
             "tasks_reused": len(outcome.reused),
         },
