@@ -272,7 +272,8 @@ def test_local_sweep_outputs_resume_and_determinism(tiny, reference, tmp_path):
     assert _task_files(out) == sorted(reference)
     records = {p.stem: json.loads(p.read_text()) for p in (out / "tasks").glob("*.json")}
     _same(records, reference)  # same tasks, other processes, other order: same results
-    assert all(r["worker"]["blas_threads"] == [1] for r in records.values())  # pinned
+    assert all(r["worker"]["blas_threads"] == [1] and r["worker"]["numnet_threads"] == 1
+               for r in records.values())  # pinned
     summary = json.loads((out / "summary.json").read_text())
     assert summary["data"]["consistent"]
     cells = {c["cell_id"]: c for c in summary["cells"]}
@@ -398,7 +399,8 @@ def test_dask_worker_killed_results_identical_to_local(tiny, reference, cluster,
     assert outcome.records[VICTIM]["worker"]["pid"] != int(marker.read_text())
     pids = {r["worker"]["pid"] for r in outcome.records.values()}
     assert os.getpid() not in pids
-    assert all(r["worker"]["blas_threads"] == [1] for r in outcome.records.values())
+    assert all(r["worker"]["blas_threads"] == [1] and r["worker"]["numnet_threads"] == 1
+               for r in outcome.records.values())
 
 
 def test_dask_failing_task_reported_others_go_on(tiny, reference, cluster, tmp_path):

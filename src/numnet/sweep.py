@@ -323,7 +323,10 @@ _BLAS_LIMIT: Any = None  # the threadpoolctl limiter of this process, kept alive
 
 
 def pin_blas_threads(threads: int | None) -> None:
-    """Limit this process's BLAS (and OpenMP) pools to ``threads`` (None: leave them alone).
+    """Limit this process's BLAS (and OpenMP) pools to ``threads``, and numnet's own helper
+    thread of the conv fast path (``numnet.layers.set_threads``) to as many, at most 2
+    (None: leave them alone). Results do not depend on it; speed does, when N worker
+    processes share N cores.
 
     Done once per process (a worker initializer, or the first task on a Dask worker)."""
     global _BLAS_LIMIT
@@ -331,7 +334,10 @@ def pin_blas_threads(threads: int | None) -> None:
         return
     from threadpoolctl import threadpool_limits
 
+    from numnet import layers
+
     _BLAS_LIMIT = threadpool_limits(limits=threads)
+    layers.set_threads(min(2, max(1, threads)))
 
 
 @functools.lru_cache(maxsize=2)
@@ -370,8 +376,14 @@ def run_task(
         "data": info,
         "result": result.to_dict(),
         "worker": {"host": socket.gethostname(), "pid": os.getpid(),
-                   "blas_threads": _blas_threads()},
+                   "blas_threads": _blas_threads(), "numnet_threads": _numnet_threads()},
     }
+
+
+def _numnet_threads() -> int:
+    from numnet import layers
+
+    return layers.get_threads()
 
 
 def _blas_threads() -> list[int]:
