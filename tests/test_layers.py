@@ -375,9 +375,9 @@ def test_convpool_refuses_what_it_cannot_fuse() -> None:
         ConvPool2x2(Conv2D(1, 1, 3), None, MaxPool2D(3))
 
 
-def test_two_thread_split_gives_identical_results(monkeypatch) -> None:
-    """The conv fast path's elementwise work split over two threads (forced here on small
-    arrays) computes exactly what one thread does."""
+def test_two_thread_split_equals_one_thread(monkeypatch) -> None:
+    """The conv fast path split into two halves of images (forced here on small arrays)
+    computes exactly the same on two threads as on one."""
     import numnet.layers as layers_module
 
     monkeypatch.setattr(layers_module, "SPLIT_MIN_ELEMENTS", 0)
@@ -385,17 +385,48 @@ def test_two_thread_split_gives_identical_results(monkeypatch) -> None:
     x = rng.standard_normal((5, 8, 6, 3))
     dz = rng.standard_normal((5, 4, 3, 4))
     results = []
-    for threads in (1, 2):
+    for threads, act in ((1, None), (2, None), (1, Tanh), (2, Tanh)):
         monkeypatch.setattr(layers_module, "_threads", threads)
         conv = Conv2D(3, 4, 3, padding="same", dtype="float64")
         conv.weight.value = np.random.default_rng(12).standard_normal(conv.weight.shape)
-        fused = ConvPool2x2(conv, None, MaxPool2D(2))
+        conv.bias.value = np.random.default_rng(13).standard_normal(4)
+        fused = ConvPool2x2(conv, act() if act else None, MaxPool2D(2))
         z = fused.forward(x)
+        assert len(fused._cache[1]) == 2
         dx = fused.backward(dz)
         results.append((z, dx, conv.weight.grad.copy(), conv.bias.grad.copy()))
-    for a, b in zip(*results, strict=True):
-        np.testing.assert_array_equal(a, b)
+    for one, two in (results[:2], results[2:]):
+        for a, b in zip(one, two, strict=True):
+            np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="threads"):
         layers_module.set_threads(3)
-    layers_module.set_threads(1)
-    assert layers_module.get_threads() == 1
+
+
+def test_work_is_taken_back_from_a_busy_helper(monkeypatch) -> None:
+    """run_parts: when the helper thread has not started its part, the caller runs it."""
+    import threading
+
+    import numnet.layers as layers_module
+
+    blocker = threading.Event()
+    layers_module.run_parts(lambda k: None, 2)  # make sure the helper exists
+    layers_module._helper.submit(blocker.wait)  # keep the helper busy
+    done = []
+    layers_module.run_parts(lambda k: done.append((k, threading.current_thread().name)), 2)
+    blocker.set()
+    assert sorted(k for k, _ in done) == [0, 1]
+    assert {name for _, name in done} == {threading.current_thread().name}
+
+
+def test_single_threaded_blas_restores_the_count() -> None:
+    import numnet.layers as layers_module
+
+    libs = layers_module._blas_controllers()
+    if not libs:
+        pytest.skip("threadpoolctl cannot see a BLAS library here")
+    before = [lib.num_threads for lib in libs]
+    with layers_module.single_threaded_blas():
+        with layers_module.single_threaded_blas():  # re-entrant
+            assert all(lib.num_threads == 1 for lib in libs)
+        assert all(lib.num_threads == 1 for lib in libs)
+    assert [lib.num_threads for lib in libs] == before

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -186,10 +188,12 @@ class ReLU(Layer):
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
-        if not input_grad:
-            return None
-        xp = array_module(dy)
-        return xp.where(self._cache_y > 0, dy, 0).astype(dy.dtype, copy=False)
+        return self.backward_from_output(self._cache_y, dy) if input_grad else None
+
+    @staticmethod
+    def backward_from_output(y: Array, dy: Array) -> Array:
+        """dL/dx from the forward's output ``y`` and dL/dy."""
+        return array_module(dy).where(y > 0, dy, 0).astype(dy.dtype, copy=False)
 
 
 class Sigmoid(Layer):
@@ -208,9 +212,11 @@ class Sigmoid(Layer):
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
-        if not input_grad:
-            return None
-        y = self._cache_y
+        return self.backward_from_output(self._cache_y, dy) if input_grad else None
+
+    @staticmethod
+    def backward_from_output(y: Array, dy: Array) -> Array:
+        """dL/dx from the forward's output ``y`` and dL/dy."""
         return dy * y * (1 - y)
 
 
@@ -228,9 +234,11 @@ class Tanh(Layer):
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
-        if not input_grad:
-            return None
-        y = self._cache_y
+        return self.backward_from_output(self._cache_y, dy) if input_grad else None
+
+    @staticmethod
+    def backward_from_output(y: Array, dy: Array) -> Array:
+        """dL/dx from the forward's output ``y`` and dL/dy."""
         return dy * (1 - y * y)
 
 
@@ -292,22 +300,31 @@ class Reshape(Layer):
 
 
 # ----------------------------------------------------------------------------------------------
-# Two cores for the big elementwise steps
+# Two cores: the batch split in two, BLAS single-threaded
 # ----------------------------------------------------------------------------------------------
-# A NumPy copy or ufunc runs on one core, but releases the GIL while it runs. The conv fast
-# path therefore splits its big copies and elementwise passes into two halves by image, one
-# done by a helper thread while the caller does the other (BLAS already threads the GEMMs).
-# ``set_threads(1)`` (or the environment variable NUMNET_THREADS=1) keeps everything on the
-# calling thread -- e.g. when several processes share the cores.
+# The conv fast path (ConvPool2x2) splits a big batch into two halves of images and runs one
+# half on a helper thread while the calling thread runs the other: im2col copies, GEMMs and
+# pooling passes all release the GIL, so both cores work on everything (only the weight
+# gradient needs a final sum). BLAS is kept single-threaded meanwhile (through threadpoolctl):
+# its own threads would oversubscribe the cores, and on a busy machine a multithreaded BLAS
+# call can wait a whole scheduler time slice for its second thread -- a 50 us GEMM then takes
+# milliseconds. If the helper thread has not started its half by the time the caller is done
+# with the other, the caller takes it back, so a busy machine costs no such wait here either.
+# ``set_threads(1)`` (or the environment variable NUMNET_THREADS=1) keeps all the work on the
+# calling thread, e.g. when several processes share the cores.
 
-SPLIT_MIN_ELEMENTS = 100_000  # below this, a thread hand-off costs more than it saves
+SPLIT_MIN_ELEMENTS = 100_000  # a split pays off above about this many conv outputs
 _threads = max(1, min(2, int(os.environ.get("NUMNET_THREADS", os.cpu_count() or 1))))
 _helper: ThreadPoolExecutor | None = None
 _helper_pid = -1
+_blas: list[Any] | None = None  # threadpoolctl controllers of NumPy's BLAS, found on first use
+_blas_lock = threading.Lock()
+_blas_depth = 0
+_blas_saved: list[int] = []
 
 
 def set_threads(threads: int) -> None:
-    """Use 1 or 2 threads for the elementwise work of the conv fast path (results identical)."""
+    """Use 1 or 2 threads for the conv fast path (results are identical)."""
     global _threads
     if threads not in (1, 2):
         raise ValueError(f"threads must be 1 or 2, got {threads}")
@@ -318,22 +335,67 @@ def get_threads() -> int:
     return _threads
 
 
-def in_halves(fn: Callable[[int, int], None], n: int, elements: int, xp: Any = np) -> None:
-    """Run ``fn(lo, hi)`` over ``range(n)``: as two halves at once when the work (``elements``
-    touched) is big enough and two threads are allowed, else in one call. ``fn`` must write
-    disjoint outputs for disjoint ranges."""
+def _blas_controllers() -> list[Any]:
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # threadpoolctl missing or unable to inspect: leave BLAS alone
+            _blas = []
+    return _blas
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run the block with BLAS on one thread (re-entrant; restores the previous count)."""
+    global _blas_depth, _blas_saved
+    libs = _blas_controllers()
+    with _blas_lock:
+        if _blas_depth == 0 and libs:
+            _blas_saved = [lib.num_threads for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+        _blas_depth += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0 and libs:
+                for lib, count in zip(libs, _blas_saved, strict=True):
+                    lib.set_num_threads(count)
+
+
+def split_parts(n: int, elements: int) -> list[tuple[int, int]]:
+    """Image ranges to process: two halves for a big batch, else one. The split depends on the
+    sizes only -- not on threads or device -- so results are identical whatever runs them."""
+    if n < 2 or elements < SPLIT_MIN_ELEMENTS:
+        return [(0, n)]
+    return [(0, n // 2), (n // 2, n)]
+
+
+def run_parts(fn: Callable[[int], None], count: int, xp: Any = np) -> None:
+    """``fn(0)``, ..., ``fn(count - 1)``. Two parts run at once when two threads are allowed
+    (NumPy, BLAS held to one thread): ``fn(0)`` on the helper thread, ``fn(1)`` here; if the
+    helper has not started by the time ``fn(1)`` is done, ``fn(0)`` runs here too. ``fn`` must
+    write disjoint outputs for each part."""
     global _helper, _helper_pid
-    if _threads < 2 or n < 2 or elements < SPLIT_MIN_ELEMENTS or xp is not np:
-        fn(0, n)
+    if count == 1 or _threads < 2 or xp is not np or not _blas_controllers():
+        for k in range(count):
+            fn(k)
         return
     if _helper is None or _helper_pid != os.getpid():  # none yet, or inherited by a fork
         _helper, _helper_pid = ThreadPoolExecutor(1, thread_name_prefix="numnet"), os.getpid()
-    mid = n // 2
-    future = _helper.submit(fn, 0, mid)
+    future = _helper.submit(fn, 0)
     try:
-        fn(mid, n)
+        fn(1)
     finally:
-        future.result()
+        if future.cancel():  # the helper never got a core: do its part here
+            fn(0)
+        else:
+            future.result()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -383,32 +445,24 @@ def _windows(
     )
 
 
-def im2col(windows: Array, buffer: Array, taps_major: bool, batch_axis: int = 0) -> Array:
+def im2col(windows: Array, buffer: Array, taps_major: bool) -> Array:
     """Copy a window view ``(*positions, kh, kw, C)`` into the matrix ``cols`` ``(M, K)``:
     one row per output position, columns in (kh, kw, C) order (HWIO's input axes).
 
     ``buffer`` must hold M*K elements. With ``taps_major`` the copy is laid out as the
     contiguous ``(K, M)`` transpose and its ``.T`` view is returned: the same matrix for the
     GEMMs, but each copied run is a row of output positions rather than kw*C values -- much
-    faster when kw*C is small (a 1-channel input). The copy is split by image
-    (``batch_axis`` of the positions) over two threads when big (``in_halves``).
+    faster when kw*C is small (a 1-channel input). No copy of the data other than this one.
     """
-    xp = array_module(windows)
     *lead, kh, kw, c = windows.shape
     k, m = kh * kw * c, math.prod(lead)
     if taps_major:
         nlead = len(lead)
-        source = windows.transpose((nlead, nlead + 1, nlead + 2, *range(nlead)))
-        dest, axis = buffer.reshape((kh, kw, c, *lead)), batch_axis + 3
-    else:
-        source, dest, axis = windows, buffer.reshape(windows.shape), batch_axis
-
-    def copy(lo: int, hi: int) -> None:
-        part = (slice(None),) * axis + (slice(lo, hi),)
-        dest[part] = source[part]
-
-    in_halves(copy, lead[batch_axis], windows.size, xp)
-    return buffer.reshape(k, m).T if taps_major else buffer.reshape(m, k)
+        order = (nlead, nlead + 1, nlead + 2, *range(nlead))
+        buffer.reshape((kh, kw, c, *lead))[...] = windows.transpose(order)
+        return buffer.reshape(k, m).T
+    buffer.reshape(windows.shape)[...] = windows
+    return buffer.reshape(m, k)
 
 
 def add_channel_bias(y: Array, bias: Array, n: int) -> Array:
@@ -502,31 +556,39 @@ class Conv2D(Layer):
         padded[:, top : top + h, left : left + w, :] = x
         return padded
 
-    def _columns(self, key: str, windows: Array, batch_axis: int = 0) -> Array:
+    def _columns(self, key: str, windows: Array) -> Array:
         """im2col of ``windows`` into a kept buffer (taps-major when a window row is short)."""
         xp = array_module(windows)
         *_, kw, c = windows.shape
         buffer = self._scratch(key, (windows.size,), windows.dtype, xp)
-        return im2col(windows, buffer, taps_major=kw * c < 8, batch_axis=batch_axis)
+        return im2col(windows, buffer, taps_major=kw * c < 8)
 
     def _ones(self, rows: int, dtype: Any, xp: Any) -> Array:
         """A kept vector of ``rows`` ones (for ``column_sums``)."""
-        return self._scratch("ones", (rows,), dtype, xp, fill=1)
+        return self._scratch(f"ones.{rows}", (rows,), dtype, xp, fill=1)
 
     def _weight_matrix(self) -> Array:
         kh, kw = self.kernel_size
         return self.weight.value.reshape(kh * kw * self.in_channels, self.out_channels)
 
-    def _input_grad_stride1(self, dy_padded: Array, h: int, w: int) -> Array:
+    def _input_grad_stride1(
+        self, dy_padded: Array, h: int, w: int, key: str = "dx", out: Array | None = None
+    ) -> Array:
         """dL/dX ``(N, h, w, c_in)`` of a stride-1 conv from dy zero-padded by ``kh-1-top``
         before and ``kh-1-bottom`` after (rows; columns alike): a stride-1 correlation with
-        the flipped kernel ``W[::-1, ::-1]`` whose in/out channels are swapped."""
+        the flipped kernel ``W[::-1, ::-1]`` whose in/out channels are swapped. Written into
+        ``out`` when given (a contiguous ``(N, h, w, c_in)`` array)."""
+        xp = array_module(dy_padded)
         kh, kw = self.kernel_size
+        n = dy_padded.shape[0]
         windows = _windows(dy_padded, (h, w), (kh, kw), (1, 1))
-        cols = self._columns("dx.cols", windows)
+        cols = self._columns(f"{key}.cols", windows)
         flipped = self.weight.value[::-1, ::-1].transpose(0, 1, 3, 2)
-        dx = cols @ flipped.reshape(kh * kw * self.out_channels, self.in_channels)
-        return dx.reshape(dy_padded.shape[0], h, w, self.in_channels)
+        flipped = flipped.reshape(kh * kw * self.out_channels, self.in_channels)
+        if out is None:
+            out = xp.empty((n, h, w, self.in_channels), dtype=dy_padded.dtype)
+        xp.matmul(cols, flipped, out=out.reshape(n * h * w, self.in_channels))
+        return out
 
     # -- layer protocol -------------------------------------------------------------------------
     def forward(self, x: Array, train: bool = True) -> Array:
@@ -764,9 +826,10 @@ class ConvPool2x2:
     Other details: the conv bias is added after pooling when there is no activation
     (``max(y + b) = max(y) + b``, on a quarter of the values); ties go to the first maximum in
     row-major window order, as ``MaxPool2D``; dL/dX is the stride-1 correlation of the
-    un-pooled dy with the flipped kernel (``Conv2D._input_grad_stride1``); the big copies and
-    elementwise passes are split by image over two threads (``in_halves``). An odd-sized input
-    falls back to the three layers. It holds no parameters: they stay the ``Conv2D``'s.
+    un-pooled dy with the flipped kernel (``Conv2D._input_grad_stride1``). A big batch is split
+    into two halves of images run at once on two threads (``split_parts``/``run_parts``, BLAS
+    held to one thread); only the weight gradient needs a final sum. An odd-sized input falls
+    back to the three layers. It holds no parameters: they stay the ``Conv2D``'s.
     """
 
     def __init__(self, conv: Conv2D, act: Layer | None, pool: MaxPool2D) -> None:
@@ -808,13 +871,33 @@ class ConvPool2x2:
                 self._cache = ("layers",)
             return x
         xp = array_module(x)
+        conv = self.conv
+        out = xp.empty((n, h // 2, w // 2, conv.out_channels), dtype=x.dtype)  # fresh output
+        parts = split_parts(n, n * h * w * conv.out_channels)
+        caches: list[tuple] = [()] * len(parts)
+        mode = "train" if train else "eval"
+
+        def run(k: int) -> None:
+            lo, hi = parts[k]
+            caches[k] = self._forward_part(x[lo:hi], out[lo:hi], f"fused.{mode}.{k}", train)
+
+        with single_threaded_blas():
+            run_parts(run, len(parts), xp)
+        if train:
+            self._cache = ("fused", parts, caches, (n, h, w, c))
+        return out
+
+    def _forward_part(self, x: Array, out: Array, key: str, train: bool) -> tuple:
+        """Conv + [activation] + pool of the images ``x`` into ``out``; returns what backward
+        needs. Touches only buffers named after ``key``, so two parts can run at once."""
+        xp = array_module(x)
         conv, act = self.conv, self.act
+        n, h, w, c = x.shape
         kh, kw = conv.kernel_size
         cout = conv.out_channels
         hq, wq = h // 2, w // 2
         quarter = n * hq * wq
-        mode = "train" if train else "eval"
-        padded = conv._padded_input(f"fused.{mode}.padded", x)
+        padded = conv._padded_input(f"{key}.padded", x)
         s_n, s_h, s_w, s_c = padded.strides
         # windows[dy, dx, n, i, j, ti, tj, c] = padded[n, 2i + dy + ti, 2j + dx + tj, c]
         windows = xp.lib.stride_tricks.as_strided(
@@ -822,34 +905,24 @@ class ConvPool2x2:
             shape=(2, 2, n, hq, wq, kh, kw, c),
             strides=(s_h, s_w, s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c),
         )
-        cols = conv._columns(f"fused.{mode}.cols", windows, batch_axis=2)
-        y = conv._scratch(f"fused.{mode}.y", (4 * quarter, cout), x.dtype, xp)
+        cols = conv._columns(f"{key}.cols", windows)
+        y = conv._scratch(f"{key}.y", (4 * quarter, cout), x.dtype, xp)
         xp.matmul(cols, conv._weight_matrix(), out=y)
-        if act is not None:
+        if act is not None:  # the layer's own forward would keep a cache shared by the parts
             y += conv.bias.value
-            y = act.forward(y, train=train)
-        # 2x2 max-pool over the four contiguous quarter planes, (0, 0), (0, 1), (1, 0), (1, 1);
-        # the bias, tiled over a whole image's pixels, goes on the pooled values.
+            y = act.forward(y, train=False)
+        # 2x2 max-pool over the four contiguous quarter planes, (0, 0), (0, 1), (1, 0), (1, 1).
         quarters = y.reshape(4, quarter, cout)
-        top_pair = conv._scratch(f"fused.{mode}.top_pair", (quarter, cout), x.dtype, xp)
-        bottom_pair = conv._scratch(f"fused.{mode}.bottom_pair", (quarter, cout), x.dtype, xp)
-        pooled = xp.empty((quarter, cout), dtype=x.dtype)  # a fresh output
-        per_image = hq * wq
-        bias = xp.tile(conv.bias.value, per_image) if act is None else None
-
-        def pool(lo: int, hi: int) -> None:
-            rows = slice(lo * per_image, hi * per_image)
-            xp.maximum(quarters[0, rows], quarters[1, rows], out=top_pair[rows])
-            xp.maximum(quarters[2, rows], quarters[3, rows], out=bottom_pair[rows])
-            xp.maximum(top_pair[rows], bottom_pair[rows], out=pooled[rows])
-            if bias is not None:
-                image_rows = pooled[rows].reshape(hi - lo, per_image * cout)
-                image_rows += bias
-
-        in_halves(pool, n, y.size, xp)
-        if train:
-            self._cache = ("fused", cols, quarters, top_pair, bottom_pair, (n, h, w, c))
-        return pooled.reshape(n, hq, wq, cout)
+        top_pair = conv._scratch(f"{key}.top_pair", (quarter, cout), x.dtype, xp)
+        bottom_pair = conv._scratch(f"{key}.bottom_pair", (quarter, cout), x.dtype, xp)
+        pooled = out.reshape(quarter, cout)
+        xp.maximum(quarters[0], quarters[1], out=top_pair)
+        xp.maximum(quarters[2], quarters[3], out=bottom_pair)
+        xp.maximum(top_pair, bottom_pair, out=pooled)
+        if act is None:  # the bias, tiled over an image's pixels: long inner loops
+            image_rows = out.reshape(n, hq * wq * cout)
+            image_rows += xp.tile(conv.bias.value, hq * wq)
+        return (cols, quarters, top_pair, bottom_pair) if train else ()
 
     def backward(self, dz: Array, input_grad: bool = True) -> Array | None:
         if self._cache[0] == "layers":
@@ -858,57 +931,83 @@ class ConvPool2x2:
                 grad = layer.backward(grad, input_grad=input_grad or k > 0)
             return grad
         xp = array_module(dz)
-        _, cols, quarters, top_pair, bottom_pair, (n, h, w, c) = self._cache
-        conv, act = self.conv, self.act
+        _, parts, caches, (n, h, w, c) = self._cache
+        conv = self.conv
         kh, kw = conv.kernel_size
-        cout = conv.out_channels
-        quarter = top_pair.shape[0]
+        k_rows, cout = kh * kw * c, conv.out_channels
+        dx = xp.empty((n, h, w, c), dtype=dz.dtype) if input_grad else None
+        if len(parts) == 1:
+            grads = [(conv.weight.grad.reshape(k_rows, cout), conv.bias.grad)]
+        else:  # per-part sums, added at the end
+            grads = [
+                (
+                    conv._scratch(f"fused.dw.{k}", (k_rows, cout), dz.dtype, xp),
+                    conv._scratch(f"fused.db.{k}", (cout,), dz.dtype, xp),
+                )
+                for k in range(len(parts))
+            ]
+
+        def run(k: int) -> None:
+            lo, hi = parts[k]
+            part_dx = dx[lo:hi] if dx is not None else None
+            self._backward_part(dz[lo:hi], caches[k], grads[k], part_dx, f"fused.{k}")
+
+        with single_threaded_blas():
+            run_parts(run, len(parts), xp)
+        if len(parts) > 1:
+            xp.add(grads[0][0], grads[1][0], out=conv.weight.grad.reshape(k_rows, cout))
+            xp.add(grads[0][1], grads[1][1], out=conv.bias.grad)
+        return dx
+
+    def _backward_part(
+        self, dz: Array, cache: tuple, grads: tuple[Array, Array], dx: Array | None, key: str
+    ) -> None:
+        """Backward of one part: its weight and bias gradients into ``grads``, its input
+        gradient into ``dx`` (skipped when None)."""
+        xp = array_module(dz)
+        cols, quarters, top_pair, bottom_pair = cache
+        conv, act = self.conv, self.act
+        n, hq, wq, cout = dz.shape
+        h, w = 2 * hq, 2 * wq
+        kh, kw = conv.kernel_size
+        quarter = n * hq * wq
         dz2 = dz.reshape(quarter, cout)
-        per_image = (h // 2) * (w // 2)
         # Max-pool backward, each window's gradient to its first maximum in row-major order:
         # the top pair wins ties with the bottom pair, a pair's left pixel wins ties with its
         # right one. Subtracting the part taken leaves exact zeros and exact values.
-        dy = conv._scratch("fused.dy", (4, quarter, cout), dz.dtype, xp)
-        wins = conv._scratch("fused.wins", (quarter, cout), bool, xp)
-
-        def unpool(lo: int, hi: int) -> None:
-            r = slice(lo * per_image, hi * per_image)
-            xp.greater_equal(top_pair[r], bottom_pair[r], out=wins[r])
-            xp.multiply(dz2[r], wins[r], out=dy[1, r])  # dz of the windows the top pair wins
-            xp.subtract(dz2[r], dy[1, r], out=dy[3, r])  # ... and of those the bottom pair wins
-            xp.greater_equal(quarters[0, r], quarters[1, r], out=wins[r])
-            xp.multiply(dy[1, r], wins[r], out=dy[0, r])
-            xp.subtract(dy[1, r], dy[0, r], out=dy[1, r])
-            xp.greater_equal(quarters[2, r], quarters[3, r], out=wins[r])
-            xp.multiply(dy[3, r], wins[r], out=dy[2, r])
-            xp.subtract(dy[3, r], dy[2, r], out=dy[3, r])
-
-        in_halves(unpool, n, dy.size, xp)
+        dy = conv._scratch(f"{key}.dy", (4, quarter, cout), dz.dtype, xp)
+        wins = conv._scratch(f"{key}.wins", (quarter, cout), bool, xp)
+        xp.greater_equal(top_pair, bottom_pair, out=wins)
+        xp.multiply(dz2, wins, out=dy[1])  # dz of the windows the top pair wins
+        xp.subtract(dz2, dy[1], out=dy[3])  # ... and of those the bottom pair wins
+        xp.greater_equal(quarters[0], quarters[1], out=wins)
+        xp.multiply(dy[1], wins, out=dy[0])
+        xp.subtract(dy[1], dy[0], out=dy[1])
+        xp.greater_equal(quarters[2], quarters[3], out=wins)
+        xp.multiply(dy[3], wins, out=dy[2])
+        xp.subtract(dy[3], dy[2], out=dy[3])
         dy = dy.reshape(4 * quarter, cout)
+        dweight, dbias = grads
         if act is not None:
-            dy = act.backward(dy)
-            column_sums(dy, conv._ones(len(dy), dz.dtype, xp), out=conv.bias.grad)
+            dy = act.backward_from_output(quarters.reshape(4 * quarter, cout), dy)
+            column_sums(dy, conv._ones(len(dy), dz.dtype, xp), out=dbias)
         else:  # every dz lands on exactly one pixel
-            column_sums(dz2, conv._ones(quarter, dz.dtype, xp), out=conv.bias.grad)
-        xp.matmul(cols.T, dy, out=conv.weight.grad.reshape(kh * kw * c, cout))
-        if not input_grad:
-            return None
+            column_sums(dz2, conv._ones(quarter, dz.dtype, xp), out=dbias)
+        xp.matmul(cols.T, dy, out=dweight)
+        if dx is None:
+            return
         # Un-pool dy into the zero-bordered buffer that the flipped-kernel correlation reads.
         (_, top, _), (_, left, _) = conv.geometry(h, w)
         before_h, before_w = kh - 1 - top, kw - 1 - left
         shape = (n, h + kh - 1, w + kw - 1, cout)
-        dy_padded = conv._scratch("fused.dy_padded", shape, dz.dtype, xp, fill=0)
-        by_quarter = dy.reshape(2, 2, n, h // 2, w // 2, cout)
-
-        def scatter(lo: int, hi: int) -> None:
-            for i in (0, 1):
-                for j in (0, 1):
-                    rows = slice(before_h + i, before_h + h, 2)
-                    cols_ = slice(before_w + j, before_w + w, 2)
-                    dy_padded[lo:hi, rows, cols_, :] = by_quarter[i, j, lo:hi]
-
-        in_halves(scatter, n, dy.size, xp)
-        return conv._input_grad_stride1(dy_padded, h, w)
+        dy_padded = conv._scratch(f"{key}.dy_padded", shape, dz.dtype, xp, fill=0)
+        by_quarter = dy.reshape(2, 2, n, hq, wq, cout)
+        for i in (0, 1):
+            for j in (0, 1):
+                rows = slice(before_h + i, before_h + h, 2)
+                columns = slice(before_w + j, before_w + w, 2)
+                dy_padded[:, rows, columns, :] = by_quarter[i, j]
+        conv._input_grad_stride1(dy_padded, h, w, key=f"{key}.dx", out=dx)
 
     def __repr__(self) -> str:
         return f"ConvPool2x2({', '.join(repr(layer) for layer in self.layers)})"

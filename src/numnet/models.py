@@ -44,6 +44,7 @@ from numnet.layers import (
     ReLU,
     Reshape,
     activation,
+    single_threaded_blas,
 )
 
 Array = Any
@@ -64,6 +65,9 @@ class Sequential:
     ``fuse`` (default True) runs each Conv2D(stride 1, SAME) [+ activation] + MaxPool2D(2x2/2)
     as one ``numnet.layers.ConvPool2x2`` step -- same results, faster; ``fuse=False`` runs the
     general layers one by one. Parameters and their names are the layers' either way.
+
+    Forward and backward hold the host BLAS to one thread (``layers.single_threaded_blas``):
+    the layers' GEMMs are small, and the conv fast path uses the second core itself.
     """
 
     def __init__(
@@ -141,11 +145,12 @@ class Sequential:
         xp = array_module(self._params[0].value) if self._params else array_module(x)
         x = xp.asarray(x, dtype=self.dtype)
         chunk = None if train else self.eval_chunk
-        if chunk and len(x) > chunk:
-            return xp.concatenate(
-                [self._run(x[k : k + chunk], False) for k in range(0, len(x), chunk)]
-            )
-        return self._run(x, train)
+        with single_threaded_blas():
+            if chunk and len(x) > chunk:
+                return xp.concatenate(
+                    [self._run(x[k : k + chunk], False) for k in range(0, len(x), chunk)]
+                )
+            return self._run(x, train)
 
     def _run(self, x: Array, train: bool) -> Array:
         for step, _ in self._plan:
@@ -168,8 +173,9 @@ class Sequential:
         grad = xp.asarray(dout, dtype=self.dtype)
         first = next((k for k, (_, has_params) in enumerate(self._plan) if has_params), 0)
         stop = 0 if input_grad else first
-        for k in range(len(self._plan) - 1, stop - 1, -1):
-            grad = self._plan[k][0].backward(grad, input_grad=input_grad or k > stop)
+        with single_threaded_blas():
+            for k in range(len(self._plan) - 1, stop - 1, -1):
+                grad = self._plan[k][0].backward(grad, input_grad=input_grad or k > stop)
         return grad if input_grad else None
 
     # -- parameters -----------------------------------------------------------------------------
