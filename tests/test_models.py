@@ -287,3 +287,28 @@ def test_evaluation_in_chunks_equals_one_pass() -> None:
     np.testing.assert_allclose(model.predict(x), model.forward(x), rtol=1e-13, atol=1e-13)
     model.eval_chunk = 7
     np.testing.assert_allclose(model.predict(x), model.forward(x), rtol=1e-13, atol=1e-13)
+
+
+def test_sequential_plans_any_layer_list() -> None:
+    """Custom stacks: a conv that cannot be fused, a conv at the end, a pool with padding."""
+    from numnet.layers import Conv2D, ConvPool2x2, Flatten, Linear, MaxPool2D, ReLU, Reshape
+    from numnet.models import Sequential
+
+    rng = np.random.default_rng(0)
+    stacks = [
+        [Reshape((28, 28, 1)), Conv2D(1, 2, 3, stride=2, dtype="float64"), MaxPool2D(2)],
+        [Reshape((28, 28, 1)), Conv2D(1, 2, 3, dtype="float64")],
+        [Reshape((28, 28, 1)), Conv2D(1, 2, 3, dtype="float64"), ReLU(), MaxPool2D(2)],
+        [Reshape((28, 28, 1)), Conv2D(1, 2, 3, dtype="float64"), ReLU(), Flatten()],
+        [Linear(784, 3, dtype="float64")],
+    ]
+    fused_counts = [0, 0, 1, 0, 0]
+    for layers, fused in zip(stacks, fused_counts, strict=True):
+        model = Sequential(layers, dtype="float64")
+        assert sum(isinstance(step, ConvPool2x2) for step, _ in model._plan) == fused
+        out = model.forward(rng.random((2, 784)))
+        dx = model.backward(np.ones_like(out), input_grad=True)
+        assert dx.shape == (2, 784)
+        assert [n for n, _ in model.named_parameters()] == [
+            f"{k}.{p}" for k, layer in enumerate(layers) for p in layer.param_names
+        ]

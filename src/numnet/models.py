@@ -116,22 +116,18 @@ class Sequential:
         plan: list[tuple[Any, bool]] = []
         k = 0
         while k < len(layers):
-            if self._fuse and isinstance(layers[k], Conv2D):
-                for span in (2, 3):  # conv, pool  |  conv, activation, pool
-                    group = layers[k : k + span]
-                    if len(group) < span:
+            step, span = layers[k], 1
+            if self._fuse and isinstance(step, Conv2D):
+                for size in (2, 3):  # conv, pool  |  conv, activation, pool
+                    group = layers[k : k + size]
+                    if len(group) < size:
                         break
-                    act = group[1] if span == 3 else None
+                    act = group[1] if size == 3 else None
                     if ConvPool2x2.fusable(group[0], act, group[-1]):
-                        plan.append((ConvPool2x2(group[0], act, group[-1]), True))
-                        k += span
+                        step, span = ConvPool2x2(group[0], act, group[-1]), size
                         break
-                else:
-                    plan.append((layers[k], True))
-                    k += 1
-                continue
-            plan.append((layers[k], bool(layers[k].param_names)))
-            k += 1
+            plan.append((step, bool(step.parameters())))
+            k += span
         return plan
 
     # -- computation ----------------------------------------------------------------------------
