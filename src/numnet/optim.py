@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from numnet.backend import array_module
+import numpy as np
+
+from numnet.backend import array_module, to_numpy
 from numnet.layers import Parameter
 
 
@@ -53,7 +55,7 @@ class SGD:
         for k, (p, v) in enumerate(zip(self.params, self._velocity, strict=True)):
             xp = array_module(p.value)
             if array_module(v) is not xp:  # the model moved device since the last step
-                v = self._velocity[k] = xp.asarray(v)
+                v = self._velocity[k] = to_numpy(v) if xp is np else xp.asarray(v)
             mu, lr = p.value.dtype.type(self.momentum), p.value.dtype.type(self.lr)
             v *= mu
             v += p.grad
