@@ -579,12 +579,12 @@ ANY_LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
 REQUIRED_CITATIONS = {
     "losses.softmax_cross_entropy",
     "layers.Linear.backward",
-    "layers.ReLU.backward",
+    "layers.ReLU.backward_from_output",
     "layers.MaxPool2D._backward_2x2",
     "layers.MaxPool2D._backward_general",
     "layers.Conv2D.backward",
     "layers.Conv2D._input_grad_stride1",
-    "layers.ConvPool2x2.backward",
+    "layers.ConvPool2x2._backward_part",
     "models.Sequential.backward",
 }
 
