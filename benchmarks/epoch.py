@@ -2,6 +2,8 @@
 
 One epoch = 550 SGD steps of batch 100 (SPEC: 55,000 training images), float32, on random
 MNIST-shaped data (pixels uniform in [0, 1), random labels), summed cross-entropy, plain SGD.
+The epoch's batches are gathered (shuffled) before the clock starts, the same arrays for every
+implementation: what is timed is the frameworks' work, not a row gather both would pay alike.
 Evaluation = forward only over 21,000 samples (SPEC's 11,000 train + 10,000 test) in chunks of
 1,000. PyTorch (when installed) runs the same models in its default NCHW memory format and in
 channels_last. Implementations take turns within each repeat, so background load hits them
@@ -48,27 +50,35 @@ def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, labels
 
 
-def batches(n_data: int, steps: int, seed: int) -> list[np.ndarray]:
-    """Index arrays of ``steps`` batches: a fresh permutation per pass over the data."""
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray]  # images (100, 784), one-hot, class indices
+
+
+def batches(x: np.ndarray, labels: np.ndarray, steps: int, seed: int) -> list[Batch]:
+    """``steps`` batches, each a contiguous slice of a shuffled copy of the data (a fresh
+    permutation per pass over it), as ``(images, one-hot labels, int64 labels)``."""
     rng = np.random.default_rng(seed)
-    out: list[np.ndarray] = []
+    per_pass = len(x) // BATCH
+    out: list[Batch] = []
     while len(out) < steps:
-        order = rng.permutation(n_data)
-        out += [order[k : k + BATCH] for k in range(0, n_data - BATCH + 1, BATCH)]
+        order = rng.permutation(len(x))[: per_pass * BATCH]
+        xs = x[order].reshape(per_pass, BATCH, -1)
+        ys = labels[order].reshape(per_pass, BATCH).astype(np.int64)
+        onehots = np.eye(10, dtype=np.float32)[ys]
+        out += [(xs[k], onehots[k], ys[k]) for k in range(per_pass)]
     return out[:steps]
 
 
 # -- numnet ------------------------------------------------------------------------------------
 
 
-def numnet_runner(name: str, x: np.ndarray, onehot: np.ndarray) -> tuple[Callable, Callable]:
+def numnet_runner(name: str) -> tuple[Callable, Callable]:
     model = numnet.models.build(name, seed=0, dtype="float32")
     opt = SGD(model.parameters(), lr=LR)
 
-    def train(idx_list: list[np.ndarray]) -> float:
+    def train(epoch: list[Batch]) -> float:
         loss = 0.0
-        for idx in idx_list:
-            loss, dlogits = softmax_cross_entropy(model.forward(x[idx]), onehot[idx], "sum")
+        for xb, onehot, _ in epoch:
+            loss, dlogits = softmax_cross_entropy(model.forward(xb), onehot, "sum")
             model.backward(dlogits)
             opt.step()
         return loss
@@ -85,9 +95,7 @@ def numnet_runner(name: str, x: np.ndarray, onehot: np.ndarray) -> tuple[Callabl
 # -- PyTorch -----------------------------------------------------------------------------------
 
 
-def torch_runner(
-    name: str, x: np.ndarray, labels: np.ndarray, channels_last: bool
-) -> tuple[Callable, Callable]:
+def torch_runner(name: str, channels_last: bool) -> tuple[Callable, Callable]:
     import torch
 
     from numnet.reference_torch import build_reference
@@ -95,14 +103,12 @@ def torch_runner(
     model = build_reference(name, dtype="float32", channels_last=channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
-    tlabels = torch.from_numpy(labels.astype(np.int64))
 
-    def train(idx_list: list[np.ndarray]) -> float:
+    def train(epoch: list[Batch]) -> float:
         loss = torch.zeros(())
-        for idx in idx_list:
-            xb = torch.from_numpy(x[idx])
+        for xb, _, labels in epoch:
             opt.zero_grad(set_to_none=False)
-            loss = loss_fn(model(xb), tlabels[torch.from_numpy(idx)])
+            loss = loss_fn(model(torch.from_numpy(xb)), torch.from_numpy(labels))
             loss.backward()
             opt.step()
         return float(loss.detach())
@@ -163,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
 
     n_data = STEPS_PER_EPOCH * BATCH
     x, labels = make_data(n_data)
-    onehot = np.eye(10, dtype=np.float32)[labels]
     x_eval = x[:EVAL_SAMPLES]
     print(
         f"numnet {numnet.__version__}, numpy {np.__version__}, torch {torch_version} "
@@ -180,21 +185,21 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict[str, float]]] = {}
     for m in args.models.split(","):
         name = numnet.models.normalize_name(m.strip())
-        runners = {"numnet": numnet_runner(name, x, onehot)}
+        runners = {"numnet": numnet_runner(name)}
         if torch:
-            runners["torch NCHW"] = torch_runner(name, x, labels, channels_last=False)
-            runners["torch channels_last"] = torch_runner(name, x, labels, channels_last=True)
+            runners["torch NCHW"] = torch_runner(name, channels_last=False)
+            runners["torch channels_last"] = torch_runner(name, channels_last=True)
         if name != "model4":  # the memory format only matters for convolutions
             runners.pop("torch channels_last", None)
-        warm = batches(n_data, 20, seed=99)
+        warm = batches(x[:2000], labels[:2000], 20, seed=99)
         for train, evaluate in runners.values():  # warm-up: allocations, thread pools
             train(warm)
             evaluate(x_eval[:2000])
         times: dict[str, dict[str, list[float]]] = {k: {"train": [], "eval": []} for k in runners}
         for r in range(args.repeats):
-            idx_list = batches(n_data, args.steps, seed=r)
+            epoch = batches(x, labels, args.steps, seed=r)
             for impl, (train, evaluate) in runners.items():
-                times[impl]["train"].append(timed(train, idx_list))
+                times[impl]["train"].append(timed(train, epoch))
                 times[impl]["eval"].append(timed(evaluate, x_eval))
         results[name] = {
             impl: {kind: statistics.median(v) for kind, v in t.items()} for impl, t in times.items()
