@@ -912,17 +912,29 @@ class ConvPool2x2:
             y += conv.bias.value
             y = act.forward(y, train=False)
         # 2x2 max-pool over the four contiguous quarter planes, (0, 0), (0, 1), (1, 0), (1, 1).
+        # Backward needs only which one won each window -- first maximum in row-major order:
+        # a pair's left pixel wins ties with its right one, the top pair wins ties with the
+        # bottom pair -- kept as three masks, so y's memory is free for backward's dy.
         quarters = y.reshape(4, quarter, cout)
-        top_pair = conv._scratch(f"{key}.top_pair", (quarter, cout), x.dtype, xp)
-        bottom_pair = conv._scratch(f"{key}.bottom_pair", (quarter, cout), x.dtype, xp)
-        pooled = out.reshape(quarter, cout)
+        left_wins = conv._scratch(f"{key}.left_wins", (2, quarter, cout), bool, xp)
+        top_wins = conv._scratch(f"{key}.top_wins", (quarter, cout), bool, xp)
+        xp.greater_equal(quarters[0], quarters[1], out=left_wins[0])
+        xp.greater_equal(quarters[2], quarters[3], out=left_wins[1])
+        if act is None:  # the pair maxima overwrite quarters 0 and 2
+            top_pair, bottom_pair = quarters[0], quarters[2]
+        else:  # backward needs the activation's output intact
+            top_pair = conv._scratch(f"{key}.top_pair", (quarter, cout), x.dtype, xp)
+            bottom_pair = conv._scratch(f"{key}.bottom_pair", (quarter, cout), x.dtype, xp)
         xp.maximum(quarters[0], quarters[1], out=top_pair)
         xp.maximum(quarters[2], quarters[3], out=bottom_pair)
-        xp.maximum(top_pair, bottom_pair, out=pooled)
+        xp.greater_equal(top_pair, bottom_pair, out=top_wins)
+        xp.maximum(top_pair, bottom_pair, out=out.reshape(quarter, cout))
         if act is None:  # the bias, tiled over an image's pixels: long inner loops
             image_rows = out.reshape(n, hq * wq * cout)
             image_rows += xp.tile(conv.bias.value, hq * wq)
-        return (cols, quarters, top_pair, bottom_pair) if train else ()
+        if not train:
+            return ()
+        return (cols, left_wins, top_wins, y.reshape(4, quarter, cout) if act else None)
 
     def backward(self, dz: Array, input_grad: bool = True) -> Array | None:
         if self._cache[0] == "layers":
@@ -950,7 +962,7 @@ class ConvPool2x2:
         def run(k: int) -> None:
             lo, hi = parts[k]
             part_dx = dx[lo:hi] if dx is not None else None
-            self._backward_part(dz[lo:hi], caches[k], grads[k], part_dx, f"fused.{k}")
+            self._backward_part(dz[lo:hi], caches[k], grads[k], part_dx, f"fused.train.{k}")
 
         with single_threaded_blas():
             run_parts(run, len(parts), xp)
@@ -965,31 +977,30 @@ class ConvPool2x2:
         """Backward of one part: its weight and bias gradients into ``grads``, its input
         gradient into ``dx`` (skipped when None)."""
         xp = array_module(dz)
-        cols, quarters, top_pair, bottom_pair = cache
+        cols, left_wins, top_wins, activated = cache
         conv, act = self.conv, self.act
         n, hq, wq, cout = dz.shape
         h, w = 2 * hq, 2 * wq
         kh, kw = conv.kernel_size
         quarter = n * hq * wq
         dz2 = dz.reshape(quarter, cout)
-        # Max-pool backward, each window's gradient to its first maximum in row-major order:
-        # the top pair wins ties with the bottom pair, a pair's left pixel wins ties with its
-        # right one. Subtracting the part taken leaves exact zeros and exact values.
-        dy = conv._scratch(f"{key}.dy", (4, quarter, cout), dz.dtype, xp)
-        wins = conv._scratch(f"{key}.wins", (quarter, cout), bool, xp)
-        xp.greater_equal(top_pair, bottom_pair, out=wins)
-        xp.multiply(dz2, wins, out=dy[1])  # dz of the windows the top pair wins
+        # Max-pool backward: each window's dz to the pixel that won it (masks from forward).
+        # Subtracting the part taken leaves exact zeros and exact values. Without an
+        # activation, dy takes the place of the forward's y (no longer needed).
+        name = "y" if act is None else "dy"
+        dy = conv._scratch(f"{key}.{name}", (4 * quarter, cout), dz.dtype, xp).reshape(
+            4, quarter, cout
+        )
+        xp.multiply(dz2, top_wins, out=dy[1])  # dz of the windows the top pair wins
         xp.subtract(dz2, dy[1], out=dy[3])  # ... and of those the bottom pair wins
-        xp.greater_equal(quarters[0], quarters[1], out=wins)
-        xp.multiply(dy[1], wins, out=dy[0])
+        xp.multiply(dy[1], left_wins[0], out=dy[0])
         xp.subtract(dy[1], dy[0], out=dy[1])
-        xp.greater_equal(quarters[2], quarters[3], out=wins)
-        xp.multiply(dy[3], wins, out=dy[2])
+        xp.multiply(dy[3], left_wins[1], out=dy[2])
         xp.subtract(dy[3], dy[2], out=dy[3])
         dy = dy.reshape(4 * quarter, cout)
         dweight, dbias = grads
         if act is not None:
-            dy = act.backward_from_output(quarters.reshape(4 * quarter, cout), dy)
+            dy = act.backward_from_output(activated.reshape(4 * quarter, cout), dy)
             column_sums(dy, conv._ones(len(dy), dz.dtype, xp), out=dbias)
         else:  # every dz lands on exactly one pixel
             column_sums(dz2, conv._ones(quarter, dz.dtype, xp), out=dbias)
