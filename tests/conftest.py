@@ -10,7 +10,7 @@ OPT_IN = {
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--run-slow", action="store_true", help="run full training / real-MNIST checks")
+    parser.addoption("--run-slow", action="store_true", help="run full training, real MNIST")
     parser.addoption("--run-network", action="store_true", help="run checks that reach PyPI")
     parser.addoption("--run-browser", action="store_true", help="run headless-chromium checks")
 

@@ -83,6 +83,25 @@ def _sample(size: int, coords: int | None, rng: np.random.Generator) -> np.ndarr
     return np.sort(rng.choice(size, size=coords, replace=False))
 
 
+def _compare(
+    f: Callable[[], float],
+    arrays: dict[str, np.ndarray],
+    analytic: dict[str, np.ndarray],
+    eps: float,
+    coords: int | None,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """Max relative error of each analytic gradient against central differences of ``f``
+    (which reads ``arrays`` in place), on ``coords`` random coordinates per array."""
+    errors = {}
+    for name, arr in arrays.items():
+        idx = _sample(arr.size, coords, rng)
+        num = numerical_gradient(f, arr, eps, idx)
+        ana = analytic[name] if idx is None else analytic[name].ravel()[idx]
+        errors[name] = max_relative_error(ana, num, scale=float(np.abs(analytic[name]).max()))
+    return errors
+
+
 def check_layer(
     layer: Any,
     x: np.ndarray,
@@ -108,13 +127,7 @@ def check_layer(
         return float(np.sum(layer.forward(x, train=False) * r))
 
     arrays = {"input": x, **{name: p.value for name, p in layer.named_parameters()}}
-    errors = {}
-    for name, arr in arrays.items():
-        idx = _sample(arr.size, coords, rng)
-        num = numerical_gradient(f, arr, eps, idx)
-        ana = analytic[name] if idx is None else analytic[name].ravel()[idx]
-        errors[name] = max_relative_error(ana, num, scale=float(np.abs(analytic[name]).max()))
-    return errors
+    return _compare(f, arrays, analytic, eps, coords, rng)
 
 
 def check_model(
@@ -143,10 +156,4 @@ def check_model(
         return softmax_cross_entropy(model.forward(x, train=False), labels, reduction)[0]
 
     arrays = {"input": x, **{n: p.value for n, p in params.items()}}
-    errors = {}
-    for name, arr in arrays.items():
-        idx = _sample(arr.size, coords, rng)
-        num = numerical_gradient(f, arr, eps, idx)
-        ana = analytic[name] if idx is None else analytic[name].ravel()[idx]
-        errors[name] = max_relative_error(ana, num, scale=float(np.abs(analytic[name]).max()))
-    return errors
+    return _compare(f, arrays, analytic, eps, coords, rng)

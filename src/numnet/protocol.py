@@ -158,6 +158,26 @@ class Protocol:
             d.pop(key)
         return d
 
+    def metadata(self) -> dict[str, Any]:
+        """The protocol as recorded in results.json and compare.json (JSON-ready)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "hash": self.hash,
+            "seed": self.seed,
+            "quick": self.quick,
+            "quick_options": self.quick_options if self.quick else None,
+            "models": [m.name for m in self.models],
+            "settings": {m.name: [[s.epochs, s.lr] for s in m.settings] for m in self.models},
+            "batch_size": self.batch_size,
+            "eval_every": self.eval_every,
+            "eval_train_examples": self.eval_train_examples,
+            "eval_test_examples": self.eval_test_examples,
+            "dtype": self.dtype,
+            "text": self.text,
+        }
+
     @property
     def hash(self) -> str:
         """A stable hash of :meth:`semantic_dict`: equal hashes mean equal runs.
