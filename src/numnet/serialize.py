@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from numnet.backend import array_module, to_numpy
+from numnet.data.atomic import atomic_writer
 from numnet.errors import WeightsFileError
 
 FORMAT = "numnet-weights"
@@ -66,17 +66,8 @@ def save(path: str | os.PathLike, model: Any, metadata: dict[str, Any] | None = 
             "pass plain numbers, strings, lists and dicts"
         ) from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{HEADER_KEY: np.frombuffer(header_bytes, dtype=np.uint8)}, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as f:  # temp file, fsync, os.replace; the usual file mode
+        np.savez(f, **{HEADER_KEY: np.frombuffer(header_bytes, dtype=np.uint8)}, **arrays)
     return path
 
 
