@@ -30,7 +30,6 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -163,7 +162,7 @@ class Linear(Layer):
         xp = array_module(dy)
         x = self._cache_x
         xp.matmul(x.T, dy, out=self.weight.grad)
-        xp.sum(dy, axis=0, out=self.bias.grad)
+        dy.sum(axis=0, out=self.bias.grad)
         return dy @ self.weight.value.T if input_grad else None
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -193,7 +192,7 @@ class ReLU(Layer):
     @staticmethod
     def backward_from_output(y: Array, dy: Array) -> Array:
         """dL/dx from the forward's output ``y`` and dL/dy."""
-        return array_module(dy).where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+        return array_module(dy).where(y > 0, dy, 0)  # 0, not 0 * dy: exact even for inf/nan
 
 
 class Sigmoid(Layer):
@@ -347,25 +346,36 @@ def _blas_controllers() -> list[Any]:
     return _blas
 
 
-@contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Run the block with BLAS on one thread (re-entrant; restores the previous count)."""
-    global _blas_depth, _blas_saved
-    libs = _blas_controllers()
-    with _blas_lock:
-        if _blas_depth == 0 and libs:
-            _blas_saved = [lib.num_threads for lib in libs]
-            for lib in libs:
-                lib.set_num_threads(1)
-        _blas_depth += 1
-    try:
-        yield
-    finally:
+class _SingleThreadedBlas:
+    """Context: BLAS on one thread inside (re-entrant, thread-safe; restores the count)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _blas_depth, _blas_saved
+        libs = _blas if _blas is not None else _blas_controllers()
+        with _blas_lock:
+            if _blas_depth == 0 and libs:
+                _blas_saved = [lib.num_threads for lib in libs]
+                for lib in libs:
+                    lib.set_num_threads(1)
+            _blas_depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _blas_depth
         with _blas_lock:
             _blas_depth -= 1
-            if _blas_depth == 0 and libs:
-                for lib, count in zip(libs, _blas_saved, strict=True):
+            if _blas_depth == 0 and _blas:
+                for lib, count in zip(_blas, _blas_saved, strict=True):
                     lib.set_num_threads(count)
+
+
+_SINGLE_THREADED_BLAS = _SingleThreadedBlas()
+
+
+def single_threaded_blas() -> _SingleThreadedBlas:
+    """``with single_threaded_blas(): ...`` runs the block with BLAS on one thread."""
+    return _SINGLE_THREADED_BLAS
 
 
 def split_parts(n: int, elements: int) -> list[tuple[int, int]]:
