@@ -426,12 +426,7 @@ def run_compare(
     log = log or experiments._stderr_log
     started = time.perf_counter()
     started_at = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    if not isinstance(protocol, Protocol):
-        protocol = protocol_mod.load(protocol)
-    if seed is not None:
-        protocol = protocol.with_seed(seed)
-    if quick:
-        protocol = protocol.quick_variant()
+    protocol = protocol_mod.resolve(protocol, seed, quick)
     specs = experiments.plan_runs(protocol, models)
     out = Path(out_dir) if out_dir is not None else _default_out_dir(protocol)
     out.mkdir(parents=True, exist_ok=True)

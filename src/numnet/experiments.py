@@ -423,12 +423,7 @@ def reproduce(
     started = time.perf_counter()
     cpu_started = time.process_time()
     started_at = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    if not isinstance(protocol, Protocol):
-        protocol = protocol_mod.load(protocol)
-    if seed is not None:
-        protocol = protocol.with_seed(seed)
-    if quick:
-        protocol = protocol.quick_variant()
+    protocol = protocol_mod.resolve(protocol, seed, quick)
     specs = plan_runs(protocol, models)
     out = Path(out_dir) if out_dir is not None else default_out_dir(protocol)
     out.mkdir(parents=True, exist_ok=True)

@@ -465,3 +465,14 @@ def _check_choice(value: Any, choices: tuple[str, ...], where: str, source: str)
         raise ProtocolError(
             f"{source}: {where} = {value!r} is not allowed; use one of {list(choices)}"
         )
+
+
+def resolve(
+    protocol: Protocol | str | Path, seed: int | None = None, quick: bool = False
+) -> Protocol:
+    """A protocol (or its built-in name or file path) with ``--seed`` and ``--quick`` applied."""
+    if not isinstance(protocol, Protocol):
+        protocol = load(protocol)
+    if seed is not None:
+        protocol = protocol.with_seed(seed)
+    return protocol.quick_variant() if quick else protocol

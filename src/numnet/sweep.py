@@ -1015,12 +1015,7 @@ def sweep(
     from numnet.experiments import write_json, write_text
 
     started = time.perf_counter()
-    if not isinstance(protocol, Protocol):
-        protocol = protocol_mod.load(protocol)
-    if seed is not None:
-        protocol = protocol.with_seed(seed)
-    if quick:
-        protocol = protocol.quick_variant()
+    protocol = protocol_mod.resolve(protocol, seed, quick)
     if device == "cuda" and not scheduler:
         from numnet import backend
 

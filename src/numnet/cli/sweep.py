@@ -87,11 +87,7 @@ def _sweep(args: argparse.Namespace) -> int:
         grid = sweep_mod.parse_grid(args.grid)
     except NumnetError as exc:
         raise UserError(str(exc)) from None
-    proto = protocol.load(args.protocol)
-    if args.seed is not None:
-        proto = proto.with_seed(args.seed)
-    if args.quick:
-        proto = proto.quick_variant()
+    proto = protocol.resolve(args.protocol, args.seed, args.quick)
     data = sweep_mod.DataRef(proto.dataset, args.data_dir,
                              validation_size=proto.validation_size, verify=not args.no_verify)
 
