@@ -14,7 +14,7 @@ alike; each figure is the median over the repeats, and the ratios are PyTorch ti
     python benchmarks/epoch.py --models 4 --repeats 5 --json runs/bench.json
     python benchmarks/epoch.py --threads 1         # one thread each (BLAS, numnet, PyTorch)
 
-``--threads N`` sets PyTorch's intra-op threads, numnet's (``numnet.layers.set_threads``) and
+``--threads N`` sets PyTorch's intra-op threads, numnet's (``numnet.core.runtime.set_threads``) and
 BLAS's (through threadpoolctl, when installed); a loaded machine is fairer at 1 thread.
 """
 
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 import numnet
-from numnet.losses import softmax_cross_entropy
-from numnet.optim import SGD
+from numnet.core.losses import softmax_cross_entropy
+from numnet.core.optim import SGD
 
 STEPS_PER_EPOCH = 550
 BATCH = 100
@@ -72,7 +72,7 @@ def batches(x: np.ndarray, labels: np.ndarray, steps: int, seed: int) -> list[Ba
 
 
 def numnet_runner(name: str) -> tuple[Callable, Callable]:
-    model = numnet.models.build(name, seed=0, dtype="float32")
+    model = numnet.core.models.build(name, seed=0, dtype="float32")
     opt = SGD(model.parameters(), lr=LR)
 
     def train(epoch: list[Batch]) -> float:
@@ -98,7 +98,7 @@ def numnet_runner(name: str) -> tuple[Callable, Callable]:
 def torch_runner(name: str, channels_last: bool) -> tuple[Callable, Callable]:
     import torch
 
-    from numnet.reference_torch import build_reference
+    from numnet.lab.reference_torch import build_reference
 
     model = build_reference(name, dtype="float32", channels_last=channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     blas_limit = None
     if args.threads:
-        numnet.layers.set_threads(args.threads)
+        numnet.core.runtime.set_threads(args.threads)
         if torch:
             torch.set_num_threads(args.threads)
             torch_threads = args.threads
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         f"numnet {numnet.__version__}, numpy {np.__version__}, torch {torch_version} "
         f"({torch_threads} threads), python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}, "
-        f"numnet threads {numnet.layers.get_threads()}, load average {os.getloadavg()[0]:.1f}"
+        f"numnet threads {numnet.core.runtime.get_threads()}, load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"train: {args.steps} steps x batch {BATCH}, float32, summed CE, SGD; eval: "
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     impls = ["numnet"] + (["torch NCHW", "torch channels_last"] if torch else [])
     results: dict[str, dict[str, dict[str, float]]] = {}
     for m in args.models.split(","):
-        name = numnet.models.normalize_name(m.strip())
+        name = numnet.core.models.normalize_name(m.strip())
         runners = {"numnet": numnet_runner(name)}
         if torch:
             runners["torch NCHW"] = torch_runner(name, channels_last=False)

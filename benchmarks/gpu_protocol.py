@@ -53,7 +53,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
 
 def prepare_data(directory: Path) -> None:
     """Write the four MNIST IDX files, gzipped, from numnet's cache (fetching if needed)."""
-    from numnet.data import fetch, read_idx, write_idx
+    from numnet.lab.data import fetch, read_idx, write_idx
 
     directory.mkdir(parents=True, exist_ok=True)
     result = fetch("mnist")
@@ -101,7 +101,7 @@ def run_tests(out: Path) -> dict[str, Any]:
 
 def epoch_numnet(name: str, x: np.ndarray, onehot: np.ndarray, device: str,
                  idx: list[np.ndarray]) -> float:
-    from numnet import backend, losses, models, optim
+    from numnet.core import backend, losses, models, optim
 
     model = models.build(name, seed=0).to(device)
     opt = optim.SGD(model.parameters(), LR)
@@ -126,7 +126,7 @@ def epoch_torch(name: str, x: np.ndarray, labels: np.ndarray, idx: list[np.ndarr
                 channels_last: bool = False) -> float:
     import torch
 
-    from numnet.reference_torch import build_reference
+    from numnet.lab.reference_torch import build_reference
 
     dev = torch.device("cuda")
     model = build_reference(name, dtype="float32", channels_last=channels_last).to(dev)

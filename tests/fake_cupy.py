@@ -2,7 +2,7 @@
 
 ``make_fake_cupy()`` returns a module object to put in ``sys.modules["cupy"]``. Its arrays are
 :class:`FakeDeviceArray`, an ``ndarray`` subclass whose class lives in a module named
-``cupy...`` (what :func:`numnet.backend.array_module` looks at), so numnet takes its "cuda"
+``cupy...`` (what :func:`numnet.core.backend.array_module` looks at), so numnet takes its "cuda"
 path; every computation is NumPy's, so results must be bit-identical to the CPU path.
 
 It is strict where CuPy is strict, so that code that would break on a GPU breaks here:
@@ -26,7 +26,7 @@ import numpy as np
 
 
 class FakeDeviceArray(np.ndarray):
-    """An ndarray that numnet.backend takes for a CuPy array."""
+    """An ndarray that numnet.core.backend takes for a CuPy array."""
 
     __module__ = "cupy._fake"
     host_calls: list[str] | None = None  # set by make_fake_cupy

@@ -1,4 +1,4 @@
-"""numnet.backend, the array-module switch: NumPy results unchanged, and the "cuda" path
+"""numnet.core.backend, the array-module switch: NumPy results unchanged, and the "cuda" path
 exercised end to end on a strict NumPy-backed fake CuPy (tests/fake_cupy.py).
 
 With the fake, every layer, the loss, SGD and the training loop run their device code path;
@@ -15,8 +15,8 @@ import pytest
 from fake_cupy import FakeDeviceArray, make_fake_cupy
 from tiny_mnist import tiny_datasets
 
-from numnet import backend, layers, losses, models, optim
-from numnet.training import RunSpec, train_run
+from numnet.core import backend, layers, losses, models, optim
+from numnet.lab.training import RunSpec, train_run
 
 MODELS = ("model1", "model2", "model3", "model4")
 

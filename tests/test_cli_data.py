@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from test_data_support import FakeMnist, copied, copy_command, make_fake_mnist
 
-from numnet.cli import main
-from numnet.data import registry
+from numnet.lab.cli import main
+from numnet.lab.data import registry
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
-import numnet.data
-from numnet import backend, experiments
-from numnet.cli import main
+import numnet.lab.data
+from numnet.core import backend
+from numnet.lab import experiments
+from numnet.lab.cli import main
 
 DATA = tiny_datasets()
 
@@ -25,7 +26,7 @@ def tiny_data(monkeypatch):
         calls.append((args, kwargs))
         return DATA
 
-    monkeypatch.setattr(numnet.data, "load", load)
+    monkeypatch.setattr(numnet.lab.data, "load", load)
     return calls
 
 

@@ -15,7 +15,7 @@ import pytest
 from tiny_mnist import tiny_datasets
 
 import numnet
-from numnet.cli import main
+from numnet.lab.cli import main
 
 # model1: a plain run; model2 at lr 2 (summed loss): a run that amplifies rounding (a 1e-16
 # difference passes 1e-12 after ~20 updates), so the control + lockstep path is exercised;
@@ -49,7 +49,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data = tiny_datasets(n_train=550, n_validation=50, n_test=200)
     out = root / "out"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(numnet.data, "load", lambda *a, **k: data)
+        mp.setattr(numnet.lab.data, "load", lambda *a, **k: data)
         code = main(["compare", "--protocol", str(protocol), "--out", str(out), "--quiet"])
     return {"code": code, "out": out, "data": data, "protocol": protocol}
 
@@ -61,8 +61,8 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_float64_agreement_and_json_fields(tiny: dict[str, Any]) -> None:
-    from numnet import compare
-    from numnet.training import child_seeds, expected_updates
+    from numnet.lab import compare
+    from numnet.lab.training import child_seeds, expected_updates
 
     assert tiny["code"] == 0
     doc = compare.load_compare(tiny["out"])
@@ -92,7 +92,7 @@ def test_float64_agreement_and_json_fields(tiny: dict[str, Any]) -> None:
         assert tm["ratio_pytorch_over_numnet"] == pytest.approx(tm["pytorch_s"] / tm["numnet_s"])
         assert (tm["pytorch_channels_last_s"] is not None) == (r["model"] == "model4")
         assert r["stability"]["numnet"]["status"] == n["status"]
-        assert r["diagnosis"]["numnet"]["verdict"] in numnet.report.VERDICT_ORDER
+        assert r["diagnosis"]["numnet"]["verdict"] in numnet.lab.report.VERDICT_ORDER
 
     plain, chaotic, cnn = doc["runs"]
     # A plain run agrees to rounding over every update (no control needed).
@@ -112,7 +112,7 @@ def test_float64_agreement_and_json_fields(tiny: dict[str, Any]) -> None:
 
 
 def test_outputs_figure_and_q2_section(tiny: dict[str, Any]) -> None:
-    from numnet import compare
+    from numnet.lab import compare
 
     out = tiny["out"]
     assert _png_size(out / "compare_curves.png") == (2200, 1200)  # SPEC's 22 x 12 in
@@ -163,7 +163,7 @@ def test_outputs_figure_and_q2_section(tiny: dict[str, Any]) -> None:
 
 
 def test_curve_gap_by_hand() -> None:
-    from numnet.compare import curve_gap
+    from numnet.lab.compare import curve_gap
 
     assert curve_gap([0.5, 0.7, 0.9], [0.5, 0.75, 0.8, 0.85], [200, 400, 600, 800]) == (
         pytest.approx(0.1), 600)
@@ -174,8 +174,8 @@ def test_a_real_disagreement_fails_loudly(
     tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     torch = pytest.importorskip("torch")
-    from numnet import compare, reference_torch
-    from numnet.training import RunSpec
+    from numnet.lab import compare, reference_torch
+    from numnet.lab.training import RunSpec
 
     # A subtle bug in the reference: label smoothing of 1e-7 changes the loss by ~1e-7.
     monkeypatch.setattr(
@@ -189,7 +189,7 @@ def test_a_real_disagreement_fails_loudly(
             ag = compare.float64_agreement(spec, data.train, 40)
             assert not ag["passed"]
             assert ag["max_rel_loss_diff"] > 1e-9
-    monkeypatch.setattr(numnet.data, "load", lambda *a, **k: data)
+    monkeypatch.setattr(numnet.lab.data, "load", lambda *a, **k: data)
     out = tiny["out"].parent / "broken"
     code = main(["compare", "--protocol", str(tiny["protocol"]), "--models", "1",
                  "--out", str(out), "--quiet", "--agreement-updates", "10"])
@@ -222,9 +222,9 @@ def test_numnet_imports_without_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['torch'] = None; import numnet.compare, "
-            "numnet.reference_torch, numnet.cli.compare; "
-            "from numnet.cli import build_parser; build_parser(); print('ok')")
+    code = ("import sys; sys.modules['torch'] = None; import numnet.lab.compare, "
+            "numnet.lab.reference_torch, numnet.lab.cli.compare; "
+            "from numnet.lab.cli import build_parser; build_parser(); print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr

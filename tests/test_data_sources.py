@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 from test_data_support import FakeMnist, copied, copy_command, make_fake_mnist
 
-from numnet.data import (
+from numnet.core.errors import DataError
+from numnet.lab.data import (
     FASHION_MNIST,
     MNIST,
     HttpPolicy,
@@ -32,9 +33,8 @@ from numnet.data import (
     load,
     read_data_sets,
 )
-from numnet.data.registry import get_spec, identify
-from numnet.data.sources import acquire, cache_info, pip_download_command
-from numnet.errors import DataError
+from numnet.lab.data.registry import get_spec, identify
+from numnet.lab.data.sources import acquire, cache_info, pip_download_command
 
 FAST = HttpPolicy(timeout=5.0, attempts=2, backoff=0.0)
 
@@ -137,7 +137,7 @@ def assert_arrays(arrays: dict[str, np.ndarray], fake: FakeMnist) -> None:
 
 def wrong_gz_dir(tmp_path: Path, fake: FakeMnist) -> Path:
     """Same file names and structure, other pixels: valid IDX, wrong checksums."""
-    from numnet.data.idx import write_idx
+    from numnet.core.idx import write_idx
 
     out = tmp_path / "wrong"
     out.mkdir()
@@ -455,7 +455,7 @@ def test_data_dir_no_verify_accepts_other_data(tmp_path: Path, fake: FakeMnist) 
 
 
 def test_data_dir_other_image_size_needs_no_verify(tmp_path: Path, fake: FakeMnist) -> None:
-    from numnet.data.idx import write_idx
+    from numnet.core.idx import write_idx
 
     data_dir = tmp_path / "small"
     data_dir.mkdir()
@@ -485,7 +485,7 @@ def test_checksum_mismatch_names_the_other_data_set(tmp_path: Path) -> None:
     assert identify(FASHION_MNIST.files[2].sha256) == (FASHION_MNIST, FASHION_MNIST.files[2])
     assert identify("0" * 64) is None
     # (a real Fashion-MNIST file given for MNIST: see test_real_debian_fashion_mnist)
-    from numnet.data.sources import _mismatch
+    from numnet.lab.data.sources import _mismatch
 
     text = _mismatch("d/x.gz", FASHION_MNIST.files[0].sha256, MNIST.files[0], "MNIST")
     assert text.endswith(

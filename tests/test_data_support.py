@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from numnet.data.idx import idx_sha256, write_idx
-from numnet.data.registry import MNIST, DatasetSpec, IdxFileSpec, PackageFallback
+from numnet.core.idx import idx_sha256, write_idx
+from numnet.lab.data.registry import MNIST, DatasetSpec, IdxFileSpec, PackageFallback
 
 # --------------------------------------------------------------------------------------------
 # Python 2 pickles of NumPy arrays, opcode by opcode (protocol 2, byte strings as BINSTRING)

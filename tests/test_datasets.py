@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numnet.data import DataSet, one_hot, split_like_tensorflow
+from numnet.lab.data import DataSet, one_hot, split_like_tensorflow
 
 
 def _indexed(n: int, seed: int | None = 0) -> DataSet:

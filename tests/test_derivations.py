@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numnet import layers, losses, models
+from numnet.core import layers, losses, models
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "derivations.md"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numnet.losses import softmax_cross_entropy
-from numnet.models import build
-from numnet.optim import SGD
+from numnet.core.losses import softmax_cross_entropy
+from numnet.core.models import build
+from numnet.core.optim import SGD
 
 MODELS = ("model1", "model2", "model3", "model4")
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
-from numnet import experiments, protocol, training
-from numnet.errors import NumnetError
+from numnet.core.errors import NumnetError
+from numnet.lab import experiments, protocol, training
 
 TESTS_DIR = Path(__file__).parent
 DATA = tiny_datasets()
@@ -149,7 +149,7 @@ def test_figures_are_pngs_of_the_expected_size(full) -> None:
 
 
 def test_weights_reload_and_give_the_recorded_accuracy(full) -> None:
-    from numnet import serialize
+    from numnet.core import serialize
 
     model = serialize.load(full.out_dir / "weights" / "model2-setting1.npz")
     run = next(r for r in load(full.out_dir)["runs"] if r["run_id"] == "model2-setting1")
@@ -237,7 +237,7 @@ SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from tiny_mnist import tiny_datasets
-from numnet import experiments
+from numnet.lab import experiments
 experiments.reproduce({proto!r}, tiny_datasets(), {out!r}, progress="none", log=print)
 """
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from tiny_mnist import tiny_datasets
 
-from numnet import backend, layers, losses, models, optim
-from numnet.training import RunSpec, train_run
+from numnet.core import backend, layers, losses, models, optim
+from numnet.lab.training import RunSpec, train_run
 
 try:
     import cupy
@@ -139,8 +139,8 @@ def test_training_run_on_gpu_matches_cpu(name):
 def test_sweep_task_on_gpu(tmp_path):
     from tiny_mnist import make_digits
 
-    from numnet import sweep
-    from numnet.data import write_idx
+    from numnet.lab import sweep
+    from numnet.lab.data import write_idx
 
     for name, (n, seed) in {"train": (600, 0), "t10k": (200, 1)}.items():
         images, labels = make_digits(n, seed)

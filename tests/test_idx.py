@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numnet.data.idx import (
+from numnet.core.errors import DataError
+from numnet.core.idx import (
     check_images,
     check_labels,
     check_pair,
@@ -19,7 +20,6 @@ from numnet.data.idx import (
     read_idx_hashed,
     write_idx,
 )
-from numnet.errors import DataError
 
 CASES = [
     ("uint8", (3, 4, 5)),

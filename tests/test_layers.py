@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numnet import gradcheck
-from numnet.layers import (
+from numnet.core import gradcheck
+from numnet.core.layers import (
     Conv2D,
     ConvPool2x2,
     Flatten,
@@ -378,7 +378,7 @@ def test_convpool_refuses_what_it_cannot_fuse() -> None:
 def test_two_thread_split_equals_one_thread(monkeypatch) -> None:
     """The conv fast path split into two halves of images (forced here on small arrays)
     computes exactly the same on two threads as on one."""
-    import numnet.layers as layers_module
+    import numnet.core.runtime as layers_module
 
     monkeypatch.setattr(layers_module, "SPLIT_MIN_ELEMENTS", 0)
     rng = np.random.default_rng(11)
@@ -406,7 +406,7 @@ def test_work_is_taken_back_from_a_busy_helper(monkeypatch) -> None:
     """run_parts: when the helper thread has not started its part, the caller runs it."""
     import threading
 
-    import numnet.layers as layers_module
+    import numnet.core.runtime as layers_module
 
     if not layers_module._blas_controllers():
         pytest.skip("threadpoolctl cannot hold BLAS to one thread here: no helper thread")
@@ -422,7 +422,7 @@ def test_work_is_taken_back_from_a_busy_helper(monkeypatch) -> None:
 
 
 def test_single_threaded_blas_restores_the_count() -> None:
-    import numnet.layers as layers_module
+    import numnet.core.runtime as layers_module
 
     libs = layers_module._blas_controllers()
     if not libs:

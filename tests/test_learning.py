@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numnet.losses import softmax_cross_entropy
-from numnet.models import build
-from numnet.optim import SGD
+from numnet.core.losses import softmax_cross_entropy
+from numnet.core.models import build
+from numnet.core.optim import SGD
 
 
 def _prototype_task(n_train: int, n_test: int, seed: int = 0):

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from numnet import gradcheck
-from numnet.losses import log_softmax, softmax, softmax_cross_entropy
+from numnet.core import gradcheck
+from numnet.core.losses import log_softmax, softmax, softmax_cross_entropy
 
 
 def test_hand_worked_value_and_gradient() -> None:

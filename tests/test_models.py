@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import numnet
-from numnet import gradcheck
-from numnet.losses import softmax_cross_entropy
-from numnet.models import build
+from numnet.core import gradcheck
+from numnet.core.losses import softmax_cross_entropy
+from numnet.core.models import build
 
 MODELS = ("model1", "model2", "model3", "model4")
 SHAPES = {
@@ -104,7 +104,7 @@ def test_initialisation_order_is_the_documented_one() -> None:
     rng = np.random.default_rng(7)
     for pname, p in model.named_parameters():
         if pname.endswith("weight"):
-            limit = numnet.init.glorot_limit(p.shape)
+            limit = numnet.core.init.glorot_limit(p.shape)
         else:
             limit = math.sqrt(3 / p.shape[0])
         np.testing.assert_array_equal(p.value, rng.uniform(-limit, limit, size=p.shape))
@@ -225,7 +225,7 @@ def test_backward_overwrites_gradients() -> None:
 
 def test_model4_is_reshape_conv_pool_conv_pool_dense() -> None:
     """Model 4 by hand from the reference conv and pool, on the (N, 28, 28, 1) reshape."""
-    from numnet.layers import conv2d_reference, maxpool2d_reference
+    from numnet.core.layers import conv2d_reference, maxpool2d_reference
 
     model = build("model4", seed=9, dtype="float64", bias_init="uniform_sqrt3")
     p = {n: q.value for n, q in model.named_parameters()}
@@ -259,7 +259,7 @@ def test_to_cpu_keeps_values_and_unknown_device_raises() -> None:
 
 @pytest.mark.parametrize("conv_activation", [None, "relu"])
 def test_model4_fast_path_equals_the_general_layers(conv_activation) -> None:
-    from numnet.layers import ConvPool2x2
+    from numnet.core.layers import ConvPool2x2
 
     fast = build("model4", seed=8, dtype="float64", conv_activation=conv_activation)
     general = build("model4", seed=8, dtype="float64", conv_activation=conv_activation)
@@ -291,8 +291,8 @@ def test_evaluation_in_chunks_equals_one_pass() -> None:
 
 def test_sequential_plans_any_layer_list() -> None:
     """Custom stacks: a conv that cannot be fused, a conv at the end, a pool with padding."""
-    from numnet.layers import Conv2D, ConvPool2x2, Flatten, Linear, MaxPool2D, ReLU, Reshape
-    from numnet.models import Sequential
+    from numnet.core.layers import Conv2D, ConvPool2x2, Flatten, Linear, MaxPool2D, ReLU, Reshape
+    from numnet.core.models import Sequential
 
     rng = np.random.default_rng(0)
     stacks = [

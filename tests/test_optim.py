@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numnet.layers import Parameter
-from numnet.losses import softmax_cross_entropy
-from numnet.models import build
-from numnet.optim import SGD
+from numnet.core.layers import Parameter
+from numnet.core.losses import softmax_cross_entropy
+from numnet.core.models import build
+from numnet.core.optim import SGD
 
 
 def _param(value, grad) -> Parameter:

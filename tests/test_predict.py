@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 from tiny_mnist import tiny_datasets
 
-from numnet import predict, serialize, training
-from numnet.errors import DataError
+from numnet.core import serialize
+from numnet.core.errors import DataError
+from numnet.lab import predict, training
 
 DATA = tiny_datasets()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from numnet import protocol
-from numnet.errors import ProtocolError
+from numnet.core.errors import ProtocolError
+from numnet.lab import protocol
 
 SPEC_SETTINGS = {
     "model1": [(5, 0.0001), (5, 0.005), (5, 0.1)],

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numnet import experiments, protocol, report
-from numnet.training import RunResult, RunSpec
+from numnet.lab import experiments, protocol, report
+from numnet.lab.training import RunResult, RunSpec
 
 CHROMIUM = "/usr/bin/chromium"
 

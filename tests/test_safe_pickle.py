@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from test_data_support import py2_pickle
 
-from numnet.data.safe_pickle import safe_loads
-from numnet.errors import DataError
+from numnet.core.errors import DataError
+from numnet.lab.data.safe_pickle import safe_loads
 
 
 def _arrays() -> tuple:

@@ -9,9 +9,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from numnet import serialize
-from numnet.errors import NumnetError, WeightsFileError
-from numnet.models import build
+from numnet.core import serialize
+from numnet.core.errors import NumnetError, WeightsFileError
+from numnet.core.models import build
 
 
 def _trained_like(name: str, dtype: str = "float32", **kw):
@@ -71,8 +71,8 @@ def test_wrong_architecture_is_refused(tmp_path, saved, target, message) -> None
 
 
 def test_parameter_names_are_checked_without_a_config(tmp_path) -> None:
-    from numnet.layers import Linear
-    from numnet.models import Sequential
+    from numnet.core.layers import Linear
+    from numnet.core.models import Sequential
 
     path = serialize.save(tmp_path / "w.npz", _trained_like("model1"))
     custom = Sequential([Linear(784, 10)])  # parameters "0.weight", "0.bias"; no config

@@ -1,8 +1,8 @@
-"""numnet.sweep: task expansion and seeds, statistics, local and Dask execution with faults.
+"""numnet.lab.sweep: task expansion and seeds, statistics, local and Dask execution with faults.
 
 The executions run on tiny synthetic IDX files written here (a 2-model protocol, 8 tasks of a
 few milliseconds each); one Dask LocalCluster (a real scheduler and two worker processes on
-127.0.0.1) is shared by the module. Fault injection wraps :func:`numnet.sweep.run_task` in
+127.0.0.1) is shared by the module. Fault injection wraps :func:`numnet.lab.sweep.run_task` in
 functions defined in this module (workers import it: multiprocessing passes sys.path on).
 """
 
@@ -24,12 +24,12 @@ import numpy as np
 import pytest
 from tiny_mnist import make_digits
 
-from numnet import protocol as protocol_mod
-from numnet import sweep
-from numnet.cli import main
-from numnet.data import write_idx
-from numnet.errors import NumnetError
-from numnet.experiments import plan_runs
+from numnet.core.errors import NumnetError
+from numnet.lab import protocol as protocol_mod
+from numnet.lab import sweep
+from numnet.lab.cli import main
+from numnet.lab.data import write_idx
+from numnet.lab.experiments import plan_runs
 
 TINY_PROTOCOL = """
 name = "tiny"
@@ -333,7 +333,7 @@ def outcome_pid(outcome, task_id):
 INTERRUPTED_SWEEP = """
 import functools, sys
 import test_sweep
-from numnet import protocol, sweep
+from numnet.lab import protocol, sweep
 plan = sweep.expand(protocol.load(sys.argv[1]), test_sweep.SEEDS)
 ref = sweep.DataRef("mnist", sys.argv[2], None, validation_size=50, verify=False)
 task_fn = functools.partial(test_sweep.sleepy, victim=test_sweep.VICTIM)
@@ -376,7 +376,7 @@ def test_cli_usage_errors(tiny, tmp_path, capsys):
                          (["--device", "cuda"], "cuda"),
                          (["--data-dir", str(tmp_path / "none")], "not a directory")):
         if extra[0] == "--device":
-            from numnet import backend
+            from numnet.core import backend
             if backend.cuda_available():
                 continue
         assert main(base + extra) == 2

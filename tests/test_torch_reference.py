@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from numnet.layers import Conv2D, MaxPool2D, output_size  # noqa: E402
-from numnet.losses import softmax_cross_entropy  # noqa: E402
-from numnet.models import build  # noqa: E402
+from numnet.core.layers import Conv2D, MaxPool2D, output_size  # noqa: E402
+from numnet.core.losses import softmax_cross_entropy  # noqa: E402
+from numnet.core.models import build  # noqa: E402
 
 REL = 1e-8
 

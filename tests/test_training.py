@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from tiny_mnist import tiny_datasets
 
-from numnet import training
-from numnet.data.datasets import DataSet
-from numnet.training import RunResult, RunSpec, train_run
+from numnet.core.datasets import DataSet
+from numnet.lab import training
+from numnet.lab.training import RunResult, RunSpec, train_run
 
 DATA = tiny_datasets()  # 550 train, 50 validation, 200 test
 
@@ -158,7 +158,7 @@ def test_seeds_for_init_and_batch_order_are_documented_functions() -> None:
     assert init_seed != shuffle_seed
     assert training.child_seeds(spec.seed) == (init_seed, shuffle_seed)
     # the init seed is exactly what models.build receives
-    from numnet import models
+    from numnet.core import models
 
     built = training.build_model(spec)
     direct = models.build("model2", seed=init_seed)
@@ -212,7 +212,7 @@ def test_float64_run() -> None:
 
 
 def test_cuda_without_cupy_is_a_clear_error() -> None:
-    from numnet import backend
+    from numnet.core import backend
 
     if backend.cuda_available():
         pytest.skip("CUDA is available here")

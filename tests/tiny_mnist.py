@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numnet.data.datasets import Datasets, split_like_tensorflow
+from numnet.core.datasets import Datasets, split_like_tensorflow
 
 TEMPLATES = np.random.default_rng(1234).random((10, 5, 5)) > 0.5
 TEMPLATES[:, [0, -1], 2] = True  # every pattern spans the full 5x5 box

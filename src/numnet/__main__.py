@@ -2,6 +2,6 @@
 
 import sys
 
-from numnet.cli import main
+from numnet.lab.cli import main
 
 sys.exit(main())

@@ -2,14 +2,14 @@
 
 ``load("mnist")`` returns ``Datasets(train, validation, test)`` split as SPEC says; ``fetch``
 only makes sure the four verified files are present and says where they came from. Sources and
-their order are described in :mod:`numnet.data.sources`; the IDX format in :mod:`numnet.data.idx`.
+their order are described in ``sources``; the IDX format in :mod:`numnet.core.idx`.
 """
 
-from numnet.data.datasets import DataSet, Datasets, one_hot, split_like_tensorflow
-from numnet.data.download import HttpPolicy
-from numnet.data.idx import read_idx, read_idx_hashed, write_idx
-from numnet.data.registry import DATASETS, FASHION_MNIST, MNIST, DatasetSpec, IdxFileSpec
-from numnet.data.sources import (
+from numnet.core.datasets import DataSet, Datasets, one_hot, split_like_tensorflow
+from numnet.core.idx import read_idx, read_idx_hashed, write_idx
+from numnet.lab.data.download import HttpPolicy
+from numnet.lab.data.registry import DATASETS, FASHION_MNIST, MNIST, DatasetSpec, IdxFileSpec
+from numnet.lab.data.sources import (
     ENV_CACHE_DIR,
     ENV_DATA_DIR,
     ENV_PIP_DOWNLOAD,

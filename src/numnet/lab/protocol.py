@@ -39,7 +39,7 @@ Layout of a protocol file (every key is checked; unknown keys are errors)::
     [models.model1]
     settings = [ { epochs = 5, lr = 0.0001 }, { epochs = 5, lr = 0.005 } ]
 
-Errors are :class:`numnet.errors.ProtocolError` naming the file and the key path
+Errors are :class:`numnet.core.errors.ProtocolError` naming the file and the key path
 (``models.model3.settings[1].lr``).
 """
 
@@ -55,7 +55,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from numnet.errors import ProtocolError
+from numnet.core.errors import ProtocolError
 
 BUILTIN_PROTOCOLS = ("assignment", "assignment-mean", "notebook-variant")
 
@@ -228,7 +228,7 @@ class Protocol:
 
 def builtin_path(name: str) -> Path:
     """Path of the packaged protocol ``name`` (one of :data:`BUILTIN_PROTOCOLS`)."""
-    return Path(str(resources.files("numnet") / "protocols" / f"{name}.toml"))
+    return Path(str(resources.files("numnet.lab") / "protocols" / f"{name}.toml"))
 
 
 def load(name_or_path: str | Path) -> Protocol:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from numnet.losses import softmax_cross_entropy
+from numnet.core.losses import softmax_cross_entropy
 
 FLOOR_RATIO = 1e-3
 DEFAULT_EPS = 1e-5

@@ -3,13 +3,13 @@ locally on N worker processes or on a Dask distributed cluster, aggregated into 
 
 Tasks. A sweep is a protocol (restricted to some models), optionally a grid that replaces the
 protocol's settings, and ``seeds`` replicates. Every (model, setting, replicate) is one
-:class:`SweepTask` holding the full :class:`numnet.training.RunSpec` it trains; a task is a pure
+:class:`SweepTask` holding the full :class:`numnet.lab.training.RunSpec` it trains; a task is a pure
 function of its spec and the data, so it may run in any process on any machine.
 
 Seeds (:func:`expand`):
 
 - without a grid, replicate ``r`` of a protocol seeded ``s`` is exactly the run that
-  ``numnet reproduce --seed s+r`` makes (:func:`numnet.experiments.plan_runs`): replicate 0 *is*
+  ``numnet reproduce --seed s+r`` makes (:func:`numnet.lab.experiments.plan_runs`): replicate 0 *is*
   the protocol's own run, and any replicate can be re-made alone with ``reproduce``;
 - with a grid, a setting's seed is keyed by its content (model and every grid field), not by
   its position: ``SeedSequence([s + r, crc32(model), crc32(setting key)])``. Adding a value to
@@ -45,7 +45,7 @@ Output folder (every file written atomically)::
       summary.json           per cell: final accuracies' n, mean, std, min, max, 95% t-interval;
                              per evaluation: mean, std, min, max of the curves
       summary.csv, summary.md
-      summary_table.png      (numnet.plots) rows "Model 1".., columns "Setting 1"..: mean +- std (n)
+      summary_table.png      (plots) rows "Model 1".., columns "Setting 1"..: mean +- std (n)
       learning_curves.png    SPEC's 3x4 layout, mean curves with +-std and min-max bands
 
 Resuming: a task whose ``tasks/<task_id>.json`` holds the same spec (and dataset, split) is
@@ -84,14 +84,14 @@ from typing import Any
 import numpy as np
 
 from numnet import __version__
-from numnet import protocol as protocol_mod
-from numnet.errors import NumnetError
-from numnet.protocol import Protocol
-from numnet.training import RunSpec
+from numnet.core.errors import NumnetError
+from numnet.lab import protocol as protocol_mod
+from numnet.lab.protocol import Protocol
+from numnet.lab.training import RunSpec
 
-SWEEP_FORMAT = "numnet.sweep/1"
-TASK_FORMAT = "numnet.sweep-task/1"
-SUMMARY_FORMAT = "numnet.sweep-summary/1"
+SWEEP_FORMAT = "numnet.lab.sweep/1"
+TASK_FORMAT = "numnet.lab.sweep-task/1"
+SUMMARY_FORMAT = "numnet.lab.sweep-summary/1"
 #: Resubmissions of a task whose worker process died (Dask's allowed-failures default is 3).
 ALLOWED_FAILURES = 3
 #: Keys of a task record that depend on the clock or on where it ran (not on the result).
@@ -131,7 +131,7 @@ class Cell:
     """One cell of the summary: a model and one setting, made ``seeds`` times.
 
     ``spec`` is the cell's RunSpec with ``seed=0`` (the replicates differ only in the seed);
-    ``seed_key`` is None when the seeds are the protocol's (:func:`numnet.experiments.run_seed`)
+    ``seed_key`` is None when the seeds are the protocol's (:func:`numnet.lab.experiments.run_seed`)
     and the setting's content key when they come from a grid.
     """
 
@@ -278,7 +278,7 @@ def expand(
     occurrence kept). E.g. ``lr=0.1,0.01`` on model 3's (5, 0.003), (40, 0.003), (40, 0.05)
     gives (5, 0.1), (5, 0.01), (40, 0.1), (40, 0.01).
     """
-    from numnet.experiments import plan_runs
+    from numnet.lab.experiments import plan_runs
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise NumnetError(f"--seeds must be a positive integer, got {seeds!r}")
@@ -324,7 +324,7 @@ _BLAS_LIMIT: Any = None  # the threadpoolctl limiter of this process, kept alive
 
 def pin_blas_threads(threads: int | None) -> None:
     """Limit this process's BLAS (and OpenMP) pools to ``threads``, and numnet's own helper
-    thread of the conv fast path (``numnet.layers.set_threads``) to as many, at most 2
+    thread of the conv fast path (``numnet.core.runtime.set_threads``) to as many, at most 2
     (None: leave them alone). Results do not depend on it; speed does, when N worker
     processes share N cores.
 
@@ -334,16 +334,16 @@ def pin_blas_threads(threads: int | None) -> None:
         return
     from threadpoolctl import threadpool_limits
 
-    from numnet import layers
+    from numnet.core import runtime
 
     _BLAS_LIMIT = threadpool_limits(limits=threads)
-    layers.set_threads(min(2, max(1, threads)))
+    runtime.set_threads(min(2, max(1, threads)))
 
 
 @functools.lru_cache(maxsize=2)
 def _load_cached(ref: DataRef) -> tuple[Any, dict[str, Any]]:
-    from numnet import data as data_mod
-    from numnet.experiments import data_info
+    from numnet.lab import data as data_mod
+    from numnet.lab.experiments import data_info
 
     data = data_mod.load(ref.dataset, ref.data_dir, cache_dir=ref.cache_dir, verify=ref.verify,
                          validation_size=ref.validation_size, progress=False)
@@ -361,7 +361,7 @@ def run_task(
 ) -> dict[str, Any]:
     """Train one task where this function runs (a pool worker, a Dask worker) and return its
     record (JSON-able): the RunResult's dict, the data fingerprint and where it ran."""
-    from numnet.training import train_run
+    from numnet.lab.training import train_run
 
     pin_blas_threads(blas_threads)
     datasets, info = load_data(data)
@@ -381,9 +381,9 @@ def run_task(
 
 
 def _numnet_threads() -> int:
-    from numnet import layers
+    from numnet.core import runtime
 
-    return layers.get_threads()
+    return runtime.get_threads()
 
 
 def _blas_threads() -> list[int]:
@@ -664,7 +664,7 @@ def run_tasks(
 def _collect(outcomes: Iterator[Outcome], out: Path, outcome: SweepOutcome, total: int,
              log: Log) -> None:
     """Write each outcome as it arrives (task record or error file) and log it."""
-    from numnet.experiments import write_json
+    from numnet.lab.experiments import write_json
 
     for k, (task, record, failure) in enumerate(outcomes, start=1):
         if task.task_id in outcome.records or task.task_id in outcome.failures:
@@ -924,7 +924,7 @@ def summary_csv(summary: dict[str, Any]) -> str:
 def summary_document(plan: SweepPlan, outcome: SweepOutcome, *, executor: str, device: str,
                      wall_time: float) -> dict[str, Any]:
     """The content of summary.json."""
-    from numnet.experiments import environment_info
+    from numnet.lab.experiments import environment_info
 
     records = outcome.records
     fingerprints = sorted({r["data"]["fingerprint"] for r in records.values()})
@@ -954,8 +954,8 @@ def summary_document(plan: SweepPlan, outcome: SweepOutcome, *, executor: str, d
 
 def write_outputs(out_dir: str | Path, summary: dict[str, Any]) -> None:
     """summary.json, summary.csv, summary.md and the two figures (all atomic)."""
-    from numnet import plots
-    from numnet.experiments import write_bytes, write_json, write_text
+    from numnet.lab import plots
+    from numnet.lab.experiments import write_bytes, write_json, write_text
 
     out = Path(out_dir)
     write_json(out / "summary.json", summary)
@@ -1012,12 +1012,12 @@ def sweep(
     its ``[quick]`` variant. data: where workers load the data (default: the protocol's
     dataset and split, from ``data_dir`` or the cache). Other arguments: :func:`run_tasks`.
     """
-    from numnet.experiments import write_json, write_text
+    from numnet.lab.experiments import write_json, write_text
 
     started = time.perf_counter()
     protocol = protocol_mod.resolve(protocol, seed, quick)
     if device == "cuda" and not scheduler:
-        from numnet import backend
+        from numnet.core import backend
 
         if not backend.cuda_available():
             raise NumnetError("--device cuda: CuPy with a CUDA device is not available here; "
@@ -1031,7 +1031,7 @@ def sweep(
         # Locally the workers share this machine's cache: fetch (and check) the files once
         # here, so that a missing data set is one clear error, not a failure per task, and
         # the workers do not download concurrently. Dask workers use their own sources.
-        from numnet import data as data_mod
+        from numnet.lab import data as data_mod
 
         data_mod.fetch(data.dataset, data.data_dir, data.cache_dir, verify=data.verify,
                        progress=True)

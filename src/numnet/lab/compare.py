@@ -1,8 +1,8 @@
 """``numnet compare``: a protocol run twice, with numnet and with PyTorch, side by side (Q2).
 
 Every run of the protocol is trained by numnet and by the PyTorch reference
-(:mod:`numnet.reference_torch`: plain ``torch.nn`` + ``torch.optim.SGD``, summed or mean loss as
-the protocol says), both through numnet's own loop (:func:`numnet.training.train_run` with a
+(:mod:`numnet.lab.reference_torch`: plain ``torch.nn`` + ``torch.optim.SGD``, summed or mean loss as
+the protocol says), both through numnet's own loop (:func:`numnet.lab.training.train_run` with a
 PyTorch *stepper*), so both see **the same initial weights** (the numnet model built from the
 run's init seed, copied into PyTorch) and **the same batches in the same order** (the run's
 shuffle seed), and are evaluated and checked for divergence by the same code. For the CNN
@@ -11,7 +11,7 @@ shuffle seed), and are evaluated and checked for divergence by the same code. Fo
 Per run it records: final and best test accuracy of both, the largest gap between the two
 curves, wall time of both and the ratio PyTorch / numnet (> 1: numnet is faster), the status
 (``ok`` or ``diverged`` at update N) of each, the diagnosis of each by
-:func:`numnet.report.diagnose` (the report's rules), and the float64 agreement below.
+:func:`numnet.lab.report.diagnose` (the report's rules), and the float64 agreement below.
 
 Float64 agreement (:func:`float64_agreement`). numnet and PyTorch are the same computation, so
 in float64, from the same weights on the same batches, their losses must agree to rounding:
@@ -61,13 +61,13 @@ from typing import Any
 
 import numpy as np
 
-from numnet import protocol as protocol_mod
-from numnet.data.datasets import DataSet, Datasets
-from numnet.errors import NumnetError
-from numnet.protocol import Protocol
-from numnet.training import RunResult, RunSpec
+from numnet.core.datasets import DataSet, Datasets
+from numnet.core.errors import NumnetError
+from numnet.lab import protocol as protocol_mod
+from numnet.lab.protocol import Protocol
+from numnet.lab.training import RunResult, RunSpec
 
-COMPARE_FORMAT = "numnet.compare/1"
+COMPARE_FORMAT = "numnet.lab.compare/1"
 TOLERANCE = 1e-9
 CONTROL_TOLERANCE = 1e-12
 AGREEMENT_UPDATES = 200
@@ -104,21 +104,21 @@ def thread_limit(threads: int | None) -> Iterator[None]:
     are). The same count for both keeps the time ratio fair; 1 is the robust choice on a
     machine whose cores are shared (threaded BLAS and OpenMP spin-wait, and slow down many
     times when other processes hold the cores)."""
-    from numnet import layers
-    from numnet.experiments import blas_limit
-    from numnet.reference_torch import import_torch
+    from numnet.core import runtime
+    from numnet.lab.experiments import blas_limit
+    from numnet.lab.reference_torch import import_torch
 
     torch = import_torch()
-    before, layers_before = torch.get_num_threads(), layers.get_threads()
+    before, layers_before = torch.get_num_threads(), runtime.get_threads()
     with blas_limit(threads):
         if threads is not None:
             torch.set_num_threads(threads)
-            layers.set_threads(min(threads, 2))  # numnet's conv fast path: 1 or 2 threads
+            runtime.set_threads(min(threads, 2))  # numnet's conv fast path: 1 or 2 threads
         try:
             yield
         finally:
             torch.set_num_threads(before)
-            layers.set_threads(layers_before)
+            runtime.set_threads(layers_before)
 
 
 # ------------------------------------------------------------------------------ float64 check
@@ -134,7 +134,7 @@ def _rel(a: float, b: float) -> float:
 
 def _param_rel(numnet_model: Any, torch_model: Any) -> float:
     """Largest, over the parameters, of ``max|p_numnet - p_torch| / max|p_numnet|``."""
-    from numnet.reference_torch import numnet_layout_arrays
+    from numnet.lab.reference_torch import numnet_layout_arrays
 
     worst = 0.0
     for p, q in zip(numnet_model.parameters(), numnet_layout_arrays(torch_model), strict=True):
@@ -145,15 +145,15 @@ def _param_rel(numnet_model: Any, torch_model: Any) -> float:
 
 
 def _numnet_stepper(spec64: RunSpec) -> Any:
-    from numnet.training import NumnetStepper, build_model
+    from numnet.lab.training import NumnetStepper, build_model
 
     return NumnetStepper(build_model(spec64), spec64.lr, spec64.reduction)
 
 
 def _steppers(spec64: RunSpec) -> tuple[Any, Any]:
     """A fresh numnet float64 model for ``spec64`` and its PyTorch twin, as steppers."""
-    from numnet.reference_torch import ReferenceTrainer, reference_from_numnet
-    from numnet.training import NumnetStepper, build_model
+    from numnet.lab.reference_torch import ReferenceTrainer, reference_from_numnet
+    from numnet.lab.training import NumnetStepper, build_model
 
     model = build_model(spec64)
     twin = reference_from_numnet(model, spec64.model)
@@ -163,7 +163,7 @@ def _steppers(spec64: RunSpec) -> tuple[Any, Any]:
 
 def _batches(spec: RunSpec, train: DataSet, n: int) -> Iterator[tuple[int, np.ndarray, Any]]:
     """The run's first ``n`` batches (its shuffle seed), images cast to float64."""
-    from numnet.training import make_batch_source
+    from numnet.lab.training import make_batch_source
 
     source = make_batch_source(spec, train)
     for i in range(1, n + 1):
@@ -183,7 +183,7 @@ def float64_agreement(
     run ``spec`` (its init and shuffle seeds, options and learning rate; dtype forced to
     float64). See the module docstring for the three checks and the pass rule. Returns a
     JSON-able dict; ``passed`` says whether the run passed."""
-    from numnet.training import expected_updates
+    from numnet.lab.training import expected_updates
 
     spec64 = dataclasses.replace(spec, dtype="float64")
     n = min(updates, expected_updates(train.num_examples, spec.batch_size, spec.epochs))
@@ -234,7 +234,7 @@ def float64_agreement(
         within = max(rel[:horizon], default=0.0)
 
         # 2b. lockstep: PyTorch restarts every update from numnet's weights.
-        from numnet.reference_torch import copy_numnet_weights
+        from numnet.lab.reference_torch import copy_numnet_weights
 
         numnet, torch_ = _steppers(spec64)
         lock_loss, lock_param, lock_at = 0.0, 0.0, None
@@ -296,8 +296,8 @@ def curve_gap(a: list[float], b: list[float], samples: list[int]) -> tuple[float
 
 
 def _diagnosis(run: dict[str, Any]) -> dict[str, Any]:
-    """The reproduce report's diagnosis (:func:`numnet.report.diagnose`) of one run dict."""
-    from numnet.report import diagnose
+    """The reproduce report's diagnosis (:func:`numnet.lab.report.diagnose`) of one run dict."""
+    from numnet.lab.report import diagnose
 
     d = diagnose(run)
     return {"verdict": d.verdict, "labels": d.labels, "findings": d.findings,
@@ -418,9 +418,9 @@ def run_compare(
     progress: "bars", "log", "none" or "auto". Raises :class:`AgreementError` (after writing
     every output) when a run fails the float64 agreement.
     """
-    from numnet import experiments
-    from numnet.reference_torch import ReferenceTrainer, import_torch, reference_from_numnet
-    from numnet.training import build_model, expected_updates, train_run
+    from numnet.lab import experiments
+    from numnet.lab.reference_torch import ReferenceTrainer, import_torch, reference_from_numnet
+    from numnet.lab.training import build_model, expected_updates, train_run
 
     torch = import_torch()
     log = log or experiments._stderr_log
@@ -432,7 +432,7 @@ def run_compare(
     out.mkdir(parents=True, exist_ok=True)
     experiments.write_text(out / "protocol.toml", protocol.text)
     if data is None:
-        from numnet import data as data_mod
+        from numnet.lab import data as data_mod
 
         data = data_mod.load(dataset=protocol.dataset, data_dir=data_dir,
                              validation_size=protocol.validation_size,
@@ -460,9 +460,9 @@ def run_compare(
             "mkldnn": bool(torch.backends.mkldnn.is_available()),
         }
         environment["threads_setting"] = threads
-        from numnet import layers
+        from numnet.core import runtime
 
-        environment["numnet_conv_threads"] = layers.get_threads()
+        environment["numnet_conv_threads"] = runtime.get_threads()
 
         def document(complete: bool) -> dict[str, Any]:
             return compare_document(protocol, records, info, environment, {
@@ -526,7 +526,7 @@ def run_compare(
 
 
 def _default_out_dir(protocol: Protocol) -> Path:
-    from numnet.experiments import default_out_dir
+    from numnet.lab.experiments import default_out_dir
 
     d = default_out_dir(protocol)
     return d.with_name("compare-" + d.name)
@@ -560,7 +560,7 @@ def compare_document(
     tolerance: float = TOLERANCE,
 ) -> dict[str, Any]:
     """The content of compare.json."""
-    from numnet.experiments import QUICK_LABEL
+    from numnet.lab.experiments import QUICK_LABEL
 
     agreements = [r["agreement"] for r in records if r["agreement"]]
     times = {impl: sum(r["time"][f"{impl}_s"] for r in records) for impl in ("numnet", "pytorch")}
@@ -591,7 +591,7 @@ def compare_document(
 
 def load_compare(out_dir: str | Path) -> dict[str, Any]:
     """Read ``out_dir/compare.json`` (checking its format)."""
-    from numnet.experiments import read_json
+    from numnet.lab.experiments import read_json
 
     path = Path(out_dir) / "compare.json"
     doc = read_json(path)
@@ -603,8 +603,8 @@ def load_compare(out_dir: str | Path) -> dict[str, Any]:
 
 def write_outputs(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
     """Write compare.json, compare_curves.png, compare.html and compare.md (atomically)."""
-    from numnet.experiments import write_bytes, write_json, write_text
-    from numnet.plots import png_bytes
+    from numnet.lab.experiments import write_bytes, write_json, write_text
+    from numnet.lab.plots import png_bytes
 
     out = Path(out_dir)
     refresh_diagnoses(doc)
@@ -651,7 +651,7 @@ def overlay_figure(doc: dict[str, Any]) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from numnet import plots
+    from numnet.lab import plots
 
     numnet_doc = _impl_doc(doc, "numnet")
     models, rows, runs = plots.run_grid(numnet_doc)
@@ -736,7 +736,7 @@ def q2_answers(doc: dict[str, Any]) -> dict[str, list[str]]:
     """The Q2 answers as plain-text statements, each with its numbers and its rule:
     ``{"runtime": [...], "performance": [...], "stability": [...], "fit": [...],
     "agreement": [...]}``."""
-    from numnet.report import RULES
+    from numnet.lab.report import RULES
 
     runs = doc["runs"]
     env = doc.get("environment", {})
@@ -851,7 +851,7 @@ def q2_answers(doc: dict[str, Any]) -> dict[str, list[str]]:
 
     # Under- and over-fitting.
     rules = dict(RULES)
-    out["fit"].append("Rules (numnet.report.diagnose, as in the reproduce report): "
+    out["fit"].append("Rules (numnet.lab.report.diagnose, as in the reproduce report): "
                       f"over-fitting: {rules['over-fitting']} Under-fitting: "
                       f"{rules['under-fitting']}")
     for verdict in ("over-fitting", "under-fitting", "not learning", "diverged", "good fit"):
@@ -999,7 +999,7 @@ def q2_section_html(doc: dict[str, Any], overlay_png: bytes | None = None) -> st
 
 def render_html(doc: dict[str, Any], overlay_png: bytes | None = None) -> str:
     """compare.html: a self-contained page holding the Q2 section and the environment."""
-    from numnet.report import CSS
+    from numnet.lab.report import CSS
 
     esc = html.escape
     p = doc["protocol"]

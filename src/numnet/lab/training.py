@@ -7,7 +7,7 @@ one, or on a Dask worker (both classes pickle).
 Everything random in a run comes from ``spec.seed``, split into two independent children by
 :func:`child_seeds` (``numpy.random.SeedSequence(seed).spawn(2)``):
 
-- the *init* seed builds the model (:func:`build_model`, ``numnet.models.build(..., seed=init)``);
+- the *init* seed builds the model (:func:`build_model`, ``models.build(..., seed=init)``);
 - the *shuffle* seed drives the mini-batch order (:func:`make_batch_source`, a fresh
   TensorFlow-style ``DataSet`` over the train split seeded with it).
 
@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from numnet import backend
-from numnet.data.datasets import DataSet, Datasets
+from numnet.core import backend
+from numnet.core.datasets import DataSet, Datasets
 
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
@@ -208,8 +208,8 @@ def child_seeds(seed: int) -> tuple[int, int]:
 
 
 def build_model(spec: RunSpec) -> Any:
-    """The run's initial model: ``numnet.models.build`` with the spec's options and init seed."""
-    from numnet import models
+    """The run's initial model: ``models.build`` with the spec's options and init seed."""
+    from numnet.core import models
 
     init_seed, _ = child_seeds(spec.seed)
     return models.build(
@@ -253,7 +253,7 @@ def expected_evaluations(num_examples: int, batch_size: int, epochs: int, eval_e
 def evaluate(model: Any, x: Any, y: Any, batch_size: int = 1000) -> tuple[float, float]:
     """``(accuracy, mean cross-entropy)`` of ``model`` on images ``x`` (n, 784) and one-hot
     labels ``y`` (n, 10), in chunks of ``batch_size`` (no training caches kept)."""
-    from numnet.losses import softmax_cross_entropy
+    from numnet.core.losses import softmax_cross_entropy
 
     xp = backend.array_module(x)
     n = len(x)
@@ -288,12 +288,12 @@ class NumnetStepper:
     of a training batch, a Python float; keeps what the update needs), ``update()`` (backward
     and one SGD step for that batch), ``parameters_finite()``, ``evaluate(x, y, batch_size)``
     -> ``(accuracy, mean loss)``, and a ``model`` attribute. ``numnet compare`` passes a
-    PyTorch stepper (``numnet.reference_torch.ReferenceTrainer``) so that both implementations
+    PyTorch stepper (``numnet.lab.reference_torch.ReferenceTrainer``) so that both implementations
     run through this same loop, batches, evaluations and divergence rule.
     """
 
     def __init__(self, model: Any, lr: float, reduction: str) -> None:
-        from numnet.optim import SGD
+        from numnet.core.optim import SGD
 
         self.model = model
         self.optimizer = SGD(model.parameters(), lr)
@@ -301,7 +301,7 @@ class NumnetStepper:
         self._dlogits: Any = None
 
     def loss(self, x: Any, y: Any) -> float:
-        from numnet.losses import softmax_cross_entropy
+        from numnet.core.losses import softmax_cross_entropy
 
         logits = self.model.forward(x)
         loss, self._dlogits = softmax_cross_entropy(logits, y, reduction=self.reduction)
@@ -338,7 +338,7 @@ def train_run(
     is left alone). ``initial_model`` replaces :func:`build_model` (it is trained in place);
     ``batch_source`` (anything with ``next_batch(b)`` and ``epochs_completed``, fresh) replaces
     :func:`make_batch_source`. ``on_progress`` is called every ``progress_every`` updates, after
-    every evaluation and at the end. ``device`` is "cpu" or "cuda" (numnet.backend raises a
+    every evaluation and at the end. ``device`` is "cpu" or "cuda" (numnet.core.backend raises a
     clear error when CUDA is not available). ``stepper`` (see :class:`NumnetStepper`) replaces
     numnet's training step and evaluation, e.g. by PyTorch's for ``numnet compare``; it then
     owns the model (``initial_model`` and ``device`` are not used for it).

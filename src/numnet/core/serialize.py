@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from numnet.backend import array_module, to_numpy
-from numnet.data.atomic import atomic_writer
-from numnet.errors import WeightsFileError
+from numnet.core.backend import array_module, to_numpy
+from numnet.core.errors import WeightsFileError
+from numnet.core.io import atomic_writer
 
 FORMAT = "numnet-weights"
 VERSION = 1
@@ -78,7 +78,7 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _read(path: Path, with_arrays: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    what_to_do = "re-save it with numnet.serialize.save (or numnet run) and try again"
+    what_to_do = "re-save it with numnet.core.serialize.save (or numnet run) and try again"
     if not path.is_file():
         raise WeightsFileError(f"{path}: weights file not found; check the path")
     try:
@@ -86,7 +86,7 @@ def _read(path: Path, with_arrays: bool) -> tuple[dict[str, Any], dict[str, np.n
             if HEADER_KEY not in npz.files:
                 raise WeightsFileError(
                     f"{path}: not a numnet weights file (no '{HEADER_KEY}' header); "
-                    "save weights with numnet.serialize.save"
+                    "save weights with numnet.core.serialize.save"
                 )
             header = json.loads(npz[HEADER_KEY].tobytes().decode("utf-8"))
             arrays = {k: npz[k] for k in npz.files if k != HEADER_KEY} if with_arrays else {}
@@ -142,7 +142,7 @@ def load_into(path: str | os.PathLike, model: Any) -> dict[str, Any]:
             raise WeightsFileError(
                 f"{path}: saved for {key}={file_cfg[key]!r} but the model has "
                 f"{key}={model_cfg[key]!r}; build the model with the file's settings "
-                "(numnet.serialize.load does that)"
+                "(numnet.core.serialize.load does that)"
             )
     params = dict(model.named_parameters())
     if set(params) != set(arrays):
@@ -150,7 +150,7 @@ def load_into(path: str | os.PathLike, model: Any) -> dict[str, Any]:
         raise WeightsFileError(
             f"{path}: parameters do not match the model: missing {missing}, unexpected "
             f"{unexpected}; load it into the architecture it was saved from "
-            "(numnet.serialize.load)"
+            "(numnet.core.serialize.load)"
         )
     for name, p in params.items():
         a = arrays[name]
@@ -166,8 +166,8 @@ def load_into(path: str | os.PathLike, model: Any) -> dict[str, Any]:
 
 
 def load(path: str | os.PathLike, device: str = "cpu") -> Any:
-    """Rebuild the model saved in ``path`` (``numnet.models.build(**config)``) with its weights."""
-    from numnet import models
+    """Rebuild the model saved in ``path`` (``models.build(**config)``) with its weights."""
+    from numnet.core import models
 
     path = Path(path)
     header = read_header(path)

@@ -1,19 +1,19 @@
 """``numnet reproduce``: every run of a protocol, resumable, with all its outputs.
 
 :func:`reproduce` plans the runs of a protocol (:func:`plan_runs`), trains each one with
-:func:`numnet.training.train_run`, saves each finished run as it completes, then writes the
+:func:`numnet.lab.training.train_run`, saves each finished run as it completes, then writes the
 results and the report into the output folder::
 
     OUT/
       protocol.toml             the protocol file used (verbatim)
       runs/<run_id>.json        one finished run (curves, status, seeds, timing): resume markers
-      weights/<run_id>.npz      its trained weights (numnet.serialize)
+      weights/<run_id>.npz      its trained weights (numnet.core.serialize)
       results.json              SPEC's tuples per model + every run + metadata (versions, BLAS,
                                 machine, protocol text and hash, data, quick flag)
       results.csv               one row per (run, evaluation)
       learning_curves.png       SPEC's 3x4 figure
       summary_table.png         SPEC's table of final test accuracies
-      report.html, report.md    the report (numnet.report)
+      report.html, report.md    the report (numnet.lab.report)
 
 Every file is written atomically. A run counts as finished once ``runs/<run_id>.json`` exists
 (written after its weights); rerunning with the same ``--out`` reuses finished runs whose
@@ -46,12 +46,12 @@ from typing import Any
 import numpy as np
 
 from numnet import __version__
-from numnet import protocol as protocol_mod
-from numnet.data.atomic import atomic_writer
-from numnet.data.datasets import Datasets
-from numnet.errors import NumnetError
-from numnet.protocol import Protocol
-from numnet.training import Progress, RunResult, RunSpec, expected_updates, train_run
+from numnet.core.datasets import Datasets
+from numnet.core.errors import NumnetError
+from numnet.core.io import atomic_writer
+from numnet.lab import protocol as protocol_mod
+from numnet.lab.protocol import Protocol
+from numnet.lab.training import Progress, RunResult, RunSpec, expected_updates, train_run
 
 RESULTS_FORMAT = "numnet.results/1"
 RUN_FORMAT = "numnet.run/1"
@@ -375,7 +375,7 @@ def load_finished(out_dir: Path, spec: RunSpec, protocol_hash: str,
 
 def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: str) -> None:
     """Save a finished run: its weights first, then its record (the 'finished' marker)."""
-    from numnet import serialize
+    from numnet.core import serialize
 
     record_path, weights_path = run_paths(out_dir, result.run_id)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
@@ -414,7 +414,7 @@ def reproduce(
     """Run every run of ``protocol`` (restricted to ``models``) and write all outputs.
 
     protocol: a :class:`Protocol`, a built-in name or a TOML path. data: SPEC's splits (loaded
-    with ``numnet.data.load`` for the protocol's dataset when None, from ``data_dir`` or the
+    with ``numnet.lab.data.load`` for the protocol's dataset when None, from ``data_dir`` or the
     cache). seed overrides the protocol seed; quick applies the protocol's ``[quick]`` variant.
     progress: "bars", "log", "none" or "auto" (bars on a terminal, else log lines).
     blas_threads: limit BLAS to this many threads while training (None: leave it alone).
@@ -430,7 +430,7 @@ def reproduce(
     write_text(out / "protocol.toml", protocol.text)
 
     if data is None:
-        from numnet import data as data_mod
+        from numnet.lab import data as data_mod
 
         data = data_mod.load(dataset=protocol.dataset, data_dir=data_dir,
                              validation_size=protocol.validation_size,
@@ -492,7 +492,7 @@ def reproduce(
     write_json(out / "results.json", outcome.results_json)
     write_text(out / "results.csv", results_csv(outcome.results_json))
     if make_report:
-        from numnet import report
+        from numnet.lab import report
 
         report.write_report(out, outcome.results_json)
     # results.json's wall time ends before the report; the command's includes it

@@ -57,16 +57,16 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from numnet.cli import UserError
-    from numnet.reference_torch import import_torch
+    from numnet.lab.cli import UserError
+    from numnet.lab.reference_torch import import_torch
 
     import_torch()  # fail fast, one line, before any data is loaded
     if args.agreement_updates < 0:
         raise UserError(f"--agreement-updates must be >= 0, got {args.agreement_updates}")
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0, got {args.threads}")
-    from numnet import compare
-    from numnet.experiments import parse_models
+    from numnet.lab import compare
+    from numnet.lab.experiments import parse_models
 
     try:
         result = compare.run_compare(

@@ -20,7 +20,7 @@ DEVICE_HELP = 'compute device: "cpu" (default) or "cuda" (needs the numnet[gpu] 
 
 def register(subparsers: Any) -> None:
     """Add the ``train``, ``reproduce``, ``report`` and ``predict`` subcommands."""
-    from numnet.protocol import BUILTIN_PROTOCOLS
+    from numnet.lab.protocol import BUILTIN_PROTOCOLS
 
     builtins = ", ".join(BUILTIN_PROTOCOLS)
 
@@ -119,8 +119,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _check_device(device: str) -> None:
-    from numnet import backend
-    from numnet.cli import UserError
+    from numnet.core import backend
+    from numnet.lab.cli import UserError
 
     try:
         backend.xp_for(device)
@@ -129,7 +129,7 @@ def _check_device(device: str) -> None:
 
 
 def _blas(args: argparse.Namespace) -> int | None:
-    from numnet.cli import UserError
+    from numnet.lab.cli import UserError
 
     if args.blas_threads < 0:
         raise UserError(f"--blas-threads must be >= 0, got {args.blas_threads}")
@@ -141,9 +141,9 @@ def _progress(args: argparse.Namespace) -> str:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from numnet import experiments, protocol, report
-    from numnet.cli import EXIT_OK, UserError
-    from numnet.errors import NumnetError
+    from numnet.core.errors import NumnetError
+    from numnet.lab import experiments, protocol, report
+    from numnet.lab.cli import EXIT_OK, UserError
 
     _check_device(args.device)
     proto = protocol.load(args.protocol)
@@ -175,10 +175,11 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from numnet import data as data_mod
-    from numnet import experiments, models
-    from numnet.cli import EXIT_FAILED, EXIT_OK, UserError
-    from numnet.training import RunSpec
+    from numnet.core import models
+    from numnet.lab import data as data_mod
+    from numnet.lab import experiments
+    from numnet.lab.cli import EXIT_FAILED, EXIT_OK, UserError
+    from numnet.lab.training import RunSpec
 
     _check_device(args.device)
     try:
@@ -218,8 +219,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from numnet import report
-    from numnet.cli import EXIT_OK, UserError
+    from numnet.lab import report
+    from numnet.lab.cli import EXIT_OK, UserError
 
     if not Path(args.dir).is_dir():
         raise UserError(f"{args.dir} is not a directory; give a `numnet reproduce` --out DIR")
@@ -230,8 +231,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from numnet import predict
-    from numnet.cli import EXIT_OK
+    from numnet.lab import predict
+    from numnet.lab.cli import EXIT_OK
 
     predictions = predict.predict_files(args.weights, args.images, method=args.method)
     for pred in predictions:

@@ -105,7 +105,7 @@ def _panel(ax: Any, run: dict[str, Any], train_examples: int | None) -> None:
     ax.set_facecolor(DIVERGED_FILL)
     at = run["diverged_at_update"] * spec["batch_size"]
     if train_examples:  # the whole planned run on the x axis, so the early stop shows
-        from numnet.training import expected_updates
+        from numnet.lab.training import expected_updates
 
         planned = expected_updates(train_examples, spec["batch_size"], spec["epochs"])
         ax.set_xlim(0, planned * spec["batch_size"] * 1.02)
@@ -180,7 +180,7 @@ def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
 def save_figures(doc: dict[str, Any], out_dir: str | Path) -> dict[str, bytes]:
     """Write learning_curves.png and summary_table.png into ``out_dir`` (atomically); return
     ``{file name: PNG bytes}`` (the report embeds the same bytes)."""
-    from numnet.experiments import write_bytes
+    from numnet.lab.experiments import write_bytes
 
     images = {
         "learning_curves.png": png_bytes(learning_curves_figure(doc)),
@@ -195,7 +195,7 @@ def save_figures(doc: dict[str, Any], out_dir: str | Path) -> dict[str, bytes]:
 
 
 def learning_curves_bands_figure(summary: dict[str, Any]) -> Figure:
-    """SPEC's learning-curve layout for a sweep (``numnet.sweep`` summary.json): rows =
+    """SPEC's learning-curve layout for a sweep (``numnet.lab.sweep`` summary.json): rows =
     settings, columns = models; each panel the mean train and test accuracy over the seeds,
     a ±1 std band (darker) and the min-max band (lighter). Cells with diverged or failed runs
     say how many. At least SPEC's 22 x 12 inches; 4 inches per row beyond 3 rows (grids)."""
@@ -255,8 +255,8 @@ def learning_curves_bands_figure(summary: dict[str, Any]) -> Figure:
 def sweep_table_figure(summary: dict[str, Any]) -> Figure:
     """SPEC's summary table for a sweep: rows "Model 1".., columns "Setting 1"..; each cell the
     final test accuracy in %, mean ± std (n) over the seeds; cells with diverged or failed runs
-    red (:func:`numnet.sweep.cell_text` says how many)."""
-    from numnet.sweep import cell_text
+    red (:func:`numnet.lab.sweep.cell_text` says how many)."""
+    from numnet.lab.sweep import cell_text
 
     cells = summary["cells"]
     models = list(dict.fromkeys(c["model"] for c in cells))

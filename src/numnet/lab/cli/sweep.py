@@ -14,7 +14,7 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     """Add the ``sweep`` subcommand."""
-    from numnet.protocol import BUILTIN_PROTOCOLS
+    from numnet.lab.protocol import BUILTIN_PROTOCOLS
 
     builtins = ", ".join(BUILTIN_PROTOCOLS)
     p = subparsers.add_parser(
@@ -68,10 +68,10 @@ def register(subparsers: Any) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from numnet import experiments, protocol
-    from numnet import sweep as sweep_mod
-    from numnet.cli import EXIT_FAILED, EXIT_OK, UserError
-    from numnet.errors import NumnetError
+    from numnet.core.errors import NumnetError
+    from numnet.lab import experiments, protocol
+    from numnet.lab import sweep as sweep_mod
+    from numnet.lab.cli import EXIT_FAILED, EXIT_OK, UserError
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be a positive integer, got {args.seeds}")

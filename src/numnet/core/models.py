@@ -12,7 +12,7 @@ e.g. ``"fc1.weight"``, ``"conv2.bias"``):
   SAME), ([act2]), [pool2] MaxPool2D(2x2, 2, SAME), [flatten] (N, 7*7*8 = 392) in (h, w, c) order,
   [fc1] Linear(392, 32), [relu1] ReLU, [fc2] Linear(32, 10)
 
-The outputs are logits; the softmax lives in ``numnet.losses.softmax_cross_entropy``.
+The outputs are logits; the softmax lives in ``numnet.core.losses.softmax_cross_entropy``.
 
 Initialisation order (so that the same seed always gives the same weights, and other code --
 e.g. a PyTorch reference -- can reproduce them): one ``numpy.random.default_rng(seed)``; the
@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from numnet import init as initializers
-from numnet.backend import DEVICES, array_module, to_device
-from numnet.layers import (
+from numnet.core import init as initializers
+from numnet.core.backend import DEVICES, array_module, to_device
+from numnet.core.layers import (
     ACTIVATIONS,
     Conv2D,
     ConvPool2x2,
@@ -44,8 +44,8 @@ from numnet.layers import (
     ReLU,
     Reshape,
     activation,
-    single_threaded_blas,
 )
+from numnet.core.runtime import single_threaded_blas
 
 Array = Any
 MODEL_NAMES = ("model1", "model2", "model3", "model4")
@@ -63,7 +63,7 @@ class Sequential:
     skips the input gradient of the first parametrised layer and returns ``None``.
 
     ``fuse`` (default True) runs each Conv2D(stride 1, SAME) [+ activation] + MaxPool2D(2x2/2)
-    as one ``numnet.layers.ConvPool2x2`` step -- same results, faster; ``fuse=False`` runs the
+    as one ``numnet.core.layers.ConvPool2x2`` step -- same results, faster; ``fuse=False`` runs the
     general layers one by one. Parameters and their names are the layers' either way.
 
     Forward and backward hold the host BLAS to one thread (``layers.single_threaded_blas``):
@@ -192,7 +192,7 @@ class Sequential:
             p.grad[...] = 0
 
     def to(self, device: str) -> Sequential:
-        """Move every parameter to ``device`` ("cpu" or "cuda", see ``numnet.backend``)."""
+        """Move every parameter to ``device`` ("cpu" or "cuda", see ``numnet.core.backend``)."""
         if device not in DEVICES:
             raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
         for _, layer in self.layers:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from numnet.backend import array_module
+from numnet.core.backend import array_module
 
 Array = Any
 REDUCTIONS = ("sum", "mean")

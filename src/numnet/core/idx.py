@@ -5,7 +5,7 @@ Layout (big-endian): two zero bytes, a type code, the number of dimensions ``ndi
 ``(n, 28, 28)``; labels are ``idx1`` uint8 ``(n,)``.
 
 Compression is detected from the content (the gzip magic ``1f 8b``), never from the file name.
-Every failure raises :class:`numnet.errors.DataError` with one sentence naming the file and what
+Every failure raises ``DataError`` with one sentence naming the file and what
 is wrong, e.g. ``train-images-idx3-ubyte.gz: truncated: header says 60000 images of 28x28, file
 holds 59999.3``. Checksums are SHA-256 of the *decompressed* content (header + values).
 """
@@ -22,8 +22,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from numnet.data.atomic import atomic_writer
-from numnet.errors import DataError
+from numnet.core.errors import DataError
+from numnet.core.io import atomic_writer
 
 GZIP_MAGIC = b"\x1f\x8b"
 

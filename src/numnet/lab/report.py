@@ -207,8 +207,8 @@ def write_report(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
     """Draw the figures and write report.html and report.md into ``out_dir`` (atomically).
 
     Returns ``{name: path}`` of the four files."""
-    from numnet.experiments import write_text
-    from numnet.plots import save_figures
+    from numnet.lab.experiments import write_text
+    from numnet.lab.plots import save_figures
 
     out = Path(out_dir)
     images = save_figures(doc, out)
@@ -221,13 +221,13 @@ def write_report(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
 
 def rebuild(out_dir: str | Path) -> dict[str, Path]:
     """``numnet report DIR``: figures and report again from ``DIR/results.json``."""
-    from numnet.experiments import load_results
+    from numnet.lab.experiments import load_results
 
     return write_report(out_dir, load_results(out_dir))
 
 
 def _grid(doc: dict[str, Any]) -> tuple[list[str], int, dict[tuple[str, int], dict[str, Any]]]:
-    from numnet.plots import run_grid
+    from numnet.lab.plots import run_grid
 
     return run_grid(doc)
 

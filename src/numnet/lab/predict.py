@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from numnet.errors import DataError
+from numnet.core.errors import DataError
 
 METHODS = ("auto", "mnist", "area")
 SIDE = 28
@@ -127,7 +127,7 @@ def image_to_vector(path: str | Path, method: str = "auto") -> np.ndarray:
         gray = mnist_frame(gray, path)
     elif method == "area":
         gray = _resize(gray, SIDE, SIDE)
-    # MNIST pixels are bytes: quantise, then convert exactly as numnet.data does, so a PNG of
+    # MNIST pixels are bytes: quantise, then convert exactly as numnet.lab.data does, so a PNG of
     # a data-set image gives back the very same row.
     u8 = np.clip(np.round(gray * 255.0), 0, 255).astype(np.uint8)
     return u8.reshape(SIDE * SIDE).astype(np.float32) * np.float32(1.0 / 255.0)
@@ -135,8 +135,8 @@ def image_to_vector(path: str | Path, method: str = "auto") -> np.ndarray:
 
 def predict_vectors(model: Any, x: np.ndarray) -> np.ndarray:
     """Softmax probabilities ``(n, 10)`` of ``model`` for rows ``x`` ``(n, 784)``."""
-    from numnet.backend import to_numpy
-    from numnet.losses import softmax
+    from numnet.core.backend import to_numpy
+    from numnet.core.losses import softmax
 
     logits = to_numpy(model.forward(np.asarray(x), train=False)).astype(np.float64)
     return to_numpy(softmax(logits))
@@ -144,8 +144,8 @@ def predict_vectors(model: Any, x: np.ndarray) -> np.ndarray:
 
 def predict_files(weights: str | Path, images: list[str | Path],
                   method: str = "auto") -> list[Prediction]:
-    """Load ``weights`` (numnet.serialize) and classify each image file."""
-    from numnet import serialize
+    """Load ``weights`` (numnet.core.serialize) and classify each image file."""
+    from numnet.core import serialize
 
     model = serialize.load(weights)
     x = np.stack([image_to_vector(p, method) for p in images])

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from numnet.errors import NumnetError
+from numnet.core.errors import NumnetError
 
 INSTALL_HINT = 'pip install "numnet[reference]"  (here: pip install torch==2.13.0)'
 
@@ -266,8 +266,8 @@ def loss_function(reduction: str) -> Any:
 class ReferenceTrainer:
     """Plain PyTorch training of one reference model: ``torch.optim.SGD`` on the cross-entropy.
 
-    It is a *stepper* of :func:`numnet.training.train_run` (see
-    :class:`numnet.training.NumnetStepper`), so PyTorch runs through numnet's own loop:
+    It is a *stepper* of :func:`numnet.lab.training.train_run` (see
+    :class:`numnet.lab.training.NumnetStepper`), so PyTorch runs through numnet's own loop:
     ``loss(x, y)`` forward and loss of a NumPy batch (``x`` ``(N, 784)``, ``y`` one-hot
     ``(N, 10)`` or ``(N,)`` class indices; inputs are cast to the model's dtype), ``update()``
     backward and one SGD step for it, ``parameters_finite()``, ``evaluate(x, y, batch_size)``

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from numnet.backend import array_module, to_numpy
-from numnet.layers import Parameter
+from numnet.core.backend import array_module, to_numpy
+from numnet.core.layers import Parameter
 
 
 class SGD:

@@ -1,6 +1,6 @@
 """The ``numnet`` command line.
 
-Each group of subcommands lives in its own module under ``numnet.cli`` and exposes
+Each group of subcommands lives in its own module under ``numnet.lab.cli`` and exposes
 ``register(subparsers)``, which adds its parsers and sets ``func`` (called with the parsed
 arguments, returning the exit code). Heavy imports happen inside ``func``, so ``numnet --help``
 stays fast.
@@ -16,7 +16,7 @@ import importlib
 import sys
 
 from numnet import __version__
-from numnet.errors import NumnetError
+from numnet.core.errors import NumnetError
 
 # Order = order in `numnet --help`.
 COMMAND_MODULES = ("run", "data", "compare", "sweep")
@@ -40,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
-            module = importlib.import_module(f"numnet.cli.{name}")
+            module = importlib.import_module(f"numnet.lab.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"numnet.cli.{name}":
+            if exc.name == f"numnet.lab.cli.{name}":
                 continue  # a command group not built yet
             raise
         module.register(subparsers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from numnet.errors import DataError
+from numnet.core.errors import DataError
 
 
 @dataclass(frozen=True)

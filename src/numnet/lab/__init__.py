@@ -1,0 +1,2 @@
+"""numnet's application layer: protocols, training runs, reports, comparisons, sweeps, data
+acquisition and the command line, built on :mod:`numnet.core` (imports go one way)."""
