@@ -1,5 +1,9 @@
 """numnet's thread runtime: the one place that owns helper threads and BLAS thread limits.
 
+``threads(n)`` is what every command's ``--threads N`` means: numnet's own helper threads,
+the BLAS pools (through threadpoolctl, when installed) and, when PyTorch is already imported
+(the optional reference), its intra-op threads -- all set to ``n`` inside the block and
+restored after. Results never depend on ``n``: work is split by sizes only.
 """
 
 from __future__ import annotations
@@ -122,3 +126,55 @@ def run_parts(fn: Callable[[int], None], count: int, xp: Any = np) -> None:
             future.result()
 
 
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class threads:  # noqa: N801 -- used as a context manager, like threadpoolctl's
+    """``with threads(n): ...`` runs the block with ``n`` threads for numnet, BLAS and PyTorch.
+
+    ``n=None`` leaves everything as it is. Re-entrant; restores the previous counts on exit.
+    """
+
+    def __init__(self, n: int | None) -> None:
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"threads must be a positive integer, got {n!r}")
+        self.n = n
+        self._saved: tuple[Any, ...] | None = None
+
+    def __enter__(self) -> threads:
+        if self.n is None:
+            return self
+        import sys
+
+        torch = sys.modules.get("torch")
+        blas = None
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # optional: without it BLAS keeps its own count
+            threadpool_limits = None
+        if threadpool_limits is not None:
+            blas = threadpool_limits(self.n, user_api="blas")
+        torch_before = torch.get_num_threads() if torch is not None else None
+        if torch is not None:
+            torch.set_num_threads(self.n)
+        self._saved = (get_threads(), blas, torch, torch_before)
+        set_threads(min(self.n, 2))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is None:
+            return
+        numnet_before, blas, torch, torch_before = self._saved
+        set_threads(numnet_before)
+        if blas is not None:
+            blas.restore_original_limits()
+        if torch is not None:
+            torch.set_num_threads(torch_before)
+        self._saved = None
