@@ -1,20 +1,29 @@
-"""Atomic file writes: a reader sees either the old file, or the complete new one, never a part.
+"""numnet's one file-I/O module: atomic writes, strict JSON, text. Standard library only.
 
-The content goes to a hidden temporary file in the destination's directory (same filesystem, so
-the final ``os.replace`` is atomic), is flushed and fsync'ed, then renamed over the destination.
-On any error the temporary file is removed.
+Every file numnet writes (weights, results, records, reports, figures, data-cache files) goes
+through :func:`atomic_writer`, so a reader sees either the old file or the complete new one,
+never a part: the content goes to a hidden temporary file in the destination's directory (same
+filesystem, so the final ``os.replace`` is atomic), is flushed and fsync'ed, then renamed over
+the destination. On any error the temporary file is removed.
+
+:func:`write_json` writes strict JSON (``allow_nan=False``: a NaN or an infinity is an error,
+never silently written); :func:`read_json` turns a missing or malformed file into one
+:class:`numnet.core.errors.NumnetError` that names the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from numnet.core.errors import NumnetError
 
 PART_SUFFIX = ".part"
 
@@ -51,6 +60,41 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.unlink(tmp_name)
         raise
     _fsync_dir(path.parent)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, creating the parent folders; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(path) as f:
+        f.write(data)
+    return path
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically (see :func:`write_bytes`)."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def dumps_json(obj: Any) -> str:
+    """numnet's JSON text: indented by one space, strict (NaN and infinities raise
+    ``ValueError``), with a final newline."""
+    return json.dumps(obj, indent=1, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as strict JSON (:func:`dumps_json`) to ``path`` atomically."""
+    return write_text(path, dumps_json(obj))
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Load a JSON file; a missing or malformed file is a NumnetError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NumnetError(f"{path} does not exist") from None
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+        raise NumnetError(f"{path} is not a readable numnet JSON file: {exc}") from None
 
 
 @contextlib.contextmanager
