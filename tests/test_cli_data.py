@@ -139,4 +139,7 @@ def test_console_entry_point_exit_code(tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 2
-    assert completed.stderr == f"numnet: error: data dir {tmp_path / 'none'}: not a directory\n"
+    assert completed.stderr == (
+        f"numnet: error: data dir {tmp_path / 'none'}: not a directory (nothing is there); "
+        "pass the directory holding the four IDX files\n"
+    )

@@ -454,7 +454,9 @@ def test_data_dir_no_verify_accepts_other_data(tmp_path: Path, fake: FakeMnist) 
     )
 
 
-def test_data_dir_other_image_size_needs_no_verify(tmp_path: Path, fake: FakeMnist) -> None:
+def test_data_dir_other_image_size_is_refused_even_without_verify(tmp_path: Path) -> None:
+    # numnet's models take 28x28 images: 8x8 files fail up front, with or without --no-verify,
+    # naming the file and both shapes (they used to load and fail later in a matrix product).
     from numnet.core.idx import write_idx
 
     data_dir = tmp_path / "small"
@@ -463,21 +465,59 @@ def test_data_dir_other_image_size_needs_no_verify(tmp_path: Path, fake: FakeMni
     write_idx(data_dir / "train-labels-idx1-ubyte.gz", np.arange(5, dtype=np.uint8))
     write_idx(data_dir / "t10k-images-idx3-ubyte.gz", np.zeros((2, 8, 8), np.uint8))
     write_idx(data_dir / "t10k-labels-idx1-ubyte.gz", np.arange(2, dtype=np.uint8))
-    with pytest.raises(DataError, match="expected 28x28 images, found 8x8"):
-        fetch(fake.spec, data_dir=data_dir, progress=False)
-    sets = load(fake.spec, data_dir, verify=False, validation_size=1, progress=False)
-    assert sets.train.images.shape == (4, 64) and sets.test.images.shape == (2, 64)
-    # counts must still agree
+    expected = (
+        f"{data_dir / 'train-images-idx3-ubyte.gz'}: header says 5 images of 8x8, expected "
+        "images of 28x28; numnet's models take 28x28 images (--no-verify does not change that)"
+    )
+    for verify in (True, False):
+        with pytest.raises(DataError) as info:
+            load(MNIST, data_dir, verify=verify, validation_size=1, progress=False)
+        assert str(info.value) == expected
+
+
+def test_data_dir_no_verify_still_checks_counts_and_labels(tmp_path: Path) -> None:
+    from numnet.core.idx import write_idx
+
+    data_dir = tmp_path / "other"
+    data_dir.mkdir()
+    write_idx(data_dir / "train-images-idx3-ubyte.gz", np.zeros((5, 28, 28), np.uint8))
+    write_idx(data_dir / "train-labels-idx1-ubyte.gz", np.arange(5, dtype=np.uint8))
+    write_idx(data_dir / "t10k-images-idx3-ubyte.gz", np.zeros((2, 28, 28), np.uint8))
     write_idx(data_dir / "t10k-labels-idx1-ubyte.gz", np.arange(3, dtype=np.uint8))
-    with pytest.raises(DataError, match="holds 2 images but t10k-labels-idx1-ubyte.gz holds 3"):
-        fetch(fake.spec, data_dir=data_dir, verify=False, progress=False)
+    with pytest.raises(DataError) as info:  # refused from the header, before reading values
+        fetch(MNIST, data_dir=data_dir, verify=False, progress=False)
+    assert str(info.value) == (
+        f"{data_dir / 't10k-labels-idx1-ubyte.gz'}: header says 3 labels, expected 2 labels"
+    )
+    write_idx(data_dir / "t10k-labels-idx1-ubyte.gz", np.array([1, 12], dtype=np.uint8))
+    with pytest.raises(DataError, match=r"label 12 at index 1 is outside 0-9"):
+        fetch(MNIST, data_dir=data_dir, verify=False, progress=False)
+    write_idx(data_dir / "t10k-labels-idx1-ubyte.gz", np.array([1, 2], dtype=np.uint8))
+    sets = load(MNIST, data_dir, verify=False, validation_size=1, progress=False)
+    assert sets.train.images.shape == (4, 784) and sets.test.images.shape == (2, 784)
+    with pytest.raises(DataError, match=r"holds 5 training images; the validation split takes 5"):
+        load(MNIST, data_dir, verify=False, validation_size=5, progress=False)
+
+
+def test_data_dir_with_a_count_other_than_the_official_one(fake: FakeMnist) -> None:
+    # the pinned count is checked from the header, before the values are read
+    files = [dataclasses.replace(f, count=60000) for f in fake.spec.files]
+    spec = dataclasses.replace(fake.spec, files=tuple(files))
+    with pytest.raises(DataError) as info:
+        fetch(spec, data_dir=fake.gz_dir, progress=False)
+    assert str(info.value) == (
+        f"{fake.gz_dir / 'train-images-idx3-ubyte.gz'}: header says 16 images of 28x28, expected "
+        "60000 images (the official MNIST count); pass --no-verify (verify=False) to use it anyway"
+    )
+    # (this spec's checksums are the fake's, so without the count pin the files pass)
+    assert fetch(spec, data_dir=fake.gz_dir, verify=False, progress=False).verified
 
 
 def test_data_dir_missing_file(tmp_path: Path, fake: FakeMnist) -> None:
     (fake.gz_dir / "t10k-images-idx3-ubyte.gz").unlink()
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz \(or t10k-images-idx3-ubyte"):
         fetch(fake.spec, data_dir=fake.gz_dir, progress=False)
-    with pytest.raises(DataError, match="not a directory"):
+    with pytest.raises(DataError, match=r"nowhere: not a directory \(nothing is there\)"):
         fetch(fake.spec, data_dir=tmp_path / "nowhere", progress=False)
 
 
@@ -485,9 +525,9 @@ def test_checksum_mismatch_names_the_other_data_set(tmp_path: Path) -> None:
     assert identify(FASHION_MNIST.files[2].sha256) == (FASHION_MNIST, FASHION_MNIST.files[2])
     assert identify("0" * 64) is None
     # (a real Fashion-MNIST file given for MNIST: see test_real_debian_fashion_mnist)
-    from numnet.lab.data.sources import _mismatch
+    from numnet.lab.data.sources import mismatch
 
-    text = _mismatch("d/x.gz", FASHION_MNIST.files[0].sha256, MNIST.files[0], "MNIST")
+    text = mismatch("d/x.gz", FASHION_MNIST.files[0].sha256, MNIST.files[0], "MNIST")
     assert text.endswith(
         "(it is Fashion-MNIST's train-images-idx3-ubyte: use --dataset fashion-mnist)"
     )

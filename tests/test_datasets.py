@@ -1,10 +1,12 @@
-"""TensorFlow-compatible DataSet.next_batch and the SPEC split."""
+"""TensorFlow-compatible DataSet.next_batch, the protocol's split, and the data set checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from numnet.core.datasets import check_images, check_labels, check_pair, check_shapes
+from numnet.core.errors import DataError
 from numnet.lab.data import DataSet, one_hot, split_like_tensorflow
 
 
@@ -14,7 +16,7 @@ def _indexed(n: int, seed: int | None = 0) -> DataSet:
 
 
 def _updates(train: DataSet, num_epochs: int, batch_size: int = 100) -> int:
-    """SPEC's training loop, counting the updates."""
+    """The protocol's training loop, counting the updates."""
     i = 0
     while train.epochs_completed < num_epochs:
         i += 1
@@ -157,3 +159,64 @@ def test_validation_size_bounds() -> None:
     x, y, xt, yt = _mnist_like()
     with pytest.raises(ValueError, match=r"validation_size must be in 0\.\.12"):
         split_like_tensorflow(x, y, xt, yt, validation_size=13)
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def test_label_range_and_kind() -> None:
+    check_labels(np.array([0, 9, 3], dtype=np.uint8), "l")
+    with pytest.raises(
+        DataError, match=r"^l: label 10 at index 1 is outside 0-9 \(2 such labels\)"
+    ):
+        check_labels(np.array([0, 10, 255], dtype=np.uint8), "l")
+    with pytest.raises(DataError, match="expected a label file"):
+        check_labels(np.zeros((3, 2), dtype=np.uint8), "l")
+
+
+def test_image_checks() -> None:
+    check_images(np.zeros((2, 28, 28), np.uint8), "i", (28, 28))
+    check_images(np.zeros((2, 32, 32), np.uint8), "i", None)
+    with pytest.raises(DataError, match=r"^i: expected 28x28 images, found 32x32"):
+        check_images(np.zeros((2, 32, 32), np.uint8), "i", (28, 28))
+    with pytest.raises(DataError, match=r"expected uint8 images .* found float32"):
+        check_images(np.zeros((2, 28, 28), np.float32), "i", (28, 28))
+
+
+def test_pair_counts() -> None:
+    check_pair(np.zeros((3, 2, 2)), np.zeros(3), "a", "b")
+    with pytest.raises(DataError, match=r"^imgs holds 3 images but labs holds 2 labels"):
+        check_pair(np.zeros((3, 2, 2)), np.zeros(2), "imgs", "labs")
+
+
+def _splits(images: np.ndarray, labels: np.ndarray, **kw: object):
+    return split_like_tensorflow(images, labels, images[:3], labels[:3], validation_size=2, **kw)
+
+
+def test_check_shapes_accepts_the_protocol_splits() -> None:
+    images = np.zeros((6, 28, 28), np.uint8)
+    labels = np.arange(6, dtype=np.uint8)
+    check_shapes(_splits(images, labels))
+    check_shapes(_splits(images, labels, one_hot_labels=False))
+
+
+def test_check_shapes_names_the_split_and_the_shapes() -> None:
+    # 32x32 images used to reach the first matrix product as a raw NumPy shape error
+    sets = _splits(np.zeros((6, 32, 32), np.uint8), np.arange(6, dtype=np.uint8))
+    with pytest.raises(DataError) as info:
+        check_shapes(sets)
+    assert str(info.value) == (
+        "data (train split): images are float32 with shape (4, 1024), expected float (n, 784) "
+        "(28x28 images flattened); the models take 28x28 images"
+    )
+    bad = _splits(np.zeros((6, 28, 28), np.uint8), np.array([0, 1, 2, 3, 4, 11], np.uint8),
+                  one_hot_labels=False)
+    with pytest.raises(DataError, match=r"^data \(train split\) labels: label 11 at index 3 is "):
+        check_shapes(bad)
+    sets = _splits(np.zeros((6, 28, 28), np.uint8), np.arange(6, dtype=np.uint8))
+    broken = sets._replace(test=DataSet(sets.test.images, sets.test.labels[:, :9]))
+    with pytest.raises(DataError, match=r"^data \(test split\): labels of shape \(3, 9\) are not "):
+        check_shapes(broken)
+    empty = sets._replace(train=DataSet(sets.train.images[:0], sets.train.labels[:0]))
+    with pytest.raises(DataError, match=r"^data \(train split\): holds no examples"):
+        check_shapes(empty)

@@ -11,9 +11,6 @@ import pytest
 
 from numnet.core.errors import DataError
 from numnet.core.idx import (
-    check_images,
-    check_labels,
-    check_pair,
     idx_header,
     idx_sha256,
     read_idx,
@@ -190,28 +187,3 @@ def test_header_errors(tmp_path: Path, data: bytes, expected: str) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     assert _error(tmp_path / "nope").startswith("nope: file not found")
-
-
-def test_label_range_and_kind() -> None:
-    check_labels(np.array([0, 9, 3], dtype=np.uint8), "l")
-    with pytest.raises(
-        DataError, match=r"^l: label 10 at index 1 is outside 0-9 \(2 such labels\)"
-    ):
-        check_labels(np.array([0, 10, 255], dtype=np.uint8), "l")
-    with pytest.raises(DataError, match="expected a label file"):
-        check_labels(np.zeros((3, 2), dtype=np.uint8), "l")
-
-
-def test_image_checks() -> None:
-    check_images(np.zeros((2, 28, 28), np.uint8), "i", (28, 28))
-    check_images(np.zeros((2, 32, 32), np.uint8), "i", None)
-    with pytest.raises(DataError, match=r"^i: expected 28x28 images, found 32x32"):
-        check_images(np.zeros((2, 32, 32), np.uint8), "i", (28, 28))
-    with pytest.raises(DataError, match=r"expected uint8 images .* found float32"):
-        check_images(np.zeros((2, 28, 28), np.float32), "i", (28, 28))
-
-
-def test_pair_counts() -> None:
-    check_pair(np.zeros((3, 2, 2)), np.zeros(3), "a", "b")
-    with pytest.raises(DataError, match=r"^imgs holds 3 images but labs holds 2 labels"):
-        check_pair(np.zeros((3, 2, 2)), np.zeros(2), "imgs", "labs")

@@ -1,9 +1,13 @@
-"""TensorFlow 1.x compatible ``DataSet`` / ``Datasets``: the split and the batching of SPEC.
+"""TensorFlow 1.x compatible ``DataSet`` / ``Datasets``: the protocol's split and batching.
 
 ``DataSet.next_batch`` reproduces ``tensorflow.contrib.learn.datasets.mnist.DataSet.next_batch``
 (shuffle=True): a fresh permutation on the first call and at every epoch boundary; a batch that
 runs past the end of an epoch takes the examples left, reshuffles, and is completed from the
 start of the new epoch. The shuffling is driven by a seeded ``numpy.random.Generator``.
+
+The ``check_*`` functions say, as one-line :class:`DataError`, why arrays cannot be a data set
+the models take: :func:`check_images`, :func:`check_labels` and :func:`check_pair` on the uint8
+IDX arrays, :func:`check_shapes` on built ``Datasets`` (e.g. handed to the training code).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+from numnet.core.errors import DataError
 
 
 class DataSet:
@@ -33,7 +39,7 @@ class DataSet:
         self._rng = np.random.default_rng(seed)
 
     def next_batch(self, batch_size: int, shuffle: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Return the next ``(images, labels)`` batch of ``batch_size`` examples (SPEC rule).
+        """Return the next ``(images, labels)`` batch of ``batch_size`` examples (protocol rule).
 
         Images ``(batch_size, 784)``, labels ``(batch_size, 10)`` (or ``(batch_size,)``).
         ``shuffle=False`` walks the file order instead (TF's ``shuffle`` argument).
@@ -64,7 +70,7 @@ class DataSet:
 
 
 class Datasets(NamedTuple):
-    """The three splits SPEC defines: train (55,000), validation (5,000), test (10,000)."""
+    """The protocol's three splits: train (55,000), validation (5,000), test (10,000)."""
 
     train: DataSet
     validation: DataSet
@@ -88,7 +94,7 @@ def split_like_tensorflow(
     one_hot_labels: bool = True,
     seed: int | None = 0,
 ) -> Datasets:
-    """Build SPEC's splits from uint8 images ``(n, 28, 28)`` and integer labels ``(n,)``.
+    """Build the protocol's splits from uint8 images ``(n, 28, 28)`` and integer labels ``(n,)``.
 
     The first ``validation_size`` training images (file order) are validation, the rest train.
     Pixels become float32 ``pixel / 255`` flattened to ``(n, 784)``; one conversion of the whole
@@ -115,3 +121,79 @@ def split_like_tensorflow(
         validation=DataSet(x_all[:validation_size], y_all[:validation_size], seed=seed),
         test=DataSet(images(test_images_u8), labels(test_labels), seed=seed),
     )
+
+
+def check_labels(labels: np.ndarray, name: str, num_classes: int = 10) -> None:
+    """Labels must be a 1-d integer IDX array with every value in ``0..num_classes-1``."""
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(
+            f"{name}: expected a label file (integer IDX with 1 dimension), found "
+            f"{labels.dtype.name} with shape {labels.shape}"
+        )
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            f"{name}: label {int(labels[i])} at index {i} is outside 0-{num_classes - 1} "
+            f"({bad.size} such labels)"
+        )
+
+
+def check_images(images: np.ndarray, name: str, image_shape: tuple[int, int] | None) -> None:
+    """Images must be uint8 ``(n, h, w)``; with ``image_shape``, ``(h, w)`` must equal it."""
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise DataError(
+            f"{name}: expected uint8 images of shape (n, height, width), found "
+            f"{images.dtype.name} with shape {images.shape}"
+        )
+    if image_shape is not None and images.shape[1:] != tuple(image_shape):
+        h, w = image_shape
+        raise DataError(
+            f"{name}: expected {h}x{w} images, found {images.shape[1]}x{images.shape[2]}"
+        )
+
+
+def check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels_name: str) -> None:
+    """An image file and its label file must hold the same number of examples."""
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_name} holds {len(images)} images but {labels_name} holds "
+            f"{len(labels)} labels; the two files must come from the same data set"
+        )
+
+
+def check_shapes(
+    data: Datasets, image_shape: tuple[int, int] = (28, 28), num_classes: int = 10
+) -> None:
+    """Check built splits once, up front, before any training: a DataError, not a matmul error.
+
+    Each split must hold images ``(n, h*w)`` of a float type and labels ``(n, num_classes)``
+    one-hot or ``(n,)`` integers in ``0..num_classes-1``, the same ``n`` for both; train and
+    test must not be empty. ``data`` is what :func:`split_like_tensorflow` returns.
+    """
+    h, w = image_shape
+    for split, ds in zip(Datasets._fields, data, strict=True):
+        images, labels = np.asarray(ds.images), np.asarray(ds.labels)
+        where = f"data ({split} split)"
+        if images.ndim != 2 or images.shape[1] != h * w or images.dtype.kind != "f":
+            raise DataError(
+                f"{where}: images are {images.dtype.name} with shape {images.shape}, expected "
+                f"float (n, {h * w}) ({h}x{w} images flattened); the models take {h}x{w} images"
+            )
+        if len(labels) != len(images):
+            raise DataError(
+                f"{where}: {len(images)} images but {len(labels)} labels; they must agree"
+            )
+        if labels.ndim == 2:
+            ok = labels.shape[1] == num_classes and bool(
+                np.all((labels == 0) | (labels == 1)) and np.all(labels.sum(axis=1) == 1)
+            )
+            if not ok:
+                raise DataError(
+                    f"{where}: labels of shape {labels.shape} are not one-hot over "
+                    f"{num_classes} classes"
+                )
+        else:
+            check_labels(labels, f"{where} labels", num_classes)
+        if split != "validation" and len(images) == 0:
+            raise DataError(f"{where}: holds no examples")

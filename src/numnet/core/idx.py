@@ -8,15 +8,25 @@ Compression is detected from the content (the gzip magic ``1f 8b``), never from 
 Every failure raises ``DataError`` with one sentence naming the file and what
 is wrong, e.g. ``train-images-idx3-ubyte.gz: truncated: header says 60000 images of 28x28, file
 holds 59999.3``. Checksums are SHA-256 of the *decompressed* content (header + values).
+
+Memory is bounded by what the header announces, and the header is checked *before* anything is
+allocated: against the caller's expectations (``item_shape``, ``count``, ``dtype``) and against
+``max_bytes``. A gzip stream is decompressed straight into the result array, never past the
+size the header implies (plus a small probe that detects trailing data), so a small file that
+inflates to gigabytes (a "gzip bomb") costs no more than the array it claims to hold.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import math
 import os
+import stat
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,43 +48,135 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 _TYPE_CODES = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
 
-# Refuse headers that announce absurd sizes before allocating for them (MNIST is 47 MB).
-MAX_PAYLOAD_BYTES = 1 << 32
+#: Default limit on the values an IDX header may announce (MNIST's largest file is 47 MB), so a
+#: forged header cannot make the reader allocate gigabytes.
+MAX_PAYLOAD_BYTES = 1 << 30
+#: NumPy 1.x supports 32 dimensions (2.x: 64); an IDX header may claim up to 255.
+MAX_NDIM = 32
 _CHUNK = 1 << 20
+#: After the announced values, at most this many more decompressed bytes are read to report how
+#: long a too-long file is; past it the message says "at least".
+_TRAILING_PROBE = 1 << 16
 
 
-def read_idx(path: str | os.PathLike[str], *, name: str | None = None) -> np.ndarray:
-    """Read an IDX file (gzipped or raw) into a native-endian array of the header's shape."""
-    return read_idx_hashed(path, name=name)[0]
+def read_idx(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    item_shape: Sequence[int] | None = None,
+    count: int | None = None,
+    dtype: np.dtype | str | type | None = None,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+) -> np.ndarray:
+    """Read an IDX file (gzipped or raw) into a native-endian array of the header's shape.
+
+    The optional expectations are checked against the header before anything is allocated:
+    ``item_shape`` is the shape of one item (``(28, 28)`` for MNIST images, ``()`` for labels),
+    ``count`` the number of items (the first dimension), ``dtype`` the value type. A header
+    announcing more than ``max_bytes`` of values is refused. See :func:`read_idx_hashed`.
+    """
+    return read_idx_hashed(
+        path, name=name, item_shape=item_shape, count=count, dtype=dtype, max_bytes=max_bytes
+    )[0]
 
 
 def read_idx_hashed(
-    path: str | os.PathLike[str], *, name: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    item_shape: Sequence[int] | None = None,
+    count: int | None = None,
+    dtype: np.dtype | str | type | None = None,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> tuple[np.ndarray, str]:
     """Read an IDX file; return ``(array, sha256 hex of the decompressed content)``.
 
     One pass: the values are decompressed straight into the result array and hashed there.
-    ``name`` is what error messages call the file (default: its base name).
+    ``name`` is what error messages call the file (default: its base name). ``item_shape``,
+    ``count``, ``dtype`` and ``max_bytes`` as in :func:`read_idx`. Anything that is not a
+    regular file (a directory, a FIFO, a device) is refused without being read.
     """
     path = Path(path)
     name = name or path.name
-    try:
-        raw = open(path, "rb")  # closed by the with-block below
-    except FileNotFoundError:
-        raise DataError(f"{name}: file not found ({path})") from None
-    except OSError as exc:
-        raise DataError(f"{name}: cannot open {path}: {exc.strerror or exc}") from None
+    expect = _Expect(
+        None if item_shape is None else tuple(int(d) for d in item_shape),
+        count,
+        None if dtype is None else np.dtype(dtype),
+        max_bytes,
+    )
+    raw = _open(path, name)
     with raw:
-        compressed = raw.read(2) == GZIP_MAGIC
-        raw.seek(0)
+        try:
+            compressed = raw.read(2) == GZIP_MAGIC
+            raw.seek(0)
+        except OSError as exc:
+            raise DataError(f"{name}: read error: {exc.strerror or exc}") from None
         if compressed:
             with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                return _read_stream(stream, name, compressed=True, file_size=None)
-        return _read_stream(raw, name, compressed=False, file_size=os.fstat(raw.fileno()).st_size)
+                return _read_stream(stream, name, expect, file_size=None)
+        return _read_stream(raw, name, expect, file_size=os.fstat(raw.fileno()).st_size)
+
+
+class IdxHeaderMismatch(DataError):
+    """The header disagrees with what the caller expected; ``field`` says which expectation:
+    ``"dtype"``, ``"item_shape"`` or ``"count"``. Raised before anything is allocated."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class _Expect:
+    """What the caller expects of the header (None: anything)."""
+
+    item_shape: tuple[int, ...] | None
+    count: int | None
+    dtype: np.dtype | None
+    max_bytes: int
+
+
+def _open(path: Path, name: str) -> BinaryIO:
+    """Open ``path`` for reading, refusing non-regular files before any read could block.
+
+    O_NONBLOCK makes opening a FIFO return at once (a plain open would wait for a writer).
+    """
+    where = "" if name == str(path) else f" ({path})"
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise DataError(
+                f"{name}: broken symbolic link{where}: it points to {os.readlink(path)}, which "
+                "does not exist"
+            ) from None
+        raise DataError(f"{name}: file not found ({path})") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(
+                f"{name}: symbolic link loop{where}; replace the link with the file"
+            ) from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise DataError(
+                f"{name}: cannot open {path}: permission denied; make it readable "
+                "(chmod u+r) or use a copy you can read"
+            ) from None
+        raise DataError(f"{name}: cannot open {path}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (FIFO or device)"
+            raise DataError(f"{name}: is {kind}{where}, where an IDX file was expected")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _read_stream(
-    stream: BinaryIO, name: str, *, compressed: bool, file_size: int | None
+    stream: BinaryIO, name: str, expect: _Expect, *, file_size: int | None
 ) -> tuple[np.ndarray, str]:
     hasher = hashlib.sha256()
     magic = _read_exact(stream, 4, name)
@@ -91,6 +193,11 @@ def _read_stream(
         raise DataError(f"{name}: unknown IDX type code 0x{code:02X} (known: {known})")
     if ndim == 0:
         raise DataError(f"{name}: the IDX header declares 0 dimensions")
+    if ndim > MAX_NDIM:
+        raise DataError(
+            f"{name}: the IDX header declares {ndim} dimensions, more than the {MAX_NDIM} "
+            "numnet reads (a damaged header?)"
+        )
     dims_bytes = _read_exact(stream, 4 * ndim, name)
     if len(dims_bytes) < 4 * ndim:
         raise DataError(
@@ -102,11 +209,10 @@ def _read_stream(
     hasher.update(dims_bytes)
 
     disk_dtype = IDX_DTYPES[code]
+    describe = _describe(shape)
+    _check_header(name, code, shape, describe, expect)
     item_bytes = disk_dtype.itemsize * math.prod(shape[1:])
     payload = item_bytes * shape[0]
-    describe = _describe(shape)
-    if payload > MAX_PAYLOAD_BYTES:
-        raise DataError(f"{name}: header says {describe} ({payload} bytes), implausibly large")
     if file_size is not None and file_size - 4 - 4 * ndim != payload:
         held = file_size - 4 - 4 * ndim
         problem = "truncated" if held < payload else "too long"
@@ -114,19 +220,25 @@ def _read_stream(
             f"{name}: {problem}: header says {describe}, file holds {_count(held, item_bytes)}"
         )
 
-    values = np.empty(shape, dtype=disk_dtype)
-    view = memoryview(values.reshape(-1).view(np.uint8))
-    got = 0
     try:
+        values = np.empty(shape, dtype=disk_dtype)
+    except (MemoryError, ValueError) as exc:
+        raise DataError(f"{name}: cannot allocate {payload} bytes for {describe}: {exc}") from None
+    view = memoryview(values.reshape(-1).view(np.uint8))
+    got = extra = 0
+    try:
+        # readinto never writes past the view: the decompression stops at the announced size
         while got < payload:
             n = stream.readinto(view[got : got + _CHUNK])
             if not n:
                 break
             got += n
-        extra = 0
-        if got == payload:  # read to the end: counts trailing bytes, makes gzip check its CRC
-            while chunk := stream.read(_CHUNK):
-                extra += len(chunk)
+        # A short probe for trailing data; reading to the end also makes gzip check its CRC.
+        while got == payload and extra <= _TRAILING_PROBE:
+            chunk = stream.read(_TRAILING_PROBE + 1 - extra)
+            if not chunk:
+                break
+            extra += len(chunk)
     except EOFError:
         raise DataError(
             f"{name}: truncated: header says {describe}, the gzip stream is cut short after "
@@ -135,10 +247,15 @@ def _read_stream(
     except (gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{name}: corrupt gzip data: {exc}") from None
     except OSError as exc:
-        raise DataError(f"{name}: read error: {exc}") from None
+        raise DataError(f"{name}: read error: {exc.strerror or exc}") from None
     if got < payload:
         raise DataError(
             f"{name}: truncated: header says {describe}, file holds {_count(got, item_bytes)}"
+        )
+    if extra > _TRAILING_PROBE:
+        raise DataError(
+            f"{name}: too long: header says {describe}, file holds more than "
+            f"{_count(payload + _TRAILING_PROBE, item_bytes)} (not read further)"
         )
     if extra:
         raise DataError(
@@ -148,12 +265,44 @@ def _read_stream(
     hasher.update(view)
     del view
     if not disk_dtype.isnative and disk_dtype.itemsize > 1:
-        values = values.astype(disk_dtype.newbyteorder("="))
+        values = values.byteswap(inplace=True).view(disk_dtype.newbyteorder("="))
     return values, hasher.hexdigest()
 
 
+def _check_header(
+    name: str, code: int, shape: tuple[int, ...], describe: str, expect: _Expect
+) -> None:
+    """The header against the caller's expectations and the size limit, before allocating."""
+    disk_dtype = IDX_DTYPES[code]
+    if expect.dtype is not None and (disk_dtype.kind, disk_dtype.itemsize) != (
+        expect.dtype.kind,
+        expect.dtype.itemsize,
+    ):
+        raise IdxHeaderMismatch(
+            f"{name}: header says {describe} of type 0x{code:02X} "
+            f"({disk_dtype.newbyteorder('=').name}), expected {expect.dtype.name} values",
+            "dtype",
+        )
+    if expect.item_shape is not None and shape[1:] != expect.item_shape:
+        raise IdxHeaderMismatch(
+            f"{name}: header says {describe}, expected {_items(expect.item_shape)}", "item_shape"
+        )
+    if expect.count is not None and shape[0] != expect.count:
+        raise IdxHeaderMismatch(
+            f"{name}: header says {describe}, expected {expect.count} {_noun(shape)}", "count"
+        )
+    # NumPy refuses shapes whose nonzero dimensions multiply past its limit, even when one
+    # dimension is 0; bounding that product bounds both the allocation and NumPy's check.
+    size = disk_dtype.itemsize * math.prod(d for d in shape if d)
+    if size > expect.max_bytes:
+        raise DataError(
+            f"{name}: header says {describe} ({size} bytes), more than the {expect.max_bytes} "
+            "bytes numnet reads from one IDX file (a damaged header?)"
+        )
+
+
 def _read_exact(stream: BinaryIO, n: int, name: str) -> bytes:
-    """Read up to ``n`` bytes (fewer only at end of file), mapping gzip errors to DataError."""
+    """Read up to ``n`` bytes (fewer only at end of file), mapping read errors to DataError."""
     parts = []
     need = n
     try:
@@ -167,6 +316,8 @@ def _read_exact(stream: BinaryIO, n: int, name: str) -> bytes:
         raise DataError(f"{name}: truncated: the gzip stream ends inside the IDX header") from None
     except (gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{name}: corrupt gzip data: {exc}") from None
+    except OSError as exc:
+        raise DataError(f"{name}: read error: {exc.strerror or exc}") from None
     return b"".join(parts)
 
 
@@ -181,6 +332,12 @@ def _describe(shape: tuple[int, ...]) -> str:
     return text
 
 
+def _items(item_shape: tuple[int, ...]) -> str:
+    """'labels (one dimension)', 'images of 28x28', ... for an expected per-item shape."""
+    noun = _noun((0, *item_shape))
+    if not item_shape:
+        return f"{noun} (one dimension)"
+    return f"{noun} of " + "x".join(str(d) for d in item_shape)
 def _count(nbytes: int, item_bytes: int) -> str:
     """How many items ``nbytes`` hold, as '59999.3' or '59999 and 12 bytes'."""
     if item_bytes == 0:
@@ -247,42 +404,3 @@ def write_idx(
             f.write(header)
             f.write(data)
     return hasher.hexdigest()
-
-
-def check_labels(labels: np.ndarray, name: str, num_classes: int = 10) -> None:
-    """Labels must be a 1-d integer IDX array with every value in ``0..num_classes-1``."""
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DataError(
-            f"{name}: expected a label file (integer IDX with 1 dimension), found "
-            f"{labels.dtype.name} with shape {labels.shape}"
-        )
-    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(
-            f"{name}: label {int(labels[i])} at index {i} is outside 0-{num_classes - 1} "
-            f"({bad.size} such labels)"
-        )
-
-
-def check_images(images: np.ndarray, name: str, image_shape: tuple[int, int] | None) -> None:
-    """Images must be uint8 ``(n, h, w)``; with ``image_shape``, ``(h, w)`` must equal it."""
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise DataError(
-            f"{name}: expected uint8 images of shape (n, height, width), found "
-            f"{images.dtype.name} with shape {images.shape}"
-        )
-    if image_shape is not None and images.shape[1:] != tuple(image_shape):
-        h, w = image_shape
-        raise DataError(
-            f"{name}: expected {h}x{w} images, found {images.shape[1]}x{images.shape[2]}"
-        )
-
-
-def check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels_name: str) -> None:
-    """An image file and its label file must hold the same number of examples."""
-    if len(images) != len(labels):
-        raise DataError(
-            f"{images_name} holds {len(images)} images but {labels_name} holds "
-            f"{len(labels)} labels; the two files must come from the same data set"
-        )

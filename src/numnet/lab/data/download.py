@@ -27,11 +27,13 @@ _CHUNK = 1 << 16
 
 @dataclass(frozen=True)
 class HttpPolicy:
-    """Timeout (seconds per socket operation), attempts per URL, first backoff (doubles)."""
+    """Timeout (seconds per socket operation), attempts per URL, first backoff (doubles), and
+    the most bytes one file may have (a broken or hostile server cannot fill the disk)."""
 
     timeout: float = 30.0
     attempts: int = 3
     backoff: float = 1.0
+    max_bytes: int = 1 << 27  # 128 MiB; MNIST's largest .gz is 9.9 MB, Fashion-MNIST's 26 MB
 
 
 class DownloadError(Exception):
@@ -61,7 +63,7 @@ def download(
         out.seek(0)
         out.truncate()
         try:
-            return _download_once(url, out, policy.timeout, progress, desc)
+            return _download_once(url, out, policy.timeout, progress, desc, policy.max_bytes)
         except _Retryable as exc:
             tries = attempt + 1
             last = DownloadError(f"{exc} (after {tries} attempt{'s' if tries > 1 else ''})")
@@ -74,7 +76,7 @@ class _Retryable(Exception):
 
 
 def _download_once(
-    url: str, out: BinaryIO, timeout: float, progress: bool, desc: str | None
+    url: str, out: BinaryIO, timeout: float, progress: bool, desc: str | None, max_bytes: int
 ) -> int:
     request = urllib.request.Request(url, headers={"User-Agent": f"numnet/{__version__}"})
     try:
@@ -98,6 +100,8 @@ def _download_once(
     with response:
         length_header = response.headers.get("Content-Length")
         expected = int(length_header) if length_header and length_header.isdigit() else None
+        if expected is not None and expected > max_bytes:
+            raise DownloadError(f"the server announces {expected} bytes, more than {max_bytes}")
         from tqdm import tqdm  # imported here: only downloads need it
 
         bar = tqdm(
@@ -110,16 +114,21 @@ def _download_once(
             leave=False,
         )
         received = 0
-        try:
-            with bar:
-                while chunk := response.read1(_CHUNK):
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-        except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
-            raise _Retryable(
-                f"connection lost after {received} bytes: {_reason_text(exc)}"
-            ) from None
+        with bar:
+            while True:
+                try:
+                    chunk = response.read1(_CHUNK)
+                except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+                    raise _Retryable(
+                        f"connection lost after {received} bytes: {_reason_text(exc)}"
+                    ) from None
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > max_bytes:
+                    raise DownloadError(f"the server sent more than {max_bytes} bytes")
+                out.write(chunk)  # an OSError here (disk full) is the caller's to report
+                bar.update(len(chunk))
     # http.client does not raise when a Content-Length body ends early; check it here.
     if expected is not None and received != expected:
         raise _Retryable(f"connection dropped after {received} of {expected} bytes")
