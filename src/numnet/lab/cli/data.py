@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-DATASET_NAMES = ("mnist", "fashion-mnist")
+from numnet.core.names import DATASET_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument(
         "--no-verify",
         action="store_true",
-        help="with --data-dir: accept IDX files whose checksums differ from the pinned ones",
+        help="with --data-dir: accept IDX files whose checksums differ from the pinned ones "
+        "(the shapes must still be 28x28 images and labels 0-9)",
     )
     fetch.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     fetch.set_defaults(func=_fetch)
@@ -124,7 +125,7 @@ def _info(args: argparse.Namespace) -> int:
             if entry.status == "missing":
                 print(f"  {entry.name:<24} missing")
                 continue
-            size = f"{entry.size / 1e6:6.2f} MB"
+            size = "   ?.?? MB" if entry.size is None else f"{entry.size / 1e6:6.2f} MB"
             if entry.status == "invalid":
                 print(f"  {entry.name:<24} {size}  INVALID: {entry.detail}")
                 continue
@@ -153,6 +154,6 @@ def _info(args: argparse.Namespace) -> int:
 def _cache_origin(env_cache_dir: str) -> str:
     if os.environ.get(env_cache_dir):
         return f"from ${env_cache_dir}"
-    if os.environ.get("XDG_CACHE_HOME"):
+    if os.path.isabs(os.environ.get("XDG_CACHE_HOME") or ""):
         return "from $XDG_CACHE_HOME"
     return "default"

@@ -52,18 +52,22 @@ def default_cache_dir() -> Path:
 
 
 def _home() -> Path | None:
-    """$HOME if set to an absolute path, else the password database's entry; never "/"."""
-    home = os.environ.get("HOME")
-    if not home or not os.path.isabs(home):
-        try:
-            import pwd
+    """$HOME, else the password database's entry; an empty, relative or "/" home is none."""
 
-            home = pwd.getpwuid(os.getuid()).pw_dir
-        except (ImportError, KeyError, OSError):
-            return None
-    if not home or not os.path.isabs(home) or Path(home) == Path("/"):
-        return None  # "/" is nobody's cache: /.cache/numnet would be a surprise
-    return Path(home)
+    def usable(home: str | None) -> bool:
+        # "/" is nobody's cache: /.cache/numnet would be a surprise (HOME="" expands to "/")
+        return bool(home) and os.path.isabs(home) and Path(home) != Path("/")
+
+    home = os.environ.get("HOME")
+    if usable(home):
+        return Path(home)
+    try:
+        import pwd
+
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError, OSError):
+        return None
+    return Path(home) if usable(home) else None
 
 
 def dataset_cache_dir(dataset: str | DatasetSpec, cache_dir: str | os.PathLike[str] | None) -> Path:
