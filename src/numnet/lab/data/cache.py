@@ -22,7 +22,7 @@ import numpy as np
 from numnet.core.errors import DataError
 from numnet.core.idx import read_idx_hashed, write_idx
 from numnet.core.io import remove_stale_parts
-from numnet.lab.data.checks import Found, is_images, read_checked
+from numnet.lab.data.checks import Found, is_dir, is_images, read_checked
 from numnet.lab.data.registry import DatasetSpec, IdxFileSpec, get_spec
 
 ENV_CACHE_DIR = "NUMNET_CACHE_DIR"
@@ -110,7 +110,7 @@ def from_cache(spec: DatasetSpec, cache: Path, found: Found) -> None:
 def _discard(path: Path, exc: DataError, found: Found) -> None:
     """Delete a bad cached file (it is fetched again), or say once why that is not possible."""
     fix = f"delete it yourself, or set {ENV_CACHE_DIR} to another directory"
-    if path.is_dir() and not path.is_symlink():  # never delete a directory numnet did not make
+    if is_dir(path) and not os.path.islink(path):  # never delete a directory numnet did not make
         raise DataError(f"{exc}; it is in numnet's cache, where only IDX files belong: {fix}")
     try:
         path.unlink()
