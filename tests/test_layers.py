@@ -1,5 +1,7 @@
-"""Layers: finite-difference gradient checks (float64), fast paths against the plain reference
-implementations, TensorFlow's SAME padding, the flatten order and max-pool ties."""
+"""Layers on both kernel paths ("plain" and "fast"): finite-difference gradient checks
+(float64), the vectorised references of ``kernels.loops``, TensorFlow's SAME padding, the
+flatten order, max-pool ties and the ConvPool2x2 plan step. The kernels themselves, function by
+function, are held to the index-for-index loops in tests/test_kernels.py."""
 
 from __future__ import annotations
 
@@ -7,9 +9,15 @@ import numpy as np
 import pytest
 
 from numnet.core import gradcheck
+from numnet.core.errors import KernelsError, NumnetError
+from numnet.core.kernels.loops import (
+    conv2d_reference,
+    conv2d_reference_backward,
+    maxpool2d_reference,
+    maxpool2d_reference_backward,
+)
 from numnet.core.layers import (
     Conv2D,
-    ConvPool2x2,
     Flatten,
     Linear,
     MaxPool2D,
@@ -17,14 +25,13 @@ from numnet.core.layers import (
     Reshape,
     Sigmoid,
     Tanh,
-    conv2d_reference,
-    conv2d_reference_backward,
-    maxpool2d_reference,
-    maxpool2d_reference_backward,
     output_size,
 )
+from numnet.core.names import KERNELS
+from numnet.core.plan import ConvPool2x2
 
 TOL = 1e-6  # max relative error of a float64 central-difference check
+both_kernels = pytest.mark.parametrize("kernels", KERNELS)
 
 
 def _randomize(layer, rng: np.random.Generator) -> None:
@@ -42,17 +49,19 @@ def _distinct(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
 # -- dense layers and activations --------------------------------------------------------------
 
 
-def test_linear_gradients() -> None:
+@both_kernels
+def test_linear_gradients(kernels: str) -> None:
     rng = np.random.default_rng(0)
-    layer = Linear(7, 5, dtype="float64")
+    layer = Linear(7, 5, dtype="float64", kernels=kernels)
     _randomize(layer, rng)
     errors = gradcheck.check_layer(layer, rng.standard_normal((4, 7)))
     assert set(errors) == {"input", "weight", "bias"}
     assert max(errors.values()) < TOL, errors
 
 
-def test_linear_is_x_at_w_plus_b() -> None:
-    layer = Linear(2, 3, dtype="float64")
+@both_kernels
+def test_linear_is_x_at_w_plus_b(kernels: str) -> None:
+    layer = Linear(2, 3, dtype="float64", kernels=kernels)
     layer.weight.value = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     layer.bias.value = np.array([0.5, 0.0, -1.0])
     y = layer.forward(np.array([[1.0, -1.0]]))
@@ -142,28 +151,30 @@ CONV_CASES = [
 ]
 
 
-def _conv(case, rng):
+def _conv(case, rng, kernels="fast"):
     n, h, w, cin, cout, k, s, pad = case
-    layer = Conv2D(cin, cout, k, stride=s, padding=pad, dtype="float64")
+    layer = Conv2D(cin, cout, k, stride=s, padding=pad, dtype="float64", kernels=kernels)
     _randomize(layer, rng)
     return layer, rng.standard_normal((n, h, w, cin))
 
 
+@both_kernels
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_gradients(case) -> None:
+def test_conv_gradients(case, kernels) -> None:
     rng = np.random.default_rng(2)
-    layer, x = _conv(case, rng)
+    layer, x = _conv(case, rng, kernels)
     errors = gradcheck.check_layer(layer, x)
     assert set(errors) == {"input", "weight", "bias"}
     assert max(errors.values()) < TOL, errors
 
 
+@both_kernels
 @pytest.mark.parametrize(
     "case", [*CONV_CASES, (3, 28, 28, 1, 8, 3, 1, "same"), (3, 14, 14, 8, 8, 3, 1, "same")]
 )
-def test_conv_matches_reference(case) -> None:
+def test_conv_matches_reference(case, kernels) -> None:
     rng = np.random.default_rng(3)
-    layer, x = _conv(case, rng)
+    layer, x = _conv(case, rng, kernels)
     w, b, stride, pad = layer.weight.value, layer.bias.value, layer.stride, layer.padding
     y = layer.forward(x)
     y_ref = conv2d_reference(x, w, b, stride, pad)
@@ -177,10 +188,11 @@ def test_conv_matches_reference(case) -> None:
     np.testing.assert_allclose(layer.bias.grad, db_ref, rtol=1e-12, atol=1e-12)
 
 
-def test_conv_hand_worked_same_padding() -> None:
+@both_kernels
+def test_conv_hand_worked_same_padding(kernels: str) -> None:
     """All-ones 3x3 kernel on an all-ones 4x4 image: each output counts the in-image
     neighbours of its pixel (corners 4, edges 6, inside 9), plus the bias."""
-    layer = Conv2D(1, 1, 3, padding="same", dtype="float64")
+    layer = Conv2D(1, 1, 3, padding="same", dtype="float64", kernels=kernels)
     layer.weight.value = np.ones((3, 3, 1, 1))
     layer.bias.value = np.array([0.5])
     y = layer.forward(np.ones((1, 4, 4, 1)))[0, :, :, 0]
@@ -188,9 +200,10 @@ def test_conv_hand_worked_same_padding() -> None:
     np.testing.assert_array_equal(y, expected)
 
 
-def test_conv_weight_layout_is_hwio() -> None:
+@both_kernels
+def test_conv_weight_layout_is_hwio(kernels: str) -> None:
     """A kernel with a single 1 at (i, j, c, o) copies input channel c, shifted, to output o."""
-    layer = Conv2D(2, 3, 3, padding="same", dtype="float64")
+    layer = Conv2D(2, 3, 3, padding="same", dtype="float64", kernels=kernels)
     w = np.zeros((3, 3, 2, 3))
     w[0, 2, 1, 2] = 1.0  # row offset -1, column offset +1
     layer.weight.value = w
@@ -205,6 +218,12 @@ def test_conv_rejects_bad_arguments() -> None:
         Conv2D(1, 1, 3, padding="full")
     with pytest.raises(ValueError, match="input channels"):
         Conv2D(3, 1, 3).output_shape((5, 5, 2))
+    with pytest.raises(KernelsError, match="kernels must be one of"):
+        Conv2D(1, 1, 3, kernels="turbo")
+    layer = Linear(2, 2)
+    with pytest.raises(NumnetError, match="kernels must be one of"):
+        layer.kernels = "slow"
+    assert layer.kernels == "fast"
 
 
 # -- MaxPool2D ---------------------------------------------------------------------------------
@@ -222,20 +241,23 @@ POOL_CASES = [
 ]
 
 
+@both_kernels
 @pytest.mark.parametrize("case", POOL_CASES)
-def test_maxpool_gradients(case) -> None:
+def test_maxpool_gradients(case, kernels) -> None:
     n, h, w, c, k, s, pad = case
     rng = np.random.default_rng(5)
-    errors = gradcheck.check_layer(MaxPool2D(k, s, pad), _distinct((n, h, w, c), rng))
+    layer = MaxPool2D(k, s, pad, kernels=kernels)
+    errors = gradcheck.check_layer(layer, _distinct((n, h, w, c), rng))
     assert errors == {"input": pytest.approx(0, abs=TOL)}, errors
 
 
+@both_kernels
 @pytest.mark.parametrize("case", [*POOL_CASES, (3, 28, 28, 8, 2, 2, "same")])
-def test_maxpool_matches_reference(case) -> None:
+def test_maxpool_matches_reference(case, kernels) -> None:
     n, h, w, c, k, s, pad = case
     rng = np.random.default_rng(6)
     x = rng.standard_normal((n, h, w, c))
-    layer = MaxPool2D(k, s, pad)
+    layer = MaxPool2D(k, s, pad, kernels=kernels)
     y = layer.forward(x)
     np.testing.assert_array_equal(y, maxpool2d_reference(x, k, s, pad))
     dy = rng.standard_normal(y.shape)
@@ -244,14 +266,16 @@ def test_maxpool_matches_reference(case) -> None:
     )
 
 
-def test_maxpool_same_pads_with_minus_infinity_at_the_end() -> None:
+@both_kernels
+def test_maxpool_same_pads_with_minus_infinity_at_the_end(kernels: str) -> None:
     """A 3x3 all-negative image, 2x2/2 SAME: the last row/column is padded after, with -inf,
     so the corner output is the corner pixel itself (zero padding would give 0)."""
     x = -np.arange(1.0, 10.0).reshape(1, 3, 3, 1)
-    y = MaxPool2D(2, 2, "same").forward(x)[0, :, :, 0]
+    y = MaxPool2D(2, 2, "same", kernels=kernels).forward(x)[0, :, :, 0]
     np.testing.assert_array_equal(y, [[-1.0, -3.0], [-7.0, -9.0]])
 
 
+@both_kernels
 @pytest.mark.parametrize(
     "shape, pool, stride, padding",
     [
@@ -260,11 +284,13 @@ def test_maxpool_same_pads_with_minus_infinity_at_the_end() -> None:
         ((1, 5, 5, 1), 3, 1, "same"),  # general path, overlapping windows
     ],
 )
-def test_maxpool_ties_go_to_first_maximum_in_row_major_order(shape, pool, stride, padding) -> None:
+def test_maxpool_ties_go_to_first_maximum_in_row_major_order(
+    shape, pool, stride, padding, kernels
+) -> None:
     # Every window is a tie (a constant image): each output's gradient lands on its window's
     # top-left in-image element, as in TensorFlow and PyTorch.
     x = np.full(shape, 2.0)
-    layer = MaxPool2D(pool, stride, padding)
+    layer = MaxPool2D(pool, stride, padding, kernels=kernels)
     y = layer.forward(x)
     dy = np.arange(1.0, y.size + 1).reshape(y.shape)
     dx = layer.backward(dy)
@@ -272,19 +298,21 @@ def test_maxpool_ties_go_to_first_maximum_in_row_major_order(shape, pool, stride
     assert dx.sum() == dy.sum()
 
 
-def test_maxpool_ties_hand_worked() -> None:
+@both_kernels
+def test_maxpool_ties_hand_worked(kernels: str) -> None:
     # window [[1, 3], [3, 2]]: the max 3 appears at (0, 1) and (1, 0); (0, 1) comes first.
     # window [[5, 5], [5, 5]]: (0, 0). window [[0, 1], [4, 4]]: (1, 0).
     x = np.array([[1, 3, 5, 5, 0, 1], [3, 2, 5, 5, 4, 4]], dtype=np.float64)[None, :, :, None]
-    layer = MaxPool2D(2, 2)
+    layer = MaxPool2D(2, 2, kernels=kernels)
     np.testing.assert_array_equal(layer.forward(x)[0, 0, :, 0], [3, 5, 4])
     dx = layer.backward(np.array([10.0, 20.0, 30.0]).reshape(1, 1, 3, 1))[0, :, :, 0]
     np.testing.assert_array_equal(dx, [[0, 10, 20, 0, 0, 0], [0, 0, 0, 0, 30, 0]])
 
 
-def test_layers_keep_nothing_in_eval_mode() -> None:
+@both_kernels
+def test_layers_keep_nothing_in_eval_mode(kernels: str) -> None:
     rng = np.random.default_rng(7)
-    conv = Conv2D(2, 2, 3, dtype="float64")
+    conv = Conv2D(2, 2, 3, dtype="float64", kernels=kernels)
     _randomize(conv, rng)
     x1, x2 = rng.standard_normal((2, 2, 6, 6, 2))
     y1 = conv.forward(x1)
@@ -294,9 +322,10 @@ def test_layers_keep_nothing_in_eval_mode() -> None:
     np.testing.assert_allclose(dx, conv2d_reference_backward(x1, conv.weight.value, dy)[0])
 
 
-def test_maxpool_general_path_keeps_nothing_in_eval_mode() -> None:
+@both_kernels
+def test_maxpool_general_path_keeps_nothing_in_eval_mode(kernels: str) -> None:
     rng = np.random.default_rng(8)
-    pool = MaxPool2D(3, 2, "same")
+    pool = MaxPool2D(3, 2, "same", kernels=kernels)
     x1, x2 = rng.standard_normal((2, 2, 7, 5, 3))
     y1 = pool.forward(x1)
     pool.forward(x2, train=False)
@@ -319,11 +348,12 @@ def test_maxpool_general_path_keeps_nothing_in_eval_mode() -> None:
         (2, 7, 5, 2, 3, 3, ReLU),  # odd sizes: falls back to the layers
     ],
 )
-def test_convpool_fast_path_equals_the_layers(n, h, w, cin, cout, k, act) -> None:
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_convpool_fast_path_equals_the_layers(n, h, w, cin, cout, k, act, kernels) -> None:
     rng = np.random.default_rng(9)
-    conv = Conv2D(cin, cout, k, padding="same", dtype="float64")
+    conv = Conv2D(cin, cout, k, padding="same", dtype="float64", kernels=kernels)
     _randomize(conv, rng)
-    layers = [conv, *([act()] if act else []), MaxPool2D(2, 2, "same")]
+    layers = [conv, *([act(kernels)] if act else []), MaxPool2D(2, 2, "same", kernels=kernels)]
     fused = ConvPool2x2(conv, layers[1] if act else None, layers[-1])
     x = rng.standard_normal((n, h, w, cin))
     z = fused.forward(x)
@@ -373,63 +403,3 @@ def test_convpool_refuses_what_it_cannot_fuse() -> None:
     assert not ConvPool2x2.fusable(Conv2D(1, 1, 3), Flatten(), MaxPool2D(2))
     with pytest.raises(ValueError, match="cannot fuse"):
         ConvPool2x2(Conv2D(1, 1, 3), None, MaxPool2D(3))
-
-
-def test_two_thread_split_equals_one_thread(monkeypatch) -> None:
-    """The conv fast path split into two halves of images (forced here on small arrays)
-    computes exactly the same on two threads as on one."""
-    import numnet.core.runtime as layers_module
-
-    monkeypatch.setattr(layers_module, "SPLIT_MIN_ELEMENTS", 0)
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal((5, 8, 6, 3))
-    dz = rng.standard_normal((5, 4, 3, 4))
-    results = []
-    for threads, act in ((1, None), (2, None), (1, Tanh), (2, Tanh)):
-        monkeypatch.setattr(layers_module, "_threads", threads)
-        conv = Conv2D(3, 4, 3, padding="same", dtype="float64")
-        conv.weight.value = np.random.default_rng(12).standard_normal(conv.weight.shape)
-        conv.bias.value = np.random.default_rng(13).standard_normal(4)
-        fused = ConvPool2x2(conv, act() if act else None, MaxPool2D(2))
-        z = fused.forward(x)
-        assert len(fused._cache[1]) == 2
-        dx = fused.backward(dz)
-        results.append((z, dx, conv.weight.grad.copy(), conv.bias.grad.copy()))
-    for one, two in (results[:2], results[2:]):
-        for a, b in zip(one, two, strict=True):
-            np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="threads"):
-        layers_module.set_threads(3)
-
-
-def test_work_is_taken_back_from_a_busy_helper(monkeypatch) -> None:
-    """run_parts: when the helper thread has not started its part, the caller runs it."""
-    import threading
-
-    import numnet.core.runtime as layers_module
-
-    if not layers_module._blas_controllers():
-        pytest.skip("threadpoolctl cannot hold BLAS to one thread here: no helper thread")
-    monkeypatch.setattr(layers_module, "_threads", 2)
-    blocker = threading.Event()
-    layers_module.run_parts(lambda k: None, 2)  # make sure the helper exists
-    layers_module._helper.submit(blocker.wait)  # keep the helper busy
-    done = []
-    layers_module.run_parts(lambda k: done.append((k, threading.current_thread().name)), 2)
-    blocker.set()
-    assert sorted(k for k, _ in done) == [0, 1]
-    assert {name for _, name in done} == {threading.current_thread().name}
-
-
-def test_single_threaded_blas_restores_the_count() -> None:
-    import numnet.core.runtime as layers_module
-
-    libs = layers_module._blas_controllers()
-    if not libs:
-        pytest.skip("threadpoolctl cannot see a BLAS library here")
-    before = [lib.num_threads for lib in libs]
-    with layers_module.single_threaded_blas():
-        with layers_module.single_threaded_blas():  # re-entrant
-            assert all(lib.num_threads == 1 for lib in libs)
-        assert all(lib.num_threads == 1 for lib in libs)
-    assert [lib.num_threads for lib in libs] == before

@@ -1,5 +1,6 @@
 """Models 1-4: architecture and names, seeded Glorot initialisation in its documented order,
-whole-model gradient checks with the summed and the mean loss, and the train/eval contract."""
+whole-model gradient checks with the summed and the mean loss on both kernel paths, the
+train/eval contract, and the plain path against the fast one."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import pytest
 
 import numnet
 from numnet.core import gradcheck
+from numnet.core.errors import KernelsError
 from numnet.core.losses import softmax_cross_entropy
 from numnet.core.models import build
+from numnet.core.names import KERNELS, MODEL_NAMES
 
-MODELS = ("model1", "model2", "model3", "model4")
+MODELS = MODEL_NAMES
 SHAPES = {
     "model1": {"fc1.weight": (784, 10), "fc1.bias": (10,)},
     "model2": {
@@ -78,6 +81,8 @@ def test_build_rejects_bad_arguments() -> None:
         build("model1", bias_init=("uniform", -1.0))
     with pytest.raises(ValueError, match="seed"):
         build("model1", seed=1.5)
+    with pytest.raises(KernelsError, match="kernels must be one of"):
+        build("model1", kernels="gpu")
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -136,9 +141,12 @@ def test_seeds_and_dtypes() -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_config_is_json_and_rebuilds_the_same_model(name: str) -> None:
-    model = build(name, seed=5, conv_activation="relu", bias_init="uniform_sqrt3")
+    model = build(name, seed=5, conv_activation="relu", bias_init="uniform_sqrt3", kernels="plain")
+    assert model.kernels == "plain"
+    assert set(model.config) == {"name", "seed", "dtype", "conv_activation", "bias_init"}
     config = json.loads(json.dumps(model.config))
     twin = build(**config)
+    assert twin.kernels == "fast"
     for (_, p), (_, q) in zip(model.named_parameters(), twin.named_parameters(), strict=True):
         np.testing.assert_array_equal(p.value, q.value)
 
@@ -156,20 +164,22 @@ def test_conv_activation_adds_layers_only_to_model4() -> None:
 # -- whole-model gradient checks ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("name", MODELS)
-def test_model_gradients(name: str, reduction: str) -> None:
+def test_model_gradients(name: str, reduction: str, kernels: str) -> None:
     # Non-zero biases, so that their gradients' flow is exercised from a generic point.
-    model = build(name, seed=11, dtype="float64", bias_init="uniform_sqrt3")
+    model = build(name, seed=11, dtype="float64", bias_init="uniform_sqrt3", kernels=kernels)
     x, y = _batch(3, 12)
     errors = gradcheck.check_model(model, x, y, reduction, coords=30, seed=13)
     assert set(errors) == {"input", *SHAPES[name]}
     assert max(errors.values()) < 1e-6, errors
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
-def test_model4_gradients_with_conv_activation(act: str) -> None:
-    model = build("model4", seed=2, dtype="float64", conv_activation=act)
+def test_model4_gradients_with_conv_activation(act: str, kernels: str) -> None:
+    model = build("model4", seed=2, dtype="float64", conv_activation=act, kernels=kernels)
     x, y = _batch(2, 3)
     errors = gradcheck.check_model(model, x, y, "sum", coords=20, seed=4)
     assert max(errors.values()) < 1e-6, errors
@@ -178,9 +188,10 @@ def test_model4_gradients_with_conv_activation(act: str) -> None:
 # -- forward / backward contract ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("name", MODELS)
-def test_eval_forward_equals_train_forward_and_keeps_nothing(name: str) -> None:
-    model = build(name, seed=1, dtype="float64", bias_init="uniform_sqrt3")
+def test_eval_forward_equals_train_forward_and_keeps_nothing(name: str, kernels: str) -> None:
+    model = build(name, seed=1, dtype="float64", bias_init="uniform_sqrt3", kernels=kernels)
     xa, ya = _batch(4, 1)
     xb, _ = _batch(6, 2)
     logits = model.forward(xa)
@@ -225,7 +236,7 @@ def test_backward_overwrites_gradients() -> None:
 
 def test_model4_is_reshape_conv_pool_conv_pool_dense() -> None:
     """Model 4 by hand from the reference conv and pool, on the (N, 28, 28, 1) reshape."""
-    from numnet.core.layers import conv2d_reference, maxpool2d_reference
+    from numnet.core.kernels.loops import conv2d_reference, maxpool2d_reference
 
     model = build("model4", seed=9, dtype="float64", bias_init="uniform_sqrt3")
     p = {n: q.value for n, q in model.named_parameters()}
@@ -259,7 +270,7 @@ def test_to_cpu_keeps_values_and_unknown_device_raises() -> None:
 
 @pytest.mark.parametrize("conv_activation", [None, "relu"])
 def test_model4_fast_path_equals_the_general_layers(conv_activation) -> None:
-    from numnet.core.layers import ConvPool2x2
+    from numnet.core.plan import ConvPool2x2
 
     fast = build("model4", seed=8, dtype="float64", conv_activation=conv_activation)
     general = build("model4", seed=8, dtype="float64", conv_activation=conv_activation)
@@ -291,8 +302,9 @@ def test_evaluation_in_chunks_equals_one_pass() -> None:
 
 def test_sequential_plans_any_layer_list() -> None:
     """Custom stacks: a conv that cannot be fused, a conv at the end, a pool with padding."""
-    from numnet.core.layers import Conv2D, ConvPool2x2, Flatten, Linear, MaxPool2D, ReLU, Reshape
+    from numnet.core.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Reshape
     from numnet.core.models import Sequential
+    from numnet.core.plan import ConvPool2x2
 
     rng = np.random.default_rng(0)
     stacks = [
@@ -312,3 +324,42 @@ def test_sequential_plans_any_layer_list() -> None:
         assert [n for n, _ in model.named_parameters()] == [
             f"{k}.{p}" for k, layer in enumerate(layers) for p in layer.param_names
         ]
+
+
+@pytest.mark.parametrize("conv_activation", [None, "relu", "sigmoid"])
+@pytest.mark.parametrize("name", MODELS)
+def test_plain_kernels_equal_the_fast_ones(name: str, conv_activation: str | None) -> None:
+    """The same model on both paths: equal within float64 rounding, and the plain model runs
+    its layers one by one (no fused step)."""
+    from numnet.core.plan import ConvPool2x2
+
+    x, y = _batch(4, 21)
+    results = []
+    for kernels in KERNELS:
+        model = build(name, seed=8, dtype="float64", conv_activation=conv_activation,
+                      bias_init="uniform_sqrt3", kernels=kernels)  # fmt: skip
+        fused = sum(isinstance(step, ConvPool2x2) for step, _ in model._plan)
+        assert fused == (2 if name == "model4" and kernels == "fast" else 0)
+        logits = model.forward(x)
+        _, d = softmax_cross_entropy(logits, y)
+        dx = model.backward(d, input_grad=True)
+        results.append((logits, dx, [p.grad.copy() for p in model.parameters()], model.predict(x)))
+    (l1, dx1, g1, e1), (l2, dx2, g2, e2) = results
+    np.testing.assert_allclose(l1, l2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(e1, e2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx1, dx2, rtol=1e-10, atol=1e-13)
+    for a, b in zip(g1, g2, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_kernels_can_be_switched_on_a_built_model() -> None:
+    x, y = _batch(3, 22)
+    model = build("model4", seed=3, dtype="float64")
+    fast_logits = model.forward(x)
+    model.kernels = "plain"
+    assert all(layer.kernels == "plain" for _, layer in model.layers)
+    np.testing.assert_allclose(model.forward(x), fast_logits, rtol=1e-12, atol=1e-12)
+    _, d = softmax_cross_entropy(model.forward(x), y)
+    assert model.backward(d, input_grad=True).shape == x.shape
+    with pytest.raises(KernelsError):
+        model.kernels = "cuda"

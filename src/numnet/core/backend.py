@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-DEVICES = ("cpu", "cuda")
+from numnet.core.names import DEVICES
+
+__all__ = ["DEVICES", "array_module", "cuda_available", "to_device", "to_numpy", "xp_for"]
 
 
 def _cupy() -> ModuleType | None:

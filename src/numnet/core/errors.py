@@ -19,3 +19,12 @@ class ProtocolError(NumnetError):
 
 class WeightsFileError(NumnetError):
     """A saved-weights file is corrupted or does not match the model it is loaded into."""
+
+
+class ThreadsError(NumnetError, ValueError):
+    """A thread count (``--threads``, ``NUMNET_THREADS``, ``set_threads``) is not a positive
+    integer. A ValueError too, so callers that catch ValueError keep working."""
+
+
+class KernelsError(NumnetError, ValueError):
+    """An unknown kernel implementation was asked for (see ``numnet.core.names.KERNELS``)."""

@@ -3,7 +3,7 @@
 Values are drawn on the host in float64 and then cast to the requested dtype, so a float32 and a
 float64 model built from the same seed hold the same weights up to float32 rounding.
 
-Fans (SPEC, Glorot & Bengio 2010):
+Fans (the protocol; Glorot & Bengio 2010):
 - Linear weight ``(in, out)``: fan_in = in, fan_out = out.
 - Conv2D weight HWIO ``(kh, kw, c_in, c_out)``: fan_in = kh*kw*c_in, fan_out = kh*kw*c_out.
 """
@@ -49,5 +49,5 @@ def glorot_uniform(
 
 
 def zeros(shape: tuple[int, ...], dtype: str | np.dtype = "float32") -> np.ndarray:
-    """All-zero values (SPEC's bias initialisation); consumes no random numbers."""
+    """All-zero values (the protocol's bias initialisation); consumes no random numbers."""
     return np.zeros(shape, dtype=dtype)

@@ -1,4 +1,4 @@
-"""The ``Sequential`` container and ``build(name, ...)`` for SPEC's models 1-4.
+"""The ``Sequential`` container and ``build(name, ...)`` for the protocol's models 1-4.
 
 Architectures (inputs are ``(N, 784)`` rows; layer names in brackets give the parameter names,
 e.g. ``"fc1.weight"``, ``"conv2.bias"``):
@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 
 from numnet.core import init as initializers
-from numnet.core.backend import DEVICES, array_module, to_device
+from numnet.core.backend import array_module, to_device
 from numnet.core.layers import (
     ACTIVATIONS,
     Conv2D,
-    ConvPool2x2,
     Flatten,
     Layer,
     Linear,
@@ -44,13 +43,18 @@ from numnet.core.layers import (
     ReLU,
     Reshape,
     activation,
+    check_kernels,
 )
+from numnet.core.names import DEFAULT_KERNELS, DEVICES, DTYPES, KERNELS, MODEL_NAMES
+from numnet.core.plan import make_plan
 from numnet.core.runtime import single_threaded_blas
 
 Array = Any
-MODEL_NAMES = ("model1", "model2", "model3", "model4")
 EVAL_CHUNK = 256  # rows per evaluation chunk of a convolutional model (cache-sized buffers)
-DTYPES = ("float32", "float64")
+__all__ = [
+    "DTYPES", "EVAL_CHUNK", "KERNELS", "MODEL_NAMES", "Sequential", "build", "init_parameters",
+    "normalize_bias_init", "normalize_name",
+]  # fmt: skip
 
 
 class Sequential:
@@ -62,12 +66,16 @@ class Sequential:
     ``input_grad=True`` it also returns dL/dx (shaped like the forward input), otherwise it
     skips the input gradient of the first parametrised layer and returns ``None``.
 
-    ``fuse`` (default True) runs each Conv2D(stride 1, SAME) [+ activation] + MaxPool2D(2x2/2)
-    as one ``numnet.core.layers.ConvPool2x2`` step -- same results, faster; ``fuse=False`` runs the
-    general layers one by one. Parameters and their names are the layers' either way.
+    ``kernels`` ("fast", the default, or "plain"; settable) chooses the kernels of every layer
+    (``numnet.core.kernels``): "plain" runs the readable functions of ``kernels/plain.py``,
+    "fast" their buffered versions. On the fast path ``fuse`` (default True) also runs each
+    Conv2D(stride 1, SAME) [+ activation] + MaxPool2D(2x2/2) as one ``plan.ConvPool2x2`` step
+    -- same results, faster; ``fuse=False`` runs the layers one by one. Parameters and their
+    names are the layers' either way. ``kernels`` is not part of ``config``: it changes how,
+    not what, the model computes.
 
-    Forward and backward hold the host BLAS to one thread (``layers.single_threaded_blas``):
-    the layers' GEMMs are small, and the conv fast path uses the second core itself.
+    Forward and backward hold the host BLAS to one thread (``runtime.single_threaded_blas``):
+    the layers' GEMMs are small, and the conv fast path spreads over the cores itself.
     """
 
     def __init__(
@@ -76,6 +84,7 @@ class Sequential:
         dtype: str = "float32",
         config: dict[str, Any] | None = None,
         fuse: bool = True,
+        kernels: str = DEFAULT_KERNELS,
     ) -> None:
         named: list[tuple[str, Layer]] = []
         for k, item in enumerate(layers):
@@ -88,6 +97,9 @@ class Sequential:
         self.config: dict[str, Any] = dict(config or {})
         self.device = "cpu"
         self._fuse = fuse
+        self._kernels = check_kernels(kernels)
+        for _, layer in named:
+            layer.kernels = kernels
         self._plan = self._make_plan()
         self._params = self.parameters()  # the Parameter objects never change, their arrays may
         #: rows per chunk of an evaluation forward (None: no chunking); see ``forward``
@@ -97,8 +109,21 @@ class Sequential:
 
     # -- execution plan -------------------------------------------------------------------------
     @property
+    def kernels(self) -> str:
+        """"fast" or "plain": the kernels every layer calls; settable (drops cached state)."""
+        return self._kernels
+
+    @kernels.setter
+    def kernels(self, value: str) -> None:
+        self._kernels = check_kernels(value)
+        for _, layer in self.layers:
+            layer.kernels = value
+        self._plan = self._make_plan()
+
+    @property
     def fuse(self) -> bool:
-        """Whether fast paths that span layers (``ConvPool2x2``) are used; settable."""
+        """Whether fast paths that span layers (``ConvPool2x2``) are used, on the fast kernels
+        only; settable."""
         return self._fuse
 
     @fuse.setter
@@ -107,28 +132,9 @@ class Sequential:
         self._plan = self._make_plan()
 
     def _make_plan(self) -> list[tuple[Any, bool]]:
-        """Steps to run in order: ``(layer or ConvPool2x2, has_parameters)``.
-
-        With ``fuse``, every Conv2D(stride 1, SAME) [+ activation] + MaxPool2D(2x2/2) run
-        becomes one ``ConvPool2x2`` step; otherwise each layer is a step.
-        """
-        layers = [layer for _, layer in self.layers]
-        plan: list[tuple[Any, bool]] = []
-        k = 0
-        while k < len(layers):
-            step, span = layers[k], 1
-            if self._fuse and isinstance(step, Conv2D):
-                for size in (2, 3):  # conv, pool  |  conv, activation, pool
-                    group = layers[k : k + size]
-                    if len(group) < size:
-                        break
-                    act = group[1] if size == 3 else None
-                    if ConvPool2x2.fusable(group[0], act, group[-1]):
-                        step, span = ConvPool2x2(group[0], act, group[-1]), size
-                        break
-            plan.append((step, bool(step.parameters())))
-            k += span
-        return plan
+        """``plan.make_plan`` of the layers: fused steps only with ``fuse`` and fast kernels."""
+        fuse = self._fuse and self._kernels == "fast"
+        return make_plan([layer for _, layer in self.layers], fuse)
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: Array, train: bool = True) -> Array:
@@ -244,7 +250,7 @@ def normalize_name(name: str | int) -> str:
 def normalize_bias_init(bias_init: Any) -> str | list:
     """Validate ``bias_init``; return its JSON form ("zeros", "uniform_sqrt3", ["uniform", limit]).
 
-    - "zeros": SPEC's biases (the default);
+    - "zeros": the protocol's biases (the default);
     - "uniform_sqrt3": the known variant, uniform in ``+-sqrt(3 / n_out)`` per layer
       (n_out = out_features for Linear, c_out for Conv2D);
     - ``("uniform", limit)``: uniform in ``+-limit`` for every bias.
@@ -315,18 +321,21 @@ def build(
     dtype: str = "float32",
     conv_activation: str | None = None,
     bias_init: str | tuple[str, float] = "zeros",
+    kernels: str = DEFAULT_KERNELS,
 ) -> Sequential:
-    """Build SPEC's model ``name`` ("model1".."model4", or 1..4) with initialised parameters.
+    """Build the protocol's model ``name`` ("model1".."model4", or 1..4), initialised.
 
     seed: seeds the one ``numpy.random.Generator`` that draws every parameter (order in the
     module docstring). dtype: "float32" (default) or "float64". conv_activation: None or "none"
-    (SPEC: no activation after the convolutions) or "relu"/"sigmoid"/"tanh" after each conv of
-    model 4 (models 1-3 have no convolutions and ignore it).
-    bias_init: "zeros" (SPEC), "uniform_sqrt3" (the known variant, +-sqrt(3 / n_out)) or
-    ``("uniform", limit)``.
+    (the protocol: no activation after the convolutions) or "relu"/"sigmoid"/"tanh" after each
+    conv of model 4 (models 1-3 have no convolutions and ignore it).
+    bias_init: "zeros" (the protocol), "uniform_sqrt3" (the known variant, +-sqrt(3 / n_out)) or
+    ``("uniform", limit)``. kernels: "fast" (default) or "plain" (``Sequential``), kept as
+    ``model.kernels``; the results agree within float rounding.
 
-    The returned model's ``config`` holds these arguments in JSON form, so that
-    ``build(**model.config)`` rebuilds the same architecture and weights.
+    The returned model's ``config`` holds the other arguments in JSON form, so that
+    ``build(**model.config)`` rebuilds the same architecture and weights (with the default
+    kernels: ``kernels`` changes how the model computes, not what, and stays out of config).
     """
     name = normalize_name(name)
     dtype = np.dtype(dtype).name
@@ -339,6 +348,7 @@ def build(
             f"conv_activation must be None or one of {sorted(ACTIVATIONS)}, got {conv_activation!r}"
         )
     bias_json = normalize_bias_init(bias_init)
+    check_kernels(kernels)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     config = {
@@ -348,7 +358,9 @@ def build(
         "conv_activation": conv_activation,
         "bias_init": bias_json,
     }
-    model = Sequential(_layers(name, dtype, conv_activation), dtype=dtype, config=config)
+    model = Sequential(
+        _layers(name, dtype, conv_activation), dtype=dtype, config=config, kernels=kernels
+    )
     rng = np.random.default_rng(int(seed))
     for _, layer in model.layers:
         if layer.param_names:

@@ -1,6 +1,6 @@
 """Optimisers that update ``Parameter.value`` in place from ``Parameter.grad``.
 
-SPEC's optimiser is plain SGD on the summed loss: ``theta <- theta - lr * dL/dtheta``.
+The protocol's optimiser is plain SGD on the summed loss: ``theta <- theta - lr * dL/dtheta``.
 """
 
 from __future__ import annotations

@@ -4,11 +4,32 @@
 the BLAS pools (through threadpoolctl, when installed) and, when PyTorch is already imported
 (the optional reference), its intra-op threads -- all set to ``n`` inside the block and
 restored after. Results never depend on ``n``: work is split by sizes only.
+
+How the conv fast path uses the cores: ``split_parts`` cuts a big batch into parts of images
+by its size alone (two halves above ``SPLIT_MIN_ELEMENTS`` conv outputs, else one part), and
+``run_parts`` runs the parts at once, each but the last on a helper thread and the last on the
+caller; im2col copies, GEMMs and pooling passes all release the GIL, so the cores share all of
+the work (only the weight gradient needs a final sum, always in part order). BLAS is held to
+one thread meanwhile (``single_threaded_blas``): its own threads would oversubscribe the cores,
+and on a busy machine a multithreaded BLAS call can wait a whole scheduler time slice for its
+second thread -- a 50 us GEMM then takes milliseconds. A part that no helper has started by
+the time the caller is done with its own is taken back by the caller, so a busy machine costs
+no such wait here either.
+
+With at most two parts, more than two threads cannot speed up the conv path: the count is
+honoured (the helper pool has ``threads - 1`` workers), but a split into more parts would
+change the float32 sums of the weight gradient, and results must not change.
+
+The state lives in one ``Runtime`` object, ``RUNTIME``; the module functions act on it.
+``NUMNET_THREADS`` sets the starting thread count (default: ``available_cores()``); a bad
+value never fails an import -- it is ignored, ``environment_problem()`` says why, and
+``environment_threads()`` raises ``ThreadsError`` for a caller that wants the error.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,116 +37,10 @@ from typing import Any
 
 import numpy as np
 
-# ----------------------------------------------------------------------------------------------
-# Two cores: the batch split in two, BLAS single-threaded
-# ----------------------------------------------------------------------------------------------
-# The conv fast path (ConvPool2x2) splits a big batch into two halves of images and runs one
-# half on a helper thread while the calling thread runs the other: im2col copies, GEMMs and
-# pooling passes all release the GIL, so both cores work on everything (only the weight
-# gradient needs a final sum). BLAS is kept single-threaded meanwhile (through threadpoolctl):
-# its own threads would oversubscribe the cores, and on a busy machine a multithreaded BLAS
-# call can wait a whole scheduler time slice for its second thread -- a 50 us GEMM then takes
-# milliseconds. If the helper thread has not started its half by the time the caller is done
-# with the other, the caller takes it back, so a busy machine costs no such wait here either.
-# ``set_threads(1)`` (or the environment variable NUMNET_THREADS=1) keeps all the work on the
-# calling thread, e.g. when several processes share the cores.
+from numnet.core.errors import ThreadsError
 
+ENV_VAR = "NUMNET_THREADS"
 SPLIT_MIN_ELEMENTS = 100_000  # a split pays off above about this many conv outputs
-_threads = max(1, min(2, int(os.environ.get("NUMNET_THREADS", os.cpu_count() or 1))))
-_helper: ThreadPoolExecutor | None = None
-_helper_pid = -1
-_blas: list[Any] | None = None  # threadpoolctl controllers of NumPy's BLAS, found on first use
-_blas_lock = threading.Lock()
-_blas_depth = 0
-_blas_saved: list[int] = []
-
-
-def set_threads(threads: int) -> None:
-    """Use 1 or 2 threads for the conv fast path (results are identical)."""
-    global _threads
-    if threads not in (1, 2):
-        raise ValueError(f"threads must be 1 or 2, got {threads}")
-    _threads = threads
-
-
-def get_threads() -> int:
-    return _threads
-
-
-def _blas_controllers() -> list[Any]:
-    global _blas
-    if _blas is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _blas = list(ThreadpoolController().select(user_api="blas").lib_controllers)
-        except Exception:  # threadpoolctl missing or unable to inspect: leave BLAS alone
-            _blas = []
-    return _blas
-
-
-class _SingleThreadedBlas:
-    """Context: BLAS on one thread inside (re-entrant, thread-safe; restores the count)."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        global _blas_depth, _blas_saved
-        libs = _blas if _blas is not None else _blas_controllers()
-        with _blas_lock:
-            if _blas_depth == 0 and libs:
-                _blas_saved = [lib.num_threads for lib in libs]
-                for lib in libs:
-                    lib.set_num_threads(1)
-            _blas_depth += 1
-
-    def __exit__(self, *exc: object) -> None:
-        global _blas_depth
-        with _blas_lock:
-            _blas_depth -= 1
-            if _blas_depth == 0 and _blas:
-                for lib, count in zip(_blas, _blas_saved, strict=True):
-                    lib.set_num_threads(count)
-
-
-_SINGLE_THREADED_BLAS = _SingleThreadedBlas()
-
-
-def single_threaded_blas() -> _SingleThreadedBlas:
-    """``with single_threaded_blas(): ...`` runs the block with BLAS on one thread."""
-    return _SINGLE_THREADED_BLAS
-
-
-def split_parts(n: int, elements: int) -> list[tuple[int, int]]:
-    """Image ranges to process: two halves for a big batch, else one. The split depends on the
-    sizes only -- not on threads or device -- so results are identical whatever runs them."""
-    if n < 2 or elements < SPLIT_MIN_ELEMENTS:
-        return [(0, n)]
-    return [(0, n // 2), (n // 2, n)]
-
-
-def run_parts(fn: Callable[[int], None], count: int, xp: Any = np) -> None:
-    """``fn(0)``, ..., ``fn(count - 1)``. Two parts run at once when two threads are allowed
-    (NumPy, BLAS held to one thread): ``fn(0)`` on the helper thread, ``fn(1)`` here; if the
-    helper has not started by the time ``fn(1)`` is done, ``fn(0)`` runs here too. ``fn`` must
-    write disjoint outputs for each part."""
-    global _helper, _helper_pid
-    if count == 1 or _threads < 2 or xp is not np or not _blas_controllers():
-        for k in range(count):
-            fn(k)
-        return
-    if _helper is None or _helper_pid != os.getpid():  # none yet, or inherited by a fork
-        _helper, _helper_pid = ThreadPoolExecutor(1, thread_name_prefix="numnet"), os.getpid()
-    future = _helper.submit(fn, 0)
-    try:
-        fn(1)
-    finally:
-        if future.cancel():  # the helper never got a core: do its part here
-            fn(0)
-        else:
-            future.result()
-
-
 
 
 def available_cores() -> int:
@@ -136,6 +51,186 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def check_threads(n: Any, source: str = "threads") -> int:
+    """``n`` as a thread count (a positive integer), else ``ThreadsError`` naming ``source``."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ThreadsError(f"{source} must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def environment_threads() -> int | None:
+    """The thread count ``NUMNET_THREADS`` asks for (None when unset); ``ThreadsError`` when
+    it is set to anything but a positive integer (``"abc"``, ``""``, ``"0"``)."""
+    text = os.environ.get(ENV_VAR)
+    if text is None:
+        return None
+    try:
+        return check_threads(int(text.strip()), ENV_VAR)
+    except ValueError:  # int() failed, or ThreadsError (a ValueError too)
+        raise ThreadsError(
+            f"{ENV_VAR} must be a positive integer, got {text!r}; unset it or use e.g. "
+            f"{ENV_VAR}=1 (ignored: numnet uses {available_cores()} threads)"
+        ) from None
+
+
+def environment_problem() -> str | None:
+    """Why ``NUMNET_THREADS`` is ignored (a one-line message), or None when it is fine."""
+    try:
+        environment_threads()
+    except ThreadsError as exc:
+        return str(exc)
+    return None
+
+
+def default_threads() -> int:
+    """``NUMNET_THREADS`` when it is valid, else ``available_cores()``."""
+    try:
+        n = environment_threads()
+    except ThreadsError:
+        n = None
+    return n if n is not None else available_cores()
+
+
+def split_parts(n: int, elements: int) -> list[tuple[int, int]]:
+    """Image ranges to process: two halves for a big batch, else one. The split depends on the
+    sizes only -- not on threads or device -- so results are identical whatever runs them."""
+    if n < 2 or elements < SPLIT_MIN_ELEMENTS:
+        return [(0, n)]
+    return [(0, n // 2), (n // 2, n)]
+
+
+class _SingleThreadedBlas:
+    """Context: BLAS on one thread inside (re-entrant, thread-safe; restores the count)."""
+
+    __slots__ = ("_runtime",)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def __enter__(self) -> None:
+        self._runtime._enter_single_blas()
+
+    def __exit__(self, *exc: object) -> None:
+        self._runtime._exit_single_blas()
+
+
+class Runtime:
+    """Helper threads and BLAS limits of one process. Use the module's ``RUNTIME``."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self._threads = check_threads(threads) if threads is not None else default_threads()
+        self._lock = threading.Lock()  # guards the pool and the BLAS depth
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_workers = 0
+        self._pool_pid = -1
+        self._blas: list[Any] | None = None  # threadpoolctl controllers, found on first use
+        self._blas_depth = 0
+        self._blas_saved: list[int] = []
+        self.single_threaded_blas = _SingleThreadedBlas(self)
+
+    # -- thread count ----------------------------------------------------------------------------
+    @property
+    def threads(self) -> int:
+        """Threads the conv fast path may use (the caller plus ``threads - 1`` helpers)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        self._threads = check_threads(n)
+
+    # -- BLAS --------------------------------------------------------------------------------------
+    def blas_controllers(self) -> list[Any]:
+        """threadpoolctl's controllers of the loaded BLAS libraries ([] without threadpoolctl)."""
+        if self._blas is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                self._blas = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+            except Exception:  # threadpoolctl missing or unable to inspect: leave BLAS alone
+                self._blas = []
+        return self._blas
+
+    def _enter_single_blas(self) -> None:
+        libs = self._blas if self._blas is not None else self.blas_controllers()
+        with self._lock:
+            if self._blas_depth == 0 and libs:
+                self._blas_saved = [lib.num_threads for lib in libs]
+                for lib in libs:
+                    lib.set_num_threads(1)
+            self._blas_depth += 1
+
+    def _exit_single_blas(self) -> None:
+        with self._lock:
+            self._blas_depth -= 1
+            if self._blas_depth == 0 and self._blas:
+                for lib, count in zip(self._blas, self._blas_saved, strict=True):
+                    lib.set_num_threads(count)
+
+    # -- parts on threads --------------------------------------------------------------------------
+    def _helpers(self, workers: int) -> ThreadPoolExecutor:
+        """The helper pool with ``workers`` threads (rebuilt when the count changes or after a
+        fork, whose child inherits no threads)."""
+        with self._lock:
+            if self._pool is None or self._pool_pid != os.getpid() or self._pool_workers != workers:
+                if self._pool is not None and self._pool_pid == os.getpid():
+                    self._pool.shutdown(wait=False)
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="numnet")
+                self._pool_workers, self._pool_pid = workers, os.getpid()
+            return self._pool
+
+    def run_parts(self, fn: Callable[[int], None], count: int, xp: Any = np) -> None:
+        """``fn(0)``, ..., ``fn(count - 1)``, up to ``threads`` at once (NumPy only, and only
+        when BLAS can be held to one thread). Parts ``0 .. count-2`` go to helper threads, the
+        last runs here; then every part that no helper has started runs here too, last first.
+        ``fn`` must write disjoint outputs for each part."""
+        helpers = min(self._threads, count) - 1
+        if helpers < 1 or xp is not np or not self.blas_controllers():
+            for k in range(count):
+                fn(k)
+            return
+        pool = self._helpers(self._threads - 1)
+        futures = [pool.submit(fn, k) for k in range(count - 1)]
+        error: BaseException | None = None
+        try:
+            fn(count - 1)
+        except BaseException as exc:  # still wait for the helpers before raising
+            error = exc
+        for k in reversed(range(count - 1)):
+            try:
+                if futures[k].cancel():  # no helper got to it: do it here
+                    if error is None:
+                        fn(k)
+                else:
+                    futures[k].result()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+
+RUNTIME = Runtime()
+
+
+def set_threads(n: int) -> None:
+    """Let the conv fast path use ``n`` threads (any positive count; results are identical)."""
+    RUNTIME.threads = n
+
+
+def get_threads() -> int:
+    """The thread count of the conv fast path."""
+    return RUNTIME.threads
+
+
+def single_threaded_blas() -> _SingleThreadedBlas:
+    """``with single_threaded_blas(): ...`` runs the block with BLAS on one thread."""
+    return RUNTIME.single_threaded_blas
+
+
+def run_parts(fn: Callable[[int], None], count: int, xp: Any = np) -> None:
+    """``RUNTIME.run_parts``: the parts of a split batch, on up to ``get_threads()`` threads."""
+    RUNTIME.run_parts(fn, count, xp)
+
+
 class threads:  # noqa: N801 -- used as a context manager, like threadpoolctl's
     """``with threads(n): ...`` runs the block with ``n`` threads for numnet, BLAS and PyTorch.
 
@@ -143,16 +238,12 @@ class threads:  # noqa: N801 -- used as a context manager, like threadpoolctl's
     """
 
     def __init__(self, n: int | None) -> None:
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ValueError(f"threads must be a positive integer, got {n!r}")
-        self.n = n
+        self.n = None if n is None else check_threads(n)
         self._saved: tuple[Any, ...] | None = None
 
     def __enter__(self) -> threads:
         if self.n is None:
             return self
-        import sys
-
         torch = sys.modules.get("torch")
         blas = None
         try:
@@ -165,7 +256,7 @@ class threads:  # noqa: N801 -- used as a context manager, like threadpoolctl's
         if torch is not None:
             torch.set_num_threads(self.n)
         self._saved = (get_threads(), blas, torch, torch_before)
-        set_threads(min(self.n, 2))
+        set_threads(self.n)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,302 @@
+"""The fast kernels: the operations of ``plain.py`` behind the same interface, made fast.
+
+Same arguments, layouts and results as the plain kernels (the tests hold them equal), plus
+keyword-only arguments for what makes them fast:
+
+- ``workspace``: a ``Workspace`` of buffers kept across calls, owned by the caller (a layer);
+  buffers are named by ``key`` prefixes, so two callers (or two parts of one batch) never share
+  one;
+- ``dw``/``db``: the arrays the weight and bias gradients are written into (``out=``);
+- ``train``: a training forward keeps its buffers apart from an evaluation forward's, so an
+  evaluation between a training forward and its backward changes nothing.
+
+The tricks: im2col copies once from a strided window view (``window_view``) into a kept
+buffer, laid out taps-major when a window row is short (``im2col_into``); the convolution's
+bias is tiled over an image's pixels (``add_channel_bias``); column sums are GEMVs
+(``column_sums``); dL/dX of a stride-1 convolution is the flipped-kernel correlation run on
+im2col + one GEMM (``conv2d_input_grad_stride1``); 2x2/2 max-pooling works on the four quarter
+planes. ``fused.py`` adds convolution + 2x2 max-pooling in one step.
+
+The arithmetic of every function here is fixed (same GEMMs, same sums in the same order), so
+that trained weights stay bit-identical from one numnet version to the next.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from numnet.core.backend import array_module
+from numnet.core.kernels import plain
+from numnet.core.kernels.plain import geometry, pair
+
+Array = Any
+
+
+class Workspace:
+    """Named buffers kept across calls (reallocated when shape, dtype or device change)."""
+
+    __slots__ = ("buffers",)
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, Array] = {}
+
+    def get(
+        self, key: str, shape: tuple[int, ...], dtype: Any, xp: Any, fill: float | None = None
+    ) -> Array:
+        """The buffer ``key`` with this shape and dtype on ``xp``'s device.
+
+        With ``fill`` the buffer is filled once at allocation; callers then only overwrite the
+        parts that change (the interior of a padded buffer), so its border keeps ``fill``.
+        """
+        buf = self.buffers.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype or array_module(buf) is not xp:
+            buf = xp.empty(shape, dtype=dtype) if fill is None else xp.full(shape, fill, dtype)
+            self.buffers[key] = buf
+        return buf
+
+    def ones(self, rows: int, dtype: Any, xp: Any) -> Array:
+        """A kept vector of ``rows`` ones (for ``column_sums``)."""
+        return self.get(f"ones.{rows}", (rows,), dtype, xp, fill=1)
+
+    def clear(self) -> None:
+        self.buffers = {}
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------
+
+
+def window_view(
+    padded: Array, out_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int]
+) -> Array:
+    """Strided view ``(N, Ho, Wo, kh, kw, C)`` of a padded NHWC array: window (i, j) of output
+    position (ho, wo) is ``padded[:, ho*sh + i, wo*sw + j, :]``. No copy."""
+    xp = array_module(padded)
+    n, _, _, c = padded.shape
+    s_n, s_h, s_w, s_c = padded.strides
+    return xp.lib.stride_tricks.as_strided(
+        padded,
+        shape=(n, out_hw[0], out_hw[1], kernel[0], kernel[1], c),
+        strides=(s_n, stride[0] * s_h, stride[1] * s_w, s_h, s_w, s_c),
+    )
+
+
+def im2col_into(windows: Array, buffer: Array, taps_major: bool) -> Array:
+    """Copy a window view ``(*positions, kh, kw, C)`` into the matrix ``cols`` ``(M, K)``:
+    one row per output position, columns in (kh, kw, C) order (HWIO's input axes).
+
+    ``buffer`` must hold M*K elements. With ``taps_major`` the copy is laid out as the
+    contiguous ``(K, M)`` transpose and its ``.T`` view is returned: the same matrix for the
+    GEMMs, but each copied run is a row of output positions rather than kw*C values -- much
+    faster when kw*C is small (a 1-channel input). No copy of the data other than this one.
+    """
+    *lead, kh, kw, c = windows.shape
+    k, m = kh * kw * c, math.prod(lead)
+    if taps_major:
+        nlead = len(lead)
+        order = (nlead, nlead + 1, nlead + 2, *range(nlead))
+        buffer.reshape((kh, kw, c, *lead))[...] = windows.transpose(order)
+        return buffer.reshape(k, m).T
+    buffer.reshape(windows.shape)[...] = windows
+    return buffer.reshape(m, k)
+
+
+def columns(workspace: Workspace, key: str, windows: Array) -> Array:
+    """im2col of ``windows`` into the kept buffer ``key`` (taps-major when a window row is
+    short: fewer than 8 values)."""
+    xp = array_module(windows)
+    *_, kw, c = windows.shape
+    buffer = workspace.get(key, (windows.size,), windows.dtype, xp)
+    return im2col_into(windows, buffer, taps_major=kw * c < 8)
+
+
+def padded_input(
+    workspace: Workspace, key: str, x: Array, pads: tuple[int, int, int, int]
+) -> Array:
+    """``x`` ``(N, H, W, C)`` written into the interior of the kept zero-bordered buffer ``key``;
+    ``pads`` = (top, bottom, left, right)."""
+    xp = array_module(x)
+    n, h, w, c = x.shape
+    top, bottom, left, right = pads
+    padded = workspace.get(key, (n, top + h + bottom, left + w + right, c), x.dtype, xp, fill=0)
+    padded[:, top : top + h, left : left + w, :] = x
+    return padded
+
+
+def add_channel_bias(y: Array, bias: Array, n: int) -> Array:
+    """``y + bias`` for ``y`` ``(n * P, C)`` (NHWC rows), as a fresh array.
+
+    Broadcasting a length-C bias runs NumPy's inner loop C elements at a time (slow for C=8);
+    viewing y as ``(n, P*C)`` rows and tiling the bias P times makes each inner loop P*C long.
+    """
+    xp = array_module(y)
+    rows, c = y.shape
+    per = rows // n
+    return (y.reshape(n, per * c) + xp.tile(bias, per)).reshape(rows, c)
+
+
+def column_sums(a: Array, ones: Array, out: Array) -> Array:
+    """``a.sum(axis=0)`` for a tall ``(M, C)`` array as the GEMV ``ones @ a`` (``ones``: (M,)).
+
+    NumPy's axis-0 reduction walks the rows C elements at a time; the GEMV streams them.
+    """
+    return array_module(a).matmul(ones, a, out=out)
+
+
+def conv2d_input_grad_stride1(
+    workspace: Workspace, key: str, dy_padded: Array, w: Array, out: Array | None = None
+) -> Array:
+    """dL/dX ``(N, H, W, c_in)`` of a stride-1 convolution with HWIO kernel ``w``, from dy
+    zero-padded by ``kh-1-top`` rows before and ``kh-1-bottom`` after (columns alike), i.e.
+    ``dy_padded`` ``(N, H + kh - 1, W + kw - 1, c_out)``: a stride-1 correlation with the
+    flipped kernel ``w[::-1, ::-1]`` whose in/out channels are swapped (im2col + one GEMM).
+    Written into ``out`` when given (a contiguous ``(N, H, W, c_in)`` array)."""
+    xp = array_module(dy_padded)
+    kh, kw, cin, cout = w.shape
+    n, hp, wp, _ = dy_padded.shape
+    h, wd = hp - kh + 1, wp - kw + 1
+    cols = columns(workspace, f"{key}.cols", window_view(dy_padded, (h, wd), (kh, kw), (1, 1)))
+    flipped = w[::-1, ::-1].transpose(0, 1, 3, 2).reshape(kh * kw * cout, cin)
+    if out is None:
+        out = xp.empty((n, h, wd, cin), dtype=dy_padded.dtype)
+    xp.matmul(cols, flipped, out=out.reshape(n * h * wd, cin))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear layer
+# ----------------------------------------------------------------------------------------------
+
+
+def linear_forward(x: Array, w: Array, b: Array) -> tuple[Array, tuple]:
+    """``plain.linear_forward`` with the bias added in place (one array fewer)."""
+    y = x @ w
+    y += b
+    return y, (x, w)
+
+
+def linear_backward(
+    dy: Array, cache: tuple, *, dw: Array, db: Array, input_grad: bool = True
+) -> tuple[Array | None, Array, Array]:
+    """``plain.linear_backward`` writing the weight and bias gradients into ``dw`` and ``db``."""
+    x, w = cache
+    xp = array_module(dy)
+    xp.matmul(x.T, dy, out=dw)
+    dy.sum(axis=0, out=db)
+    return (dy @ w.T if input_grad else None), dw, db
+
+
+# ----------------------------------------------------------------------------------------------
+# Convolution
+# ----------------------------------------------------------------------------------------------
+
+
+def conv2d_forward(
+    x: Array,
+    w: Array,
+    b: Array,
+    stride: int | tuple = 1,
+    padding: str = "same",
+    *,
+    workspace: Workspace,
+    train: bool = True,
+) -> tuple[Array, tuple]:
+    """``plain.conv2d_forward`` on kept buffers: the input is written into the interior of a
+    zero-bordered buffer, copied once through a strided window view into ``cols``
+    ``(N*Ho*Wo, kh*kw*c_in)``, and ``y = cols @ W.reshape(-1, c_out) + b`` is one GEMM (the
+    bias tiled). The output y is a fresh array."""
+    xp = array_module(x)
+    n, h, wd, c = x.shape
+    kh, kw, _, cout = w.shape
+    stride = pair(stride)
+    (ho, top, bottom), (wo, left, right) = geometry(h, wd, (kh, kw), stride, padding)
+    mode = "train" if train else "eval"
+    padded = padded_input(workspace, f"{mode}.padded", x, (top, bottom, left, right))
+    cols = columns(workspace, f"{mode}.cols", window_view(padded, (ho, wo), (kh, kw), stride))
+    y = workspace.get(f"{mode}.y", (n * ho * wo, cout), x.dtype, xp)
+    xp.matmul(cols, w.reshape(kh * kw * c, cout), out=y)
+    y = add_channel_bias(y, b, n)  # a fresh output: the caller may keep it
+    return y.reshape(n, ho, wo, cout), (x.shape, cols, w, stride, (top, left), padded.shape)
+
+
+def conv2d_backward(
+    dy: Array,
+    cache: tuple,
+    *,
+    workspace: Workspace,
+    dw: Array,
+    db: Array,
+    input_grad: bool = True,
+) -> tuple[Array | None, Array, Array]:
+    """``plain.conv2d_backward`` on kept buffers, the gradients written into ``dw`` and ``db``.
+
+    dW = cols.T @ dy (one GEMM), db a GEMV. dL/dX for stride 1: the flipped-kernel correlation
+    of dy zero-padded in a kept buffer; other strides: ``dcols = dy @ W.T`` then col2im, kh*kw
+    shifted strided slice-adds into a padded buffer (never ``np.add.at``).
+    """
+    xp = array_module(dy)
+    (n, h, wd, c), cols, w, (sh, sw), (top, left), padded_shape = cache
+    kh, kw, _, cout = w.shape
+    _, ho, wo, _ = dy.shape
+    dy2 = dy.reshape(n * ho * wo, cout)
+    xp.matmul(cols.T, dy2, out=dw.reshape(kh * kw * c, cout))
+    column_sums(dy2, workspace.ones(len(dy2), dy.dtype, xp), out=db)
+    if not input_grad:
+        return None, dw, db
+    if (sh, sw) == (1, 1):
+        r, s = kh - 1 - top, kw - 1 - left
+        shape = (n, h + kh - 1, wd + kw - 1, cout)
+        dy_padded = workspace.get("dy_padded", shape, dy.dtype, xp, fill=0)
+        dy_padded[:, r : r + ho, s : s + wo, :] = dy
+        return conv2d_input_grad_stride1(workspace, "dx", dy_padded, w), dw, db
+    # General stride: window (i, j) of every output position adds into a shifted, strided slice.
+    dcols = (dy2 @ w.reshape(kh * kw * c, cout).T).reshape(n, ho, wo, kh, kw, c)
+    dpadded = xp.zeros(padded_shape, dtype=dy.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dpadded[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :] += (
+                dcols[:, :, :, i, j, :]
+            )
+    return dpadded[:, top : top + h, left : left + wd, :], dw, db
+
+
+# ----------------------------------------------------------------------------------------------
+# Max-pooling
+# ----------------------------------------------------------------------------------------------
+
+
+def maxpool2d_forward(
+    x: Array, pool: int | tuple = 2, stride: int | tuple | None = None, padding: str = "valid"
+) -> tuple[Array, tuple]:
+    """``plain.maxpool2d_forward``; for 2x2 windows, stride 2 and even sizes (no padding) the
+    maximum of the four quarter planes ``x[:, i::2, j::2, :]`` by elementwise ``maximum``."""
+    kernel = pair(pool)
+    stride = pair(stride) if stride is not None else kernel
+    _, h, w, _ = x.shape
+    if not (kernel == stride == (2, 2) and h % 2 == 0 and w % 2 == 0):
+        y, cache = plain.maxpool2d_forward(x, kernel, stride, padding)
+        return y, ("plain", cache)
+    xp = array_module(x)
+    top = xp.maximum(x[:, 0::2, 0::2, :], x[:, 0::2, 1::2, :])
+    bottom = xp.maximum(x[:, 1::2, 0::2, :], x[:, 1::2, 1::2, :])
+    y = xp.maximum(top, bottom, out=top)
+    return y, ("2x2", (x, y))
+
+
+def maxpool2d_backward(dy: Array, cache: tuple) -> Array:
+    """``plain.maxpool2d_backward``; on the 2x2 path the four quarters in row-major window
+    order each take the gradient still remaining where they hold the maximum."""
+    path, inner = cache
+    if path == "plain":
+        return plain.maxpool2d_backward(dy, inner)
+    x, y = inner
+    xp = array_module(dy)
+    dx = xp.empty_like(x)  # the four quarters cover every element exactly once
+    remaining = dy.copy()  # the gradient not yet given to an earlier maximum of its window
+    for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):  # row-major window order
+        taken = remaining * (x[:, i::2, j::2, :] == y)
+        dx[:, i::2, j::2, :] = taken
+        remaining -= taken  # exactly 0 where taken: later ties get nothing
+    return dx

@@ -1,0 +1,321 @@
+"""The plain kernels: every operation's forward and backward pass as a short pure function.
+
+This is the file to read to learn backprop from numnet (``docs/derivations.md`` derives each
+formula and cites these functions by name). Each forward returns ``(output, cache)``; its
+backward takes the upstream gradient and that cache and returns the gradients. No buffers are
+kept, no threads are used, nothing is fused: ``fast.py`` holds the fast versions of the same
+operations and the tests hold the two equal (``tests/test_kernels.py``).
+
+Layouts (TensorFlow's):
+- a batch of vectors is ``(N, features)``; a linear weight is ``(in, out)``, ``y = x @ w + b``;
+- images are NHWC ``(N, H, W, C)``; a convolution weight is HWIO ``(kh, kw, c_in, c_out)``;
+- SAME padding as TensorFlow computes it (``output_size``): the odd row/column goes at the end.
+  Convolutions pad with zeros, max-pooling with ``-inf``.
+
+The arrays may be NumPy or CuPy: every array function comes from ``xp = array_module(x)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numnet.core.backend import array_module
+
+Array = Any  # numpy.ndarray or cupy.ndarray
+PADDINGS = ("same", "valid")
+REDUCTIONS = ("sum", "mean")
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear layer
+# ----------------------------------------------------------------------------------------------
+
+
+def linear_forward(x: Array, w: Array, b: Array) -> tuple[Array, tuple]:
+    """``y = x @ w + b``. x: ``(N, in)``; w: ``(in, out)``; b: ``(out,)``; y: ``(N, out)``."""
+    y = x @ w + b
+    return y, (x, w)
+
+
+def linear_backward(
+    dy: Array, cache: tuple, input_grad: bool = True
+) -> tuple[Array | None, Array, Array]:
+    """Gradients of ``linear_forward`` from dy = dL/dy ``(N, out)``: ``(dx, dw, db)`` shaped
+    like x ``(N, in)``, w ``(in, out)`` and b ``(out,)``; dx is None unless ``input_grad``."""
+    x, w = cache
+    dw = x.T @ dy
+    db = dy.sum(axis=0)
+    dx = dy @ w.T if input_grad else None
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------------------------
+# Elementwise activations: the cache is the output y, from which each derivative follows
+# ----------------------------------------------------------------------------------------------
+
+
+def relu_forward(x: Array) -> tuple[Array, Array]:
+    """``y = max(x, 0)``, any shape; the cache is y."""
+    y = array_module(x).maximum(x, 0)
+    return y, y
+
+
+def relu_backward(dy: Array, cache: Array) -> Array:
+    """``dx = dy * [x > 0]``, tested on the cached output (y > 0 exactly where x > 0); the
+    subgradient at x = 0 is 0, as in TensorFlow and PyTorch."""
+    y = cache
+    return array_module(dy).where(y > 0, dy, 0)  # 0, not 0 * dy: exact even for inf/nan
+
+
+def sigmoid_forward(x: Array) -> tuple[Array, Array]:
+    """``y = 1 / (1 + exp(-x))``, any shape, without overflow; the cache is y."""
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
+    y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return y, y
+
+
+def sigmoid_backward(dy: Array, cache: Array) -> Array:
+    """``dx = dy * y * (1 - y)``."""
+    y = cache
+    return dy * y * (1 - y)
+
+
+def tanh_forward(x: Array) -> tuple[Array, Array]:
+    """``y = tanh(x)``, any shape; the cache is y."""
+    y = array_module(x).tanh(x)
+    return y, y
+
+
+def tanh_backward(dy: Array, cache: Array) -> Array:
+    """``dx = dy * (1 - y**2)``."""
+    y = cache
+    return dy * (1 - y * y)
+
+
+#: activation name -> (forward, backward)
+ACTIVATIONS = {
+    "relu": (relu_forward, relu_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+    "tanh": (tanh_forward, tanh_backward),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Padding and windows (shared by the convolution and max-pooling)
+# ----------------------------------------------------------------------------------------------
+
+
+def pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    """``3 -> (3, 3)``; ``(3, 2) -> (3, 2)``: a size or stride for (height, width)."""
+    if isinstance(v, int | np.integer):
+        return int(v), int(v)
+    a, b = v
+    return int(a), int(b)
+
+
+def output_size(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """``(out, pad_before, pad_after)`` along one spatial axis, as TensorFlow computes them.
+
+    SAME: ``out = ceil(size / stride)``, total padding ``max((out-1)*stride + kernel - size, 0)``
+    split ``total // 2`` before and the rest after. VALID: ``out = (size - kernel) // stride + 1``,
+    no padding (trailing rows that no window reaches are ignored).
+    """
+    if padding == "same":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        return out, total // 2, total - total // 2
+    if padding == "valid":
+        if size < kernel:
+            raise ValueError(f"VALID window {kernel} does not fit an input of size {size}")
+        return (size - kernel) // stride + 1, 0, 0
+    raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+
+
+def geometry(
+    h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int], padding: str
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """``((Ho, top, bottom), (Wo, left, right))`` of a window sliding over an ``h x w`` image."""
+    return (
+        output_size(h, kernel[0], stride[0], padding),
+        output_size(w, kernel[1], stride[1], padding),
+    )
+
+
+def windows(
+    xpad: Array, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]
+) -> Array:
+    """Every window of the padded NHWC image ``xpad``, copied: ``(N, Ho, Wo, kh*kw, C)`` with
+    ``[n, i, j, u*kw + v, c] = xpad[n, i*sh + u, j*sw + v, c]`` (taps in row-major order)."""
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
+    n, _, _, c = xpad.shape
+    out = array_module(xpad).empty((n, ho, wo, kh * kw, c), dtype=xpad.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            out[:, :, :, u * kw + v, :] = xpad[:, u : u + sh * ho : sh, v : v + sw * wo : sw, :]
+    return out
+
+
+def im2col(
+    xpad: Array, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]
+) -> Array:
+    """The windows as a matrix ``cols`` ``(N*Ho*Wo, kh*kw*C)``: one row per output position,
+    columns in (kh, kw, C) order -- the order of HWIO's input axes, so a convolution is
+    ``cols @ w.reshape(kh*kw*C, c_out)``."""
+    win = windows(xpad, kernel, stride, out_hw)
+    return win.reshape(-1, win.shape[3] * win.shape[4])
+
+
+# ----------------------------------------------------------------------------------------------
+# Convolution
+# ----------------------------------------------------------------------------------------------
+
+
+def conv2d_forward(
+    x: Array, w: Array, b: Array, stride: int | tuple = 1, padding: str = "same"
+) -> tuple[Array, tuple]:
+    """2-d convolution (a cross-correlation, as TensorFlow and PyTorch) by im2col + one GEMM.
+
+    x: ``(N, H, W, c_in)``; w: HWIO ``(kh, kw, c_in, c_out)``; b: ``(c_out,)``; stride: int or
+    (sh, sw); padding: "same" or "valid". Returns y ``(N, Ho, Wo, c_out)`` with
+    ``y[n, i, j, o] = b[o] + sum_{u, v, c} xpad[n, i*sh + u, j*sw + v, c] * w[u, v, c, o]``.
+    """
+    xp = array_module(x)
+    n, h, wd, c = x.shape
+    kh, kw, _, cout = w.shape
+    stride = pair(stride)
+    (ho, top, bottom), (wo, left, right) = geometry(h, wd, (kh, kw), stride, padding)
+    xpad = xp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    cols = im2col(xpad, (kh, kw), stride, (ho, wo))
+    y = cols @ w.reshape(kh * kw * c, cout) + b
+    return y.reshape(n, ho, wo, cout), (x.shape, cols, w, stride, (top, left))
+
+
+def conv2d_backward(
+    dy: Array, cache: tuple, input_grad: bool = True
+) -> tuple[Array | None, Array, Array]:
+    """Gradients of ``conv2d_forward`` from dy ``(N, Ho, Wo, c_out)``: ``(dx, dw, db)`` shaped
+    like x, w and b (dx None unless ``input_grad``).
+
+    dW and db are the linear layer's, on the im2col matrix. dL/dX is a correlation of dy with
+    the flipped kernel ``w[::-1, ::-1]`` whose in/out channels are swapped: dy is first
+    dilated by the stride (``stride - 1`` zeros between its rows and columns; nothing for
+    stride 1) and zero-padded by ``kh - 1 - top`` rows before (``kw - 1 - left`` columns), so
+    that the stride-1 VALID correlation lands exactly on the input's ``H x W`` pixels.
+    """
+    (n, h, wd, c), cols, w, (sh, sw), (top, left) = cache
+    xp = array_module(dy)
+    kh, kw, _, cout = w.shape
+    dy2 = dy.reshape(-1, cout)  # one row per output position, as the rows of cols
+    dw = (cols.T @ dy2).reshape(w.shape)
+    db = dy2.sum(axis=0)
+    if not input_grad:
+        return None, dw, db
+    _, ho, wo, _ = dy.shape
+    dy_big = xp.zeros((n, h + kh - 1, wd + kw - 1, cout), dtype=dy.dtype)
+    r, s = kh - 1 - top, kw - 1 - left
+    dy_big[:, r : r + sh * (ho - 1) + 1 : sh, s : s + sw * (wo - 1) + 1 : sw, :] = dy
+    w_flipped = w[::-1, ::-1].transpose(0, 1, 3, 2)  # (kh, kw, c_out, c_in)
+    dx = im2col(dy_big, (kh, kw), (1, 1), (h, wd)) @ w_flipped.reshape(kh * kw * cout, c)
+    return dx.reshape(n, h, wd, c), dw, db
+
+
+# ----------------------------------------------------------------------------------------------
+# Max-pooling
+# ----------------------------------------------------------------------------------------------
+
+
+def maxpool2d_forward(
+    x: Array, pool: int | tuple = 2, stride: int | tuple | None = None, padding: str = "valid"
+) -> tuple[Array, tuple]:
+    """Max over ``pool`` windows moved by ``stride`` (default: the pool size), per channel.
+
+    x: ``(N, H, W, C)`` -> y ``(N, Ho, Wo, C)``; SAME pads with ``-inf`` (padding never wins).
+    The cache keeps which tap of each window won: the first maximum in row-major window order.
+    """
+    xp = array_module(x)
+    kernel = pair(pool)
+    stride = pair(stride) if stride is not None else kernel
+    n, h, w, c = x.shape
+    (ho, top, bottom), (wo, left, right) = geometry(h, w, kernel, stride, padding)
+    xpad = xp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-xp.inf)
+    win = windows(xpad, kernel, stride, (ho, wo))  # (N, Ho, Wo, taps, C)
+    arg = win.argmax(axis=3)  # argmax returns the first maximum: ties go to the earliest tap
+    y = xp.take_along_axis(win, arg[:, :, :, None, :], axis=3)[:, :, :, 0, :]
+    return y, (arg, x.shape, xpad.shape, kernel, stride, (top, left))
+
+
+def maxpool2d_backward(dy: Array, cache: tuple) -> Array:
+    """dL/dx ``(N, H, W, C)`` from dy ``(N, Ho, Wo, C)``: each window's gradient goes, whole, to
+    the tap that won it; an input that won several (overlapping) windows collects the sum."""
+    arg, (n, h, w, c), xpad_shape, (kh, kw), (sh, sw), (top, left) = cache
+    xp = array_module(dy)
+    _, ho, wo, _ = dy.shape
+    dxpad = xp.zeros(xpad_shape, dtype=dy.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            won = xp.where(arg == u * kw + v, dy, 0)  # dy where tap (u, v) won, else 0
+            dxpad[:, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw, :] += won
+    return dxpad[:, top : top + h, left : left + w, :]
+
+
+# ----------------------------------------------------------------------------------------------
+# Softmax cross-entropy
+# ----------------------------------------------------------------------------------------------
+
+
+def softmax(logits: Array) -> Array:
+    """Row-wise softmax ``(N, K) -> (N, K)``, shifted by the row maximum."""
+    xp = array_module(logits)
+    e = xp.exp(logits - logits.max(axis=1, keepdims=True))
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def log_softmax(logits: Array) -> Array:
+    """``z - logsumexp(z)`` row by row, shifted by the row maximum so nothing overflows."""
+    xp = array_module(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax_cross_entropy(
+    logits: Array, labels: Array, reduction: str = "sum"
+) -> tuple[float, Array]:
+    """Cross-entropy of ``softmax(logits)`` against ``labels``; returns ``(loss, dlogits)``.
+
+    logits: ``(N, K)`` float. labels: one-hot (or any rows of class probabilities) ``(N, K)``,
+    or integer class indices ``(N,)``. reduction: "sum" (the protocol: summed over the batch)
+    or "mean". Returns the loss as a Python float and ``dloss/dlogits`` ``(N, K)`` in the
+    logits' dtype: ``softmax(z) * sum_c y[c] - y`` (= ``p - y`` for one-hot rows), divided by N
+    for "mean". Stable for any logits: the log-sum-exp is taken after subtracting each row's
+    maximum.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    xp = array_module(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be (N, K), got shape {tuple(logits.shape)}")
+    n, k = logits.shape
+    if labels.ndim == 1:  # class indices -> one-hot, in the logits' dtype
+        onehot = xp.zeros((n, k), dtype=logits.dtype)
+        onehot[xp.arange(n), labels.astype(xp.int64)] = 1
+        labels = onehot
+    elif tuple(labels.shape) != (n, k):
+        raise ValueError(f"labels shape {tuple(labels.shape)} does not match logits {(n, k)}")
+    labels = labels.astype(logits.dtype, copy=False)
+
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = xp.exp(shifted)
+    total = exp.sum(axis=1, keepdims=True)
+    log_probs = shifted - xp.log(total)
+    loss = -(labels * log_probs).sum()
+    grad = exp / total
+    grad *= labels.sum(axis=1, keepdims=True)
+    grad -= labels
+    if reduction == "mean":
+        loss = loss / n
+        grad /= n
+    return float(loss), grad
