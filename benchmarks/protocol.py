@@ -64,9 +64,9 @@ def numnet_side(runs: list[Run], models: list[str], quick: bool, threads: int | 
     with tempfile.TemporaryDirectory(prefix="numnet-bench-") as tmp:
         cmd = [sys.executable, "-m", "numnet", "reproduce", "--protocol", "assignment",
                "--out", tmp, "--quiet", "--models", ",".join(models)] + ["--quick"] * quick
-        if threads:  # numnet's own helper threads (1 or 2) and BLAS
+        if threads:  # numnet's own helper threads and BLAS
             cmd += ["--blas-threads", str(threads)]
-            env["NUMNET_THREADS"] = str(min(threads, 2))
+            env["NUMNET_THREADS"] = str(threads)
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - start
