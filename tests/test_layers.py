@@ -13,6 +13,7 @@ from numnet.core.errors import KernelsError, NumnetError
 from numnet.core.kernels.loops import (
     conv2d_reference,
     conv2d_reference_backward,
+    conv2d_weight_grad_loops,
     maxpool2d_reference,
     maxpool2d_reference_backward,
 )
@@ -385,14 +386,16 @@ def test_convpool_fast_path_gradients_and_ties() -> None:
     fused = ConvPool2x2(conv, None, MaxPool2D(2, 2))
     errors = gradcheck.check_layer(fused, rng.standard_normal((2, 6, 8, 2)))
     assert max(errors.values()) < TOL, errors
-    # A zero kernel makes every window a four-way tie: the gradient goes to the top-left pixel.
+    # A zero kernel makes every window a four-way tie: the gradient goes to the top-left pixel,
+    # which the weight gradient shows (it sums the input under the pixels that won).
     conv.weight.value[...] = 0
-    z = fused.forward(rng.standard_normal((1, 4, 4, 2)))
-    fused.backward(np.ones(z.shape))
+    x = rng.standard_normal((1, 4, 4, 2))
+    z = fused.forward(x)
+    dx = fused.backward(np.ones(z.shape))
     unpooled = np.zeros((1, 4, 4, 3))
     unpooled[:, ::2, ::2, :] = 1  # what reached the conv output
     np.testing.assert_allclose(conv.bias.grad, unpooled.sum(axis=(0, 1, 2)))
-    dx = fused.backward(np.ones(z.shape))
+    np.testing.assert_allclose(conv.weight.grad, conv2d_weight_grad_loops(x, unpooled, 3, 3))
     np.testing.assert_array_equal(dx, np.zeros((1, 4, 4, 2)))  # zero kernel: no input gradient
 
 
