@@ -106,12 +106,14 @@ def test_fake_is_strict_like_cupy(fake_cupy):
     assert fake_cupy.host_calls and fake_cupy.host_calls[-1].startswith("np.where")
 
 
+@pytest.mark.parametrize("kernels", ["fast", "plain"])
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_models_on_fake_device_equal_numpy_bitwise(fake_cupy, name, reduction):
+def test_models_on_fake_device_equal_numpy_bitwise(fake_cupy, name, reduction, kernels):
     x, y = _batch(seed=1)
-    host = models.build(name, seed=5, conv_activation="relu" if name == "model4" else None)
-    dev = models.build(name, seed=5, conv_activation="relu" if name == "model4" else None)
+    act = "relu" if name == "model4" else None
+    host = models.build(name, seed=5, conv_activation=act, kernels=kernels)
+    dev = models.build(name, seed=5, conv_activation=act, kernels=kernels)
     dev.to("cuda")
     assert dev.device == "cuda"
     xd, yd = backend.to_device(x, "cuda"), backend.to_device(y, "cuda")
@@ -134,7 +136,10 @@ def test_models_on_fake_device_equal_numpy_bitwise(fake_cupy, name, reduction):
     layers.MaxPool2D(2, 2, padding="same"),
     layers.Sigmoid(), layers.Tanh(), layers.ReLU(), layers.Flatten(),
 ], ids=lambda layer: repr(layer).split("(")[0])
-def test_general_layers_on_fake_device_equal_numpy(fake_cupy, layer):
+@pytest.mark.parametrize("kernels", ["fast", "plain"])
+def test_general_layers_on_fake_device_equal_numpy(fake_cupy, layer, kernels):
+    layer.to("cpu")
+    layer.kernels = kernels
     rng = np.random.default_rng(2)
     cin = getattr(layer, "in_channels", 3)
     x = rng.standard_normal((2, 7, 9, cin)).astype(np.float32)
@@ -170,12 +175,13 @@ def test_training_loop_on_fake_device_equals_cpu(fake_cupy):
         assert all(type(p.value) is FakeDeviceArray for p in dev.model.parameters())
 
 
-def test_no_numpy_function_applied_to_device_arrays(fake_cupy):
-    """Layers, loss, SGD and evaluation use ``array_module`` for every array function, so
-    nothing relies on NumPy's dispatch (or creates host arrays) on the device path."""
+@pytest.mark.parametrize("kernels", ["fast", "plain"])
+def test_no_numpy_function_applied_to_device_arrays(fake_cupy, kernels):
+    """Kernels, layers, loss, SGD and evaluation use ``array_module`` for every array function,
+    so nothing relies on NumPy's dispatch (or creates host arrays) on the device path."""
     x, y = _batch(seed=4)
     for name in MODELS:
-        model = models.build(name, seed=1).to("cuda")
+        model = models.build(name, seed=1, kernels=kernels).to("cuda")
         _step(model, backend.to_device(x, "cuda"), backend.to_device(y, "cuda"))
         model.forward(backend.to_device(x, "cuda"), train=False)
     assert fake_cupy.host_calls == []

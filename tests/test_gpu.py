@@ -89,15 +89,16 @@ def test_maxpool_ties_go_to_the_first_maximum_on_the_gpu():
     assert np.array_equal(cupy.asnumpy(dxd), dx)
 
 
+@pytest.mark.parametrize("kernels", ["fast", "plain"])
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_model_step_cupy_equals_numpy(name, reduction, dtype):
+def test_model_step_cupy_equals_numpy(name, reduction, dtype, kernels):
     rng = np.random.default_rng(0)
     x = rng.random((16, 784)).astype(dtype)
     y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 16)]
-    host = models.build(name, seed=2, dtype=dtype)
-    dev = models.build(name, seed=2, dtype=dtype).to("cuda")
+    host = models.build(name, seed=2, dtype=dtype, kernels=kernels)
+    dev = models.build(name, seed=2, dtype=dtype, kernels=kernels).to("cuda")
     results = []
     for model, xs, ys in ((host, x, y), (dev, cupy.asarray(x), cupy.asarray(y))):
         logits = model.forward(xs)
