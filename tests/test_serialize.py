@@ -51,6 +51,18 @@ def test_conv_activation_survives_the_round_trip(tmp_path) -> None:
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
 
 
+def test_kernels_are_chosen_at_load_time_not_stored(tmp_path) -> None:
+    model = _trained_like("model4", dtype="float64", kernels="plain")
+    path = serialize.save(tmp_path / "m4.npz", model)
+    assert "kernels" not in serialize.read_header(path)["config"]  # results stay the same files
+    fast, plain = serialize.load(path), serialize.load(path, kernels="plain")
+    assert (fast.kernels, plain.kernels) == ("fast", "plain")
+    x = np.random.default_rng(0).random((3, 784))
+    np.testing.assert_allclose(plain.predict(x), fast.predict(x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(NumnetError, match="kernels must be one of"):
+        serialize.load(path, kernels="fastest")
+
+
 @pytest.mark.parametrize(
     "saved, target, message",
     [

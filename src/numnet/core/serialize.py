@@ -29,6 +29,8 @@ import numpy as np
 from numnet.core.backend import array_module, to_numpy
 from numnet.core.errors import WeightsFileError
 from numnet.core.io import atomic_writer
+from numnet.core.layers import check_kernels
+from numnet.core.names import DEFAULT_KERNELS
 
 FORMAT = "numnet-weights"
 VERSION = 1
@@ -165,15 +167,17 @@ def load_into(path: str | os.PathLike, model: Any) -> dict[str, Any]:
     return header
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> Any:
-    """Rebuild the model saved in ``path`` (``models.build(**config)``) with its weights."""
+def load(path: str | os.PathLike, device: str = "cpu", kernels: str = DEFAULT_KERNELS) -> Any:
+    """Rebuild the model saved in ``path`` (``models.build(**config)``) with its weights, on
+    ``device`` and running ``kernels`` ("fast" or "plain": how it computes, not stored)."""
     from numnet.core import models
 
     path = Path(path)
     header = read_header(path)
     config = header.get("config") or {}
+    check_kernels(kernels)
     try:
-        model = models.build(**config)
+        model = models.build(**config, kernels=kernels)
     except (TypeError, ValueError) as exc:
         raise WeightsFileError(
             f"{path}: its model config {config} cannot be built ({exc}); "
