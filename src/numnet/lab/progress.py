@@ -1,0 +1,119 @@
+"""Progress of training runs on the terminal: tqdm bars, periodic log lines, or nothing.
+
+Shared by ``reproduce``, ``train`` and ``compare``; every message goes through a ``Log``
+(a function taking one line of text, by default :func:`stderr_log`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from numnet.lab.training import Progress, RunResult, RunSpec
+
+Log = Callable[[str], None]
+PROGRESS_MODES = ("bars", "log", "none")
+
+
+def progress_mode(mode: str) -> str:
+    """``"auto"`` becomes bars on a terminal and log lines elsewhere; other modes stay."""
+    if mode == "auto":
+        return "bars" if sys.stderr.isatty() else "log"
+    return mode
+
+
+class ProgressDisplay:
+    """Shows the runs' progress: tqdm bars (``"bars"``), log lines (``"log"``) or nothing.
+
+    ``mode`` "auto": bars on a terminal, else log lines (:func:`progress_mode`).
+    Bars: one overall bar (all updates of all runs to train, so its ETA is the job's) and one
+    bar per run with updates/s, the last evaluation's accuracies and the run's ETA. Log lines:
+    one when a run starts, one every ``log_every_s`` seconds, one when it ends.
+    """
+
+    def __init__(self, mode: str, log: Log, total_updates: int, log_every_s: float = 30.0):
+        mode = progress_mode(mode)
+        if mode not in PROGRESS_MODES:
+            raise ValueError(f"progress mode must be 'bars', 'log', 'none' or 'auto', got {mode!r}")
+        self.mode, self.log, self.log_every_s = mode, log, log_every_s
+        self._overall: Any = None
+        self._bar: Any = None
+        self._last_update = 0
+        self._last_log = 0.0
+        if mode == "bars":
+            from tqdm.auto import tqdm
+
+            self._tqdm = tqdm
+            self._overall = tqdm(total=total_updates, desc="all runs", unit="upd",
+                                 position=0, dynamic_ncols=True, file=sys.stderr)
+
+    def message(self, text: str) -> None:
+        if self.mode == "bars":
+            self._tqdm.write(text, file=sys.stderr)
+        elif self.mode == "log":
+            self.log(text)
+
+    def start_run(self, label: str, spec: RunSpec, total: int) -> None:
+        self._last_update = 0
+        self._last_log = time.monotonic()
+        if self.mode == "bars":
+            self._bar = self._tqdm(total=total, desc=spec.run_id, unit="upd", position=1,
+                                   leave=False, dynamic_ncols=True, file=sys.stderr)
+        self.message(f"{label} {spec.run_id}: {spec.epochs} epochs, lr {spec.lr:g}, "
+                     f"{spec.reduction} loss, {total} updates")
+
+    def update(self, p: Progress) -> None:
+        step = p.update - self._last_update
+        self._last_update = p.update
+        acc = ""
+        if p.train_accuracy is not None:
+            acc = f"train {p.train_accuracy:.4f}, test {p.test_accuracy:.4f}"
+        if self.mode == "bars":
+            self._bar.update(step)
+            self._overall.update(step)
+            if acc and p.evaluations:
+                self._bar.set_postfix_str(acc, refresh=False)
+        elif self.mode == "log" and time.monotonic() - self._last_log >= self.log_every_s:
+            self._last_log = time.monotonic()
+            rate = p.update / p.elapsed if p.elapsed > 0 else 0.0
+            eta = (p.total_updates - p.update) / rate if rate > 0 else float("nan")
+            self.log(f"  {p.spec.run_id}: update {p.update}/{p.total_updates} "
+                     f"({rate:.0f} upd/s, ETA {eta:.0f} s) {acc}".rstrip())
+
+    def end_run(self, label: str, result: RunResult, total: int, reused: bool = False) -> None:
+        if self.mode == "bars":
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            self._overall.update(total - self._last_update if not reused else 0)
+        self.message(f"{label} {result.run_id}: {describe_run(result, reused)}")
+
+    def close(self) -> None:
+        """Close the bars (idempotent)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._overall is not None:
+            self._overall.close()
+            self._overall = None
+
+
+def describe_run(result: RunResult, reused: bool = False) -> str:
+    """One line: status, time and final accuracies of a run."""
+    how = "reused (already finished)" if reused else (
+        f"{result.wall_time:.1f} s, {result.updates_per_second:.0f} upd/s")
+    if result.final_train_accuracy is None:
+        accs = "no evaluation"
+    else:
+        accs = f"train {result.final_train_accuracy:.4f}, test {result.final_test_accuracy:.4f}"
+    if result.diverged:
+        return (f"DIVERGED at update {result.diverged_at_update} "
+                f"({result.divergence_reason}); {how}; last {accs}")
+    return f"ok, {how}; {accs}"
+
+
+def stderr_log(text: str) -> None:
+    """The default log: one line on stderr, flushed."""
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,180 @@
+"""The one rendering layer of numnet.lab: HTML whose every value is escaped, Markdown and text
+tables, figures as PNG bytes and data URIs, number formats, and the pages' stylesheet.
+
+HTML: :func:`html` is ``str.format`` for markup. Every value it interpolates is formatted (its
+format spec applied) and then escaped, unless it is already :class:`Html` -- markup made by
+:func:`html`, :func:`join` or :func:`escape`. So ``html("<td>{}</td>", name)`` is safe whatever
+``name`` holds, and fragments compose: ``html("<tr>{}</tr>", join(cells))``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html as _html
+import io
+import string
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+class Html(str):
+    """Markup that is safe as it is: :func:`html` inserts it without escaping."""
+
+    __slots__ = ()
+
+
+def escape(value: Any) -> Html:
+    """``value`` as markup: escaped text (quotes included), or itself if already :class:`Html`."""
+    return value if isinstance(value, Html) else Html(_html.escape(str(value)))
+
+
+class _EscapingFormatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        text = format(value, format_spec)
+        return text if isinstance(value, Html) else _html.escape(text)
+
+
+_FORMATTER = _EscapingFormatter()
+
+
+def html(template: str, /, *args: Any, **values: Any) -> Html:
+    """``template.format(*args, **values)`` with every value escaped after formatting (the
+    template itself is trusted markup; :class:`Html` values go in as they are)."""
+    return Html(_FORMATTER.vformat(template, args, values))
+
+
+def join(parts: Iterable[Any], sep: str = "") -> Html:
+    """The parts (escaped unless :class:`Html`) joined by ``sep`` (trusted markup)."""
+    return Html(sep.join(escape(p) for p in parts))
+
+
+def data_uri(png: bytes) -> str:
+    """A ``data:image/png;base64,...`` URI: the figure inside the page, nothing fetched."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def img(png: bytes, alt: str) -> Html:
+    """An ``<img>`` of PNG bytes embedded as a data URI."""
+    return html('<img src="{}" alt="{}">', data_uri(png), alt)
+
+
+def kv_rows(rows: Iterable[tuple[str, str]]) -> Html:
+    """The rows of a two-column key/value table (``<table class="kv">``), keys muted."""
+    return join(html("<tr><td class='muted'>{}</td><td>{}</td></tr>", k, v) for k, v in rows)
+
+
+def page(title: str, css: str, body: Html) -> str:
+    """A self-contained HTML page: ``body`` (header, main, footer) with ``css`` inlined."""
+    return html(PAGE, title=title, css=Html(css), body=body)
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+#: The stylesheet of every numnet page (report.html, compare.html).
+CSS = """
+:root { --ink:#1d2330; --muted:#5f6b7a; --line:#e3e7ee; --bg:#f6f8fb; --card:#ffffff;
+        --accent:#2f5fb3; }
+* { box-sizing: border-box; }
+body { margin:0; font:15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+       sans-serif; color:var(--ink); background:var(--bg); }
+header { background:linear-gradient(120deg,#1d3c78,#2f5fb3); color:#fff; padding:28px 40px; }
+header h1 { margin:0 0 6px; font-size:26px; font-weight:650; }
+header p { margin:2px 0; opacity:.9; }
+header code { background:rgba(255,255,255,.15); padding:1px 6px; border-radius:4px; }
+.quick { display:inline-block; background:#ffcc00; color:#332b00; font-weight:700;
+         padding:2px 10px; border-radius:12px; margin-left:8px; font-size:14px; }
+main { max-width:1480px; margin:0 auto; padding:24px 40px 60px; }
+section { background:var(--card); border:1px solid var(--line); border-radius:10px;
+          padding:20px 24px; margin:0 0 22px; box-shadow:0 1px 2px rgba(20,30,50,.04); }
+h2 { margin:0 0 14px; font-size:20px; }
+h3 { margin:0; font-size:16px; }
+.muted { color:var(--muted); }
+table.summary { border-collapse:separate; border-spacing:0; margin:6px 0 10px; }
+table.summary th, table.summary td { padding:10px 18px; text-align:center;
+  border-bottom:1px solid var(--line); }
+table.summary th { background:#eef2f9; font-weight:600; }
+table.summary td .acc { font-size:20px; font-weight:650; font-variant-numeric:tabular-nums; }
+table.summary td .sub { display:block; font-size:12px; color:var(--muted); }
+table.summary td.best .acc { color:#1b5e20; }
+table.summary td.best .acc::after { content:" ★"; font-size:13px; color:#c49000; }
+table.summary td.diverged { background:#fde0e0; color:#c62828; }
+table.summary td.missing { color:#aaa; }
+.badge { display:inline-block; padding:1px 9px; border-radius:11px; font-size:12px;
+         font-weight:600; margin:2px 3px 2px 0; white-space:nowrap; }
+figure { margin:0; }
+figure img { width:100%; height:auto; border:1px solid var(--line); border-radius:6px; }
+figcaption { color:var(--muted); font-size:13px; margin-top:6px; }
+.cards { display:grid; grid-template-columns:repeat(auto-fill,minmax(330px,1fr)); gap:16px; }
+.card { border:1px solid var(--line); border-radius:9px; padding:14px 16px; background:#fff; }
+.card.diverged { border-color:#e9a3a3; background:#fff8f8; }
+.card .head { display:flex; justify-content:space-between; align-items:baseline; gap:8px; }
+.card dl { display:grid; grid-template-columns:auto 1fr; gap:2px 12px; margin:10px 0;
+           font-size:13px; }
+.card dt { color:var(--muted); }
+.card dd { margin:0; font-variant-numeric:tabular-nums; }
+.card ul { margin:8px 0 0; padding-left:18px; font-size:13px; }
+.card svg { display:block; margin-top:8px; }
+.legend { font-size:12px; color:var(--muted); }
+.legend i { display:inline-block; width:14px; height:3px; vertical-align:middle;
+            margin:0 4px 0 8px; }
+table.rules td { padding:4px 10px; vertical-align:top; border-bottom:1px solid var(--line); }
+table.kv td { padding:3px 12px 3px 0; vertical-align:top; font-size:13px; }
+pre { background:#0f1624; color:#d6e2ff; padding:14px 16px; border-radius:8px;
+      overflow-x:auto; font-size:12.5px; line-height:1.45; }
+footer { color:var(--muted); font-size:12px; text-align:center; padding:10px; }
+"""
+
+
+# ------------------------------------------------------------------------------ Markdown, text
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table; an empty header cell (a corner) is written ``| |``."""
+    return [
+        "|" + "".join(f" {c} |" if c else " |" for c in header),
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def text_table(rows: Sequence[Sequence[str]], rstrip: bool = False) -> str:
+    """Rows (header first) as left-aligned text columns two spaces apart, for terminals;
+    ``rstrip`` drops the padding at the end of each line."""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    lines = ("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+             for row in rows)
+    return "\n".join(line.rstrip() if rstrip else line for line in lines)
+
+
+# ------------------------------------------------------------------------------ numbers
+
+
+def fmt_acc(x: float | None) -> str:
+    """An accuracy with 4 decimals, or a dash when there is none."""
+    return "—" if x is None else f"{x:.4f}"
+
+
+def fmt_time(seconds: float) -> str:
+    """``12.3 s``, ``4 min 05 s`` or ``1 h 02 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def png_bytes(fig: Any, dpi: int = 100) -> bytes:
+    """A matplotlib figure as PNG bytes at ``dpi`` (pixel size = inches x dpi, no cropping)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
