@@ -10,9 +10,9 @@ from PIL import Image
 from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
 import numnet.lab.data
-from numnet.core import backend
+from numnet.core import backend, runtime
 from numnet.lab import experiments
-from numnet.lab.cli import main
+from numnet.lab.cli import build_parser, common, main
 
 DATA = tiny_datasets()
 
@@ -48,7 +48,7 @@ def test_help_lists_the_commands(capsys) -> None:
 def test_reproduce_report_and_resume(proto, tmp_path, capsys, tiny_data) -> None:
     out = tmp_path / "out"
     argv = ["reproduce", "--protocol", str(proto), "--out", str(out), "--models", "1",
-            "--quiet", "--data-dir", str(tmp_path)]
+            "--quiet", "--data-dir", str(tmp_path), "--threads", "1"]
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "Final test accuracy, protocol tiny:" in captured.out
@@ -57,8 +57,10 @@ def test_reproduce_report_and_resume(proto, tmp_path, capsys, tiny_data) -> None
     assert tiny_data[-1][1]["data_dir"] == str(tmp_path)
     for name in ("results.json", "report.html", "learning_curves.png", "summary_table.png"):
         assert (out / name).is_file()
-    pools = json.loads((out / "results.json").read_text())["environment"]["blas"]["threadpools"]
-    assert pools and {p["num_threads"] for p in pools} == {1}  # --blas-threads 1 by default
+    env = json.loads((out / "results.json").read_text())["environment"]
+    pools = env["blas"]["threadpools"]
+    assert pools and {p["num_threads"] for p in pools} == {1}  # --threads 1: BLAS too
+    assert env["threads_setting"] == 1 and env["numnet_conv_threads"] == 1
     # again: everything reused
     assert main(argv) == 0
     assert "(0 trained, 3 reused)" in capsys.readouterr().err
@@ -71,10 +73,39 @@ def test_reproduce_report_and_resume(proto, tmp_path, capsys, tiny_data) -> None
 
 def test_reproduce_quick_is_labelled(proto, tmp_path, capsys) -> None:
     out = tmp_path / "q"
+    before = runtime.get_threads()
     assert main(["reproduce", "--protocol", str(proto), "--out", str(out), "--models", "2",
                  "--quick", "--quiet"]) == 0
     assert "Final test accuracy (QUICK)" in capsys.readouterr().out
-    assert json.loads((out / "results.json").read_text())["label"] == "QUICK"
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["label"] == "QUICK"
+    # no --threads: the thread counts are left as they are, and recorded as such
+    assert doc["environment"]["threads_setting"] is None
+    assert doc["environment"]["numnet_conv_threads"] == before == runtime.get_threads()
+
+
+@pytest.mark.parametrize("command", [
+    ["reproduce"], ["train", "--model", "1", "--epochs", "1", "--lr", "0.1"], ["compare"],
+    ["sweep"]])
+def test_one_threads_option_in_every_command(command, monkeypatch, capsys) -> None:
+    """--threads N is parsed by reproduce, train, compare and sweep alike; --blas-threads is
+    gone; a negative count is a one-line usage error before any work."""
+    args = build_parser().parse_args([*command, "--threads", "3"])
+    assert args.threads == 3 and common.threads(args) == 3
+    assert common.threads(build_parser().parse_args([*command, "--threads", "0"])) is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--blas-threads", "1"])
+    capsys.readouterr()
+    monkeypatch.setattr(experiments, "reproduce", _must_not_run)
+    monkeypatch.setattr(experiments, "train_one", _must_not_run)
+    if command[0] == "compare":
+        pytest.importorskip("torch")
+    assert main([*command, "--threads", "-1"]) == 2
+    assert "--threads must be >= 0, got -1" in capsys.readouterr().err
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("ran despite a bad --threads")
 
 
 @pytest.mark.parametrize(
@@ -147,6 +178,20 @@ def test_train_then_predict(tmp_path, capsys) -> None:
     objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [o["class"] for o in objs] == [label, label]
     assert sum(objs[0]["probabilities"]) == pytest.approx(1.0)
+
+
+def test_train_kernels_are_recorded_only_when_not_the_default(tmp_path, capsys) -> None:
+    assert main([*TRAIN, "--lr", "0.01", "--out", str(tmp_path / "f")]) == 0
+    assert main([*TRAIN, "--lr", "0.01", "--out", str(tmp_path / "p"), "--kernels", "plain"]) == 0
+    capsys.readouterr()
+    fast, plain = (json.loads((tmp_path / d / "runs" / "model1-e2-lr0.01.json").read_text())
+                   for d in ("f", "p"))
+    assert "kernels" not in fast["result"]["spec"]  # the records of default runs are unchanged
+    assert plain["result"]["spec"]["kernels"] == "plain"
+    assert plain["result"]["status"] == "ok" and plain["result"]["evaluations"] == 11
+    with pytest.raises(SystemExit):  # argparse: not one of names.KERNELS
+        main([*TRAIN, "--lr", "0.01", "--kernels", "quick"])
+    assert "invalid choice: 'quick'" in capsys.readouterr().err
 
 
 def test_train_divergence_exits_1(tmp_path, capsys) -> None:

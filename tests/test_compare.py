@@ -15,6 +15,8 @@ import pytest
 from tiny_mnist import tiny_datasets
 
 import numnet
+import numnet.lab.data
+import numnet.lab.report
 from numnet.lab.cli import main
 
 # model1: a plain run; model2 at lr 2 (summed loss): a run that amplifies rounding (a 1e-16
@@ -162,18 +164,11 @@ def test_outputs_figure_and_q2_section(tiny: dict[str, Any]) -> None:
     assert compare.format_table(doc).count("\n") == len(doc["runs"])
 
 
-def test_curve_gap_by_hand() -> None:
-    from numnet.lab.compare import curve_gap
-
-    assert curve_gap([0.5, 0.7, 0.9], [0.5, 0.75, 0.8, 0.85], [200, 400, 600, 800]) == (
-        pytest.approx(0.1), 600)
-    assert curve_gap([], [0.3], [200]) == (None, None)
-
-
 def test_a_real_disagreement_fails_loudly(
     tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     torch = pytest.importorskip("torch")
+    from numnet.core import runtime
     from numnet.lab import compare, reference_torch
     from numnet.lab.training import RunSpec
 
@@ -182,7 +177,7 @@ def test_a_real_disagreement_fails_loudly(
         reference_torch, "loss_function",
         lambda reduction: torch.nn.CrossEntropyLoss(reduction=reduction, label_smoothing=1e-7))
     data = tiny["data"]
-    with compare.thread_limit(1):
+    with runtime.threads(1):
         # Caught at once in a plain run, and in the rounding-amplifying one despite its control.
         for lr, model in ((0.05, "model1"), (2.0, "model2")):
             spec = RunSpec(model=model, epochs=4, lr=lr, batch_size=50, seed=2)

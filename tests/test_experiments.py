@@ -19,6 +19,8 @@ from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
 from numnet.core.errors import NumnetError
 from numnet.lab import experiments, protocol, training
+from numnet.lab.experiments import runner
+from numnet.lab.records import strip_timing
 
 TESTS_DIR = Path(__file__).parent
 DATA = tiny_datasets()
@@ -77,6 +79,7 @@ def test_plan_of_assignment_follows_spec() -> None:
 
 
 def test_parse_models() -> None:
+    assert experiments.parse_model("Model 3") == experiments.parse_model("3") == "model3"
     assert experiments.parse_models("1,4") == ["model1", "model4"]
     assert experiments.parse_models("model2, 2") == ["model2"]
     assert experiments.parse_models(None) is None
@@ -165,7 +168,7 @@ def test_weights_reload_and_give_the_recorded_accuracy(full) -> None:
 def test_same_seed_identical_results_except_timing(full, proto_path, tmp_path) -> None:
     again = reproduce(proto_path, tmp_path / "again")
     a, b = load(full.out_dir), load(again.out_dir)
-    assert experiments.strip_timing(a) == experiments.strip_timing(b)
+    assert strip_timing(a) == strip_timing(b)
     assert (full.out_dir / "results.csv").read_text() == (again.out_dir / "results.csv").read_text()
 
 
@@ -173,7 +176,7 @@ def test_model_subset_gives_the_same_runs(full, proto_path, tmp_path) -> None:
     sub = reproduce(proto_path, tmp_path / "sub", models=["model2"])
     assert [r.run_id for r in sub.results] == ["model2-setting1"]
     whole = next(r for r in load(full.out_dir)["runs"] if r["run_id"] == "model2-setting1")
-    assert experiments.strip_timing(load(sub.out_dir)["runs"][0]) == experiments.strip_timing(whole)
+    assert strip_timing(load(sub.out_dir)["runs"][0]) == strip_timing(whole)
 
 
 def test_other_seed_other_results(proto_path, tmp_path, full) -> None:
@@ -193,7 +196,7 @@ def test_rerun_reuses_everything_and_force_redoes(full, proto_path, tmp_path) ->
     again = reproduce(proto_path, out)
     assert again.reused == RUN_IDS and again.trained == []
     assert {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")} == records
-    assert experiments.strip_timing(load(out)) == experiments.strip_timing(load(full.out_dir))
+    assert strip_timing(load(out)) == strip_timing(load(full.out_dir))
     forced = reproduce(proto_path, out, models=["model1"], force=True)
     assert forced.reused == [] and forced.trained == RUN_IDS[:3]
 
@@ -210,12 +213,28 @@ def test_stale_or_incomplete_runs_are_redone(full, proto_path, tmp_path) -> None
     again = reproduce(proto_path, out)
     assert again.trained == ["model1-setting1", "model1-setting2", "model2-setting1"]
     assert again.reused == ["model1-setting3", "model4-setting1"]
-    assert experiments.strip_timing(load(out)) == experiments.strip_timing(load(full.out_dir))
+    assert strip_timing(load(out)) == strip_timing(load(full.out_dir))
+
+
+def test_other_kernels_are_other_runs(full, proto_path, tmp_path) -> None:
+    """The kernels are part of a run's spec (recorded only when not the default): runs made
+    with the default kernels are not reused for --kernels plain."""
+    specs = experiments.plan_runs(protocol.load(proto_path), ["model1"], kernels="plain")
+    assert {s.kernels for s in specs} == {"plain"}
+    assert all(s.to_dict()["kernels"] == "plain" for s in specs)
+    assert "kernels" not in experiments.plan_runs(protocol.load(proto_path))[0].to_dict()
+    out = tmp_path / "plain"
+    shutil.copytree(full.out_dir, out)
+    plain = reproduce(proto_path, out, models=["model1"], kernels="plain")
+    assert plain.reused == [] and plain.trained == RUN_IDS[:3]
+    assert [r["spec"]["kernels"] for r in load(out)["runs"]] == ["plain"] * 3
+    with pytest.raises(NumnetError, match="kernels must be one of"):
+        reproduce(proto_path, out, kernels="quick")
 
 
 def test_keyboard_interrupt_keeps_finished_runs(proto_path, tmp_path, monkeypatch) -> None:
     calls = []
-    real = experiments.train_run
+    real = runner.train_run
 
     def interrupted(spec, *args, **kwargs):
         calls.append(spec.run_id)
@@ -223,7 +242,7 @@ def test_keyboard_interrupt_keeps_finished_runs(proto_path, tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real(spec, *args, **kwargs)
 
-    monkeypatch.setattr(experiments, "train_run", interrupted)
+    monkeypatch.setattr(runner, "train_run", interrupted)
     lines: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         experiments.reproduce(proto_path, DATA, tmp_path / "int", progress="none",
@@ -263,7 +282,7 @@ def test_resume_after_the_process_is_killed(full, proto_path, tmp_path) -> None:
     resumed = reproduce(proto_path, out)
     assert resumed.reused == done_before
     assert resumed.trained == [r for r in RUN_IDS if r not in done_before]
-    assert experiments.strip_timing(load(out)) == experiments.strip_timing(load(full.out_dir))
+    assert strip_timing(load(out)) == strip_timing(load(full.out_dir))
 
 
 # ----------------------------------------------------------------------------- quick, errors
@@ -298,7 +317,7 @@ def test_data_too_small_for_protocol(tmp_path) -> None:
 def test_full_assignment_on_real_mnist(tmp_path) -> None:
     """The whole `assignment` protocol on real MNIST (minutes): SPEC's counts, sane results."""
     outcome = experiments.reproduce("assignment", None, tmp_path / "assignment",
-                                    progress="log", log=print, blas_threads=1)
+                                    progress="log", log=print)
     doc = load(outcome.out_dir)
     assert len(doc["runs"]) == 12 and doc["data"]["train_examples"] == 55000
     for run in doc["runs"]:

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numnet.lab import experiments, protocol, report
+from numnet.core.io import write_json
+from numnet.lab import protocol, report, results
 from numnet.lab.training import RunResult, RunSpec
 
 CHROMIUM = "/usr/bin/chromium"
@@ -133,19 +134,19 @@ def synthetic_doc(quick: bool = False) -> dict:
                 top = 0.9 + 0.02 * k
                 runs.append(run_dict(ramp(0.8, top), ramp(0.79, top - 0.01), "ok", plan.name,
                                      k, None, s.epochs, s.lr))
-    results = [RunResult.from_dict(r) for r in runs]
+    runs_done = [RunResult.from_dict(r) for r in runs]
     data = {"dataset": "mnist", "train_examples": 55000, "validation_examples": 5000,
             "test_examples": 10000, "fingerprint": "f" * 32}
     timing = {"started_at": "2026-01-01T00:00:00+00:00", "finished_at": "x", "wall_time": 75.0,
               "training_time": 70.0, "reused_runs": []}
-    return experiments.results_document(proto, results, data, timing)
+    return results.results_document(proto, runs_done, data, timing)
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report")
     doc = synthetic_doc()
-    experiments.write_json(out / "results.json", doc)
+    write_json(out / "results.json", doc)
     report.write_report(out, doc)
     return out
 

@@ -1,4 +1,4 @@
-"""numnet.lab.sweep: task expansion and seeds, statistics, local and Dask execution with faults.
+"""numnet.lab.sweep: task expansion and seeds, aggregation, local and Dask execution with faults.
 
 The executions run on tiny synthetic IDX files written here (a 2-model protocol, 8 tasks of a
 few milliseconds each); one Dask LocalCluster (a real scheduler and two worker processes on
@@ -30,6 +30,7 @@ from numnet.lab import sweep
 from numnet.lab.cli import main
 from numnet.lab.data import write_idx
 from numnet.lab.experiments import plan_runs
+from numnet.lab.records import strip_timing
 
 TINY_PROTOCOL = """
 name = "tiny"
@@ -57,7 +58,7 @@ VICTIM = "model2-setting1-seed1"
 # ------------------------------------------------------------------------------ fault injection
 
 
-def kill_once(task, data, device, blas_threads, *, victim, marker):
+def kill_once(task, data, device, threads, *, victim, marker):
     """Run the task, except that the first attempt of ``victim`` kills its own worker process
     (after recording its pid in ``marker``; O_EXCL makes "first" hold across processes)."""
     if task.task_id == victim:
@@ -69,28 +70,28 @@ def kill_once(task, data, device, blas_threads, *, victim, marker):
             os.write(fd, str(os.getpid()).encode())
             os.close(fd)
             os._exit(17)
-    return sweep.run_task(task, data, device, blas_threads)
+    return sweep.run_task(task, data, device, threads)
 
 
-def fail_for(task, data, device, blas_threads, *, victim):
+def fail_for(task, data, device, threads, *, victim):
     if task.task_id == victim:
         raise ValueError(f"injected failure in {task.task_id}")
-    return sweep.run_task(task, data, device, blas_threads)
+    return sweep.run_task(task, data, device, threads)
 
 
-def chaos(task, data, device, blas_threads, *, kill, marker, fail):
+def chaos(task, data, device, threads, *, kill, marker, fail):
     if task.task_id == fail:
-        return fail_for(task, data, device, blas_threads, victim=fail)
-    return kill_once(task, data, device, blas_threads, victim=kill, marker=marker)
+        return fail_for(task, data, device, threads, victim=fail)
+    return kill_once(task, data, device, threads, victim=kill, marker=marker)
 
 
-def sleepy(task, data, device, blas_threads, *, victim):
+def sleepy(task, data, device, threads, *, victim):
     if task.task_id == victim:
         time.sleep(300)  # "a long run", interrupted by the test
-    return sweep.run_task(task, data, device, blas_threads)
+    return sweep.run_task(task, data, device, threads)
 
 
-def must_not_run(task, data, device, blas_threads):
+def must_not_run(task, data, device, threads):
     raise AssertionError(f"{task.task_id} should have been reused")
 
 
@@ -142,8 +143,7 @@ def _quiet(text: str) -> None:
 def _same(records_a, records_b):
     assert set(records_a) == set(records_b)
     for task_id in records_a:
-        assert sweep.deterministic(records_a[task_id]) == sweep.deterministic(
-            records_b[task_id]), task_id
+        assert strip_timing(records_a[task_id]) == strip_timing(records_b[task_id]), task_id
 
 
 def _task_files(out: Path) -> list[str]:
@@ -201,34 +201,7 @@ def test_grid_settings_and_content_keyed_seeds(tiny):
     assert plan.tasks[0].spec.seed == sweep.grid_seed(proto.seed, "model1", key)
 
 
-# ------------------------------------------------------------------------------ statistics
-
-
-def test_t_quantile_against_tables():
-    # Student's t table values (two-sided 95%: p = 0.975)
-    for df, t in ((1, 12.706204736), (2, 4.302652730), (4, 2.776445105), (9, 2.262157163),
-                  (30, 2.042272456), (1000, 1.962339081)):
-        assert sweep.t_quantile(0.975, df) == pytest.approx(t, rel=1e-8)
-    # other levels, and a non-integer df (values of scipy.stats.t.ppf)
-    assert sweep.t_quantile(0.995, 5) == pytest.approx(4.032142984, rel=1e-8)
-    assert sweep.t_quantile(0.9, 3) == pytest.approx(1.637744354, rel=1e-8)
-    assert sweep.t_quantile(0.975, 7.5) == pytest.approx(2.333039626864974, rel=1e-9)
-    assert sweep.t_quantile(0.5, 3) == pytest.approx(0.0, abs=1e-10)
-    assert sweep.t_quantile(0.025, 4) == pytest.approx(-2.776445105, rel=1e-8)
-    with pytest.raises(ValueError):
-        sweep.t_quantile(1.0, 3)
-
-
-def test_describe_hand_worked():
-    d = sweep.describe([0.90, 0.92, 0.94])
-    assert d["n"] == 3 and d["mean"] == pytest.approx(0.92)
-    assert d["std"] == pytest.approx(0.02)  # sample std, ddof = 1
-    half = 4.302652730 * 0.02 / math.sqrt(3)
-    assert d["ci95"] == pytest.approx([0.92 - half, 0.92 + half])
-    assert (d["min"], d["max"]) == (0.90, 0.94)
-    one = sweep.describe([0.5])
-    assert one["mean"] == 0.5 and one["std"] is None and one["ci95"] is None
-    assert sweep.describe([])["mean"] is None
+# ------------------------------------------------------------------------------ aggregation
 
 
 def test_aggregate_counts_and_curve_bands(tiny):
@@ -296,6 +269,19 @@ def test_local_sweep_outputs_resume_and_determinism(tiny, reference, tmp_path):
     outcome = sweep.run_tasks(tiny["plan"].tasks, out, tiny["ref"], jobs=2,
                               task_fn=must_not_run, log=_quiet)
     assert sorted(outcome.reused) == sorted(reference) and not outcome.failures
+
+
+def test_threads_option_pins_every_worker(tiny, tmp_path):
+    """--threads N reaches each worker process through numnet.core.runtime.threads."""
+    out = tmp_path / "threads"
+    assert main(["sweep", "--protocol", str(tiny["protocol"]), "--seeds", "1", "--models", "1",
+                 "--data-dir", str(tiny["data_dir"]), "--no-verify", "--jobs", "1",
+                 "--threads", "2", "--out", str(out), "--quiet"]) == 0
+    workers = [json.loads(p.read_text())["worker"] for p in (out / "tasks").glob("*.json")]
+    assert len(workers) == 2
+    assert all(w["blas_threads"] == [2] and w["numnet_threads"] == 2 for w in workers)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["environment"]["threads_setting"] == 2
 
 
 def test_local_faults_killed_worker_and_failing_task(tiny, reference, tmp_path):

@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from numnet.core import serialize
+from numnet.core.backend import to_numpy
 from numnet.core.errors import DataError
+from numnet.core.losses import softmax
 
 METHODS = ("auto", "mnist", "area")
 SIDE = 28
@@ -127,17 +130,14 @@ def image_to_vector(path: str | Path, method: str = "auto") -> np.ndarray:
         gray = mnist_frame(gray, path)
     elif method == "area":
         gray = _resize(gray, SIDE, SIDE)
-    # MNIST pixels are bytes: quantise, then convert exactly as numnet.lab.data does, so a PNG of
-    # a data-set image gives back the very same row.
+    # MNIST pixels are bytes: quantise, then convert exactly as numnet.lab.data does, so a PNG
+    # of a data-set image gives back the very same row.
     u8 = np.clip(np.round(gray * 255.0), 0, 255).astype(np.uint8)
     return u8.reshape(SIDE * SIDE).astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def predict_vectors(model: Any, x: np.ndarray) -> np.ndarray:
     """Softmax probabilities ``(n, 10)`` of ``model`` for rows ``x`` ``(n, 784)``."""
-    from numnet.core.backend import to_numpy
-    from numnet.core.losses import softmax
-
     logits = to_numpy(model.forward(np.asarray(x), train=False)).astype(np.float64)
     return to_numpy(softmax(logits))
 
@@ -145,8 +145,6 @@ def predict_vectors(model: Any, x: np.ndarray) -> np.ndarray:
 def predict_files(weights: str | Path, images: list[str | Path],
                   method: str = "auto") -> list[Prediction]:
     """Load ``weights`` (numnet.core.serialize) and classify each image file."""
-    from numnet.core import serialize
-
     model = serialize.load(weights)
     x = np.stack([image_to_vector(p, method) for p in images])
     probs = predict_vectors(model, x)

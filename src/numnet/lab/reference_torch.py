@@ -1,4 +1,4 @@
-"""PyTorch reference implementation of SPEC's four models, built from a numnet model's weights.
+"""PyTorch reference implementation of the protocol's four models, from a numnet model's weights.
 
 This module exists only to *check* numnet: the same architecture written with plain
 ``torch.nn`` modules and trained with ``torch.optim.SGD``, so that ``numnet compare`` and the
@@ -21,7 +21,7 @@ numnet flattens a feature map in (height, width, channel) order (TensorFlow's), 
 rows of the first Linear after a Flatten are permuted when copying, so model 4's
 ``linear(392 -> 32)`` sees the same feature in the same row in both.
 
-The input is ``(N, 784)`` as in SPEC; ``nn.Unflatten`` turns it into ``(N, 1, 28, 28)``
+The input is ``(N, 784)`` as in the protocol; ``nn.Unflatten`` turns it into ``(N, 1, 28, 28)``
 (with one channel NCHW and NHWC are the same bytes). ``channels_last=True`` stores the conv
 weights and activations as NHWC in memory (PyTorch's ``torch.channels_last``), often faster
 on CPU; the math is the same.
@@ -36,12 +36,9 @@ from typing import Any
 import numpy as np
 
 from numnet.core.errors import NumnetError
+from numnet.core.names import IMAGE_SHAPE, MODEL_NAMES
 
 INSTALL_HINT = 'pip install "numnet[reference]"  (here: pip install torch==2.13.0)'
-
-MODEL_NAMES = ("model1", "model2", "model3", "model4")
-IMAGE_SHAPE = (28, 28, 1)  # H, W, C of one MNIST image (SPEC)
-NUM_CLASSES = 10
 
 
 class ReferenceUnavailableError(NumnetError):
@@ -79,7 +76,7 @@ def build_reference(
     dtype: str = "float32",
     channels_last: bool = False,
 ) -> Any:
-    """Build SPEC's ``name`` ("model1".."model4") as a ``torch.nn.Sequential``.
+    """Build the protocol's model ``name`` ("model1".."model4") as a ``torch.nn.Sequential``.
 
     Input ``(N, 784)``, output logits ``(N, 10)`` (the softmax lives in the loss, as in numnet).
     ``conv_activation`` (None or "relu", "sigmoid", "tanh") follows each convolution of model 4.
@@ -255,7 +252,7 @@ def numnet_layout_arrays(torch_model: Any, what: str = "value") -> list[np.ndarr
 
 
 def loss_function(reduction: str) -> Any:
-    """``nn.CrossEntropyLoss`` (log-softmax + NLL on logits) with SPEC's reduction ("sum" or
+    """``nn.CrossEntropyLoss`` (log-softmax + NLL on logits) with the protocol's reduction ("sum" or
     "mean" over the batch)."""
     torch = import_torch()
     if reduction not in ("sum", "mean"):
@@ -357,12 +354,6 @@ def iter_params(torch_model: Any) -> Iterator[Any]:
         yield getattr(module, attr)
 
 
-def set_threads(num_threads: int | None) -> None:
-    """Set PyTorch's intra-op thread count (None leaves PyTorch's default)."""
-    if num_threads is not None:
-        import_torch().set_num_threads(int(num_threads))
-
-
 __all__: Sequence[str] = (
     "INSTALL_HINT",
     "ReferenceTrainer",
@@ -374,7 +365,6 @@ __all__: Sequence[str] = (
     "loss_function",
     "numnet_layout_arrays",
     "reference_from_numnet",
-    "set_threads",
     "to_numnet_layout",
     "to_torch_layout",
 )

@@ -1,201 +1,19 @@
-"""One training run: SPEC's loop, its evaluations and divergence detection.
-
-``train_run(spec, data)`` is a pure function of its inputs: the same :class:`RunSpec` on the
-same data gives the same :class:`RunResult` (timing fields aside), in this process, in another
-one, or on a Dask worker (both classes pickle).
-
-Everything random in a run comes from ``spec.seed``, split into two independent children by
-:func:`child_seeds` (``numpy.random.SeedSequence(seed).spawn(2)``):
-
-- the *init* seed builds the model (:func:`build_model`, ``models.build(..., seed=init)``);
-- the *shuffle* seed drives the mini-batch order (:func:`make_batch_source`, a fresh
-  TensorFlow-style ``DataSet`` over the train split seeded with it).
-
-So another implementation (the PyTorch reference) starts from the same weights and sees the
-same batches by calling these two functions.
-
-The loop is SPEC's, verbatim::
-
-    i = 0
-    while train.epochs_completed < num_epochs:
-        i += 1
-        x, y = train.next_batch(batch_size)
-        update the model on (x, y)
-        if i % eval_every == 0: evaluate
-
-With 55,000 examples and batch 100 a run of E epochs makes 550*E + 1 updates and
-floor((550*E + 1) / 200) evaluations (:func:`expected_updates`, :func:`expected_evaluations`).
-
-Divergence: the batch loss is checked at every update (a scalar, free) and the parameters at
-every evaluation. A non-finite value stops the run with status ``"diverged"``; its curves end
-at the last good evaluation and ``diverged_at_update`` is the number of the update that
-produced the non-finite loss (that update is not applied) or after which the parameters (or
-the evaluation losses) were found non-finite.
-"""
+"""The training loop of one run, its evaluations and divergence detection (the rules are in
+:mod:`numnet.lab.training`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from numnet.core import backend
+from numnet.core import backend, models
 from numnet.core.datasets import DataSet, Datasets
-
-STATUS_OK = "ok"
-STATUS_DIVERGED = "diverged"
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that determines one run (hashable, picklable, JSON-able via ``to_dict``).
-
-    ``setting`` is the 1-based index of the setting in the protocol (labels only: it is part of
-    ``run_id`` but does not change the computation; ``seed`` does).
-    """
-
-    model: str
-    epochs: int
-    lr: float
-    reduction: str = "sum"
-    batch_size: int = 100
-    eval_every: int = 200
-    eval_train_examples: int = 11000
-    eval_test_examples: int = 10000
-    eval_batch_size: int = 1000
-    seed: int = 0
-    dtype: str = "float32"
-    weight_init: str = "xavier_uniform"
-    bias_init: str = "zeros"
-    conv_activation: str = "none"
-    setting: int | None = None
-
-    @property
-    def run_id(self) -> str:
-        """File-name-safe identifier: ``model4-setting1`` (or ``model4-e5-lr0.01`` ad hoc)."""
-        if self.setting is not None:
-            return f"{self.model}-setting{self.setting}"
-        return f"{self.model}-e{self.epochs}-lr{self.lr:g}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
-        return cls(**d)
-
-
-@dataclass
-class RunResult:
-    """What a run produced. ``model`` (the trained model) is not part of ``to_dict``.
-
-    Curves: ``samples[k]`` is the number of training samples processed at the k-th evaluation
-    (``update * batch_size``); ``train_accuracy[k]``/``train_loss[k]`` are measured on the first
-    ``eval_train_examples`` train examples (file order), ``test_*`` on the first
-    ``eval_test_examples`` test examples. Losses are mean per-example cross-entropies.
-    """
-
-    spec: RunSpec
-    status: str
-    updates: int
-    samples: list[int]
-    train_accuracy: list[float]
-    test_accuracy: list[float]
-    train_loss: list[float]
-    test_loss: list[float]
-    init_seed: int
-    shuffle_seed: int
-    diverged_at_update: int | None = None
-    divergence_reason: str | None = None
-    wall_time: float = 0.0
-    model: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def run_id(self) -> str:
-        return self.spec.run_id
-
-    @property
-    def evaluations(self) -> int:
-        return len(self.samples)
-
-    @property
-    def diverged(self) -> bool:
-        return self.status == STATUS_DIVERGED
-
-    @property
-    def final_train_accuracy(self) -> float | None:
-        return self.train_accuracy[-1] if self.train_accuracy else None
-
-    @property
-    def final_test_accuracy(self) -> float | None:
-        return self.test_accuracy[-1] if self.test_accuracy else None
-
-    @property
-    def updates_per_second(self) -> float:
-        return self.updates / self.wall_time if self.wall_time > 0 else 0.0
-
-    def spec_tuple(self) -> tuple[tuple[int, float], list[float], list[float]]:
-        """SPEC's result tuple ``((num_epochs, learning_rate), train_acc_list, test_acc_list)``."""
-        return (self.spec.epochs, self.spec.lr), list(self.train_accuracy), list(self.test_accuracy)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "spec": self.spec.to_dict(),
-            "status": self.status,
-            "diverged_at_update": self.diverged_at_update,
-            "divergence_reason": self.divergence_reason,
-            "updates": self.updates,
-            "evaluations": self.evaluations,
-            "samples": list(self.samples),
-            "train_accuracy": list(self.train_accuracy),
-            "test_accuracy": list(self.test_accuracy),
-            "train_loss": list(self.train_loss),
-            "test_loss": list(self.test_loss),
-            "final_train_accuracy": self.final_train_accuracy,
-            "final_test_accuracy": self.final_test_accuracy,
-            "init_seed": self.init_seed,
-            "shuffle_seed": self.shuffle_seed,
-            "wall_time": self.wall_time,
-            "updates_per_second": self.updates_per_second,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunResult:
-        return cls(
-            spec=RunSpec.from_dict(d["spec"]),
-            status=d["status"],
-            updates=int(d["updates"]),
-            samples=[int(s) for s in d["samples"]],
-            train_accuracy=[float(a) for a in d["train_accuracy"]],
-            test_accuracy=[float(a) for a in d["test_accuracy"]],
-            train_loss=[float(a) for a in d["train_loss"]],
-            test_loss=[float(a) for a in d["test_loss"]],
-            init_seed=int(d["init_seed"]),
-            shuffle_seed=int(d["shuffle_seed"]),
-            diverged_at_update=d.get("diverged_at_update"),
-            divergence_reason=d.get("divergence_reason"),
-            wall_time=float(d.get("wall_time", 0.0)),
-        )
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Passed to ``on_progress``: where a run stands (accuracies of the last evaluation)."""
-
-    spec: RunSpec
-    update: int
-    total_updates: int
-    evaluations: int
-    train_accuracy: float | None
-    test_accuracy: float | None
-    elapsed: float
-    done: bool = False
-
+from numnet.core.losses import softmax_cross_entropy
+from numnet.core.optim import SGD
+from numnet.lab.training.spec import STATUS_DIVERGED, STATUS_OK, Progress, RunResult, RunSpec
 
 # ------------------------------------------------------------------------------ seeds, counts
 
@@ -208,9 +26,8 @@ def child_seeds(seed: int) -> tuple[int, int]:
 
 
 def build_model(spec: RunSpec) -> Any:
-    """The run's initial model: ``models.build`` with the spec's options and init seed."""
-    from numnet.core import models
-
+    """The run's initial model: ``models.build`` with the spec's options, kernels and init
+    seed."""
     init_seed, _ = child_seeds(spec.seed)
     return models.build(
         spec.model,
@@ -218,6 +35,7 @@ def build_model(spec: RunSpec) -> Any:
         dtype=spec.dtype,
         conv_activation=None if spec.conv_activation == "none" else spec.conv_activation,
         bias_init=spec.bias_init,
+        kernels=spec.kernels,
     )
 
 
@@ -253,8 +71,6 @@ def expected_evaluations(num_examples: int, batch_size: int, epochs: int, eval_e
 def evaluate(model: Any, x: Any, y: Any, batch_size: int = 1000) -> tuple[float, float]:
     """``(accuracy, mean cross-entropy)`` of ``model`` on images ``x`` (n, 784) and one-hot
     labels ``y`` (n, 10), in chunks of ``batch_size`` (no training caches kept)."""
-    from numnet.core.losses import softmax_cross_entropy
-
     xp = backend.array_module(x)
     n = len(x)
     correct = 0
@@ -293,16 +109,12 @@ class NumnetStepper:
     """
 
     def __init__(self, model: Any, lr: float, reduction: str) -> None:
-        from numnet.core.optim import SGD
-
         self.model = model
         self.optimizer = SGD(model.parameters(), lr)
         self.reduction = reduction
         self._dlogits: Any = None
 
     def loss(self, x: Any, y: Any) -> float:
-        from numnet.core.losses import softmax_cross_entropy
-
         logits = self.model.forward(x)
         loss, self._dlogits = softmax_cross_entropy(logits, y, reduction=self.reduction)
         return float(loss)

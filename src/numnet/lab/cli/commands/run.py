@@ -1,0 +1,108 @@
+"""Handlers of ``numnet reproduce``, ``train``, ``report`` and ``predict``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from numnet.core import backend
+from numnet.core.errors import NumnetError
+from numnet.lab import data as data_mod
+from numnet.lab import experiments, predict, protocol, report
+from numnet.lab.cli.common import EXIT_FAILED, EXIT_OK, UserError, progress, threads
+from numnet.lab.progress import describe_run
+from numnet.lab.records import default_out_dir
+from numnet.lab.training import RunSpec
+
+
+def check_device(device: str) -> None:
+    """A one-line usage error when ``device`` cannot be used here (CUDA without CuPy)."""
+    try:
+        backend.xp_for(device)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
+
+
+def reproduce(args: argparse.Namespace) -> int:
+    check_device(args.device)
+    proto = protocol.load(args.protocol)
+    try:
+        models = experiments.parse_models(args.models)
+    except NumnetError as exc:
+        raise UserError(str(exc)) from None
+    outcome = experiments.reproduce(
+        proto,
+        out_dir=args.out,
+        models=models,
+        seed=args.seed,
+        quick=args.quick,
+        force=args.force,
+        device=args.device,
+        data_dir=args.data_dir,
+        progress=progress(args),
+        threads=threads(args),
+        kernels=args.kernels,
+    )
+    doc = outcome.results_json
+    label = " (QUICK)" if doc.get("label") else ""
+    print(f"Final test accuracy{label}, protocol {doc['protocol']['name']}:")
+    print(report.format_summary(doc))
+    print(f"Wall time {outcome.wall_time:.1f} s; outputs in {outcome.out_dir}/ "
+          "(report.html, results.json, learning_curves.png, summary_table.png)")
+    return EXIT_OK
+
+
+def train(args: argparse.Namespace) -> int:
+    check_device(args.device)
+    try:
+        model = experiments.parse_model(args.model)
+    except NumnetError as exc:
+        raise UserError(str(exc)) from None
+    for name in ("epochs", "batch_size", "eval_every", "eval_train_examples",
+                 "eval_test_examples"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be positive")
+    if not args.lr > 0:
+        raise UserError(f"--lr must be positive, got {args.lr}")
+    n_threads = threads(args)
+    data = data_mod.load("mnist", args.data_dir, progress=not args.quiet)
+    if args.batch_size > data.train.num_examples:
+        raise UserError(f"--batch-size {args.batch_size} is larger than the train split "
+                        f"({data.train.num_examples} examples)")
+    spec = RunSpec(
+        model=model, epochs=args.epochs, lr=args.lr, reduction=args.reduction,
+        batch_size=args.batch_size, eval_every=args.eval_every,
+        eval_train_examples=min(args.eval_train_examples, data.train.num_examples),
+        eval_test_examples=min(args.eval_test_examples, data.test.num_examples),
+        seed=args.seed, dtype=args.dtype, bias_init=args.bias_init,
+        conv_activation=args.conv_activation, kernels=args.kernels,
+    )
+    out = Path(args.out) if args.out else default_out_dir(model, kind="train")
+    result = experiments.train_one(spec, data, out, device=args.device,
+                                   progress=progress(args), threads=n_threads)
+    _, weights = experiments.run_paths(out, spec.run_id)
+    print(f"{spec.run_id}: {describe_run(result)}")
+    print(f"weights: {weights}")
+    return EXIT_FAILED if result.diverged else EXIT_OK
+
+
+def report_command(args: argparse.Namespace) -> int:
+    if not Path(args.dir).is_dir():
+        raise UserError(f"{args.dir} is not a directory; give a `numnet reproduce` --out DIR")
+    for path in report.rebuild(args.dir).values():
+        print(path)
+    return EXIT_OK
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    predictions = predict.predict_files(args.weights, args.images, method=args.method)
+    for pred in predictions:
+        if args.json:
+            print(json.dumps(pred.to_dict()))
+            continue
+        print(f"{pred.path}: {pred.label}  (probability {pred.confidence:.4f})")
+        print("  " + "  ".join(f"{k}: {p:.4f}" for k, p in enumerate(pred.probabilities)))
+    sys.stdout.flush()
+    return EXIT_OK

@@ -1,0 +1,67 @@
+"""What the commands share: exit codes, the one-line usage error, and the options that mean
+the same in every command (``--threads``, ``--device``, ``--kernels``, ``--protocol``, ...)."""
+
+from __future__ import annotations
+
+import argparse
+
+from numnet.core.errors import NumnetError
+from numnet.core.names import DEFAULT_KERNELS, DEVICES, KERNELS
+from numnet.lab.protocol import BUILTIN_PROTOCOLS
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+BUILTINS = ", ".join(BUILTIN_PROTOCOLS)
+THREADS_HELP = ("threads for numnet's helper threads (at most 2), the BLAS pools and PyTorch "
+                "(numnet.core.runtime.threads); results do not depend on it; 0 leaves them as "
+                "they are")
+
+
+class UserError(NumnetError):
+    """Bad command-line usage; printed as one line, exit code 2, no traceback."""
+
+
+def add_protocol(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", default="assignment", metavar="NAME|PATH",
+                   help=f"built-in protocol ({BUILTINS}) or a TOML file (default: assignment)")
+
+
+def add_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default=None, metavar="1,4",
+                   help="only these models, by number or name (default: all of the protocol)")
+
+
+def add_quick(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--quick", action="store_true", help=help)
+
+
+def add_threads(p: argparse.ArgumentParser, default: int, why: str) -> None:
+    """``--threads N``: ``numnet.core.runtime.threads(N)`` in every command."""
+    p.add_argument("--threads", type=int, default=default, metavar="N",
+                   help=f"{THREADS_HELP} ({why})")
+
+
+def add_device(p: argparse.ArgumentParser, what: str = "compute device") -> None:
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help=f'{what}: "cpu" (default) or "cuda" (needs the numnet[gpu] extra)')
+
+
+def add_kernels(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernels", choices=KERNELS, default=DEFAULT_KERNELS,
+                   help=f"the core's kernels: fast (fused, buffered, threaded) or plain (the "
+                        f"readable path); default {DEFAULT_KERNELS}")
+
+
+def threads(args: argparse.Namespace) -> int | None:
+    """The ``--threads`` value for ``numnet.core.runtime.threads``: None for 0."""
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
+    return args.threads or None
+
+
+def progress(args: argparse.Namespace) -> str:
+    """``--quiet``: log lines instead of progress bars."""
+    return "log" if args.quiet else "auto"

@@ -1,0 +1,95 @@
+"""``numnet compare``: a protocol run twice, with numnet and with PyTorch, side by side (Q2).
+
+Every run of the protocol is trained by numnet and by the PyTorch reference
+(:mod:`numnet.lab.reference_torch`: plain ``torch.nn`` + ``torch.optim.SGD``, summed or mean loss as
+the protocol says), both through numnet's own loop (:func:`numnet.lab.training.train_run` with a
+PyTorch *stepper*), so both see **the same initial weights** (the numnet model built from the
+run's init seed, copied into PyTorch) and **the same batches in the same order** (the run's
+shuffle seed), and are evaluated and checked for divergence by the same code. For the CNN
+(model 4) PyTorch runs a second time with ``channels_last`` memory format, for timing.
+
+Per run it records: final and best test accuracy of both, the largest gap between the two
+curves, wall time of both and the ratio PyTorch / numnet (> 1: numnet is faster), the status
+(``ok`` or ``diverged`` at update N) of each, the diagnosis of each by
+:func:`numnet.lab.report.diagnose` (the report's rules), and the float64 agreement below.
+
+Float64 agreement (:func:`float64_agreement`). numnet and PyTorch are the same computation, so
+in float64, from the same weights on the same batches, their losses must agree to rounding:
+
+1. *trajectory*: both train independently for the first ``updates`` (200) updates of the run;
+   the largest relative difference of the batch loss, ``|L_numnet - L_torch| / max(|L_numnet|,
+   |L_torch|)``, must stay below ``tolerance`` (1e-9).
+2. Some runs amplify rounding exponentially (a chaotic regime, e.g. model 1 at lr 0.1 with the
+   summed loss: a 1e-16 difference grows about 10x every 10 updates). There two *identical*
+   computations that merely round differently separate, so the trajectory check cannot tell a
+   bug from rounding. When the trajectory difference exceeds the tolerance, two more checks
+   run and decide instead:
+
+   - *control*: numnet against numnet fed each batch with its rows reversed (the same
+     mathematics; only the order of the sums over the batch, hence the rounding, differs).
+     The *horizon* is the number of leading updates during which the control stays within
+     ``control_tolerance`` (1e-12): over the horizon the run does not yet amplify rounding, and
+     there the trajectory difference must still be below ``tolerance``;
+   - *lockstep*: at every one of the updates, PyTorch is given numnet's current weights, both
+     compute the loss and make one update; the relative difference of the loss and of the
+     updated weights must be below ``tolerance`` at every update.
+
+A run that fails raises :class:`AgreementError` after every output is written (the CLI exits
+with code 1). Outputs in ``out_dir``::
+
+    compare.json          everything above, per run, plus versions, threads, machine
+    compare_curves.png    the 3x4 learning-curve grid, numnet (solid) and PyTorch (dashed)
+    compare.html          the Q2 section (self-contained, the figure embedded)
+    compare.md            the same for terminals and notebooks
+    protocol.toml         the protocol used
+"""
+
+from numnet.lab.compare.agreement import (
+    AGREEMENT_UPDATES,
+    CONTROL_TOLERANCE,
+    TOLERANCE,
+    AgreementError,
+    describe_agreement,
+    float64_agreement,
+)
+from numnet.lab.compare.answers import q2_answers, side_by_side_rows
+from numnet.lab.compare.figure import overlay_figure
+from numnet.lab.compare.record import (
+    COMPARE_FORMAT,
+    compare_document,
+    compare_record,
+    load_compare,
+    refresh_diagnoses,
+)
+from numnet.lab.compare.render import (
+    format_table,
+    q2_section_html,
+    render_html,
+    render_markdown,
+    write_outputs,
+)
+from numnet.lab.compare.runner import CompareOutcome, run_compare
+
+__all__ = [
+    "AGREEMENT_UPDATES",
+    "COMPARE_FORMAT",
+    "CONTROL_TOLERANCE",
+    "TOLERANCE",
+    "AgreementError",
+    "CompareOutcome",
+    "compare_document",
+    "compare_record",
+    "describe_agreement",
+    "float64_agreement",
+    "format_table",
+    "load_compare",
+    "overlay_figure",
+    "q2_answers",
+    "q2_section_html",
+    "refresh_diagnoses",
+    "render_html",
+    "render_markdown",
+    "run_compare",
+    "side_by_side_rows",
+    "write_outputs",
+]

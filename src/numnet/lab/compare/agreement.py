@@ -1,0 +1,220 @@
+"""The float64 agreement of numnet and PyTorch on one run: the check that the two are
+the same computation.
+
+numnet and PyTorch are the same computation, so
+in float64, from the same weights on the same batches, their losses must agree to rounding:
+
+1. *trajectory*: both train independently for the first ``updates`` (200) updates of the run;
+   the largest relative difference of the batch loss, ``|L_numnet - L_torch| / max(|L_numnet|,
+   |L_torch|)``, must stay below ``tolerance`` (1e-9).
+2. Some runs amplify rounding exponentially (a chaotic regime, e.g. model 1 at lr 0.1 with the
+   summed loss: a 1e-16 difference grows about 10x every 10 updates). There two *identical*
+   computations that merely round differently separate, so the trajectory check cannot tell a
+   bug from rounding. When the trajectory difference exceeds the tolerance, two more checks
+   run and decide instead:
+
+   - *control*: numnet against numnet fed each batch with its rows reversed (the same
+     mathematics; only the order of the sums over the batch, hence the rounding, differs).
+     The *horizon* is the number of leading updates during which the control stays within
+     ``control_tolerance`` (1e-12): over the horizon the run does not yet amplify rounding, and
+     there the trajectory difference must still be below ``tolerance``;
+   - *lockstep*: at every one of the updates, PyTorch is given numnet's current weights, both
+     compute the loss and make one update; the relative difference of the loss and of the
+     updated weights must be below ``tolerance`` at every update.
+
+A run that fails makes ``numnet compare`` raise :class:`AgreementError` once every output is
+written (the CLI exits with code 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from numnet.core.datasets import DataSet
+from numnet.core.errors import NumnetError
+from numnet.lab.reference_torch import (
+    ReferenceTrainer,
+    copy_numnet_weights,
+    numnet_layout_arrays,
+    reference_from_numnet,
+)
+from numnet.lab.training import (
+    NumnetStepper,
+    RunSpec,
+    build_model,
+    expected_updates,
+    make_batch_source,
+)
+
+TOLERANCE = 1e-9
+CONTROL_TOLERANCE = 1e-12
+AGREEMENT_UPDATES = 200
+
+
+class AgreementError(NumnetError):
+    """numnet and PyTorch disagree in float64 beyond the tolerance: a bug in one of them."""
+
+
+def _rel(a: float, b: float) -> float:
+    if a == b:
+        return 0.0
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.inf
+    return abs(a - b) / max(abs(a), abs(b), 1e-300)
+
+
+def _param_rel(numnet_model: Any, torch_model: Any) -> float:
+    """Largest, over the parameters, of ``max|p_numnet - p_torch| / max|p_numnet|``."""
+    worst = 0.0
+    for p, q in zip(numnet_model.parameters(), numnet_layout_arrays(torch_model), strict=True):
+        scale = float(np.max(np.abs(p.value)))
+        diff = float(np.max(np.abs(p.value - q)))
+        worst = max(worst, diff / scale if scale > 0 else diff)
+    return worst if math.isfinite(worst) else math.inf
+
+
+def _numnet_stepper(spec64: RunSpec) -> Any:
+    return NumnetStepper(build_model(spec64), spec64.lr, spec64.reduction)
+
+
+def _steppers(spec64: RunSpec) -> tuple[Any, Any]:
+    """A fresh numnet float64 model for ``spec64`` and its PyTorch twin, as steppers."""
+    model = build_model(spec64)
+    twin = reference_from_numnet(model, spec64.model)
+    return (NumnetStepper(model, spec64.lr, spec64.reduction),
+            ReferenceTrainer(twin, lr=spec64.lr, reduction=spec64.reduction))
+
+
+def _batches(spec: RunSpec, train: DataSet, n: int) -> Iterator[tuple[int, np.ndarray, Any]]:
+    """The run's first ``n`` batches (its shuffle seed), images cast to float64."""
+    source = make_batch_source(spec, train)
+    for i in range(1, n + 1):
+        x, y = source.next_batch(spec.batch_size)
+        yield i, x.astype(np.float64), y
+
+
+def float64_agreement(
+    spec: RunSpec,
+    train: DataSet,
+    updates: int = AGREEMENT_UPDATES,
+    *,
+    tolerance: float = TOLERANCE,
+    control_tolerance: float = CONTROL_TOLERANCE,
+) -> dict[str, Any]:
+    """The float64 agreement of numnet and PyTorch over the first ``updates`` updates of the
+    run ``spec`` (its init and shuffle seeds, options and learning rate; dtype forced to
+    float64). See the module docstring for the three checks and the pass rule. Returns a
+    JSON-able dict; ``passed`` says whether the run passed."""
+    spec64 = dataclasses.replace(spec, dtype="float64")
+    n = min(updates, expected_updates(train.num_examples, spec.batch_size, spec.epochs))
+    result: dict[str, Any] = {
+        "dtype": "float64", "requested_updates": updates, "updates": n,
+        "tolerance": tolerance, "control_tolerance": control_tolerance,
+    }
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        # 1. trajectory: both train on their own.
+        numnet, torch_ = _steppers(spec64)
+        rel: list[float] = []
+        both_diverged_at = None
+        for i, x, y in _batches(spec, train, n):
+            a, b = numnet.loss(x, y), torch_.loss(x, y)
+            if not (math.isfinite(a) or math.isfinite(b)):
+                both_diverged_at = i  # the same verdict in both; nothing more to compare
+                break
+            rel.append(_rel(a, b))
+            if not (math.isfinite(a) and math.isfinite(b)):
+                break  # one diverged, the other not: rel is inf
+            numnet.update()
+            torch_.update()
+        worst = max(rel, default=0.0)
+        result.update(
+            method="trajectory",
+            compared_updates=len(rel),
+            both_diverged_at_update=both_diverged_at,
+            max_rel_loss_diff=worst,
+            at_update=(rel.index(worst) + 1) if rel else None,
+            final_rel_param_diff=_param_rel(numnet.model, torch_.model) if rel else None,
+            rel_loss_diff_curve=_thin(rel),
+        )
+        if worst <= tolerance:
+            result["passed"] = True
+            return result
+
+        # 2a. control: numnet against itself with each batch's rows reversed.
+        numnet, reversed_ = _numnet_stepper(spec64), _numnet_stepper(spec64)
+        control: list[float] = []
+        for _i, x, y in _batches(spec, train, len(rel)):
+            a, c = numnet.loss(x, y), reversed_.loss(x[::-1].copy(), y[::-1].copy())
+            control.append(_rel(a, c))
+            if not (math.isfinite(a) and math.isfinite(c)):
+                break
+            numnet.update()
+            reversed_.update()
+        horizon = next((k for k, r in enumerate(control) if r > control_tolerance), len(control))
+        within = max(rel[:horizon], default=0.0)
+
+        # 2b. lockstep: PyTorch restarts every update from numnet's weights.
+        numnet, torch_ = _steppers(spec64)
+        lock_loss, lock_param, lock_at = 0.0, 0.0, None
+        lock_updates = 0
+        for i, x, y in _batches(spec, train, len(rel)):
+            copy_numnet_weights(numnet.model, torch_.model)
+            a, b = numnet.loss(x, y), torch_.loss(x, y)
+            r = _rel(a, b)
+            if not (math.isfinite(a) and math.isfinite(b)):
+                if math.isfinite(a) or math.isfinite(b):
+                    lock_loss, lock_at = math.inf, i
+                break
+            numnet.update()
+            torch_.update()
+            lock_updates = i
+            rp = _param_rel(numnet.model, torch_.model)
+            if max(r, rp) > max(lock_loss, lock_param):
+                lock_at = i
+            lock_loss, lock_param = max(lock_loss, r), max(lock_param, rp)
+
+    result.update(
+        method="trajectory + control + lockstep",
+        control_max_rel_loss_diff=max(control, default=0.0),
+        control_rel_loss_diff_curve=_thin(control),
+        horizon=horizon,
+        max_rel_loss_diff_within_horizon=within,
+        lockstep_updates=lock_updates,
+        lockstep_max_rel_loss_diff=lock_loss,
+        lockstep_max_rel_param_diff=lock_param,
+        lockstep_at_update=lock_at,
+    )
+    result["passed"] = bool(within <= tolerance and lock_loss <= tolerance
+                            and lock_param <= tolerance)
+    return result
+
+
+def _thin(values: list[float], points: int = 50) -> list[list[float]]:
+    """``[[update, value], ...]`` at most ``points`` samples (every k-th and the worst), for
+    compare.json (JSON-safe: inf becomes 1e308)."""
+    if not values:
+        return []
+    step = max(1, math.ceil(len(values) / points))
+    keep = set(range(step - 1, len(values), step)) | {int(np.argmax(values)), 0}
+    return [[k + 1, min(values[k], 1e308)] for k in sorted(keep)]
+
+
+def describe_agreement(a: dict[str, Any]) -> str:
+    """One line: the float64 agreement of a run."""
+    verdict = "PASS" if a["passed"] else "FAIL"
+    text = (f"{verdict}: max relative loss difference {a['max_rel_loss_diff']:.2e} over "
+            f"{a['compared_updates']} updates")
+    if a.get("both_diverged_at_update"):
+        text += f" (both diverged at update {a['both_diverged_at_update']})"
+    if "lockstep_max_rel_loss_diff" in a:
+        text += (f"; rounding-sensitive run: numnet vs itself (batch rows reversed) "
+                 f"{a['control_max_rel_loss_diff']:.2e}, within the horizon of {a['horizon']} "
+                 f"updates {a['max_rel_loss_diff_within_horizon']:.2e}; lockstep loss "
+                 f"{a['lockstep_max_rel_loss_diff']:.2e}, weights "
+                 f"{a['lockstep_max_rel_param_diff']:.2e}")
+    return text

@@ -1,0 +1,171 @@
+"""``numnet compare``: every run of a protocol trained by numnet and by the PyTorch twin through
+the same loop, then the float64 agreement of each, written as it goes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from numnet.core import runtime
+from numnet.core.datasets import Datasets
+from numnet.core.io import write_text
+from numnet.lab import data as data_mod
+from numnet.lab import protocol as protocol_mod
+from numnet.lab.compare.agreement import (
+    AGREEMENT_UPDATES,
+    TOLERANCE,
+    AgreementError,
+    describe_agreement,
+    float64_agreement,
+)
+from numnet.lab.compare.record import compare_document, compare_record, save_document
+from numnet.lab.compare.render import write_outputs
+from numnet.lab.environment import data_info, environment_info
+from numnet.lab.experiments.plan import plan_runs
+from numnet.lab.progress import Log, ProgressDisplay, stderr_log
+from numnet.lab.protocol import Protocol
+from numnet.lab.records import default_out_dir, timestamp
+from numnet.lab.reference_torch import ReferenceTrainer, import_torch, reference_from_numnet
+from numnet.lab.results import QUICK_LABEL
+from numnet.lab.training import RunResult, RunSpec, build_model, expected_updates, train_run
+
+
+@dataclass
+class CompareOutcome:
+    """What :func:`run_compare` produced: the output folder and the compare.json document."""
+
+    out_dir: Path
+    doc: dict[str, Any]
+    failed: list[str] = field(default_factory=list)  # run ids that failed the agreement
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+
+def torch_info() -> dict[str, Any]:
+    """PyTorch's version, intra-op thread count and whether mkldnn is there."""
+    torch = import_torch()
+    return {"version": torch.__version__, "threads": torch.get_num_threads(),
+            "mkldnn": bool(torch.backends.mkldnn.is_available())}
+
+
+def run_compare(
+    protocol: Protocol | str | Path = "assignment",
+    data: Datasets | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    models: list[str] | None = None,
+    quick: bool = False,
+    seed: int | None = None,
+    agreement_updates: int = AGREEMENT_UPDATES,
+    channels_last: bool = True,
+    threads: int | None = 1,
+    data_dir: str | Path | None = None,
+    progress: str = "auto",
+    log: Log = stderr_log,
+    tolerance: float = TOLERANCE,
+) -> CompareOutcome:
+    """Run every run of ``protocol`` with numnet and with PyTorch and write the outputs.
+
+    protocol: a :class:`Protocol`, a built-in name or a TOML path; ``models`` restricts it,
+    ``seed`` overrides its seed, ``quick`` applies its ``[quick]`` variant (as ``numnet
+    reproduce``). data: the protocol's splits (loaded for the protocol's dataset when None).
+    agreement_updates: float64 agreement over this many first updates of each run (0: skip).
+    channels_last: also time PyTorch's channels_last layout for model 4. threads:
+    ``numnet.core.runtime.threads(threads)`` -- numnet, BLAS and PyTorch alike, so the time
+    ratio is fair (None leaves the libraries' defaults). progress: "bars", "log", "none" or
+    "auto". Raises :class:`AgreementError` (after writing every output) when a run fails the
+    float64 agreement.
+    """
+    import_torch()  # before runtime.threads, which sets PyTorch's threads once it is imported
+    started = time.perf_counter()
+    started_at = timestamp()
+    protocol = protocol_mod.resolve(protocol, seed, quick)
+    specs = plan_runs(protocol, models)
+    out = (Path(out_dir) if out_dir is not None
+           else default_out_dir(protocol.name, kind="compare", quick=protocol.quick))
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "protocol.toml", protocol.text)
+    if data is None:
+        data = data_mod.load(dataset=protocol.dataset, data_dir=data_dir,
+                             validation_size=protocol.validation_size,
+                             progress=progress != "none")
+    protocol_mod.check_against_data(protocol, data.train.num_examples, data.test.num_examples)
+    info = data_info(protocol.dataset, data)
+
+    totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)
+              for s in specs}
+    n_impl = {s.run_id: 3 if channels_last and s.model == "model4" else 2 for s in specs}
+    display = ProgressDisplay(
+        progress, log, sum(totals[s.run_id] * n_impl[s.run_id] for s in specs))
+    quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
+    display.message(f"numnet compare: protocol {protocol.name}{quick_note} (hash "
+                    f"{protocol.hash}), {len(specs)} runs x numnet/PyTorch, output {out}")
+
+    records: list[dict[str, Any]] = []
+    with runtime.threads(threads):
+        environment = environment_info(threads)
+        environment["torch"] = torch_info()
+
+        def document(complete: bool) -> dict[str, Any]:
+            return compare_document(protocol, records, info, environment, {
+                "started_at": started_at,
+                "finished_at": timestamp(),
+                "wall_time": time.perf_counter() - started,
+            }, complete=complete, agreement_updates=agreement_updates, tolerance=tolerance)
+
+        try:
+            for k, spec in enumerate(specs, start=1):
+                total = totals[spec.run_id]
+                label = f"[{k}/{len(specs)}]"
+                display.start_run(f"{label} numnet", spec, total)
+                numnet_run = train_run(spec, data, on_progress=display.update)
+                display.end_run(f"{label} numnet", numnet_run, total)
+
+                def torch_run(cl: bool, spec: RunSpec = spec, label: str = label,
+                              total: int = total) -> RunResult:
+                    name = f"{label} PyTorch" + (" channels_last" if cl else "")
+                    twin = reference_from_numnet(build_model(spec), spec.model,
+                                                 channels_last=cl)
+                    stepper = ReferenceTrainer(twin, lr=spec.lr, reduction=spec.reduction,
+                                               channels_last=cl)
+                    display.start_run(name, spec, total)
+                    result = train_run(spec, data, on_progress=display.update, stepper=stepper)
+                    display.end_run(name, result, total)
+                    return result
+
+                pt_run = torch_run(False)
+                cl_run = torch_run(True) if n_impl[spec.run_id] == 3 else None
+                agreement = None
+                if agreement_updates > 0:
+                    t0 = time.perf_counter()
+                    agreement = float64_agreement(spec, data.train, agreement_updates,
+                                                  tolerance=tolerance)
+                    agreement["wall_time"] = time.perf_counter() - t0
+                    display.message(f"{label} float64 agreement {spec.run_id}: "
+                                    f"{describe_agreement(agreement)}")
+                for r in (numnet_run, pt_run, cl_run):
+                    if r is not None:
+                        r.model = None
+                records.append(compare_record(spec, numnet_run, pt_run, cl_run, agreement))
+                save_document(out, document(complete=False))
+        finally:
+            display.close()
+
+    doc = document(complete=True)
+    write_outputs(out, doc)
+    failed = [r["run_id"] for r in records if r["agreement"] and not r["agreement"]["passed"]]
+    log(f"numnet compare: done in {doc['timing']['wall_time']:.1f} s; outputs in {out}")
+    outcome = CompareOutcome(out_dir=out, doc=doc, failed=failed)
+    if failed:
+        worst = {r["run_id"]: r["agreement"] for r in records if r["run_id"] in failed}
+        detail = "; ".join(f"{rid}: {describe_agreement(a)}" for rid, a in worst.items())
+        raise AgreementError(
+            f"numnet and PyTorch disagree in float64 beyond {tolerance:g} in "
+            f"{len(failed)} run(s) ({detail}); one of the two implementations has a bug. "
+            f"Details in {out / 'compare.json'}"
+        )
+    return outcome

@@ -1,0 +1,50 @@
+"""``numnet reproduce``: every run of a protocol, resumable, with all its outputs.
+
+:func:`reproduce` plans the runs of a protocol (:func:`plan_runs`), trains each one with
+:func:`numnet.lab.training.train_run`, saves each finished run as it completes, then writes the
+results and the report into the output folder::
+
+    OUT/
+      protocol.toml             the protocol file used (verbatim)
+      runs/<run_id>.json        one finished run (curves, status, seeds, timing): resume markers
+      weights/<run_id>.npz      its trained weights (numnet.core.serialize)
+      results.json              the protocol's result tuples per model + every run + metadata
+                                (versions, BLAS, threads, machine, protocol text and hash, data,
+                                quick flag): numnet.lab.results
+      results.csv               one row per (run, evaluation)
+      learning_curves.png       the 3x4 learning-curve figure
+      summary_table.png         the table of final test accuracies
+      report.html, report.md    the report (numnet.lab.report)
+
+Every file is written atomically. A run counts as finished once ``runs/<run_id>.json`` exists
+(written after its weights); rerunning with the same ``--out`` reuses finished runs whose
+protocol hash, run spec and data fingerprint match, and trains the rest. ``force=True`` retrains
+everything. Interrupting (Ctrl-C) loses at most the run in progress.
+
+Seeds: run ``(model, setting k)`` of a protocol with seed ``s`` gets
+:func:`run_seed` ``(s, model, k)`` (numpy ``SeedSequence``), so a run's result does not depend
+on which other runs are made (``--models 4`` gives the full run's model-4 results).
+
+Modules: :mod:`~numnet.lab.experiments.plan` (runs and seeds),
+:mod:`~numnet.lab.experiments.store` (finished runs on disk, resume),
+:mod:`~numnet.lab.experiments.runner` (``reproduce`` and ``train``).
+"""
+
+from numnet.lab.experiments.plan import model_name, parse_model, parse_models, plan_runs, run_seed
+from numnet.lab.experiments.runner import ReproduceOutcome, reproduce, train_one
+from numnet.lab.experiments.store import RUN_FORMAT, load_run, run_paths, save_run
+
+__all__ = [
+    "RUN_FORMAT",
+    "ReproduceOutcome",
+    "load_run",
+    "model_name",
+    "parse_model",
+    "parse_models",
+    "plan_runs",
+    "reproduce",
+    "run_paths",
+    "run_seed",
+    "save_run",
+    "train_one",
+]

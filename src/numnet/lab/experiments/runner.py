@@ -1,0 +1,179 @@
+"""``numnet reproduce`` (every run of a protocol, resumable, all outputs) and ``numnet train``
+(one run, saved the same way)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from numnet.core import runtime
+from numnet.core.datasets import Datasets
+from numnet.core.errors import NumnetError
+from numnet.core.io import write_json, write_text
+from numnet.core.names import DEFAULT_KERNELS, KERNELS
+from numnet.lab import data as data_mod
+from numnet.lab import protocol as protocol_mod
+from numnet.lab.environment import data_info, environment_info
+from numnet.lab.experiments.plan import plan_runs
+from numnet.lab.experiments.store import load_run, save_run
+from numnet.lab.progress import Log, ProgressDisplay, stderr_log
+from numnet.lab.protocol import Protocol
+from numnet.lab.records import default_out_dir, timestamp
+from numnet.lab.report import write_report
+from numnet.lab.results import QUICK_LABEL, results_csv, results_document
+from numnet.lab.training import RunResult, RunSpec, expected_updates, train_run
+
+
+@dataclass
+class ReproduceOutcome:
+    """What :func:`reproduce` did: where, which runs, which were reused, how long."""
+
+    out_dir: Path
+    protocol: Protocol
+    results: list[RunResult]
+    reused: list[str] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)
+    wall_time: float = 0.0  # the whole call, report included
+    results_json: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def check_kernels(kernels: str) -> None:
+    """A NumnetError unless ``kernels`` is one of the core's implementations."""
+    if kernels not in KERNELS:
+        raise NumnetError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+
+
+def reproduce(
+    protocol: Protocol | str | Path = "assignment",
+    data: Datasets | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    models: list[str] | None = None,
+    seed: int | None = None,
+    quick: bool = False,
+    force: bool = False,
+    device: str = "cpu",
+    data_dir: str | Path | None = None,
+    progress: str = "auto",
+    log: Log = stderr_log,
+    make_report: bool = True,
+    threads: int | None = None,
+    kernels: str = DEFAULT_KERNELS,
+) -> ReproduceOutcome:
+    """Run every run of ``protocol`` (restricted to ``models``) and write all outputs.
+
+    protocol: a :class:`Protocol`, a built-in name or a TOML path. data: the protocol's
+    splits (loaded with ``numnet.lab.data.load`` for the protocol's dataset when None, from
+    ``data_dir`` or the cache). seed overrides the protocol seed; quick applies the protocol's
+    ``[quick]`` variant. progress: "bars", "log", "none" or "auto" (bars on a terminal, else
+    log lines). threads: ``numnet.core.runtime.threads(threads)`` while training (None: leave
+    the thread counts as they are). kernels: the core implementation ("fast" or "plain").
+    Returns a :class:`ReproduceOutcome`; raises KeyboardInterrupt after saving what finished.
+    """
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    started_at = timestamp()
+    check_kernels(kernels)
+    protocol = protocol_mod.resolve(protocol, seed, quick)
+    specs = plan_runs(protocol, models, kernels)
+    out = (Path(out_dir) if out_dir is not None
+           else default_out_dir(protocol.name, quick=protocol.quick))
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "protocol.toml", protocol.text)
+
+    if data is None:
+        data = data_mod.load(dataset=protocol.dataset, data_dir=data_dir,
+                             validation_size=protocol.validation_size,
+                             progress=progress != "none")
+    protocol_mod.check_against_data(protocol, data.train.num_examples, data.test.num_examples)
+    info = data_info(protocol.dataset, data)
+    phash = protocol.hash
+
+    totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)
+              for s in specs}
+    finished = {} if force else {
+        s.run_id: r for s in specs
+        if (r := load_run(out, s, phash, info["fingerprint"])) is not None
+    }
+    display = ProgressDisplay(progress, log, sum(totals[s.run_id] for s in specs
+                                                  if s.run_id not in finished))
+    quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
+    display.message(f"numnet reproduce: protocol {protocol.name}{quick_note} "
+                    f"(hash {phash}), {len(specs)} runs, output {out}")
+    outcome = ReproduceOutcome(out_dir=out, protocol=protocol, results=[])
+    try:
+        with runtime.threads(threads):
+            environment = environment_info(threads)  # inside: records the counts used
+            for k, spec in enumerate(specs, start=1):
+                label = f"[{k}/{len(specs)}]"
+                if spec.run_id in finished:
+                    result = finished[spec.run_id]
+                    outcome.reused.append(spec.run_id)
+                    display.end_run(label, result, totals[spec.run_id], reused=True)
+                else:
+                    display.start_run(label, spec, totals[spec.run_id])
+                    result = train_run(spec, data, device=device, on_progress=display.update)
+                    save_run(out, result, phash, info["fingerprint"])
+                    result.model = None  # saved; do not keep every model in memory
+                    outcome.trained.append(spec.run_id)
+                    display.end_run(label, result, totals[spec.run_id])
+                outcome.results.append(result)
+    except KeyboardInterrupt:
+        display.close()
+        log(f"numnet reproduce: interrupted; {len(outcome.results)} of {len(specs)} runs are "
+            f"saved in {out}. Rerun the same command to finish the others.")
+        raise
+    finally:
+        display.close()
+
+    outcome.wall_time = time.perf_counter() - started
+    timing = {
+        "started_at": started_at,
+        "finished_at": timestamp(),
+        "wall_time": outcome.wall_time,
+        "cpu_time": time.process_time() - cpu_started,  # this process, all threads
+        "training_time": sum(r.wall_time for r in outcome.results if r.run_id in outcome.trained),
+        "reused_runs": list(outcome.reused),
+    }
+    outcome.results_json = results_document(protocol, outcome.results, info, timing, device,
+                                            environment)
+    write_json(out / "results.json", outcome.results_json)
+    write_text(out / "results.csv", results_csv(outcome.results_json))
+    if make_report:
+        write_report(out, outcome.results_json)
+    # results.json's wall time ends before the report; the command's includes it
+    outcome.wall_time = time.perf_counter() - started
+    log(f"numnet reproduce: done in {outcome.wall_time:.1f} s ({len(outcome.trained)} trained, "
+        f"{len(outcome.reused)} reused); outputs in {out}")
+    return outcome
+
+
+def train_one(
+    spec: RunSpec,
+    data: Datasets,
+    out_dir: str | Path,
+    *,
+    dataset: str = "mnist",
+    device: str = "cpu",
+    progress: str = "auto",
+    log: Log = stderr_log,
+    threads: int | None = None,
+) -> RunResult:
+    """``numnet train``: one run; its weights and record saved in ``out_dir`` as reproduce
+    saves them (``weights/<run_id>.npz``, ``runs/<run_id>.json``). ``threads``: as for
+    :func:`reproduce`; the spec says which kernels."""
+    check_kernels(spec.kernels)
+    total = expected_updates(data.train.num_examples, spec.batch_size, spec.epochs)
+    display = ProgressDisplay(progress, log, total)
+    try:
+        display.start_run("[1/1]", spec, total)
+        with runtime.threads(threads):
+            result = train_run(spec, data, device=device, on_progress=display.update)
+        display.end_run("[1/1]", result, total)
+    finally:
+        display.close()
+    save_run(Path(out_dir), result, protocol_hash="",
+             fingerprint=data_info(dataset, data)["fingerprint"])
+    return result

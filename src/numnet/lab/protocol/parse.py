@@ -1,0 +1,220 @@
+"""Reading protocol files: the built-in ones by name, any other from a TOML path, checked
+against the schema of :mod:`numnet.lab.protocol` strictly (unknown keys are errors)."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from numnet.core.errors import ProtocolError
+from numnet.core.names import DTYPES, MODEL_NAMES
+from numnet.lab.protocol.checks import (
+    check_choice,
+    check_int,
+    check_keys,
+    check_positive_float,
+    get_str,
+    get_table,
+)
+from numnet.lab.protocol.model import (
+    BUILTIN_PROTOCOLS,
+    DATASET_SIZES,
+    MODEL_OPTION_CHOICES,
+    MODEL_OPTION_DEFAULTS,
+    QUICK_DEFAULTS,
+    TRAINING_DEFAULTS,
+    ModelPlan,
+    Protocol,
+    Setting,
+)
+
+
+def builtin_path(name: str) -> Path:
+    """Path of the packaged protocol ``name`` (one of :data:`BUILTIN_PROTOCOLS`)."""
+    return Path(str(resources.files("numnet.lab") / "protocols" / f"{name}.toml"))
+
+
+def load(name_or_path: str | Path) -> Protocol:
+    """Load a protocol by built-in name ("assignment") or from a TOML file path.
+
+    Raises ProtocolError (file missing, TOML syntax, unknown key, bad value) with the key path.
+    """
+    text, source, default_name = _read(name_or_path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProtocolError(f"{source}: not valid TOML: {exc}") from None
+    return parse(raw, source=source, text=text, default_name=default_name)
+
+
+def loads(text: str, *, source: str = "<string>", default_name: str = "custom") -> Protocol:
+    """Parse and check a protocol given as TOML text."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProtocolError(f"{source}: not valid TOML: {exc}") from None
+    return parse(raw, source=source, text=text, default_name=default_name)
+
+
+def _read(name_or_path: str | Path) -> tuple[str, str, str]:
+    s = str(name_or_path)
+    if s in BUILTIN_PROTOCOLS:
+        path = builtin_path(s)
+        return path.read_text(encoding="utf-8"), f"builtin:{s}", s
+    path = Path(s)
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8"), str(path), path.stem
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"{path}: cannot read the protocol file: {exc}") from None
+    if path.suffix == ".toml" or "/" in s or "\\" in s:
+        raise ProtocolError(f"protocol file {s} does not exist; check the path")
+    raise ProtocolError(
+        f"unknown protocol {s!r}: give a built-in name ({', '.join(BUILTIN_PROTOCOLS)}) "
+        "or the path of a .toml protocol file"
+    )
+
+
+def parse(
+    raw: dict[str, Any], *, source: str = "<dict>", text: str = "", default_name: str = "custom"
+) -> Protocol:
+    """Check a decoded TOML document against the schema and build a :class:`Protocol`."""
+    check_keys(raw, {"name", "description", "seed", "data", "training", "quick", "defaults",
+                      "models"}, "", source)
+    name = get_str(raw, "name", "", source, default=default_name)
+    description = get_str(raw, "description", "", source, default="")
+    seed = raw.get("seed", 0)
+    check_int(seed, "seed", source, minimum=0)
+
+    data = get_table(raw, "data", "", source)
+    check_keys(data, {"dataset", "validation_size"}, "data", source)
+    dataset = get_str(data, "dataset", "data", source, default="mnist")
+    if dataset not in DATASET_SIZES:
+        raise ProtocolError(
+            f"{source}: data.dataset = {dataset!r} is not a known dataset; "
+            f"use one of {sorted(DATASET_SIZES)}"
+        )
+    n_train_file, n_test = DATASET_SIZES[dataset]
+    validation_size = data.get("validation_size", 5000)
+    check_int(validation_size, "data.validation_size", source, minimum=0,
+               maximum=n_train_file - 1)
+    n_train = n_train_file - validation_size
+
+    training = get_table(raw, "training", "", source)
+    check_keys(training, set(TRAINING_DEFAULTS), "training", source)
+    t = {**TRAINING_DEFAULTS, **training}
+    check_int(t["batch_size"], "training.batch_size", source, minimum=1)
+    if t["batch_size"] > n_train:
+        raise ProtocolError(
+            f"{source}: training.batch_size = {t['batch_size']} is larger than the train split "
+            f"({n_train} examples of {dataset} after a validation split of {validation_size})"
+        )
+    check_int(t["eval_every"], "training.eval_every", source, minimum=1)
+    check_int(t["eval_train_examples"], "training.eval_train_examples", source, minimum=1,
+               maximum=n_train)
+    check_int(t["eval_test_examples"], "training.eval_test_examples", source, minimum=1,
+               maximum=n_test)
+    check_int(t["eval_batch_size"], "training.eval_batch_size", source, minimum=1)
+    check_choice(t["dtype"], DTYPES, "training.dtype", source)
+
+    quick = get_table(raw, "quick", "", source)
+    check_keys(quick, set(QUICK_DEFAULTS), "quick", source)
+    q = {**QUICK_DEFAULTS, **quick}
+    for key, value in q.items():
+        check_int(value, f"quick.{key}", source, minimum=1)
+
+    defaults = get_table(raw, "defaults", "", source)
+    check_keys(defaults, set(MODEL_OPTION_DEFAULTS), "defaults", source)
+    for key, value in defaults.items():
+        check_choice(value, MODEL_OPTION_CHOICES[key], f"defaults.{key}", source)
+    model_defaults = {**MODEL_OPTION_DEFAULTS, **defaults}
+
+    models_raw = get_table(raw, "models", "", source)
+    if not models_raw:
+        raise ProtocolError(f"{source}: the protocol names no models; add a [models.model1] table")
+    plans = []
+    for model_name, body in models_raw.items():
+        path = f"models.{model_name}"
+        if model_name not in MODEL_NAMES:
+            raise ProtocolError(
+                f"{source}: {path}: unknown model {model_name!r}; use one of {list(MODEL_NAMES)}"
+            )
+        if not isinstance(body, dict):
+            raise ProtocolError(f"{source}: {path} must be a table ([models.{model_name}])")
+        check_keys(body, {"settings", *MODEL_OPTION_DEFAULTS}, path, source)
+        options = dict(model_defaults)
+        for key in MODEL_OPTION_DEFAULTS:
+            if key in body:
+                check_choice(body[key], MODEL_OPTION_CHOICES[key], f"{path}.{key}", source)
+                options[key] = body[key]
+        settings_raw = body.get("settings")
+        if not isinstance(settings_raw, list) or not settings_raw:
+            raise ProtocolError(
+                f"{source}: {path}.settings must be a non-empty array of "
+                "{ epochs = E, lr = LR } tables"
+            )
+        settings = []
+        for i, s in enumerate(settings_raw):
+            spath = f"{path}.settings[{i}]"
+            if not isinstance(s, dict):
+                raise ProtocolError(f"{source}: {spath} must be a table {{ epochs = E, lr = LR }}")
+            check_keys(s, {"epochs", "lr"}, spath, source)
+            for key in ("epochs", "lr"):
+                if key not in s:
+                    raise ProtocolError(f"{source}: {spath}.{key} is missing")
+            check_int(s["epochs"], f"{spath}.epochs", source, minimum=1)
+            check_positive_float(s["lr"], f"{spath}.lr", source)
+            settings.append(Setting(int(s["epochs"]), float(s["lr"])))
+        plans.append(ModelPlan(name=model_name, settings=tuple(settings), **options))
+    plans.sort(key=lambda m: m.number)
+
+    return Protocol(
+        name=name,
+        description=description,
+        seed=int(seed),
+        dataset=dataset,
+        validation_size=int(validation_size),
+        batch_size=int(t["batch_size"]),
+        eval_every=int(t["eval_every"]),
+        eval_train_examples=int(t["eval_train_examples"]),
+        eval_test_examples=int(t["eval_test_examples"]),
+        eval_batch_size=int(t["eval_batch_size"]),
+        dtype=t["dtype"],
+        quick_options={k: int(v) for k, v in q.items()},
+        models=tuple(plans),
+        text=text,
+        source=source,
+    )
+
+
+def check_against_data(protocol: Protocol, n_train: int, n_test: int) -> None:
+    """Check the sizes a protocol asks for against the splits actually loaded."""
+    src = protocol.source
+    if protocol.batch_size > n_train:
+        raise ProtocolError(
+            f"{src}: training.batch_size = {protocol.batch_size} is larger than the train "
+            f"split ({n_train} examples)"
+        )
+    if protocol.eval_train_examples > n_train:
+        raise ProtocolError(
+            f"{src}: training.eval_train_examples = {protocol.eval_train_examples} is larger "
+            f"than the train split ({n_train} examples)"
+        )
+    if protocol.eval_test_examples > n_test:
+        raise ProtocolError(
+            f"{src}: training.eval_test_examples = {protocol.eval_test_examples} is larger "
+            f"than the test split ({n_test} examples)"
+        )
+
+
+def resolve(
+    protocol: Protocol | str | Path, seed: int | None = None, quick: bool = False
+) -> Protocol:
+    """A protocol (or its built-in name or file path) with ``--seed`` and ``--quick`` applied."""
+    if not isinstance(protocol, Protocol):
+        protocol = load(protocol)
+    if seed is not None:
+        protocol = protocol.with_seed(seed)
+    return protocol.quick_variant() if quick else protocol

@@ -1,0 +1,82 @@
+"""report.md (the report as Markdown, figures linked as files next to it) and the summary
+table as aligned text for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numnet.lab.render import fmt_acc, fmt_time, markdown_table, text_table
+from numnet.lab.report.content import env_rows, title
+from numnet.lab.report.diagnosis import RULES, Diagnosis
+from numnet.lab.results import grid_table
+
+
+def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str:
+    """The same report as Markdown (figures linked as files next to it)."""
+    p = doc["protocol"]
+    lines = [f"# {title(doc)}", ""]
+    if doc.get("label") == "QUICK":
+        q = p.get("quick_options") or {}
+        lines += [f"> **QUICK run**: the reduced smoke-test variant ({q.get('epochs')} epoch(s) "
+                  f"per setting, evaluation every {q.get('eval_every')} updates on "
+                  f"{p['eval_train_examples']} train / {p['eval_test_examples']} test "
+                  "examples). Not the protocol's results.", ""]
+    if p.get("description"):
+        lines += [p["description"], ""]
+    total = doc.get("timing", {}).get("wall_time")
+    lines += [f"Protocol `{p['source']}` (hash `{p['hash']}`), seed {p['seed']}, "
+              f"{len(doc['runs'])} runs"
+              + (f", wall time {fmt_time(float(total))}." if total is not None else "."), ""]
+    lines += ["## Summary: final test accuracy", ""]
+
+    def cell(model: str, setting: int, run: dict[str, Any] | None) -> str:
+        if run is None:
+            return "—"
+        if run["status"] == "diverged":
+            return f"**diverged** @ {run['diverged_at_update']}"
+        return f"{run['final_test_accuracy']:.4f} ({diagnoses[run['run_id']].verdict})"
+
+    table = grid_table(doc, cell)
+    lines += markdown_table(table[0], table[1:])
+    lines += ["", "![Learning curves](learning_curves.png)", "",
+              "![Summary table](summary_table.png)", "", "## Runs", ""]
+    for run in doc["runs"]:
+        spec, d = run["spec"], diagnoses[run["run_id"]]
+        lines.append(f"### Model {spec['model'].removeprefix('model')}, setting "
+                     f"{spec['setting']}: {', '.join(d.labels)}")
+        lines.append("")
+        lines.append(f"- {spec['epochs']} epochs, lr {spec['lr']:g}, {spec['reduction']} loss; "
+                     f"status {run['status']}"
+                     + (f" at update {run['diverged_at_update']}"
+                        if run["status"] == "diverged" else ""))
+        lines.append(f"- final train / test accuracy {fmt_acc(run['final_train_accuracy'])} / "
+                     f"{fmt_acc(run['final_test_accuracy'])}; {run['updates']} updates, "
+                     f"{run['evaluations']} evaluations, {fmt_time(run['wall_time'])}")
+        lines.extend(f"- {f}" for f in d.findings)
+        lines.append("")
+    lines += ["## How the diagnosis works", "",
+              "With n evaluations, w = max(2, ceil(0.1 n)); \"end\" is the mean of the last w "
+              "evaluations, \"at 50%\" / \"at 75%\" the mean of the w evaluations ending there; "
+              "differences in accuracy points. First verdict that applies:", ""]
+    lines.extend(f"- **{name}**: {text}" for name, text in RULES)
+    lines += ["", "## Environment", ""]
+    lines.extend(f"- {k}: {v}" for k, v in env_rows(doc))
+    lines += ["", "## Protocol file", "", "```toml", (p.get("text") or "").rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
+    """The summary table as text rows (header first): for terminals and the closing log."""
+    def cell(model: str, setting: int, run: dict[str, Any] | None) -> str:
+        if run is None:
+            return "—"
+        if run["status"] == "diverged":
+            return f"diverged@{run['diverged_at_update']}"
+        return f"{run['final_test_accuracy']:.4f}"
+
+    return grid_table(doc, cell)
+
+
+def format_summary(doc: dict[str, Any]) -> str:
+    """The summary table as aligned text."""
+    return text_table(summary_rows(doc))

@@ -1,0 +1,228 @@
+"""report.html: one self-contained page (figures as data URIs, sparklines as inline SVG, no
+external resource), every value escaped by :func:`numnet.lab.render.html`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numnet.lab.render import CSS, Html, fmt_acc, fmt_time, html, img, join, kv_rows, page
+from numnet.lab.report.content import best_setting, env_rows, title
+from numnet.lab.report.diagnosis import RULES, VERDICT_ORDER, Diagnosis
+from numnet.lab.results import grid_table, run_grid
+
+VERDICT_COLORS = {
+    "diverged": ("#c62828", "#fde0e0"),
+    "not learning": ("#6a1b9a", "#f1e4f7"),
+    "over-fitting": ("#b25e00", "#fff0d9"),
+    "under-fitting": ("#1565c0", "#e3eefc"),
+    "unstable": ("#8d6e00", "#fff8d1"),
+    "good fit": ("#2e7d32", "#e3f3e4"),
+}
+
+
+def badge(label: str) -> Html:
+    """A verdict as a coloured badge."""
+    fg, bg = VERDICT_COLORS.get(label, ("#333", "#eee"))
+    return html('<span class="badge" style="color:{};background:{}">{}</span>', fg, bg, label)
+
+
+def badges(labels: list[str]) -> Html:
+    return join(badge(label) for label in labels)
+
+
+NO_EVALUATION_SVG = (
+    '<svg width="{w}" height="{h}" role="img" aria-label="no evaluation">'
+    '<rect width="{w}" height="{h}" fill="#f7f7f9"/>'
+    '<text x="{cx}" y="{cy}" text-anchor="middle" fill="#999" '
+    'font-size="12">no evaluation</text></svg>')
+SPARKLINE_SVG = (
+    '<svg width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
+    'aria-label="learning curves of {run_id}">'
+    '<rect x="{left}" y="{top}" width="{inner_w}" '
+    'height="{inner_h}" fill="#fafbfd" stroke="#e3e7ee"/>'
+    '<text x="{label_x}" y="{hi_y}" text-anchor="end" font-size="10" '
+    'fill="#5f6b7a">{hi:.3f}</text>'
+    '<text x="{label_x}" y="{lo_y}" text-anchor="end" font-size="10" '
+    'fill="#5f6b7a">{lo:.3f}</text>'
+    '<text x="{right_x}" y="{samples_y}" text-anchor="end" font-size="10" '
+    'fill="#5f6b7a">{samples:.3g} samples</text>'
+    '<polyline fill="none" stroke="#1f77b4" stroke-width="1.6" points="{train}"/>'
+    '<polyline fill="none" stroke="#ff7f0e" stroke-width="1.6" points="{test}"/>'
+    "</svg>")
+
+
+def sparkline_svg(run: dict[str, Any], width: int = 300, height: int = 90) -> Html:
+    """Train (blue) and test (orange) accuracy of a run as an inline SVG polyline chart."""
+    tr, te, xs = run["train_accuracy"], run["test_accuracy"], run["samples"]
+    if not xs:
+        return html(NO_EVALUATION_SVG, w=width, h=height, cx=width / 2, cy=height / 2)
+    lo, hi = min(tr + te), max(tr + te)
+    if hi - lo < 1e-6:
+        lo, hi = lo - 0.005, hi + 0.005
+    pad_l, pad_r, pad_t, pad_b = 40, 6, 6, 14
+    x0, x1 = xs[0], xs[-1] if xs[-1] > xs[0] else xs[0] + 1
+
+    def pts(values: list[float]) -> str:
+        out = []
+        for x, v in zip(xs, values, strict=True):
+            px = pad_l + (x - x0) / (x1 - x0) * (width - pad_l - pad_r)
+            py = pad_t + (hi - v) / (hi - lo) * (height - pad_t - pad_b)
+            out.append(f"{px:.1f},{py:.1f}")
+        return " ".join(out)
+
+    return html(SPARKLINE_SVG, w=width, h=height, run_id=run["run_id"], left=pad_l, top=pad_t,
+                inner_w=width - pad_l - pad_r, inner_h=height - pad_t - pad_b,
+                label_x=pad_l - 4, hi_y=pad_t + 9, lo_y=height - pad_b, hi=hi, lo=lo,
+                right_x=width - pad_r, samples_y=height - 2, samples=xs[-1],
+                train=pts(tr), test=pts(te))
+
+
+def summary_table(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Html:
+    """The summary table: final test accuracy per (model, setting), badges, best starred."""
+    _, _, runs = run_grid(doc)
+
+    def cell(model: str, setting: int, run: dict[str, Any] | None) -> Html:
+        if run is None:
+            return Html('<td class="missing">—</td>')
+        spec = run["spec"]
+        sub = f"({spec['epochs']}, {spec['lr']:g})"
+        marks = badges(diagnoses[run["run_id"]].labels)
+        if run["status"] == "diverged":
+            return html('<td class="diverged"><span class="acc">diverged</span>'
+                        '<span class="sub">at update {} · {}</span>{}</td>',
+                        run["diverged_at_update"], sub, marks)
+        best = Html(' class="best"') if setting == best_setting(runs, model) else ""
+        return html('<td{}><span class="acc">{}</span><span class="sub">train {} · {}'
+                    "</span>{}</td>", best, fmt_acc(run["final_test_accuracy"]),
+                    fmt_acc(run["final_train_accuracy"]), sub, marks)
+
+    table = grid_table(doc, cell)
+    head = join(html("<th>{}</th>", c) for c in table[0][1:])
+    body = join(html("<tr><th>{}</th>{}</tr>", row[0], join(row[1:])) for row in table[1:])
+    return html('<table class="summary"><thead><tr><th></th>{}</tr></thead>'
+                "<tbody>{}</tbody></table>", head, body)
+
+
+CARD = ('<div class="card{cls}" id="{run_id}"><div class="head">'
+        "<h3>Model {number} · setting {setting}</h3>"
+        "<div>{badges}</div></div>"
+        "{sparkline}"
+        '<div class="legend"><i style="background:#1f77b4"></i>train'
+        '<i style="background:#ff7f0e"></i>test</div>'
+        "<dl>{dl}</dl><ul>{findings}</ul></div>")
+
+
+def card(run: dict[str, Any], diag: Diagnosis) -> Html:
+    """One run: sparkline, setting, status, accuracies, losses, counts, time, seeds, findings."""
+    spec = run["spec"]
+    best_test = max(run["test_accuracy"]) if run["test_accuracy"] else None
+    rows = [
+        ("Setting", f"{spec['epochs']} epochs, lr {spec['lr']:g}, {spec['reduction']} loss"),
+        ("Status", run["status"] + (f" at update {run['diverged_at_update']}"
+                                    if run["status"] == "diverged" else "")),
+        ("Final train / test", f"{fmt_acc(run['final_train_accuracy'])} / "
+                               f"{fmt_acc(run['final_test_accuracy'])}"),
+        ("Best test", fmt_acc(best_test)),
+        ("Final loss train / test",
+         f"{run['train_loss'][-1]:.4f} / {run['test_loss'][-1]:.4f}" if run["train_loss"]
+         else "—"),
+        ("Updates / evaluations", f"{run['updates']} / {run['evaluations']}"),
+        ("Wall time", f"{fmt_time(run['wall_time'])} ({run['updates_per_second']:.0f} upd/s)"),
+        ("Seed (init, shuffle)", f"{spec['seed']} ({run['init_seed']}, {run['shuffle_seed']})"),
+        ("Init", f"{spec['weight_init']}, biases {spec['bias_init']}; conv activation "
+                 f"{spec['conv_activation']}"),
+    ]
+    return html(CARD, cls=" diverged" if run["status"] == "diverged" else "",
+                run_id=run["run_id"], number=spec["model"].removeprefix("model"),
+                setting=spec["setting"], badges=badges(diag.labels), sparkline=sparkline_svg(run),
+                dl=join(html("<dt>{}</dt><dd>{}</dd>", k, v) for k, v in rows),
+                findings=join(html("<li>{}</li>", f) for f in diag.findings))
+
+
+QUICK_NOTE = (
+    '<section style="border-color:#ffcc00;background:#fffbe6"><h2>QUICK run</h2>'
+    "<p>This is the reduced smoke-test variant: every setting ran {epochs} "
+    "epoch(s) with evaluations every {eval_every} updates on "
+    "{eval_train} train and {eval_test} test examples. "
+    "Its numbers are not the protocol's results.</p></section>")
+
+BODY = """<header>
+<h1>{heading}{quick_badge}</h1>
+<p>{description}</p>
+<p>Protocol <code>{source}</code> · hash <code>{hash}</code> · seed
+<code>{seed}</code> · {n_runs} runs · batch {batch_size}, evaluation every
+{eval_every} updates on {eval_train} train / {eval_test} test
+examples{wall}</p>
+</header>
+<main>
+{quick_note}
+<section><h2>Summary: final test accuracy</h2>
+{summary}
+<p class="muted">Each cell: the final test accuracy of the run (SPEC's table), below it the final
+train accuracy and (epochs, learning rate), then the diagnosis. ★ best setting of the model.</p>
+<p>Diagnoses: {overview}</p>
+</section>
+<section><h2>Learning curves</h2>
+<figure>{curves}
+<figcaption>Train accuracy (first {eval_train} train examples) and test accuracy
+against the number of samples processed; a red panel marks a diverged run.</figcaption></figure>
+</section>
+<section><h2>Runs</h2><div class="cards">{cards}</div></section>
+<section><h2>How the diagnosis works</h2>
+<p class="muted">With n evaluations, w = max(2, ceil(0.1 n)); "end" is the mean of the last w
+evaluations, "at 50%" / "at 75%" the mean of the w evaluations ending there. Differences are in
+accuracy points (0.01 = 1 point). The first verdict that applies, in this order:</p>
+<table class="rules">{rules}</table>
+</section>
+<section><h2>Summary table (figure)</h2>
+<figure style="max-width:760px">{table}
+</figure>
+</section>
+<section><h2>Protocol file</h2><pre>{text}</pre></section>
+<section><h2>Environment</h2><table class="kv">{environment}</table></section>
+</main>
+<footer>numnet {version} · results.json holds every
+number shown here</footer>"""
+
+
+def render_html(doc: dict[str, Any], diagnoses: dict[str, Diagnosis],
+                images: dict[str, bytes]) -> str:
+    """The self-contained HTML report (figures as data: URIs, no external resources)."""
+    p = doc["protocol"]
+    quick = doc.get("label") == "QUICK"
+    counts: dict[str, int] = {}
+    for d in diagnoses.values():
+        counts[d.verdict] = counts.get(d.verdict, 0) + 1
+    quick_note = ""
+    if quick:
+        q = p.get("quick_options") or {}
+        quick_note = html(QUICK_NOTE, epochs=q.get("epochs"), eval_every=q.get("eval_every"),
+                          eval_train=p["eval_train_examples"], eval_test=p["eval_test_examples"])
+    total = doc.get("timing", {}).get("wall_time")
+    body = html(
+        BODY,
+        heading=title(doc).removesuffix(" — QUICK"),
+        quick_badge=Html('<span class="quick">QUICK</span>') if quick else "",
+        description=p.get("description") or "",
+        source=p["source"], hash=p["hash"], seed=p["seed"], n_runs=len(doc["runs"]),
+        batch_size=p["batch_size"], eval_every=p["eval_every"],
+        eval_train=p["eval_train_examples"], eval_test=p["eval_test_examples"],
+        wall=f" · wall time {fmt_time(float(total))}" if total is not None else "",
+        quick_note=quick_note,
+        summary=summary_table(doc, diagnoses),
+        overview=join((html("{}×{}", badge(v), counts[v]) for v in VERDICT_ORDER if v in counts),
+                      " "),
+        curves=img(images["learning_curves.png"], "Learning curves: 3 settings x 4 models"),
+        cards=join(card(r, diagnoses[r["run_id"]]) for r in doc["runs"]),
+        rules=join(html("<tr><td>{}</td><td>{}</td></tr>", badge(name), text)
+                   for name, text in RULES),
+        table=img(images["summary_table.png"], "Summary table (final test accuracy)"),
+        text=p.get("text") or "",
+        environment=kv_rows(env_rows(doc)),
+        version=str(doc.get("environment", {}).get("numnet", "")),
+    )
+    return page(title(doc), CSS, body)
+
+
+__all__ = ["VERDICT_COLORS", "badge", "card", "render_html", "sparkline_svg",
+           "summary_table"]

@@ -1,0 +1,44 @@
+"""Writing the report into a reproduce output folder: the two figures, report.html and
+report.md, all atomic; and rebuilding them from results.json alone (``numnet report DIR``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from numnet.core.io import write_bytes, write_text
+from numnet.lab.plots import learning_curves_figure, summary_table_figure
+from numnet.lab.render import png_bytes
+from numnet.lab.report.diagnosis import diagnose
+from numnet.lab.report.markdown import render_markdown
+from numnet.lab.report.page import render_html
+from numnet.lab.results import load_results
+
+FILES = ("learning_curves.png", "summary_table.png", "report.html", "report.md")
+
+
+def figure_pngs(doc: dict[str, Any]) -> dict[str, bytes]:
+    """``{file name: PNG bytes}`` of the two figures (the report embeds the same bytes)."""
+    return {
+        "learning_curves.png": png_bytes(learning_curves_figure(doc)),
+        "summary_table.png": png_bytes(summary_table_figure(doc)),
+    }
+
+
+def write_report(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
+    """Draw the figures and write report.html and report.md into ``out_dir`` (atomically).
+
+    Returns ``{name: path}`` of the four files."""
+    out = Path(out_dir)
+    images = figure_pngs(doc)
+    for name, data in images.items():
+        write_bytes(out / name, data)
+    diagnoses = {r["run_id"]: diagnose(r) for r in doc["runs"]}
+    write_text(out / "report.html", render_html(doc, diagnoses, images))
+    write_text(out / "report.md", render_markdown(doc, diagnoses))
+    return {name: out / name for name in FILES}
+
+
+def rebuild(out_dir: str | Path) -> dict[str, Path]:
+    """``numnet report DIR``: figures and report again from ``DIR/results.json``."""
+    return write_report(out_dir, load_results(out_dir))

@@ -1,0 +1,102 @@
+"""The figures of a sweep: the learning-curve grid with mean curves and bands, and the table
+of mean ± std final test accuracies (the reproduce figures' layout and style)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numnet.lab.plots import (
+    DIVERGED_COLOR,
+    DIVERGED_FILL,
+    LEARNING_CURVES_SIZE,
+    LEARNING_CURVES_TITLE,
+    SUMMARY_TABLE_SIZE,
+    TEST_COLOR,
+    TRAIN_COLOR,
+    new_figure,
+)
+from numnet.lab.sweep.aggregate import cell_text
+
+
+def learning_curves_bands_figure(summary: dict[str, Any]) -> Any:
+    """The learning-curve layout for a sweep (``numnet.lab.sweep`` summary.json): rows =
+    settings, columns = models; each panel the mean train and test accuracy over the seeds,
+    a ±1 std band (darker) and the min-max band (lighter). Cells with diverged or failed runs
+    say how many. At least 22 x 12 inches; 4 inches per row beyond 3 rows (grids)."""
+    cells = summary["cells"]
+    models = list(dict.fromkeys(c["model"] for c in cells)) or ["model1"]
+    rows = max((c["setting"] for c in cells), default=1)
+    grid = {(c["model"], c["setting"]): c for c in cells}
+    fig = new_figure((LEARNING_CURVES_SIZE[0], max(LEARNING_CURVES_SIZE[1], 4 * rows)))
+    axes = fig.subplots(rows, len(models), squeeze=False)
+    for col, model in enumerate(models):
+        for row in range(rows):
+            ax = axes[row][col]
+            cell = grid.get((model, row + 1))
+            ax.set_title(f"Task {model.removeprefix('model')}")
+            if cell is None:
+                ax.axis("off")
+                continue
+            ax.set_ylabel(f"Epochs: {cell['epochs']}, Learning rate: {cell['lr']:g}")
+            ax.set_xlabel("Number of samples processed")
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+            x = np.asarray(cell["curves"]["samples"], dtype=float)
+            drawn = False
+            for which, color in (("train_accuracy", TRAIN_COLOR), ("test_accuracy", TEST_COLOR)):
+                st = cell["curves"][which]
+                k = len(st["mean"])
+                if k == 0:
+                    continue
+                mean = np.asarray(st["mean"], dtype=float)
+                std = np.asarray([s or 0.0 for s in st["std"]], dtype=float)
+                ax.fill_between(x[:k], st["min"], st["max"], color=color, alpha=0.12,
+                                linewidth=0)
+                ax.fill_between(x[:k], mean - std, mean + std, color=color, alpha=0.3,
+                                linewidth=0)
+                name = which.removesuffix("_accuracy")
+                ax.plot(x[:k], mean, color=color, label=f"{name} (mean ± std, min-max)")
+                drawn = True
+            bad = cell["n_diverged"] + cell["n_error"]
+            if bad:
+                ax.text(0.02, 0.04, f"{cell['n_diverged']} diverged, {cell['n_error']} failed "
+                        f"of {cell['n_tasks']}", transform=ax.transAxes, color=DIVERGED_COLOR)
+                for spine in ax.spines.values():
+                    spine.set_edgecolor(DIVERGED_COLOR)
+            if drawn:
+                ax.legend(loc="lower right", fontsize=8)
+            ax.grid(alpha=0.3)
+    quick = " — QUICK" if summary["protocol"]["quick"] else ""
+    fig.suptitle(f"{LEARNING_CURVES_TITLE} — {summary['protocol']['name']}, mean over "
+                 f"{summary['seeds']} seeds{quick}")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def sweep_table_figure(summary: dict[str, Any]) -> Any:
+    """The summary table for a sweep: rows "Model 1".., columns "Setting 1"..; each cell the
+    final test accuracy in %, mean ± std (n) over the seeds; cells with diverged or failed runs
+    red (:func:`numnet.lab.sweep.aggregate.cell_text` says how many)."""
+    cells = summary["cells"]
+    models = list(dict.fromkeys(c["model"] for c in cells))
+    rows = max((c["setting"] for c in cells), default=1)
+    grid = {(c["model"], c["setting"]): c for c in cells}
+    fig = new_figure((max(SUMMARY_TABLE_SIZE[0], 3.6 * rows), 1.2 + 0.6 * len(models)))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axis("off")
+    keys = [[(m, k) for k in range(1, rows + 1)] for m in models]
+    text = [[cell_text(grid[key]) if key in grid else "" for key in row] for row in keys]
+    colors = [[DIVERGED_FILL if key in grid and (grid[key]["n_diverged"] or grid[key]["n_error"])
+               else "white" for key in row] for row in keys]
+    table = ax.table(cellText=text, cellColours=colors,
+                     rowLabels=[f"Model {m.removeprefix('model')}" for m in models],
+                     colLabels=[f"Setting {k}" for k in range(1, rows + 1)], loc="center",
+                     cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(10)
+    table.scale(1, 1.8)
+    quick = " — QUICK" if summary["protocol"]["quick"] else ""
+    ax.set_title(f"Final test accuracy (%), mean ± std over {summary['seeds']} seeds — "
+                 f"{summary['protocol']['name']}{quick}")
+    return fig

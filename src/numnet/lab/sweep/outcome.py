@@ -1,0 +1,64 @@
+"""What the tasks of a sweep produced and where it is kept: a finished task's record
+(``tasks/<task_id>.json``, format :data:`TASK_FORMAT`), a failed task's error
+(``errors/<task_id>.json``, :class:`TaskFailure`), and everything one invocation got
+(:class:`SweepOutcome`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from numnet.lab.sweep.plan import SweepTask
+
+TASK_FORMAT = "numnet.lab.sweep-task/1"
+#: Resubmissions of a task whose worker process died (Dask's allowed-failures default is 3).
+ALLOWED_FAILURES = 3
+
+#: ``task_fn(task, data, device, threads) -> record``: what a worker runs for a task
+TaskFn = Callable[..., dict[str, Any]]
+
+
+@dataclass
+class TaskFailure:
+    """A task that raised (or whose worker died too often): its error text and traceback."""
+
+    task_id: str
+    error: str
+    traceback: str = ""
+    attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: What an executor yields per task: ``(task, record, None)`` or ``(task, None, failure)``.
+Outcome = tuple[SweepTask, dict[str, Any] | None, TaskFailure | None]
+
+
+def failure(task: SweepTask, exc: BaseException, tb: Any = None, attempts: int = 1) -> TaskFailure:
+    """The :class:`TaskFailure` of ``task`` that raised ``exc`` (with its traceback)."""
+    text = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    return TaskFailure(task.task_id, f"{type(exc).__name__}: {exc}", text, attempts)
+
+
+@dataclass
+class SweepOutcome:
+    """What :func:`numnet.lab.sweep.run_tasks` did: the records by task id, the failures,
+    which tasks were reused from an earlier invocation, how long it took."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: dict[str, TaskFailure] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+    wall_time: float = 0.0
+
+
+def task_path(out_dir: Path, task_id: str) -> Path:
+    return out_dir / "tasks" / f"{task_id}.json"
+
+
+def error_path(out_dir: Path, task_id: str) -> Path:
+    return out_dir / "errors" / f"{task_id}.json"

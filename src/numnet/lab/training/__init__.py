@@ -1,0 +1,64 @@
+"""One training run: SPEC's loop, its evaluations and divergence detection.
+
+``train_run(spec, data)`` is a pure function of its inputs: the same :class:`RunSpec` on the
+same data gives the same :class:`RunResult` (timing fields aside), in this process, in another
+one, or on a Dask worker (both classes pickle).
+
+Everything random in a run comes from ``spec.seed``, split into two independent children by
+:func:`child_seeds` (``numpy.random.SeedSequence(seed).spawn(2)``):
+
+- the *init* seed builds the model (:func:`build_model`, ``models.build(..., seed=init)``);
+- the *shuffle* seed drives the mini-batch order (:func:`make_batch_source`, a fresh
+  TensorFlow-style ``DataSet`` over the train split seeded with it).
+
+So another implementation (the PyTorch reference) starts from the same weights and sees the
+same batches by calling these two functions.
+
+The loop is SPEC's, verbatim::
+
+    i = 0
+    while train.epochs_completed < num_epochs:
+        i += 1
+        x, y = train.next_batch(batch_size)
+        update the model on (x, y)
+        if i % eval_every == 0: evaluate
+
+With 55,000 examples and batch 100 a run of E epochs makes 550*E + 1 updates and
+floor((550*E + 1) / 200) evaluations (:func:`expected_updates`, :func:`expected_evaluations`).
+
+Divergence: the batch loss is checked at every update (a scalar, free) and the parameters at
+every evaluation. A non-finite value stops the run with status ``"diverged"``; its curves end
+at the last good evaluation and ``diverged_at_update`` is the number of the update that
+produced the non-finite loss (that update is not applied) or after which the parameters (or
+the evaluation losses) were found non-finite.
+"""
+
+from numnet.lab.training.loop import (
+    NumnetStepper,
+    build_model,
+    child_seeds,
+    evaluate,
+    expected_evaluations,
+    expected_updates,
+    make_batch_source,
+    parameters_finite,
+    train_run,
+)
+from numnet.lab.training.spec import STATUS_DIVERGED, STATUS_OK, Progress, RunResult, RunSpec
+
+__all__ = [
+    "STATUS_DIVERGED",
+    "STATUS_OK",
+    "NumnetStepper",
+    "Progress",
+    "RunResult",
+    "RunSpec",
+    "build_model",
+    "child_seeds",
+    "evaluate",
+    "expected_evaluations",
+    "expected_updates",
+    "make_batch_source",
+    "parameters_finite",
+    "train_run",
+]

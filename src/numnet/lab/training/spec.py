@@ -1,0 +1,168 @@
+"""The records of one training run: what defines it (:class:`RunSpec`), what it produced
+(:class:`RunResult`) and where it stands while it runs (:class:`Progress`). All picklable and
+JSON-able (``to_dict`` / ``from_dict``), so a run can be made in another process or machine."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from numnet.core.names import DEFAULT_DTYPE, DEFAULT_KERNELS
+
+STATUS_OK = "ok"
+STATUS_DIVERGED = "diverged"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one run (hashable, picklable, JSON-able via ``to_dict``).
+
+    ``setting`` is the 1-based index of the setting in the protocol (labels only: it is part of
+    ``run_id`` but does not change the computation; ``seed`` does). ``kernels`` picks the core's
+    implementation ("fast" or "plain", ``numnet.core.names.KERNELS``); at its default it is left
+    out of ``to_dict``, so the records of default runs keep the fields they always had.
+    """
+
+    model: str
+    epochs: int
+    lr: float
+    reduction: str = "sum"
+    batch_size: int = 100
+    eval_every: int = 200
+    eval_train_examples: int = 11000
+    eval_test_examples: int = 10000
+    eval_batch_size: int = 1000
+    seed: int = 0
+    dtype: str = DEFAULT_DTYPE
+    weight_init: str = "xavier_uniform"
+    bias_init: str = "zeros"
+    conv_activation: str = "none"
+    setting: int | None = None
+    kernels: str = DEFAULT_KERNELS
+
+    @property
+    def run_id(self) -> str:
+        """File-name-safe identifier: ``model4-setting1`` (or ``model4-e5-lr0.01`` ad hoc)."""
+        if self.setting is not None:
+            return f"{self.model}-setting{self.setting}"
+        return f"{self.model}-e{self.epochs}-lr{self.lr:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["kernels"] == DEFAULT_KERNELS:
+            del d["kernels"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        return cls(**d)
+
+
+@dataclass
+class RunResult:
+    """What a run produced. ``model`` (the trained model) is not part of ``to_dict``.
+
+    Curves: ``samples[k]`` is the number of training samples processed at the k-th evaluation
+    (``update * batch_size``); ``train_accuracy[k]``/``train_loss[k]`` are measured on the first
+    ``eval_train_examples`` train examples (file order), ``test_*`` on the first
+    ``eval_test_examples`` test examples. Losses are mean per-example cross-entropies.
+    """
+
+    spec: RunSpec
+    status: str
+    updates: int
+    samples: list[int]
+    train_accuracy: list[float]
+    test_accuracy: list[float]
+    train_loss: list[float]
+    test_loss: list[float]
+    init_seed: int
+    shuffle_seed: int
+    diverged_at_update: int | None = None
+    divergence_reason: str | None = None
+    wall_time: float = 0.0
+    model: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+    @property
+    def evaluations(self) -> int:
+        return len(self.samples)
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == STATUS_DIVERGED
+
+    @property
+    def final_train_accuracy(self) -> float | None:
+        return self.train_accuracy[-1] if self.train_accuracy else None
+
+    @property
+    def final_test_accuracy(self) -> float | None:
+        return self.test_accuracy[-1] if self.test_accuracy else None
+
+    @property
+    def updates_per_second(self) -> float:
+        return self.updates / self.wall_time if self.wall_time > 0 else 0.0
+
+    def spec_tuple(self) -> tuple[tuple[int, float], list[float], list[float]]:
+        """The protocol's result tuple: ``((num_epochs, learning_rate), train_acc_list,
+        test_acc_list)``."""
+        return (self.spec.epochs, self.spec.lr), list(self.train_accuracy), list(self.test_accuracy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "spec": self.spec.to_dict(),
+            "status": self.status,
+            "diverged_at_update": self.diverged_at_update,
+            "divergence_reason": self.divergence_reason,
+            "updates": self.updates,
+            "evaluations": self.evaluations,
+            "samples": list(self.samples),
+            "train_accuracy": list(self.train_accuracy),
+            "test_accuracy": list(self.test_accuracy),
+            "train_loss": list(self.train_loss),
+            "test_loss": list(self.test_loss),
+            "final_train_accuracy": self.final_train_accuracy,
+            "final_test_accuracy": self.final_test_accuracy,
+            "init_seed": self.init_seed,
+            "shuffle_seed": self.shuffle_seed,
+            "wall_time": self.wall_time,
+            "updates_per_second": self.updates_per_second,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        return cls(
+            spec=RunSpec.from_dict(d["spec"]),
+            status=d["status"],
+            updates=int(d["updates"]),
+            samples=[int(s) for s in d["samples"]],
+            train_accuracy=[float(a) for a in d["train_accuracy"]],
+            test_accuracy=[float(a) for a in d["test_accuracy"]],
+            train_loss=[float(a) for a in d["train_loss"]],
+            test_loss=[float(a) for a in d["test_loss"]],
+            init_seed=int(d["init_seed"]),
+            shuffle_seed=int(d["shuffle_seed"]),
+            diverged_at_update=d.get("diverged_at_update"),
+            divergence_reason=d.get("divergence_reason"),
+            wall_time=float(d.get("wall_time", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Passed to ``on_progress``: where a run stands (accuracies of the last evaluation)."""
+
+    spec: RunSpec
+    update: int
+    total_updates: int
+    evaluations: int
+    train_accuracy: float | None
+    test_accuracy: float | None
+    elapsed: float
+    done: bool = False
