@@ -1,5 +1,7 @@
-"""The PyTorch reference (numnet.lab.reference_torch): layouts, and the same loss and gradients as
-numnet for all four models from the same weights (float64)."""
+"""The PyTorch twin that ``numnet compare`` trains (numnet.lab.reference_torch): the layout
+conversions, and the same loss, gradients and SGD step as numnet for all four models from the
+same weights (float64). numnet's own gradients against independently written torch functionals
+are checked in test_gradients_vs_torch_autograd.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import numnet  # noqa: E402
+from numnet.core import losses, models, optim  # noqa: E402
 from numnet.lab import reference_torch as ref  # noqa: E402
 
 MODELS = ("model1", "model2", "model3", "model4")
@@ -52,7 +54,7 @@ def test_layout_round_trip_and_flatten_order() -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_same_loss_and_gradients_as_numnet(name: str, reduction: str) -> None:
     conv_activation = "relu" if name == "model4" and reduction == "mean" else None
-    model = numnet.core.models.build(
+    model = models.build(
         name, seed=3, dtype="float64", conv_activation=conv_activation
     )
     twin = ref.reference_from_numnet(model, name, conv_activation=conv_activation)
@@ -64,7 +66,7 @@ def test_same_loss_and_gradients_as_numnet(name: str, reduction: str) -> None:
 
     x, y = _batch(16, seed=4)
     logits = model.forward(x)
-    loss, dlogits = numnet.core.losses.softmax_cross_entropy(logits, y, reduction=reduction)
+    loss, dlogits = losses.softmax_cross_entropy(logits, y, reduction=reduction)
     model.backward(dlogits)
 
     trainer = ref.ReferenceTrainer(twin, lr=0.1, reduction=reduction)
@@ -79,7 +81,7 @@ def test_same_loss_and_gradients_as_numnet(name: str, reduction: str) -> None:
 
 
 def test_channels_last_computes_the_same() -> None:
-    model = numnet.core.models.build("model4", seed=1, dtype="float64")
+    model = models.build("model4", seed=1, dtype="float64")
     plain = ref.ReferenceTrainer(ref.reference_from_numnet(model, "model4"), lr=0.01)
     nhwc = ref.ReferenceTrainer(
         ref.reference_from_numnet(model, "model4", channels_last=True), lr=0.01, channels_last=True
@@ -97,13 +99,13 @@ def test_channels_last_computes_the_same() -> None:
 
 
 def test_sgd_step_matches_numnet() -> None:
-    model = numnet.core.models.build("model2", seed=5, dtype="float64")
+    model = models.build("model2", seed=5, dtype="float64")
     trainer = ref.ReferenceTrainer(ref.reference_from_numnet(model, "model2"), lr=0.05)
     x, y = _batch(10, seed=6)
     logits = model.forward(x)
-    _, dlogits = numnet.core.losses.softmax_cross_entropy(logits, y, reduction="sum")
+    _, dlogits = losses.softmax_cross_entropy(logits, y, reduction="sum")
     model.backward(dlogits)
-    numnet.core.optim.SGD(model.parameters(), lr=0.05).step()
+    optim.SGD(model.parameters(), lr=0.05).step()
     trainer.step(x, y)
     after = ref.numnet_layout_arrays(trainer.model)
     for (pname, p), q in zip(model.named_parameters(), after, strict=True):

@@ -1,9 +1,10 @@
-"""numnet against PyTorch autograd (an independent implementation), float64.
+"""numnet's layers and models against PyTorch autograd (an independent implementation), float64.
 
 PyTorch appears here only as a reference. The torch side is written directly with
 ``torch.nn.functional`` from numnet's arrays -- HWIO kernels permuted to OIHW, NHWC images to
 NCHW, TensorFlow's SAME padding as an explicit ``F.pad`` (zeros for convs, -inf for pools), the
-flatten taken in (h, w, c) order -- so it shares no code with numnet's layers.
+flatten taken in (h, w, c) order -- so it shares no code with numnet's layers. (The PyTorch
+twin that ``numnet compare`` trains is checked in test_compare_reference_models.py.)
 """
 
 from __future__ import annotations
