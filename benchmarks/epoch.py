@@ -1,21 +1,25 @@
 """Time one training epoch and a 21,000-sample evaluation: numnet vs PyTorch eager, same process.
 
-One epoch = 550 SGD steps of batch 100 (SPEC: 55,000 training images), float32, on random
-MNIST-shaped data (pixels uniform in [0, 1), random labels), summed cross-entropy, plain SGD.
-The epoch's batches are gathered (shuffled) before the clock starts, the same arrays for every
-implementation: what is timed is the frameworks' work, not a row gather both would pay alike.
-Evaluation = forward only over 21,000 samples (SPEC's 11,000 train + 10,000 test) in chunks of
-1,000. PyTorch (when installed) runs the same models in its default NCHW memory format and in
-channels_last. Implementations take turns within each repeat, so background load hits them
-alike; each figure is the median over the repeats, and the ratios are PyTorch time / numnet time
+One epoch = 550 SGD steps of batch 100 (the protocol: 55,000 training images), float32, on
+random MNIST-shaped data (pixels uniform in [0, 1), random labels), summed cross-entropy, plain
+SGD. The epoch's batches are gathered (shuffled) before the clock starts, the same arrays for
+every implementation: what is timed is the frameworks' work, not a row gather both would pay
+alike. Evaluation = forward only over 21,000 samples (the protocol's 11,000 train + 10,000
+test) in chunks of 1,000. PyTorch (when installed) runs the same models in its default NCHW
+memory format and in channels_last. Implementations take turns within each repeat, so
+background load hits them alike; each figure is the median over the repeats, and the ratios
+are PyTorch time / numnet time
 (above 1: numnet is faster).
 
     python benchmarks/epoch.py                     # all four models, 3 repeats
     python benchmarks/epoch.py --models 4 --repeats 5 --json runs/bench.json
     python benchmarks/epoch.py --threads 1         # one thread each (BLAS, numnet, PyTorch)
+    python benchmarks/epoch.py --kernels plain     # numnet's readable kernels (no fusion)
 
-``--threads N`` sets PyTorch's intra-op threads, numnet's (``numnet.core.runtime.set_threads``) and
-BLAS's (through threadpoolctl, when installed); a loaded machine is fairer at 1 thread.
+``--threads N`` sets PyTorch's intra-op threads, numnet's and BLAS's (``numnet.core.runtime.
+threads``: threadpoolctl, when installed); a loaded machine is fairer at 1 thread.
+``--kernels`` chooses numnet's kernels (``models.build(..., kernels=...)``): "fast" (default)
+or "plain".
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from pathlib import Path
 import numpy as np
 
 import numnet
+import numnet.core.models
+import numnet.core.names
+import numnet.core.runtime
 from numnet.core.losses import softmax_cross_entropy
 from numnet.core.optim import SGD
 
@@ -71,8 +78,8 @@ def batches(x: np.ndarray, labels: np.ndarray, steps: int, seed: int) -> list[Ba
 # -- numnet ------------------------------------------------------------------------------------
 
 
-def numnet_runner(name: str) -> tuple[Callable, Callable]:
-    model = numnet.core.models.build(name, seed=0, dtype="float32")
+def numnet_runner(name: str, kernels: str = "fast") -> tuple[Callable, Callable]:
+    model = numnet.core.models.build(name, seed=0, dtype="float32", kernels=kernels)
     opt = SGD(model.parameters(), lr=LR)
 
     def train(epoch: list[Batch]) -> float:
@@ -139,9 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=STEPS_PER_EPOCH, help="steps per 'epoch'")
     parser.add_argument("--no-torch", action="store_true", help="time numnet only")
-    parser.add_argument("--threads", type=int, choices=(1, 2), help="threads for everyone")
+    parser.add_argument("--threads", type=int, help="threads for everyone (a positive count)")
+    parser.add_argument(
+        "--kernels", choices=numnet.core.names.KERNELS, default=numnet.core.names.DEFAULT_KERNELS,
+        help="numnet's kernels: fast (default) or plain",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be a positive integer, got {args.threads}")
+    problem = numnet.core.runtime.environment_problem()
+    if problem:
+        print(f"warning: {problem}")
 
     try:
         if args.no_torch:
@@ -154,18 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         torch = None
         torch_version, torch_threads = None, None
 
-    blas_limit = None
-    if args.threads:
-        numnet.core.runtime.set_threads(args.threads)
-        if torch:
-            torch.set_num_threads(args.threads)
-            torch_threads = args.threads
-        try:
-            from threadpoolctl import threadpool_limits
-
-            blas_limit = threadpool_limits(args.threads, user_api="blas")
-        except ImportError:
-            print("threadpoolctl not installed: BLAS keeps its default thread count")
+    limits = numnet.core.runtime.threads(args.threads)  # numnet, BLAS and PyTorch; None: as is
+    limits.__enter__()
+    if args.threads and torch:
+        torch_threads = args.threads
 
     n_data = STEPS_PER_EPOCH * BATCH
     x, labels = make_data(n_data)
@@ -174,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         f"numnet {numnet.__version__}, numpy {np.__version__}, torch {torch_version} "
         f"({torch_threads} threads), python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}, "
-        f"numnet threads {numnet.core.runtime.get_threads()}, load average {os.getloadavg()[0]:.1f}"
+        f"numnet threads {numnet.core.runtime.get_threads()}, kernels {args.kernels}, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"train: {args.steps} steps x batch {BATCH}, float32, summed CE, SGD; eval: "
@@ -185,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict[str, float]]] = {}
     for m in args.models.split(","):
         name = numnet.core.models.normalize_name(m.strip())
-        runners = {"numnet": numnet_runner(name)}
+        runners = {"numnet": numnet_runner(name, args.kernels)}
         if torch:
             runners["torch NCHW"] = torch_runner(name, channels_last=False)
             runners["torch channels_last"] = torch_runner(name, channels_last=True)
@@ -206,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         print_model(name, results[name], impls, args.steps)
         sys.stdout.flush()
-    if blas_limit is not None:
-        blas_limit.restore_original_limits()
+    limits.__exit__(None, None, None)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"steps": args.steps, "results": results}, indent=2))

@@ -147,6 +147,16 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def _geometry(
+    p_rows: int, q_cols: int, kh: int, kw: int, stride: int | tuple[int, int], padding: str
+) -> tuple[int, int, int, int, int, int]:
+    """(s_h, s_w, P', p_t, Q', p_l) of a k_h x k_w window sliding over a P x Q image."""
+    sh, sw = _pair(stride)
+    p_out, p_t = window_geometry(p_rows, kh, sh, padding)
+    q_out, p_l = window_geometry(q_cols, kw, sw, padding)
+    return sh, sw, p_out, p_t, q_out, p_l
+
+
 def maxpool2d_loops(
     x: np.ndarray,
     window: int | tuple[int, int],
@@ -159,9 +169,7 @@ def maxpool2d_loops(
     dL/dX_{n,a,b,c} = sum_{i,j} G_{n,i,j,c} [a + p_t = s_h i + u* and b + p_l = s_w j + v*]."""
     n_img, p_rows, q_cols, n_ch = x.shape
     kh, kw = _pair(window)
-    sh, sw = _pair(stride) if stride is not None else (kh, kw)
-    p_out, p_t = window_geometry(p_rows, kh, sh, padding)
-    q_out, p_l = window_geometry(q_cols, kw, sw, padding)
+    sh, sw, p_out, p_t, q_out, p_l = _geometry(p_rows, q_cols, kh, kw, stride or (kh, kw), padding)
 
     def xpad(n: int, r: int, s: int, c: int) -> float:
         a, b = r - p_t, s - p_l
@@ -203,9 +211,7 @@ def conv2d_forward_loops(
     Xpad_{n,r,s,d} = X_{n, r - p_t, s - p_l, d} and 0 outside X."""
     n_img, p_rows, q_cols, depth = x.shape
     kh, kw, _, n_filters = w.shape
-    sh, sw = _pair(stride)
-    p_out, p_t = window_geometry(p_rows, kh, sh, padding)
-    q_out, p_l = window_geometry(q_cols, kw, sw, padding)
+    sh, sw, p_out, p_t, q_out, p_l = _geometry(p_rows, q_cols, kh, kw, stride, padding)
     y = np.zeros((n_img, p_out, q_out, n_filters))
     for n, i, j, k in np.ndindex(y.shape):
         acc = b[k]
@@ -236,9 +242,7 @@ def conv2d_weight_grad_loops(
     """dL/dW_{u,v,d,k} = sum_{n,i,j} Xpad_{n, s_h i + u, s_w j + v, d} G_{n,i,j,k} (§6.3)."""
     n_img, p_rows, q_cols, depth = x.shape
     _, p_out, q_out, n_filters = g.shape
-    sh, sw = _pair(stride)
-    _, p_t = window_geometry(p_rows, kh, sh, padding)
-    _, p_l = window_geometry(q_cols, kw, sw, padding)
+    sh, sw, _, p_t, _, p_l = _geometry(p_rows, q_cols, kh, kw, stride, padding)
     dw = np.zeros((kh, kw, depth, n_filters))
     for u, v, d, k in np.ndindex(dw.shape):
         for n, i, j in itertools.product(range(n_img), range(p_out), range(q_out)):
@@ -261,10 +265,8 @@ def conv2d_input_grad_loops(
     input_hw: (P, Q) of the input (default: G's, right for stride 1 SAME)."""
     n_img, p_out, q_out, n_filters = g.shape
     kh, kw, depth, _ = w.shape
-    sh, sw = _pair(stride)
     p_rows, q_cols = input_hw if input_hw is not None else (p_out, q_out)
-    _, p_t = window_geometry(p_rows, kh, sh, padding)
-    _, p_l = window_geometry(q_cols, kw, sw, padding)
+    sh, sw, _, p_t, _, p_l = _geometry(p_rows, q_cols, kh, kw, stride, padding)
     dx = np.zeros((n_img, p_rows, q_cols, depth))
     for n, a, c, d in np.ndindex(dx.shape):
         for u, v, k in itertools.product(range(kh), range(kw), range(n_filters)):
