@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from numnet.lab.cli.common import add_models, add_protocol, add_quick, add_threads
+from numnet.lab.cli import common
 
 
 def register(subparsers: Any) -> None:
@@ -30,19 +30,19 @@ def register(subparsers: Any) -> None:
             'pip install "numnet[reference]".'
         ),
     )
-    add_protocol(p)
+    common.add_protocol(p)
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: runs/compare-<protocol>-<timestamp>)")
-    add_models(p)
-    add_quick(p, "the protocol's reduced smoke variant (labelled QUICK in every output)")
+    common.add_models(p)
+    common.add_quick(p, "the protocol's reduced smoke variant (labelled QUICK in every output)")
     p.add_argument("--seed", type=int, default=None, help="override the protocol seed")
     p.add_argument("--agreement-updates", type=int, default=200, metavar="N",
                    help="float64 agreement check over the first N updates of each run "
                         "(default: 200; 0 skips it)")
     p.add_argument("--no-channels-last", action="store_true",
                    help="skip the extra PyTorch channels_last timing run of the CNN")
-    add_threads(p, 1, "the same for numnet and PyTorch, so the time ratio is fair; default 1: "
-                      "robust when other processes share the cores")
+    common.add_threads(p, 1, "the same for numnet and PyTorch, so the time ratio is fair; "
+                             "default 1: robust when other processes share the cores")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="where the MNIST files are (default: numnet's data cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bars, one log line per run")

@@ -14,15 +14,7 @@ import argparse
 from typing import Any
 
 from numnet.core.names import DEFAULT_DTYPE, DTYPES
-from numnet.lab.cli.common import (
-    BUILTINS,
-    add_device,
-    add_kernels,
-    add_models,
-    add_protocol,
-    add_quick,
-    add_threads,
-)
+from numnet.lab.cli import common
 from numnet.lab.protocol import BIAS_INITS, CONV_ACTIVATIONS, REDUCTIONS
 
 
@@ -36,15 +28,15 @@ def register(subparsers: Any) -> None:
             "results.json/.csv, learning_curves.png, summary_table.png, report.html and "
             "report.md into --out. Finished runs are saved as they complete; rerunning the same "
             "command with the same --out skips them (same protocol hash) and does the rest. "
-            f"Built-in protocols: {BUILTINS}."
+            f"Built-in protocols: {common.BUILTINS}."
         ),
     )
-    add_protocol(p)
+    common.add_protocol(p)
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: runs/<protocol>-<YYYYmmdd-HHMMSS>)")
     p.add_argument("--seed", type=int, default=None, help="override the protocol seed")
-    add_models(p)
-    add_quick(p, "the protocol's [quick] smoke variant (1 epoch per setting, smaller "
+    common.add_models(p)
+    common.add_quick(p, "the protocol's [quick] smoke variant (1 epoch per setting, smaller "
                  "evaluations; labelled QUICK in every output)")
     p.add_argument("--force", action="store_true", help="retrain runs already finished in --out")
     _training_options(p)
@@ -107,11 +99,11 @@ def register(subparsers: Any) -> None:
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
-    add_device(p)
+    common.add_device(p)
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="folder with the four MNIST IDX files (default: numnet's data cache, "
                         "fetched on first use)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars: log lines only")
-    add_threads(p, 0, "default 0")
-    add_kernels(p)
+    common.add_threads(p, 0, "default 0")
+    common.add_kernels(p)

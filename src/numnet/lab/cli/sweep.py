@@ -12,14 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from numnet.lab.cli.common import (
-    BUILTINS,
-    add_device,
-    add_models,
-    add_protocol,
-    add_quick,
-    add_threads,
-)
+from numnet.lab.cli import common
 
 
 def register(subparsers: Any) -> None:
@@ -35,10 +28,10 @@ def register(subparsers: Any) -> None:
             "learning_curves.png (mean curves with bands). Rerunning the same command with the "
             "same --out skips finished tasks. Without --grid, seed r of a protocol seeded s is "
             "the run `numnet reproduce --seed s+r` makes. "
-            f"Built-in protocols: {BUILTINS}."
+            f"Built-in protocols: {common.BUILTINS}."
         ),
     )
-    add_protocol(p)
+    common.add_protocol(p)
     p.add_argument("--seeds", type=int, default=5, metavar="N",
                    help="replicates per cell (default 5)")
     p.add_argument("--seed", type=int, default=None, metavar="S",
@@ -48,7 +41,7 @@ def register(subparsers: Any) -> None:
                         "epochs=5,10 (keys: lr, epochs, batch_size, reduction, bias_init, "
                         "conv_activation); fields not in the grid come from each protocol "
                         "setting")
-    add_models(p)
+    common.add_models(p)
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="local worker processes (default: the cores available)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
@@ -58,14 +51,14 @@ def register(subparsers: Any) -> None:
                    help="resubmit a task that raised N times before reporting it (default 1)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: runs/sweep-<protocol>-<YYYYmmdd-HHMMSS>)")
-    add_quick(p, "the protocol's [quick] smoke variant (labelled QUICK everywhere)")
+    common.add_quick(p, "the protocol's [quick] smoke variant (labelled QUICK everywhere)")
     p.add_argument("--force", action="store_true", help="redo tasks already finished in --out")
-    add_device(p, "compute device of every task")
+    common.add_device(p, "compute device of every task")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="folder with the four IDX files, at this path on every worker "
                         "(default: each worker's numnet data cache, fetched on first use)")
     p.add_argument("--no-verify", action="store_true",
                    help="accept IDX files in --data-dir that are not the official ones")
-    add_threads(p, 1, "of each worker process; default 1: N processes share the cores")
+    common.add_threads(p, 1, "of each worker process; default 1: N processes share the cores")
     p.add_argument("--quiet", action="store_true", help="no per-task log lines")
     p.set_defaults(handler="sweep:sweep")

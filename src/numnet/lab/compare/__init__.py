@@ -13,26 +13,10 @@ curves, wall time of both and the ratio PyTorch / numnet (> 1: numnet is faster)
 (``ok`` or ``diverged`` at update N) of each, the diagnosis of each by
 :func:`numnet.lab.report.diagnose` (the report's rules), and the float64 agreement below.
 
-Float64 agreement (:func:`float64_agreement`). numnet and PyTorch are the same computation, so
-in float64, from the same weights on the same batches, their losses must agree to rounding:
-
-1. *trajectory*: both train independently for the first ``updates`` (200) updates of the run;
-   the largest relative difference of the batch loss, ``|L_numnet - L_torch| / max(|L_numnet|,
-   |L_torch|)``, must stay below ``tolerance`` (1e-9).
-2. Some runs amplify rounding exponentially (a chaotic regime, e.g. model 1 at lr 0.1 with the
-   summed loss: a 1e-16 difference grows about 10x every 10 updates). There two *identical*
-   computations that merely round differently separate, so the trajectory check cannot tell a
-   bug from rounding. When the trajectory difference exceeds the tolerance, two more checks
-   run and decide instead:
-
-   - *control*: numnet against numnet fed each batch with its rows reversed (the same
-     mathematics; only the order of the sums over the batch, hence the rounding, differs).
-     The *horizon* is the number of leading updates during which the control stays within
-     ``control_tolerance`` (1e-12): over the horizon the run does not yet amplify rounding, and
-     there the trajectory difference must still be below ``tolerance``;
-   - *lockstep*: at every one of the updates, PyTorch is given numnet's current weights, both
-     compute the loss and make one update; the relative difference of the loss and of the
-     updated weights must be below ``tolerance`` at every update.
+Float64 agreement (:func:`float64_agreement`, rules in :mod:`numnet.lab.compare.agreement`):
+numnet and PyTorch are the same computation, so in float64, from the same weights on the same
+batches, their losses must agree to rounding over the first updates of every run; where a run
+amplifies rounding, a control (numnet against itself) and a lockstep check decide instead.
 
 A run that fails raises :class:`AgreementError` after every output is written (the CLI exits
 with code 1). Outputs in ``out_dir``::
@@ -42,6 +26,11 @@ with code 1). Outputs in ``out_dir``::
     compare.html          the Q2 section (self-contained, the figure embedded)
     compare.md            the same for terminals and notebooks
     protocol.toml         the protocol used
+
+Modules: :mod:`~numnet.lab.compare.runner` (both sides through one loop),
+:mod:`~numnet.lab.compare.agreement`, :mod:`~numnet.lab.compare.record` (compare.json),
+:mod:`~numnet.lab.compare.answers` (the Q2 statements), :mod:`~numnet.lab.compare.render` and
+:mod:`~numnet.lab.compare.figure` (the page, the Markdown, the figure).
 """
 
 from numnet.lab.compare.agreement import (

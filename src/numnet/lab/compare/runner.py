@@ -10,9 +10,6 @@ from typing import Any
 
 from numnet.core import runtime
 from numnet.core.datasets import Datasets
-from numnet.core.io import write_text
-from numnet.lab import data as data_mod
-from numnet.lab import protocol as protocol_mod
 from numnet.lab.compare.agreement import (
     AGREEMENT_UPDATES,
     TOLERANCE,
@@ -22,11 +19,11 @@ from numnet.lab.compare.agreement import (
 )
 from numnet.lab.compare.record import compare_document, compare_record, save_document
 from numnet.lab.compare.render import write_outputs
-from numnet.lab.environment import data_info, environment_info
-from numnet.lab.experiments.plan import plan_runs
+from numnet.lab.environment import environment_info
+from numnet.lab.experiments.runner import set_up
 from numnet.lab.progress import Log, ProgressDisplay, stderr_log
 from numnet.lab.protocol import Protocol
-from numnet.lab.records import default_out_dir, timestamp
+from numnet.lab.records import timestamp
 from numnet.lab.reference_torch import ReferenceTrainer, import_torch, reference_from_numnet
 from numnet.lab.results import QUICK_LABEL
 from numnet.lab.training import RunResult, RunSpec, build_model, expected_updates, train_run
@@ -83,18 +80,8 @@ def run_compare(
     import_torch()  # before runtime.threads, which sets PyTorch's threads once it is imported
     started = time.perf_counter()
     started_at = timestamp()
-    protocol = protocol_mod.resolve(protocol, seed, quick)
-    specs = plan_runs(protocol, models)
-    out = (Path(out_dir) if out_dir is not None
-           else default_out_dir(protocol.name, kind="compare", quick=protocol.quick))
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "protocol.toml", protocol.text)
-    if data is None:
-        data = data_mod.load(dataset=protocol.dataset, data_dir=data_dir,
-                             validation_size=protocol.validation_size,
-                             progress=progress != "none")
-    protocol_mod.check_against_data(protocol, data.train.num_examples, data.test.num_examples)
-    info = data_info(protocol.dataset, data)
+    protocol, specs, out, data, info = set_up(protocol, seed, quick, models, out_dir, data,
+                                              data_dir, progress, kind="compare")
 
     totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)
               for s in specs}

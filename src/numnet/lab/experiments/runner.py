@@ -45,6 +45,37 @@ def check_kernels(kernels: str) -> None:
         raise NumnetError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
 
 
+def set_up(
+    protocol: Protocol | str | Path,
+    seed: int | None,
+    quick: bool,
+    models: list[str] | None,
+    out_dir: str | Path | None,
+    data: Datasets | None,
+    data_dir: str | Path | None,
+    progress: str,
+    *,
+    kind: str | None = None,
+    kernels: str = DEFAULT_KERNELS,
+) -> tuple[Protocol, list[RunSpec], Path, Datasets, dict[str, Any]]:
+    """What ``reproduce`` and ``compare`` do first: resolve the protocol (``--seed``,
+    ``--quick``), plan its runs, make the output folder (default :func:`default_out_dir` with
+    ``kind``) holding protocol.toml, load the data unless given, check its sizes against the
+    protocol. Returns ``(protocol, specs, out_dir, data, data_info)``."""
+    protocol = protocol_mod.resolve(protocol, seed, quick)
+    specs = plan_runs(protocol, models, kernels)
+    out = (Path(out_dir) if out_dir is not None
+           else default_out_dir(protocol.name, kind=kind, quick=protocol.quick))
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "protocol.toml", protocol.text)
+    if data is None:
+        data = data_mod.load(dataset=protocol.dataset, data_dir=data_dir,
+                             validation_size=protocol.validation_size,
+                             progress=progress != "none")
+    protocol_mod.check_against_data(protocol, data.train.num_examples, data.test.num_examples)
+    return protocol, specs, out, data, data_info(protocol.dataset, data)
+
+
 def reproduce(
     protocol: Protocol | str | Path = "assignment",
     data: Datasets | None = None,
@@ -76,19 +107,8 @@ def reproduce(
     cpu_started = time.process_time()
     started_at = timestamp()
     check_kernels(kernels)
-    protocol = protocol_mod.resolve(protocol, seed, quick)
-    specs = plan_runs(protocol, models, kernels)
-    out = (Path(out_dir) if out_dir is not None
-           else default_out_dir(protocol.name, quick=protocol.quick))
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "protocol.toml", protocol.text)
-
-    if data is None:
-        data = data_mod.load(dataset=protocol.dataset, data_dir=data_dir,
-                             validation_size=protocol.validation_size,
-                             progress=progress != "none")
-    protocol_mod.check_against_data(protocol, data.train.num_examples, data.test.num_examples)
-    info = data_info(protocol.dataset, data)
+    protocol, specs, out, data, info = set_up(protocol, seed, quick, models, out_dir, data,
+                                              data_dir, progress, kernels=kernels)
     phash = protocol.hash
 
     totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)

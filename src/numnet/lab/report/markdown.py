@@ -28,15 +28,7 @@ def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str
               f"{len(doc['runs'])} runs"
               + (f", wall time {fmt_time(float(total))}." if total is not None else "."), ""]
     lines += ["## Summary: final test accuracy", ""]
-
-    def cell(model: str, setting: int, run: dict[str, Any] | None) -> str:
-        if run is None:
-            return "—"
-        if run["status"] == "diverged":
-            return f"**diverged** @ {run['diverged_at_update']}"
-        return f"{run['final_test_accuracy']:.4f} ({diagnoses[run['run_id']].verdict})"
-
-    table = grid_table(doc, cell)
+    table = grid_table(doc, lambda m, s, run: _cell(run, "**diverged** @ {}", diagnoses))
     lines += markdown_table(table[0], table[1:])
     lines += ["", "![Learning curves](learning_curves.png)", "",
               "![Summary table](summary_table.png)", "", "## Runs", ""]
@@ -65,16 +57,21 @@ def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str
     return "\n".join(lines)
 
 
+def _cell(run: dict[str, Any] | None, diverged: str,
+          diagnoses: dict[str, Diagnosis] | None = None) -> str:
+    """A summary cell: a dash (no run), ``diverged`` with the update, or the final test
+    accuracy (and the verdict, given the diagnoses)."""
+    if run is None:
+        return "—"
+    if run["status"] == "diverged":
+        return diverged.format(run["diverged_at_update"])
+    text = f"{run['final_test_accuracy']:.4f}"
+    return f"{text} ({diagnoses[run['run_id']].verdict})" if diagnoses else text
+
+
 def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
     """The summary table as text rows (header first): for terminals and the closing log."""
-    def cell(model: str, setting: int, run: dict[str, Any] | None) -> str:
-        if run is None:
-            return "—"
-        if run["status"] == "diverged":
-            return f"diverged@{run['diverged_at_update']}"
-        return f"{run['final_test_accuracy']:.4f}"
-
-    return grid_table(doc, cell)
+    return grid_table(doc, lambda m, s, run: _cell(run, "diverged@{}"))
 
 
 def format_summary(doc: dict[str, Any]) -> str:
