@@ -46,6 +46,11 @@ except ImportError:  # not installed on the device machine: use the working tree
     sys.path.insert(0, str(ROOT / "src"))
     import numnet
 
+# after the fallback above, which may have put the working tree's src/ on the path
+from numnet.core import backend, losses, models, optim  # noqa: E402
+from numnet.core.io import write_json, write_text  # noqa: E402
+from numnet.lab.data import fetch, read_idx, write_idx  # noqa: E402
+
 STEPS, BATCH, LR = 550, 100, 1e-4
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
     [str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
@@ -53,8 +58,6 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
 
 def prepare_data(directory: Path) -> None:
     """Write the four MNIST IDX files, gzipped, from numnet's cache (fetching if needed)."""
-    from numnet.lab.data import fetch, read_idx, write_idx
-
     directory.mkdir(parents=True, exist_ok=True)
     result = fetch("mnist")
     for name, path in result.paths.items():
@@ -93,7 +96,7 @@ def run_tests(out: Path) -> dict[str, Any]:
            "tests/test_gpu.py", "tests/test_backend.py"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-    (out / "tests.log").write_text(proc.stdout + proc.stderr)
+    write_text(out / "tests.log", proc.stdout + proc.stderr)
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
     print("\n".join(tail))
     return {"rc": proc.returncode, "seconds": time.perf_counter() - start, "tail": tail}
@@ -101,8 +104,6 @@ def run_tests(out: Path) -> dict[str, Any]:
 
 def epoch_numnet(name: str, x: np.ndarray, onehot: np.ndarray, device: str,
                  idx: list[np.ndarray]) -> float:
-    from numnet.core import backend, losses, models, optim
-
     model = models.build(name, seed=0).to(device)
     opt = optim.SGD(model.parameters(), LR)
     xp = backend.xp_for(device)
@@ -126,7 +127,7 @@ def epoch_torch(name: str, x: np.ndarray, labels: np.ndarray, idx: list[np.ndarr
                 channels_last: bool = False) -> float:
     import torch
 
-    from numnet.lab.reference_torch import build_reference
+    from numnet.lab.reference_torch import build_reference  # imports torch: only with torch
 
     dev = torch.device("cuda")
     model = build_reference(name, dtype="float32", channels_last=channels_last).to(dev)
@@ -194,7 +195,7 @@ def run_protocol(out: Path, protocol: str, data_dir: str | None, timeout: int) -
         rc, log = "timeout", f"{exc.stdout or ''}{exc.stderr or ''}"
         log = log.decode() if isinstance(log, bytes) else log
     wall = time.perf_counter() - start
-    (out / "protocol.log").write_text(log)
+    write_text(out / "protocol.log", log)
     result: dict[str, Any] = {"rc": rc, "wall_seconds": wall, "command": " ".join(cmd)}
     results_json = target / "results.json"
     if results_json.is_file():
@@ -230,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"environment": environment()}
     print(json.dumps(report["environment"]), flush=True)
-    save = lambda: (args.out / "gpu_protocol.json").write_text(json.dumps(report, indent=1))  # noqa: E731
+    def save() -> None:
+        write_json(args.out / "gpu_protocol.json", report)
+
     if not args.skip_tests:
         report["tests"] = run_tests(args.out)
         save()
