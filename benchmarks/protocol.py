@@ -65,7 +65,7 @@ def numnet_side(runs: list[Run], models: list[str], quick: bool, threads: int | 
         cmd = [sys.executable, "-m", "numnet", "reproduce", "--protocol", "assignment",
                "--out", tmp, "--quiet", "--models", ",".join(models)] + ["--quick"] * quick
         if threads:  # numnet's own helper threads and BLAS
-            cmd += ["--blas-threads", str(threads)]
+            cmd += ["--threads", str(threads)]
             env["NUMNET_THREADS"] = str(threads)
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
