@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from numnet.core import models
 from numnet.core.backend import array_module, to_numpy
 from numnet.core.errors import WeightsFileError
 from numnet.core.io import atomic_writer
@@ -170,8 +171,6 @@ def load_into(path: str | os.PathLike, model: Any) -> dict[str, Any]:
 def load(path: str | os.PathLike, device: str = "cpu", kernels: str = DEFAULT_KERNELS) -> Any:
     """Rebuild the model saved in ``path`` (``models.build(**config)``) with its weights, on
     ``device`` and running ``kernels`` ("fast" or "plain": how it computes, not stored)."""
-    from numnet.core import models
-
     path = Path(path)
     header = read_header(path)
     config = header.get("config") or {}
