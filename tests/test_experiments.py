@@ -310,6 +310,17 @@ def test_data_too_small_for_protocol(tmp_path) -> None:
         reproduce(path, tmp_path / "x")
 
 
+def test_file_format_names_are_those_older_outputs_carry() -> None:
+    """Resume and the readers check these names: a rename would orphan existing outputs."""
+    from numnet.lab import compare, results, sweep
+
+    assert (results.RESULTS_FORMAT, experiments.RUN_FORMAT) == ("numnet.results/1",
+                                                                "numnet.run/1")
+    assert compare.COMPARE_FORMAT == "numnet.compare/1"
+    assert (sweep.SWEEP_FORMAT, sweep.TASK_FORMAT, sweep.SUMMARY_FORMAT) == (
+        "numnet.sweep/1", "numnet.sweep-task/1", "numnet.sweep-summary/1")
+
+
 # ----------------------------------------------------------------------------- real MNIST
 
 

@@ -1,8 +1,7 @@
-"""The float64 agreement of numnet and PyTorch on one run: the check that the two are
-the same computation.
+"""The float64 agreement of numnet and PyTorch on one run.
 
-numnet and PyTorch are the same computation, so
-in float64, from the same weights on the same batches, their losses must agree to rounding:
+numnet and PyTorch are the same computation, so in float64, from the same weights on the same
+batches, their losses must agree to rounding:
 
 1. *trajectory*: both train independently for the first ``updates`` (200) updates of the run;
    the largest relative difference of the batch loss, ``|L_numnet - L_torch| / max(|L_numnet|,

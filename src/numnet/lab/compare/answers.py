@@ -149,7 +149,7 @@ def q2_answers(doc: dict[str, Any]) -> dict[str, list[str]]:
 
     # Under- and over-fitting.
     rules = dict(RULES)
-    out["fit"].append("Rules (numnet.lab.report.diagnose, as in the reproduce report): "
+    out["fit"].append("Rules (numnet.report.diagnose, as in the reproduce report): "
                       f"over-fitting: {rules['over-fitting']} Under-fitting: "
                       f"{rules['under-fitting']}")
     for verdict in ("over-fitting", "under-fitting", "not learning", "diverged", "good fit"):

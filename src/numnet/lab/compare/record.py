@@ -16,7 +16,7 @@ from numnet.lab.results import QUICK_LABEL
 from numnet.lab.stats import curve_gap, ratio
 from numnet.lab.training import RunResult, RunSpec
 
-COMPARE_FORMAT = "numnet.lab.compare/1"
+COMPARE_FORMAT = "numnet.compare/1"  # format names: as before the core/lab split
 IMPLEMENTATIONS = ("numnet", "pytorch", "pytorch_channels_last")
 
 

@@ -16,7 +16,7 @@ from numnet.lab.stats import curve_stats, describe
 from numnet.lab.sweep.outcome import SweepOutcome, TaskFailure
 from numnet.lab.sweep.plan import SweepPlan, SweepTask
 
-SUMMARY_FORMAT = "numnet.lab.sweep-summary/1"
+SUMMARY_FORMAT = "numnet.sweep-summary/1"  # format names: as before the core/lab split
 
 
 def aggregate(plan: SweepPlan, records: dict[str, dict[str, Any]],

@@ -36,7 +36,7 @@ from numnet.lab.sweep.render import write_outputs
 from numnet.lab.sweep.worker import run_task
 from numnet.lab.training import RunSpec
 
-SWEEP_FORMAT = "numnet.lab.sweep/1"
+SWEEP_FORMAT = "numnet.sweep/1"  # format names: as before the core/lab split
 #: Rough relative cost of one epoch per model (this CPU, float32): the scheduling order only.
 MODEL_EPOCH_COST = {"model1": 1.0, "model2": 1.5, "model3": 2.0, "model4": 12.0}
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from numnet.lab.sweep.plan import SweepTask
 
-TASK_FORMAT = "numnet.lab.sweep-task/1"
+TASK_FORMAT = "numnet.sweep-task/1"  # format names: as before the core/lab split
 #: Resubmissions of a task whose worker process died (Dask's allowed-failures default is 3).
 ALLOWED_FAILURES = 3
 
