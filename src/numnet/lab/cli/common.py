@@ -15,7 +15,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 BUILTINS = ", ".join(BUILTIN_PROTOCOLS)
-THREADS_HELP = ("threads for numnet's helper threads (at most 2), the BLAS pools and PyTorch "
+THREADS_HELP = ("threads for numnet (its conv fast path), the BLAS pools and PyTorch alike "
                 "(numnet.core.runtime.threads); results do not depend on it; 0 leaves them as "
                 "they are")
 
