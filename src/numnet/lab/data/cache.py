@@ -17,6 +17,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+try:  # POSIX only: the password database, for a home directory when $HOME is unusable
+    import pwd
+except ImportError:  # Windows
+    pwd = None
+
 import numpy as np
 
 from numnet.core.errors import DataError
@@ -61,11 +66,11 @@ def _home() -> Path | None:
     home = os.environ.get("HOME")
     if usable(home):
         return Path(home)
+    if pwd is None:
+        return None
     try:
-        import pwd
-
         home = pwd.getpwuid(os.getuid()).pw_dir
-    except (ImportError, KeyError, OSError):
+    except (KeyError, OSError):
         return None
     return Path(home) if usable(home) else None
 
