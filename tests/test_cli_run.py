@@ -43,6 +43,13 @@ def test_help_lists_the_commands(capsys) -> None:
     out = capsys.readouterr().out
     for command in ("reproduce", "train", "report", "predict"):
         assert command in out
+    assert "docs/protocol.md" in out  # the epilog says where the protocol is written down
+
+
+def test_reproduce_help_points_to_the_protocol_document(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    assert "docs/protocol.md" in " ".join(capsys.readouterr().out.split())
 
 
 def test_reproduce_report_and_resume(proto, tmp_path, capsys, tiny_data) -> None:

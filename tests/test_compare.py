@@ -117,7 +117,7 @@ def test_outputs_figure_and_q2_section(tiny: dict[str, Any]) -> None:
     from numnet.lab import compare
 
     out = tiny["out"]
-    assert _png_size(out / "compare_curves.png") == (2200, 1200)  # SPEC's 22 x 12 in
+    assert _png_size(out / "compare_curves.png") == (2200, 1200)  # the protocol's 22 x 12 in
     text = (out / "compare.html").read_text()
 
     class Collect(HTMLParser):

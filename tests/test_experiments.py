@@ -100,7 +100,8 @@ def test_outputs_exist_and_results_hold_spec_tuples(full, proto_path) -> None:
     assert not list(out.rglob(".*"))  # no temporary files left
     doc = load(out)
     assert doc["format"] == "numnet.results/1" and doc["label"] is None
-    # SPEC: per model, a list of ((num_epochs, lr), train_acc_list, test_acc_list)
+    # The protocol (docs/protocol.md §7): per model, a list of
+    # ((num_epochs, lr), train_acc_list, test_acc_list)
     m1 = doc["results"]["model1"]
     assert [tuple(t[0]) for t in m1] == [(2, 0.001), (1, 0.01), (2, 1e38)]
     runs = {r["run_id"]: r for r in doc["runs"]}
@@ -326,7 +327,7 @@ def test_file_format_names_are_those_older_outputs_carry() -> None:
 
 @pytest.mark.slow
 def test_full_assignment_on_real_mnist(tmp_path) -> None:
-    """The whole `assignment` protocol on real MNIST (minutes): SPEC's counts, sane results."""
+    """The whole `assignment` protocol on real MNIST (minutes): its counts, sane results."""
     outcome = experiments.reproduce("assignment", None, tmp_path / "assignment",
                                     progress="log", log=print)
     doc = load(outcome.out_dir)

@@ -104,7 +104,7 @@ def test_maxpool_matches_torch(shape, pool, stride, pad, ties) -> None:
 
 
 def torch_model(name: str, params: dict, x, conv_activation: str | None):
-    """SPEC's models written with torch functionals from numnet's (public-layout) weights."""
+    """The protocol's models in torch functionals from numnet's (public-layout) weights."""
     if name == "model4":
         h = x.reshape(-1, 28, 28, 1)
         for k in (1, 2):

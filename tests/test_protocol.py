@@ -1,4 +1,5 @@
-"""Protocol files: the shipped ones say what SPEC says; the schema rejects bad files by key path."""
+"""Protocol files: the shipped ones say what docs/protocol.md says; the schema rejects bad files
+by key path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""One run: SPEC's loop counts, evaluation, divergence, seeds and determinism (tiny data)."""
+"""One run: the protocol's loop counts, evaluation, divergence, seeds and determinism (tiny
+data)."""
 
 from __future__ import annotations
 

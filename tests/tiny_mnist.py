@@ -38,7 +38,7 @@ def make_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def tiny_datasets(
     n_train: int = 550, n_validation: int = 50, n_test: int = 200, seed: int = 0
 ) -> Datasets:
-    """SPEC-style splits of synthetic digits: ``n_train`` train, ``n_validation``, ``n_test``."""
+    """Protocol splits of synthetic digits: ``n_train`` train, ``n_validation``, ``n_test``."""
     x, y = make_digits(n_train + n_validation, seed)
     xt, yt = make_digits(n_test, seed + 1)
     return split_like_tensorflow(x, y, xt, yt, validation_size=n_validation)

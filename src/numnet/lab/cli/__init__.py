@@ -25,6 +25,7 @@ from numnet.lab.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    PROTOCOL_DOC,
     UserError,
 )
 
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="numnet",
         description="Neural networks from scratch on NumPy: the MNIST course protocol.",
+        epilog=f"The protocol (data, split, models, the 12 runs, evaluation, the questions) is "
+               f"described in {PROTOCOL_DOC} of the numnet repository. "
+               f"'numnet COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"numnet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

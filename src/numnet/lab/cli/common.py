@@ -15,6 +15,8 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 BUILTINS = ", ".join(BUILTIN_PROTOCOLS)
+#: Where the protocol is written down (in the repository; the help texts point to it).
+PROTOCOL_DOC = "docs/protocol.md"
 THREADS_HELP = ("threads for numnet (its conv fast path), the BLAS pools and PyTorch alike "
                 "(numnet.core.runtime.threads); results do not depend on it; 0 leaves them as "
                 "they are")

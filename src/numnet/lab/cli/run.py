@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
             "results.json/.csv, learning_curves.png, summary_table.png, report.html and "
             "report.md into --out. Finished runs are saved as they complete; rerunning the same "
             "command with the same --out skips them (same protocol hash) and does the rest. "
-            f"Built-in protocols: {common.BUILTINS}."
+            f"Built-in protocols: {common.BUILTINS}; the protocol itself is described in "
+            f"{common.PROTOCOL_DOC} of the numnet repository."
         ),
     )
     common.add_protocol(p)

@@ -3,8 +3,9 @@
 A protocol names the data, the training loop's constants (batch size, evaluation cadence and
 sizes), and per model the architecture options, the loss reduction, the initialisation and the
 ``(epochs, learning rate)`` settings. Three ship inside the package (``numnet/protocols``):
-``assignment`` (SPEC exactly), ``assignment-mean`` (the same with the loss averaged over the
-batch) and ``notebook-variant`` (SPEC's "known variant"). A user may pass a path to their own.
+``assignment`` (docs/protocol.md exactly), ``assignment-mean`` (the same with the loss
+averaged over the batch) and ``notebook-variant`` (an earlier NumPy solution's choices, see
+docs/protocol.md, "Variants"). A user may pass a path to their own.
 
 Layout of a protocol file (every key is checked; unknown keys are errors)::
 
@@ -31,7 +32,7 @@ Layout of a protocol file (every key is checked; unknown keys are errors)::
     eval_test_examples = 2000
 
     [defaults]                     # per-model options, overridable in [models.<name>]
-    reduction = "sum"              # "sum" (SPEC) or "mean" over the batch
+    reduction = "sum"              # "sum" (the protocol) or "mean" over the batch
     weight_init = "xavier_uniform"
     bias_init = "zeros"            # or "uniform_sqrt3": U(+-sqrt(3 / n_out))
     conv_activation = "none"       # or "relu", "sigmoid", "tanh" (only model 4 has convs)

@@ -158,8 +158,9 @@ examples{wall}</p>
 {quick_note}
 <section><h2>Summary: final test accuracy</h2>
 {summary}
-<p class="muted">Each cell: the final test accuracy of the run (SPEC's table), below it the final
-train accuracy and (epochs, learning rate), then the diagnosis. ★ best setting of the model.</p>
+<p class="muted">Each cell: the final test accuracy of the run (the protocol's table), below it
+the final train accuracy and (epochs, learning rate), then the diagnosis.
+★ best setting of the model.</p>
 <p>Diagnoses: {overview}</p>
 </section>
 <section><h2>Learning curves</h2>

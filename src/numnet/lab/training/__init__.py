@@ -1,4 +1,5 @@
-"""One training run: SPEC's loop, its evaluations and divergence detection.
+"""One training run: the protocol's loop (docs/protocol.md §2), its evaluations and divergence
+detection.
 
 ``train_run(spec, data)`` is a pure function of its inputs: the same :class:`RunSpec` on the
 same data gives the same :class:`RunResult` (timing fields aside), in this process, in another
@@ -14,7 +15,7 @@ Everything random in a run comes from ``spec.seed``, split into two independent 
 So another implementation (the PyTorch reference) starts from the same weights and sees the
 same batches by calling these two functions.
 
-The loop is SPEC's, verbatim::
+The loop is the protocol's (docs/protocol.md §2), verbatim::
 
     i = 0
     while train.epochs_completed < num_epochs:

@@ -47,7 +47,7 @@ def make_batch_source(spec: RunSpec, train: DataSet) -> DataSet:
 
 
 def expected_updates(num_examples: int, batch_size: int, epochs: int) -> int:
-    """Number of updates SPEC's loop makes: ``next_batch`` calls until ``epochs`` epochs are
+    """Number of updates the protocol's loop makes: ``next_batch`` calls until ``epochs`` epochs are
     completed (550*E + 1 for 55,000 examples and batch 100). Independent of the shuffling."""
     index, completed, updates = 0, 0, 0
     while completed < epochs:
@@ -144,10 +144,10 @@ def train_run(
     progress_every: int = 25,
     stepper: Any = None,
 ) -> RunResult:
-    """Train one model as SPEC's loop does and return its learning curves.
+    """Train one model as the protocol's loop does and return its learning curves.
 
-    ``data``: SPEC's splits (only ``train`` and ``test`` are used; ``train``'s own batch state
-    is left alone). ``initial_model`` replaces :func:`build_model` (it is trained in place);
+    ``data``: the protocol's splits (only ``train`` and ``test`` are used; ``train``'s own batch
+    state is left alone). ``initial_model`` replaces :func:`build_model` (it is trained in place);
     ``batch_source`` (anything with ``next_batch(b)`` and ``epochs_completed``, fresh) replaces
     :func:`make_batch_source`. ``on_progress`` is called every ``progress_every`` updates, after
     every evaluation and at the end. ``device`` is "cpu" or "cuda" (numnet.core.backend raises a
@@ -166,7 +166,7 @@ def train_run(
 
     dtype = np.dtype(spec.dtype)
     n_tr, n_te = spec.eval_train_examples, spec.eval_test_examples
-    # SPEC: the first 20% of train in file order, and the test set.
+    # The protocol (docs/protocol.md §6): the first 20% of train in file order, and the test set.
     x_tr = backend.to_device(data.train.images[:n_tr].astype(dtype, copy=False), device)
     y_tr = backend.to_device(data.train.labels[:n_tr], device)
     x_te = backend.to_device(data.test.images[:n_te].astype(dtype, copy=False), device)
