@@ -108,3 +108,4 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="no progress bars: log lines only")
     common.add_threads(p, 0, "default 0")
     common.add_kernels(p)
+    common.add_internals(p)

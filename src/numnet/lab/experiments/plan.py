@@ -21,10 +21,11 @@ def run_seed(protocol_seed: int, model: str, setting_index: int) -> int:
 
 
 def plan_runs(protocol: Protocol, models: list[str] | None = None,
-              kernels: str = DEFAULT_KERNELS) -> list[RunSpec]:
+              kernels: str = DEFAULT_KERNELS, internals: bool = True) -> list[RunSpec]:
     """The :class:`RunSpec` of every run of ``protocol`` (models in protocol order, then
     settings), restricted to ``models`` (names like "model4") when given; ``kernels`` is the
-    core implementation every run uses."""
+    core implementation every run uses; ``internals`` whether they record their training
+    internals."""
     specs = []
     for plan in protocol.select_models(models):
         for k, setting in enumerate(plan.settings):
@@ -45,6 +46,7 @@ def plan_runs(protocol: Protocol, models: list[str] | None = None,
                 conv_activation=plan.conv_activation,
                 setting=k + 1,
                 kernels=kernels,
+                internals=internals,
             ))
     return specs
 

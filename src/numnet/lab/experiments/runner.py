@@ -57,13 +57,14 @@ def set_up(
     *,
     kind: str | None = None,
     kernels: str = DEFAULT_KERNELS,
+    internals: bool = True,
 ) -> tuple[Protocol, list[RunSpec], Path, Datasets, dict[str, Any]]:
     """What ``reproduce`` and ``compare`` do first: resolve the protocol (``--seed``,
     ``--quick``), plan its runs, make the output folder (default :func:`default_out_dir` with
     ``kind``) holding protocol.toml, load the data unless given, check its sizes against the
     protocol. Returns ``(protocol, specs, out_dir, data, data_info)``."""
     protocol = protocol_mod.resolve(protocol, seed, quick)
-    specs = plan_runs(protocol, models, kernels)
+    specs = plan_runs(protocol, models, kernels, internals)
     out = (Path(out_dir) if out_dir is not None
            else default_out_dir(protocol.name, kind=kind, quick=protocol.quick))
     out.mkdir(parents=True, exist_ok=True)
@@ -92,6 +93,7 @@ def reproduce(
     make_report: bool = True,
     threads: int | None = None,
     kernels: str = DEFAULT_KERNELS,
+    internals: bool = True,
 ) -> ReproduceOutcome:
     """Run every run of ``protocol`` (restricted to ``models``) and write all outputs.
 
@@ -101,6 +103,7 @@ def reproduce(
     ``[quick]`` variant. progress: "bars", "log", "none" or "auto" (bars on a terminal, else
     log lines). threads: ``numnet.core.runtime.threads(threads)`` while training (None: leave
     the thread counts as they are). kernels: the core implementation ("fast" or "plain").
+    internals: record the training internals (``numnet.lab.training.internals``).
     Returns a :class:`ReproduceOutcome`; raises KeyboardInterrupt after saving what finished.
     """
     started = time.perf_counter()
@@ -108,7 +111,8 @@ def reproduce(
     started_at = timestamp()
     check_kernels(kernels)
     protocol, specs, out, data, info = set_up(protocol, seed, quick, models, out_dir, data,
-                                              data_dir, progress, kernels=kernels)
+                                              data_dir, progress, kernels=kernels,
+                                              internals=internals)
     phash = protocol.hash
 
     totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)

@@ -1,15 +1,18 @@
 """The finished runs in an output folder: ``runs/<run_id>.json`` (the record) and
 ``weights/<run_id>.npz`` (the trained weights). A run counts as finished once its record exists;
-it is written after the weights, so a killed process leaves no record of a half-saved run."""
+it is written after the weights, so a killed process leaves no record of a half-saved run.
+A run with training internals also gets ``runs/<run_id>.internals.csv`` (one row per
+evaluation, ``numnet.lab.training.internals.internals_csv``), written before the record."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from numnet.core import serialize
-from numnet.core.io import write_json
+from numnet.core.io import write_json, write_text
 from numnet.lab.records import load_finished
 from numnet.lab.training import RunResult, RunSpec
+from numnet.lab.training.internals import internals_csv
 
 RUN_FORMAT = "numnet.run/1"
 
@@ -48,6 +51,8 @@ def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: 
             "final_train_accuracy": result.final_train_accuracy,
             "final_test_accuracy": result.final_test_accuracy,
         })
+    if result.internals is not None:
+        write_text(record_path.with_suffix(".internals.csv"), internals_csv(result.internals))
     write_json(record_path, {
         "format": RUN_FORMAT,
         "protocol_hash": protocol_hash,

@@ -13,6 +13,13 @@ from numnet.core import backend, models
 from numnet.core.datasets import DataSet, Datasets
 from numnet.core.losses import softmax_cross_entropy
 from numnet.core.optim import SGD
+from numnet.lab.training.internals import (
+    PROBE_EXAMPLES,
+    InternalsRecorder,
+    final_evidence,
+    numnet_probabilities,
+    numnet_snapshot,
+)
 from numnet.lab.training.spec import STATUS_DIVERGED, STATUS_OK, Progress, RunResult, RunSpec
 
 # ------------------------------------------------------------------------------ seeds, counts
@@ -103,7 +110,10 @@ class NumnetStepper:
     A *stepper* is what the loop needs from an implementation: ``loss(x, y)`` (forward and loss
     of a training batch, a Python float; keeps what the update needs), ``update()`` (backward
     and one SGD step for that batch), ``parameters_finite()``, ``evaluate(x, y, batch_size)``
-    -> ``(accuracy, mean loss)``, and a ``model`` attribute. ``numnet compare`` passes a
+    -> ``(accuracy, mean loss)``, and a ``model`` attribute; for the run's internals (optional:
+    the loop records them when the stepper has them) ``internals(x_probe)`` -> one snapshot
+    (``numnet.lab.training.internals``) and ``probabilities(x, batch_size)`` -> softmax
+    probabilities ``(N, 10)`` as a NumPy array. ``numnet compare`` passes a
     PyTorch stepper (``numnet.lab.reference_torch.ReferenceTrainer``) so that both implementations
     run through this same loop, batches, evaluations and divergence rule.
     """
@@ -128,6 +138,12 @@ class NumnetStepper:
 
     def evaluate(self, x: Any, y: Any, batch_size: int) -> tuple[float, float]:
         return evaluate(self.model, x, y, batch_size)
+
+    def internals(self, x_probe: Any) -> dict[str, Any]:
+        return numnet_snapshot(self.model, x_probe)
+
+    def probabilities(self, x: Any, batch_size: int) -> Any:
+        return numnet_probabilities(self.model, x, batch_size)
 
 
 # ------------------------------------------------------------------------------ the run
@@ -171,6 +187,13 @@ def train_run(
     y_tr = backend.to_device(data.train.labels[:n_tr], device)
     x_te = backend.to_device(data.test.images[:n_te].astype(dtype, copy=False), device)
     y_te = backend.to_device(data.test.labels[:n_te], device)
+
+    recorder = None
+    if spec.internals and hasattr(stepper, "internals"):
+        # a fixed probe: the first train examples in file order
+        x_probe = backend.to_device(
+            data.train.images[:PROBE_EXAMPLES].astype(dtype, copy=False), device)
+        recorder = InternalsRecorder(spec.lr, x_probe)
 
     total = expected_updates(train.num_examples, spec.batch_size, spec.epochs)
     samples: list[int] = []
@@ -216,9 +239,14 @@ def train_run(
                 curves["te_acc"].append(te_acc)
                 curves["tr_loss"].append(tr_loss)
                 curves["te_loss"].append(te_loss)
+                if recorder is not None:
+                    recorder.record(stepper, i)
                 report(i)
             elif i % progress_every == 0:
                 report(i)
+        final = None
+        if recorder is not None and status == STATUS_OK and hasattr(stepper, "probabilities"):
+            final = final_evidence(stepper, x_te, y_te, spec.eval_batch_size)
     wall = time.perf_counter() - start
     report(applied, done=True)
 
@@ -237,4 +265,6 @@ def train_run(
         divergence_reason=reason,
         wall_time=wall,
         model=stepper.model,
+        internals=recorder.to_dict() if recorder is not None else None,
+        final_model=final,
     )

@@ -22,6 +22,9 @@ class RunSpec:
     ``run_id`` but does not change the computation; ``seed`` does). ``kernels`` picks the core's
     implementation ("fast" or "plain", ``numnet.core.names.KERNELS``); at its default it is left
     out of ``to_dict``, so the records of default runs keep the fields they always had.
+    ``internals`` (default True) records the training internals at each evaluation
+    (``numnet.lab.training.internals``); they never change the results, and the field is in
+    ``to_dict`` only when False.
     """
 
     model: str
@@ -40,6 +43,7 @@ class RunSpec:
     conv_activation: str = "none"
     setting: int | None = None
     kernels: str = DEFAULT_KERNELS
+    internals: bool = True
 
     @property
     def run_id(self) -> str:
@@ -52,6 +56,8 @@ class RunSpec:
         d = dataclasses.asdict(self)
         if d["kernels"] == DEFAULT_KERNELS:
             del d["kernels"]
+        if d["internals"]:
+            del d["internals"]
         return d
 
     @classmethod
@@ -67,6 +73,9 @@ class RunResult:
     (``update * batch_size``); ``train_accuracy[k]``/``train_loss[k]`` are measured on the first
     ``eval_train_examples`` train examples (file order), ``test_*`` on the first
     ``eval_test_examples`` test examples. Losses are mean per-example cross-entropies.
+    ``internals`` (per-evaluation lists) and ``final_model`` (confusion matrix, confused
+    images, filters) are described in ``numnet.lab.training.internals``; None when not
+    recorded.
     """
 
     spec: RunSpec
@@ -83,6 +92,8 @@ class RunResult:
     divergence_reason: str | None = None
     wall_time: float = 0.0
     model: Any = field(default=None, repr=False, compare=False)
+    internals: dict[str, Any] | None = field(default=None, repr=False)
+    final_model: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def run_id(self) -> str:
@@ -133,6 +144,8 @@ class RunResult:
             "shuffle_seed": self.shuffle_seed,
             "wall_time": self.wall_time,
             "updates_per_second": self.updates_per_second,
+            **({"internals": self.internals} if self.internals is not None else {}),
+            **({"final_model": self.final_model} if self.final_model is not None else {}),
         }
 
     @classmethod
@@ -151,6 +164,8 @@ class RunResult:
             diverged_at_update=d.get("diverged_at_update"),
             divergence_reason=d.get("divergence_reason"),
             wall_time=float(d.get("wall_time", 0.0)),
+            internals=d.get("internals"),
+            final_model=d.get("final_model"),
         )
 
 

@@ -44,6 +44,7 @@ def reproduce(args: argparse.Namespace) -> int:
         progress=progress(args),
         threads=threads(args),
         kernels=args.kernels,
+        internals=not args.no_internals,
     )
     doc = outcome.results_json
     label = " (QUICK)" if doc.get("label") else ""
@@ -78,6 +79,7 @@ def train(args: argparse.Namespace) -> int:
         eval_test_examples=min(args.eval_test_examples, data.test.num_examples),
         seed=args.seed, dtype=args.dtype, bias_init=args.bias_init,
         conv_activation=args.conv_activation, kernels=args.kernels,
+        internals=not args.no_internals,
     )
     out = Path(args.out) if args.out else default_out_dir(model, kind="train")
     result = experiments.train_one(spec, data, out, device=args.device,

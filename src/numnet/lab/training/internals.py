@@ -1,0 +1,226 @@
+"""Training internals: what a run's weights, gradients and activations did at each evaluation,
+and what its final model gets wrong -- the evidence behind the report's diagnosis.
+
+At every evaluation :class:`InternalsRecorder` takes one *snapshot* from the stepper (numnet's
+or PyTorch's, same keys) on a fixed probe batch (the first :data:`PROBE_EXAMPLES` train
+examples, file order):
+
+- per parametrised layer (by its numnet name, "fc1", "conv1", ...): ``weight_norm`` ||W||,
+  ``grad_norm`` ||dL/dW|| of the last step (the gradient the update used) and
+  ``update_ratio`` = lr * ||dL/dW|| / ||W|| (the usual heuristic wants about 1e-3);
+- per ReLU layer: ``dead_fraction``, the fraction of units that are 0 on every probe example;
+- ``logit_absmax`` (mean over the probe of max |z|), ``logit_std`` and ``top_prob`` (mean
+  largest softmax probability; 0.1 is a uniform guess).
+
+The run's record holds them as per-evaluation lists (:meth:`InternalsRecorder.to_dict`), aligned
+with its curves (``update[k]`` is the update of the k-th evaluation). The numbers are read, never
+written: a run with internals is bit-identical to one without.
+
+At the end of a run that did not diverge, :func:`final_evidence` looks at the final model on the
+test examples: the confusion matrix, the most confidently wrong test images and, for a
+convolutional model, its first-layer filters and the feature maps of one test digit (images
+stored as base64 uint8, :func:`encode_image`, so the report needs nothing but the record).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import math
+from typing import Any
+
+import numpy as np
+
+from numnet.core import introspect
+from numnet.core.backend import array_module, to_numpy
+from numnet.core.layers import Conv2D
+from numnet.core.names import IMAGE_SHAPE, NUM_CLASSES
+
+PROBE_EXAMPLES = 256
+CONFUSED_IMAGES = 16
+#: the update/weight ratio the usual heuristic asks for
+USUAL_UPDATE_RATIO = 1e-3
+PER_LAYER = ("weight_norm", "grad_norm", "update_ratio")
+SCALARS = ("logit_absmax", "logit_std", "top_prob")
+
+
+def _finite(x: float) -> float | None:
+    """``x`` as a float, or None when it is not finite (records are strict JSON)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def numnet_snapshot(model: Any, x_probe: Any) -> dict[str, Any]:
+    """One snapshot of a numnet model (see the module docstring) on the probe ``x_probe``
+    ``(P, 784)``: ``{"weight_norm": {layer: v}, "grad_norm": {...}, "dead_fraction": {...},
+    "logit_absmax": v, "logit_std": v, "top_prob": v}``."""
+    relus = set(introspect.relu_layers(model))
+    logits, kept = introspect.forward_trace(model, x_probe, lambda name, _: name in relus)
+    return {
+        "weight_norm": introspect.weight_norms(model),
+        "grad_norm": introspect.grad_norms(model),
+        "dead_fraction": {name: introspect.dead_fraction(a) for name, a in kept.items()},
+        **introspect.logit_stats(logits),
+    }
+
+
+class InternalsRecorder:
+    """Collects one snapshot per evaluation (``record``) into per-evaluation lists."""
+
+    def __init__(self, lr: float, x_probe: Any) -> None:
+        self.lr = float(lr)
+        self.x_probe = x_probe
+        self.update: list[int] = []
+        self.layers: dict[str, dict[str, list[float | None]]] = {k: {} for k in PER_LAYER}
+        self.dead_fraction: dict[str, list[float | None]] = {}
+        self.scalars: dict[str, list[float | None]] = {k: [] for k in SCALARS}
+
+    def record(self, stepper: Any, update: int) -> None:
+        """Take the stepper's snapshot after update ``update`` and append it."""
+        snap = stepper.internals(self.x_probe)
+        self.update.append(int(update))
+        for name, w in snap["weight_norm"].items():
+            g = snap["grad_norm"][name]
+            ratio = self.lr * g / w if w > 0 else math.nan
+            for key, value in (("weight_norm", w), ("grad_norm", g), ("update_ratio", ratio)):
+                self.layers[key].setdefault(name, []).append(_finite(value))
+        for name, value in snap["dead_fraction"].items():
+            self.dead_fraction.setdefault(name, []).append(_finite(value))
+        for key in SCALARS:
+            self.scalars[key].append(_finite(snap[key]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's ``internals`` object (JSON-ready)."""
+        return {
+            "probe_examples": int(len(self.x_probe)),
+            "lr": self.lr,
+            "update": list(self.update),
+            **{k: {n: list(v) for n, v in self.layers[k].items()} for k in PER_LAYER},
+            "dead_fraction": {n: list(v) for n, v in self.dead_fraction.items()},
+            **{k: list(v) for k, v in self.scalars.items()},
+        }
+
+
+def internals_columns(internals: dict[str, Any]) -> list[str]:
+    """The CSV columns of an ``internals`` object after ``update``: ``weight_norm.fc1``, ...,
+    ``dead_fraction.relu1``, ``logit_absmax``, ``logit_std``, ``top_prob``."""
+    cols = [f"{k}.{n}" for k in PER_LAYER for n in internals.get(k, {})]
+    cols += [f"dead_fraction.{n}" for n in internals.get("dead_fraction", {})]
+    return cols + [k for k in SCALARS if k in internals]
+
+
+def internals_value(internals: dict[str, Any], column: str, k: int) -> float | None:
+    """The value of ``column`` (see :func:`internals_columns`) at evaluation ``k``."""
+    if "." in column:
+        group, name = column.split(".", 1)
+        return internals[group][name][k]
+    return internals[column][k]
+
+
+def internals_csv(internals: dict[str, Any]) -> str:
+    """``<run>.internals.csv``: one row per evaluation, ``update`` then every internal; an
+    empty cell for a non-finite value."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    cols = internals_columns(internals)
+    writer.writerow(["update", *cols])
+    for k, update in enumerate(internals["update"]):
+        values = [internals_value(internals, c, k) for c in cols]
+        writer.writerow([update, *("" if v is None else repr(v) for v in values)])
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ final model
+
+
+def encode_image(a: np.ndarray, lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    """``a`` (any shape) scaled from ``[lo, hi]`` (default: its own range) to uint8, as
+    ``{"shape", "lo", "hi", "b64"}``: compact, exact enough to draw."""
+    a = np.asarray(a, dtype=np.float64)
+    lo = float(a.min()) if lo is None else lo
+    hi = float(a.max()) if hi is None else hi
+    scale = (hi - lo) if hi > lo else 1.0
+    q = np.clip(np.rint((a - lo) / scale * 255), 0, 255).astype(np.uint8)
+    return {"shape": list(a.shape), "lo": lo, "hi": hi,
+            "b64": base64.b64encode(q.tobytes()).decode("ascii")}
+
+
+def decode_image(d: dict[str, Any]) -> np.ndarray:
+    """Inverse of :func:`encode_image`: float64 values in ``[lo, hi]``, shaped ``d["shape"]``."""
+    q = np.frombuffer(base64.b64decode(d["b64"]), dtype=np.uint8).reshape(d["shape"])
+    return d["lo"] + q.astype(np.float64) / 255 * (d["hi"] - d["lo"])
+
+
+def most_confused(probs: np.ndarray, labels: np.ndarray, k: int = CONFUSED_IMAGES) -> np.ndarray:
+    """Indices of the ``k`` misclassified examples the model was surest of (highest
+    probability of the wrong predicted class), surest first; ``probs`` ``(N, 10)``."""
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probs[wrong, predicted[wrong]]
+    order = np.argsort(-confidence, kind="stable")
+    return wrong[order[:k]]
+
+
+def evidence_from_probs(probs: np.ndarray, labels: np.ndarray,
+                        images: np.ndarray) -> dict[str, Any]:
+    """The confusion matrix and the most confused images from test probabilities ``(N, 10)``,
+    labels ``(N,)`` and images ``(N, 784)`` in [0, 1]."""
+    predicted = probs.argmax(axis=1)
+    worst = most_confused(probs, labels)
+    return {
+        "test_examples": int(len(labels)),
+        "confusion": introspect.confusion_matrix(labels, predicted, NUM_CLASSES).tolist(),
+        "confused": [
+            {"index": int(i), "label": int(labels[i]), "predicted": int(predicted[i]),
+             "prob": float(probs[i, predicted[i]]),
+             "image": encode_image(images[i].reshape(IMAGE_SHAPE[:2]), 0.0, 1.0)}
+            for i in worst
+        ],
+    }
+
+
+def numnet_probabilities(model: Any, x: Any, batch_size: int) -> np.ndarray:
+    """Softmax probabilities ``(N, 10)`` (NumPy, float64) of ``model`` on ``x``, in chunks."""
+    xp = array_module(x)
+    out = []
+    for start in range(0, len(x), batch_size):
+        logits = model.forward(x[start : start + batch_size], train=False)
+        z = logits.astype(xp.float64)
+        z = z - z.max(axis=1, keepdims=True)
+        e = xp.exp(z)
+        out.append(to_numpy(e / e.sum(axis=1, keepdims=True)))
+    return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES))
+
+
+def cnn_evidence(model: Any, image: Any) -> dict[str, Any]:
+    """A convolutional model's first-layer filters (HWIO weights, one image per output channel)
+    and the outputs of each Conv2D for one image ``(784,)``."""
+    convs = [(n, layer) for n, layer in model.layers if isinstance(layer, Conv2D)]
+    first = to_numpy(convs[0][1].weight.value)
+    _, kept = introspect.forward_trace(model, image.reshape(1, -1),
+                                       lambda _, layer: isinstance(layer, Conv2D))
+    return {
+        "filters": {"layer": convs[0][0],
+                    "weights": encode_image(first[:, :, 0, :].transpose(2, 0, 1))},
+        "feature_maps": {name: encode_image(to_numpy(a)[0].transpose(2, 0, 1))
+                         for name, a in kept.items()},
+    }
+
+
+def final_evidence(stepper: Any, x_te: Any, y_te: Any, batch_size: int) -> dict[str, Any]:
+    """The record's ``final_model`` object: :func:`evidence_from_probs` on the test examples
+    and, for a convolutional numnet model, :func:`cnn_evidence` of the first test digit the
+    model gets right (the digit is stored too)."""
+    probs = stepper.probabilities(x_te, batch_size)
+    labels = to_numpy(y_te).argmax(axis=1)
+    images = to_numpy(x_te)
+    out = evidence_from_probs(probs, labels, images)
+    model = stepper.model
+    if hasattr(model, "layers") and introspect.is_convolutional(model):
+        right = np.flatnonzero(probs.argmax(axis=1) == labels)
+        k = int(right[0]) if len(right) else 0
+        out["digit"] = {"index": k, "label": int(labels[k]),
+                        "image": encode_image(images[k].reshape(IMAGE_SHAPE[:2]), 0.0, 1.0)}
+        out.update(cnn_evidence(model, x_te[k]))
+    return out
