@@ -143,7 +143,7 @@ def test_bad_protocol_file_names_the_key(tmp_path, capsys) -> None:
 
 def test_report_of_a_folder_without_results(tmp_path, capsys) -> None:
     assert main(["report", str(tmp_path)]) == 2
-    assert "results.json does not exist" in capsys.readouterr().err
+    assert "no results.json and no run records" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(backend.cuda_available(), reason="CUDA is available here")

@@ -347,7 +347,8 @@ def test_interrupt_stops_workers_keeps_finished_tasks_and_resumes(tiny, referenc
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     assert f"of {len(reference)} tasks are saved" in err and "Rerun the same command" in err
     assert sorted(p.name for p in (out / "tasks").iterdir()) == sorted(
-        f"{t}.json" for t in reference if t != VICTIM)  # complete JSON files, no leftovers
+        f"{t}{suffix}" for t in reference if t != VICTIM
+        for suffix in (".json", ".metrics.csv"))  # complete files, no leftovers
     outcome = sweep.run_tasks(tiny["plan"].tasks, out, tiny["ref"], jobs=1, log=_quiet)
     assert len(outcome.reused) == len(reference) - 1 and not outcome.failures
     _same(outcome.records, reference)

@@ -72,11 +72,14 @@ def register(subparsers: Any) -> None:
 
     r = subparsers.add_parser(
         "report",
-        help="rebuild the figures and the report of a reproduce output directory",
-        description="Redraw learning_curves.png and summary_table.png and rewrite "
-                    "report.html and report.md from DIR/results.json.",
+        help="build the figures and the report of any folder of runs",
+        description="Draw learning_curves.png and summary_table.png and write report.html "
+                    "and report.md into DIR, from DIR/results.json (a reproduce output) or, "
+                    "without one, from the run records in DIR/runs/ or DIR itself (a train "
+                    "output, an interrupted reproduce, a folder of runs/<run>.json files).",
     )
-    r.add_argument("dir", metavar="DIR", help="a `numnet reproduce` output directory")
+    r.add_argument("dir", metavar="DIR",
+                   help="a folder of runs: the --out DIR of reproduce or train, or runs/")
     r.set_defaults(handler="run:report_command")
 
     q = subparsers.add_parser(

@@ -7,6 +7,7 @@ results and the report into the output folder::
     OUT/
       protocol.toml             the protocol file used (verbatim)
       runs/<run_id>.json        one finished run (curves, status, seeds, timing): resume markers
+      runs/<run_id>.metrics.csv its evaluations, one row per split (numnet.lab.metrics)
       weights/<run_id>.npz      its trained weights (numnet.core.serialize)
       results.json              the protocol's result tuples per model + every run + metadata
                                 (versions, BLAS, threads, machine, protocol text and hash, data,

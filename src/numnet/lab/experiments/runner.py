@@ -18,6 +18,7 @@ from numnet.lab import protocol as protocol_mod
 from numnet.lab.environment import data_info, environment_info
 from numnet.lab.experiments.plan import plan_runs
 from numnet.lab.experiments.store import load_run, save_run
+from numnet.lab.metrics import EvaluationClock
 from numnet.lab.progress import Log, ProgressDisplay, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, timestamp
@@ -138,8 +139,11 @@ def reproduce(
                     display.end_run(label, result, totals[spec.run_id], reused=True)
                 else:
                     display.start_run(label, spec, totals[spec.run_id])
-                    result = train_run(spec, data, device=device, on_progress=display.update)
-                    save_run(out, result, phash, info["fingerprint"])
+                    clock = EvaluationClock(display.update)
+                    result = train_run(spec, data, device=device, on_progress=clock)
+                    save_run(out, result, phash, info["fingerprint"],
+                             train_examples=data.train.num_examples,
+                             evaluation_times=clock.times)
                     result.model = None  # saved; do not keep every model in memory
                     outcome.trained.append(spec.run_id)
                     display.end_run(label, result, totals[spec.run_id])
@@ -186,18 +190,21 @@ def train_one(
     threads: int | None = None,
 ) -> RunResult:
     """``numnet train``: one run; its weights and record saved in ``out_dir`` as reproduce
-    saves them (``weights/<run_id>.npz``, ``runs/<run_id>.json``). ``threads``: as for
+    saves them (``weights/<run_id>.npz``, ``runs/<run_id>.metrics.csv``, ``runs/<run_id>.json``).
+    ``threads``: as for
     :func:`reproduce`; the spec says which kernels."""
     check_kernels(spec.kernels)
     total = expected_updates(data.train.num_examples, spec.batch_size, spec.epochs)
     display = ProgressDisplay(progress, log, total)
     try:
         display.start_run("[1/1]", spec, total)
+        clock = EvaluationClock(display.update)
         with runtime.threads(threads):
-            result = train_run(spec, data, device=device, on_progress=display.update)
+            result = train_run(spec, data, device=device, on_progress=clock)
         display.end_run("[1/1]", result, total)
     finally:
         display.close()
     save_run(Path(out_dir), result, protocol_hash="",
-             fingerprint=data_info(dataset, data)["fingerprint"])
+             fingerprint=data_info(dataset, data)["fingerprint"],
+             train_examples=data.train.num_examples, evaluation_times=clock.times)
     return result

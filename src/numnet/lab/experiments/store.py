@@ -1,15 +1,18 @@
 """The finished runs in an output folder: ``runs/<run_id>.json`` (the record) and
 ``weights/<run_id>.npz`` (the trained weights). A run counts as finished once its record exists;
 it is written after the weights, so a killed process leaves no record of a half-saved run.
-A run with training internals also gets ``runs/<run_id>.internals.csv`` (one row per
-evaluation, ``numnet.lab.training.internals.internals_csv``), written before the record."""
+Its metrics, ``runs/<run_id>.metrics.csv`` (:mod:`numnet.lab.metrics`), are written before the
+record too, and so is ``runs/<run_id>.internals.csv`` for a run with training internals (one row
+per evaluation, ``numnet.lab.training.internals.internals_csv``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from numnet.core import serialize
 from numnet.core.io import write_json, write_text
+from numnet.lab.metrics import write_metrics
 from numnet.lab.records import load_finished
 from numnet.lab.training import RunResult, RunSpec
 from numnet.lab.training.internals import internals_csv
@@ -41,8 +44,12 @@ def load_run(out_dir: Path, spec: RunSpec, protocol_hash: str,
         return None  # a record of another shape: retrain
 
 
-def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: str) -> None:
-    """Save a finished run: its weights first, then its record (the 'finished' marker)."""
+def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: str, *,
+             train_examples: int | None = None,
+             evaluation_times: Sequence[float] | None = None) -> None:
+    """Save a finished run: its weights first, its metrics CSV (``train_examples``: the train
+    split's size, for the epoch column; ``evaluation_times``: seconds at each evaluation, from
+    :class:`numnet.lab.metrics.EvaluationClock`), then its record (the 'finished' marker)."""
     record_path, weights_path = run_paths(out_dir, result.run_id)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     if result.model is not None:  # serialize.save is atomic
@@ -53,6 +60,7 @@ def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: 
         })
     if result.internals is not None:
         write_text(record_path.with_suffix(".internals.csv"), internals_csv(result.internals))
+    write_metrics(record_path, result.to_dict(), train_examples, evaluation_times)
     write_json(record_path, {
         "format": RUN_FORMAT,
         "protocol_hash": protocol_hash,

@@ -17,6 +17,7 @@ from numnet.core.io import write_json, write_text
 from numnet.core.runtime import available_cores
 from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
+from numnet.lab.metrics import write_metrics
 from numnet.lab.progress import Log, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, load_finished
@@ -127,6 +128,10 @@ def _collect(outcomes: Iterator[Outcome], out: Path, outcome: SweepOutcome, tota
         if task.task_id in outcome.records or task.task_id in outcome.failures:
             continue  # exactly once, whatever an executor might repeat
         if record is not None:
+            # the metrics CSV first: a task with a record always has its metrics
+            write_metrics(task_path(out, task.task_id), record["result"],
+                          record.get("data", {}).get("train_examples"),
+                          record.get("timing", {}).get("evaluation_wall_times"))
             write_json(task_path(out, task.task_id), record)
             error_path(out, task.task_id).unlink(missing_ok=True)
             outcome.records[task.task_id] = record

@@ -13,6 +13,7 @@ from numnet.core import runtime
 from numnet.core.errors import NumnetError
 from numnet.lab import data as data_mod
 from numnet.lab.environment import blas_thread_counts, data_info
+from numnet.lab.metrics import EvaluationClock
 from numnet.lab.sweep.outcome import TASK_FORMAT
 from numnet.lab.sweep.plan import DataRef, SweepTask
 from numnet.lab.training import RunSpec, train_run
@@ -63,11 +64,13 @@ def run_task(
     task: SweepTask, data: DataRef, device: str = "cpu", threads: int | None = 1
 ) -> dict[str, Any]:
     """Train one task where this function runs (a pool worker, a Dask worker) and return its
-    record (JSON-able): the RunResult's dict, the data fingerprint and where it ran."""
+    record (JSON-able): the RunResult's dict, the data fingerprint, the time of each evaluation
+    and where it ran."""
     pin_threads(threads)
     datasets, info = load_data(data)
     check_data_fits(task.spec, datasets)
-    result = train_run(task.spec, datasets, device=device)
+    clock = EvaluationClock()
+    result = train_run(task.spec, datasets, device=device, on_progress=clock)
     return {
         "format": TASK_FORMAT,
         "task_id": task.task_id,
@@ -76,6 +79,9 @@ def run_task(
         "device": device,
         "data": info,
         "result": result.to_dict(),
+        # seconds at each evaluation, for the task's metrics CSV ("timing": left out when
+        # records are compared, numnet.lab.records.strip_timing)
+        "timing": {"evaluation_wall_times": clock.times},
         "worker": {"host": socket.gethostname(), "pid": os.getpid(),
                    "blas_threads": blas_thread_counts(),
                    "numnet_threads": runtime.get_threads()},

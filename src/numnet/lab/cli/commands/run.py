@@ -12,6 +12,7 @@ from numnet.core.errors import NumnetError
 from numnet.lab import data as data_mod
 from numnet.lab import experiments, predict, protocol, report
 from numnet.lab.cli.common import EXIT_FAILED, EXIT_OK, UserError, progress, threads
+from numnet.lab.experiments.collect import folder_results
 from numnet.lab.progress import describe_run
 from numnet.lab.records import default_out_dir
 from numnet.lab.training import RunSpec
@@ -91,9 +92,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    if not Path(args.dir).is_dir():
-        raise UserError(f"{args.dir} is not a directory; give a `numnet reproduce` --out DIR")
-    for path in report.rebuild(args.dir).values():
+    doc = folder_results(args.dir)  # results.json, else the run records there
+    for path in report.write_report(args.dir, doc).values():
         print(path)
     return EXIT_OK
 
