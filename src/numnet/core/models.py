@@ -17,9 +17,10 @@ The outputs are logits; the softmax lives in ``numnet.core.losses.softmax_cross_
 Initialisation order (so that the same seed always gives the same weights, and other code --
 e.g. a PyTorch reference -- can reproduce them): one ``numpy.random.default_rng(seed)``; the
 parametrised layers are visited in forward order; for each, the weight is drawn first
-(Glorot uniform, one ``rng.uniform(-limit, limit, size=shape)`` call in the public layout --
-``(in, out)`` or HWIO -- in float64, then cast to ``dtype``), then the bias if ``bias_init``
-is not "zeros" (one ``rng.uniform`` call of shape ``(n_out,)``).
+(one ``rng.uniform(-limit, limit, size=shape)`` call in the public layout -- ``(in, out)`` or
+HWIO -- in float64, then cast to ``dtype``; the limit is Glorot's, or for conv kernels with
+``weight_init="conv_uniform_fan_sum"`` :func:`numnet.core.init.fan_sum_limit`), then the bias
+if ``bias_init`` is not "zeros" (one ``rng.uniform`` call of shape ``(n_out,)``).
 """
 
 from __future__ import annotations
@@ -51,9 +52,14 @@ from numnet.core.runtime import single_threaded_blas
 
 Array = Any
 EVAL_CHUNK = 256  # rows per evaluation chunk of a convolutional model (cache-sized buffers)
+#: weight initialisations: Glorot uniform for every weight (the protocol), or conv kernels
+#: uniform in +-sqrt(6 / (kh*kw*c_in*c_out + c_out)) and dense weights Glorot (an earlier
+#: NumPy solution's choice, the notebook-variant protocol)
+WEIGHT_INITS = ("xavier_uniform", "conv_uniform_fan_sum")
+DEFAULT_WEIGHT_INIT = "xavier_uniform"
 __all__ = [
-    "DTYPES", "EVAL_CHUNK", "KERNELS", "MODEL_NAMES", "Sequential", "build", "init_parameters",
-    "normalize_bias_init", "normalize_name",
+    "DEFAULT_WEIGHT_INIT", "DTYPES", "EVAL_CHUNK", "KERNELS", "MODEL_NAMES", "WEIGHT_INITS",
+    "Sequential", "build", "init_parameters", "normalize_bias_init", "normalize_name",
 ]  # fmt: skip
 
 
@@ -272,11 +278,16 @@ def normalize_bias_init(bias_init: Any) -> str | list:
     )
 
 
-def init_parameters(layer: Layer, rng: np.random.Generator, bias_init: str | list) -> None:
-    """Draw ``layer``'s weight (Glorot uniform) then, unless zeros, its bias, from ``rng``."""
+def init_parameters(layer: Layer, rng: np.random.Generator, bias_init: str | list,
+                    weight_init: str = DEFAULT_WEIGHT_INIT) -> None:
+    """Draw ``layer``'s weight (Glorot uniform; a conv kernel's with ``fan_sum_limit`` under
+    ``weight_init="conv_uniform_fan_sum"``) then, unless zeros, its bias, from ``rng``."""
     weight, bias = layer.weight, layer.bias
     dtype = weight.dtype
-    weight.value = initializers.glorot_uniform(rng, weight.shape, dtype)
+    if weight_init == "conv_uniform_fan_sum" and len(weight.shape) == 4:  # HWIO conv kernel
+        weight.value = initializers.uniform_fan_sum(rng, weight.shape, dtype)
+    else:
+        weight.value = initializers.glorot_uniform(rng, weight.shape, dtype)
     if bias_init == "zeros":
         bias.value = initializers.zeros(bias.shape, dtype)
     elif bias_init == "uniform_sqrt3":
@@ -322,6 +333,7 @@ def build(
     conv_activation: str | None = None,
     bias_init: str | tuple[str, float] = "zeros",
     kernels: str = DEFAULT_KERNELS,
+    weight_init: str = DEFAULT_WEIGHT_INIT,
 ) -> Sequential:
     """Build the protocol's model ``name`` ("model1".."model4", or 1..4), initialised.
 
@@ -331,11 +343,14 @@ def build(
     conv of model 4 (models 1-3 have no convolutions and ignore it).
     bias_init: "zeros" (the protocol), "uniform_sqrt3" (the known variant, +-sqrt(3 / n_out)) or
     ``("uniform", limit)``. kernels: "fast" (default) or "plain" (``Sequential``), kept as
-    ``model.kernels``; the results agree within float rounding.
+    ``model.kernels``; the results agree within float rounding. weight_init: one of
+    :data:`WEIGHT_INITS` ("xavier_uniform", the protocol's, by default).
 
     The returned model's ``config`` holds the other arguments in JSON form, so that
     ``build(**model.config)`` rebuilds the same architecture and weights (with the default
     kernels: ``kernels`` changes how the model computes, not what, and stays out of config).
+    ``weight_init`` is in ``config`` only when it is not the default (older configs stay as
+    they were).
     """
     name = normalize_name(name)
     dtype = np.dtype(dtype).name
@@ -348,6 +363,8 @@ def build(
             f"conv_activation must be None or one of {sorted(ACTIVATIONS)}, got {conv_activation!r}"
         )
     bias_json = normalize_bias_init(bias_init)
+    if weight_init not in WEIGHT_INITS:
+        raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}")
     check_kernels(kernels)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}")
@@ -358,11 +375,13 @@ def build(
         "conv_activation": conv_activation,
         "bias_init": bias_json,
     }
+    if weight_init != DEFAULT_WEIGHT_INIT:
+        config["weight_init"] = weight_init
     model = Sequential(
         _layers(name, dtype, conv_activation), dtype=dtype, config=config, kernels=kernels
     )
     rng = np.random.default_rng(int(seed))
     for _, layer in model.layers:
         if layer.param_names:
-            init_parameters(layer, rng, bias_json)
+            init_parameters(layer, rng, bias_json, weight_init)
     return model

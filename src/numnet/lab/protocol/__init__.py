@@ -33,7 +33,8 @@ Layout of a protocol file (every key is checked; unknown keys are errors)::
 
     [defaults]                     # per-model options, overridable in [models.<name>]
     reduction = "sum"              # "sum" (the protocol) or "mean" over the batch
-    weight_init = "xavier_uniform"
+    weight_init = "xavier_uniform"   # or "conv_uniform_fan_sum": conv kernels uniform in
+                                   # +-sqrt(6 / (kh*kw*c_in*c_out + c_out)), dense Glorot
     bias_init = "zeros"            # or "uniform_sqrt3": U(+-sqrt(3 / n_out))
     conv_activation = "none"       # or "relu", "sigmoid", "tanh" (only model 4 has convs)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from numnet.core.errors import ProtocolError
+from numnet.core.models import WEIGHT_INITS
 from numnet.core.names import DATASET_NAMES, DEFAULT_DTYPE
 from numnet.lab.protocol.checks import check_int
 
@@ -19,7 +20,6 @@ BUILTIN_PROTOCOLS = ("assignment", "assignment-mean", "notebook-variant")
 #: set numnet knows (``names.DATASET_NAMES``) has MNIST's sizes.
 DATASET_SIZES = dict.fromkeys(DATASET_NAMES, (60000, 10000))
 REDUCTIONS = ("sum", "mean")
-WEIGHT_INITS = ("xavier_uniform",)
 BIAS_INITS = ("zeros", "uniform_sqrt3")
 CONV_ACTIVATIONS = ("none", "relu", "sigmoid", "tanh")
 

@@ -43,6 +43,7 @@ def build_model(spec: RunSpec) -> Any:
         conv_activation=None if spec.conv_activation == "none" else spec.conv_activation,
         bias_init=spec.bias_init,
         kernels=spec.kernels,
+        weight_init=spec.weight_init,
     )
 
 
