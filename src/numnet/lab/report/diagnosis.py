@@ -3,25 +3,32 @@
 The diagnosis applies fixed rules (:data:`RULES`) to the learning curves. With ``n``
 evaluations, ``w = max(2, ceil(0.1 n))``; "end" is the mean of the last ``w`` evaluations,
 "at 50%" / "at 75%" the mean of the ``w`` evaluations ending there; differences are in
-accuracy *points* (0.01 = 1 point). Verdicts, in priority order:
+accuracy *points* (0.01 = 1 point). Verdicts, in priority order (the first that applies is the
+verdict; the others that apply are shown beside it):
 
-- **diverged**: the run stopped on a non-finite loss or parameters.
+- **diverged**: the run stopped on a non-finite loss or parameters, or a recorded accuracy is
+  not a number.
 - **not learning**: end train accuracy < 20% (chance is 10%).
+- **unstable**: test accuracy goes up and down by > 0.5 points per evaluation on average
+  beyond its net trend (mean ``|change|`` between consecutive evaluations minus ``|net
+  change|`` per evaluation: a steady rise scores 0), or drops by > 2 points from one
+  evaluation to the next; trends are then noise.
 - **over-fitting**: train accuracy keeps rising over the second half (end - at 50% > 0.2
   points) while test accuracy stalls (end - at 50% < 0.1 points), lags behind (rose at least
   0.5 points less than train: the gap widens) or falls from its best (best - end > 0.3
   points), and the train-test gap at the end exceeds 1 point. Judged only for runs that fit
   their training data (end train accuracy >= 95%) and are not unstable.
-- **under-fitting**: end train accuracy < 95%, or train accuracy still rising at the end
-  (end - at 75% > 0.5 points) while test accuracy rises too.
-- **unstable** (also a flag beside another verdict): over the second half, test accuracy
-  goes up and down by > 1 point per evaluation on average, beyond its net trend (mean
-  ``|change|`` between consecutive evaluations minus ``|net change|`` per evaluation: a
-  steady rise scores 0); trends are then noise.
+- **under-fitting** (the model or learning rate cannot fit the training data): train accuracy
+  has reached a plateau (end - at 75% <= 0.5 points) below 95%, or it ends > 3 points below
+  the best end train accuracy the same model reaches with another setting of the same
+  protocol run (when the other runs are known, :func:`diagnose_all`).
+- **still improving** (more epochs would help): train accuracy still rising at the end (end -
+  at 75% > 0.5 points) and test accuracy rising too.
 - **good fit**: none of the above.
 
 Trend rules need at least :data:`MIN_EVALS_FOR_TRENDS` evaluations; with fewer only the level
-rules apply, and the report says so.
+rules apply, and the diagnosis says so. Every finding states its rule's thresholds and the
+run's numbers.
 """
 
 from __future__ import annotations
@@ -35,75 +42,144 @@ from numnet.lab.stats import window_mean
 # Thresholds of the diagnosis (accuracy as a fraction; "points" = 0.01).
 NOT_LEARNING_BELOW = 0.20
 UNDERFIT_TRAIN_BELOW = 0.95
-UNDERFIT_RISING_POINTS = 0.5
+UNDERFIT_BELOW_BEST_POINTS = 3.0
+IMPROVING_POINTS = 0.5
 OVERFIT_TRAIN_RISE_POINTS = 0.2
 OVERFIT_TEST_STALL_POINTS = 0.1
 OVERFIT_GAP_WIDENING_POINTS = 0.5
 OVERFIT_TEST_DROP_POINTS = 0.3
 OVERFIT_GAP_POINTS = 1.0
-UNSTABLE_JUMP_POINTS = 1.0
+UNSTABLE_JUMP_POINTS = 0.5
+UNSTABLE_DROP_POINTS = 2.0
 MIN_EVALS_FOR_TRENDS = 4
+# Kept for callers of the former name (the "still rising" threshold).
+UNDERFIT_RISING_POINTS = IMPROVING_POINTS
 
 RULES = [
-    ("diverged", "the loss or a parameter became non-finite; the run stopped there."),
+    ("diverged", "the loss or a parameter became non-finite (the run stopped there), or a "
+     "recorded accuracy is not a number."),
     ("not learning", f"end train accuracy < {NOT_LEARNING_BELOW:.0%} (chance is 10%)."),
+    ("unstable", f"test accuracy goes up and down by > {UNSTABLE_JUMP_POINTS} points per "
+     "evaluation on average beyond its net trend (mean |change| minus |net change| per "
+     f"evaluation), or drops by > {UNSTABLE_DROP_POINTS:g} points between two consecutive "
+     "evaluations."),
     ("over-fitting", f"train accuracy rose by > {OVERFIT_TRAIN_RISE_POINTS} points over the "
      f"second half while test accuracy rose by < {OVERFIT_TEST_STALL_POINTS} points, or by at "
      f"least {OVERFIT_GAP_WIDENING_POINTS} points less than train (the gap widens), or ended "
      f"> {OVERFIT_TEST_DROP_POINTS} points below its best, with a train-test gap > "
      f"{OVERFIT_GAP_POINTS} point at the end; judged only when end train accuracy >= "
      f"{UNDERFIT_TRAIN_BELOW:.0%} and the run is not unstable."),
-    ("under-fitting", f"end train accuracy < {UNDERFIT_TRAIN_BELOW:.0%}, or train accuracy "
-     f"still rising by > {UNDERFIT_RISING_POINTS} points over the last quarter while test "
-     "accuracy rises too."),
-    ("unstable", f"over the second half, test accuracy goes up and down by > "
-     f"{UNSTABLE_JUMP_POINTS} point per evaluation on average beyond its net trend (mean "
-     "|change| minus |net change| per evaluation); also shown beside another verdict."),
+    ("under-fitting", "the model or learning rate cannot fit the training data: train "
+     f"accuracy on a plateau (rose <= {IMPROVING_POINTS} points over the last quarter) below "
+     f"{UNDERFIT_TRAIN_BELOW:.0%}, or ending > {UNDERFIT_BELOW_BEST_POINTS:g} points below the "
+     "best end train accuracy of the same model with another setting."),
+    ("still improving", f"train accuracy still rising by > {IMPROVING_POINTS} points over the "
+     "last quarter, test accuracy rising too: more epochs would help."),
     ("good fit", "none of the above."),
 ]
-VERDICT_ORDER = ("diverged", "not learning", "over-fitting", "under-fitting", "unstable",
-                 "good fit")
+VERDICT_ORDER = ("diverged", "not learning", "unstable", "over-fitting", "under-fitting",
+                 "still improving", "good fit")
+#: Verdicts that mean the run's weights are not worth using.
+FAILED = ("diverged", "not learning")
+
+
 @dataclass
 class Diagnosis:
-    """The verdict on one run and the findings (each states its rule and its numbers)."""
+    """The verdict on one run and the findings (each states its rule and its numbers).
+
+    ``reasons``: one line per label (verdict and flags), why it applies; ``findings``: those
+    lines and any notes (e.g. too few evaluations for the trend rules), in report order."""
 
     verdict: str
     flags: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
     numbers: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
-        """The verdict followed by extra flags (e.g. ["under-fitting", "unstable"])."""
+        """The verdict followed by extra flags (e.g. ["under-fitting", "still improving"])."""
         return [self.verdict, *[f for f in self.flags if f != self.verdict]]
+
+    @property
+    def failed(self) -> bool:
+        """True when the run diverged or did not learn."""
+        return self.verdict in FAILED
+
+    def summary(self) -> str:
+        """The labels on one line: ``"under-fitting, still improving"``."""
+        return ", ".join(self.labels)
+
+    def to_record(self) -> dict[str, Any]:
+        """The ``diagnosis`` field of a run in results.json: the labels, one reason per label
+        (same order) and the other findings (notes)."""
+        reasons = [self.reasons.get(label, "") for label in self.labels]
+        return {"verdict": self.verdict, "labels": self.labels, "reasons": reasons,
+                "notes": [f for f in self.findings if f not in reasons]}
 
 
 def _pts(x: float) -> str:
     return f"{100 * x:+.2f}"
 
 
-def diagnose(run: dict[str, Any]) -> Diagnosis:
-    """Apply the rules of the module docstring to one run (a ``RunResult.to_dict()``)."""
+def _finite(values: list[float]) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def end_train_accuracy(run: dict[str, Any]) -> float | None:
+    """The "end" train accuracy of a run (mean of its last ``w`` evaluations), None without
+    evaluations or when it diverged."""
+    tr = run["train_accuracy"]
+    if run["status"] == "diverged" or not tr or not _finite(tr):
+        return None
+    return window_mean(tr, len(tr), max(2, math.ceil(0.1 * len(tr))))
+
+
+def diagnose_all(runs: list[dict[str, Any]]) -> dict[str, Diagnosis]:
+    """``{run_id: Diagnosis}`` of the runs of one protocol run; the under-fitting rule also
+    compares each run with the best end train accuracy of the same model's other runs."""
+    ends = [(r["spec"]["model"], r["run_id"], end_train_accuracy(r)) for r in runs]
+    out = {}
+    for r in runs:
+        others = [e for m, rid, e in ends
+                  if m == r["spec"]["model"] and rid != r["run_id"] and e is not None]
+        out[r["run_id"]] = diagnose(r, best_train_elsewhere=max(others) if others else None)
+    return out
+
+
+def diagnose(run: dict[str, Any], best_train_elsewhere: float | None = None) -> Diagnosis:
+    """Apply the rules of the module docstring to one run (a ``RunResult.to_dict()``).
+
+    ``best_train_elsewhere``: the best end train accuracy of the same model with another
+    setting (for the under-fitting rule); None when unknown."""
     tr, te = run["train_accuracy"], run["test_accuracy"]
     n = len(tr)
     if run["status"] == "diverged":
-        d = Diagnosis("diverged")
-        d.findings.append(
-            f"Diverged at update {run['diverged_at_update']} ({run['divergence_reason']}); "
-            f"the curves stop at the last good evaluation ({n} evaluations)."
-        )
+        reason = (f"Diverged at update {run['diverged_at_update']} "
+                  f"({run['divergence_reason']}); the curves stop at the last good evaluation "
+                  f"({n} evaluations).")
+        d = Diagnosis("diverged", findings=[reason], reasons={"diverged": reason})
         if n:
             d.findings.append(f"Last good accuracies: train {tr[-1]:.4f}, test {te[-1]:.4f}.")
         return d
+    if not (_finite(tr) and _finite(te)):
+        bad = next(k for k in range(n) if not (_finite([tr[k]]) and _finite([te[k]])))
+        reason = (f"Diverged: the accuracy at evaluation {bad + 1} of {n} is not a number "
+                  "(NaN or infinite).")
+        return Diagnosis("diverged", findings=[reason], reasons={"diverged": reason})
     if n == 0:
-        return Diagnosis("not learning", findings=["No evaluation was made (run too short)."])
+        reason = "Not learning: no evaluation was made (run too short)."
+        return Diagnosis("not learning", flags=["not learning"], findings=[reason],
+                         reasons={"not learning": reason})
 
     w = max(2, math.ceil(0.1 * n))
     end_tr, end_te = window_mean(tr, n, w), window_mean(te, n, w)
     numbers = {"end_train": end_tr, "end_test": end_te, "gap": end_tr - end_te,
                "best_test": max(te), "window": float(w), "evaluations": float(n)}
-    flags: list[str] = []
-    findings: list[str] = []
+    if best_train_elsewhere is not None:
+        numbers["best_train_elsewhere"] = best_train_elsewhere
+    reasons: dict[str, str] = {}
+    notes: list[str] = []
     trends = n >= MIN_EVALS_FOR_TRENDS
     if trends:
         half, q3 = n // 2, round(0.75 * n)
@@ -111,19 +187,31 @@ def diagnose(run: dict[str, Any]) -> Diagnosis:
             train_rise_half=end_tr - window_mean(tr, half, w),
             test_rise_half=end_te - window_mean(te, half, w),
             train_rise_last_quarter=end_tr - window_mean(tr, q3, w),
+            test_rise_last_quarter=end_te - window_mean(te, q3, w),
             test_drop_from_best=max(te) - end_te,
             # back-and-forth movement: mean |step| minus the part explained by the net trend
-            test_jump=(sum(abs(te[k] - te[k - 1]) for k in range(half, n))
-                       - abs(te[n - 1] - te[half - 1])) / max(1, n - half),
+            test_jump=(sum(abs(te[k] - te[k - 1]) for k in range(1, n))
+                       - abs(te[n - 1] - te[0])) / (n - 1),
+            test_largest_drop=max(0.0, *(te[k - 1] - te[k] for k in range(1, n))),
         )
 
     if end_tr < NOT_LEARNING_BELOW:
-        flags.append("not learning")
         loss = run["train_loss"][-1] if run.get("train_loss") else float("nan")
-        findings.append(f"Not learning: end train accuracy {end_tr:.4f} < "
-                        f"{NOT_LEARNING_BELOW:.2f} (chance 0.10); final train loss {loss:.4f} "
-                        f"against ln 10 = {math.log(10):.4f} for a uniform guess.")
-    unstable = trends and numbers["test_jump"] > UNSTABLE_JUMP_POINTS / 100
+        reasons["not learning"] = (
+            f"Not learning: end train accuracy {end_tr:.4f} < {NOT_LEARNING_BELOW:.2f} (chance "
+            f"0.10); last train loss {loss:.4f} per example against ln 10 = "
+            f"{math.log(10):.4f} for a uniform guess.")
+    learning = "not learning" not in reasons
+    unstable = False
+    if trends and learning:
+        jump, drop = numbers["test_jump"], numbers["test_largest_drop"]
+        unstable = jump > UNSTABLE_JUMP_POINTS / 100 or drop > UNSTABLE_DROP_POINTS / 100
+        if unstable:
+            reasons["unstable"] = (
+                f"Unstable: test accuracy went up and down by {100 * jump:.2f} points per "
+                f"evaluation beyond its net trend (threshold {UNSTABLE_JUMP_POINTS}) and its "
+                f"largest drop between two evaluations is {100 * drop:.2f} points (threshold "
+                f"{UNSTABLE_DROP_POINTS:g}); trends are noise, over-fitting not judged.")
     fits_train = end_tr >= UNDERFIT_TRAIN_BELOW
     if trends and fits_train and not unstable:
         rise_tr, rise_te = numbers["train_rise_half"], numbers["test_rise_half"]
@@ -133,7 +221,6 @@ def diagnose(run: dict[str, Any]) -> Diagnosis:
         falls = drop > OVERFIT_TEST_DROP_POINTS / 100
         if (rise_tr > OVERFIT_TRAIN_RISE_POINTS / 100 and (stalls or widens or falls)
                 and gap > OVERFIT_GAP_POINTS / 100):
-            flags.append("over-fitting")
             why = []
             if stalls:
                 why.append(f"test accuracy changed by {_pts(rise_te)} points "
@@ -145,33 +232,41 @@ def diagnose(run: dict[str, Any]) -> Diagnosis:
             if falls:
                 why.append(f"test accuracy ended {100 * drop:.2f} points below its best "
                            f"{max(te):.4f} (> {OVERFIT_TEST_DROP_POINTS})")
-            findings.append(
+            reasons["over-fitting"] = (
                 f"Over-fitting: over the second half train accuracy rose {_pts(rise_tr)} points "
                 f"(> +{OVERFIT_TRAIN_RISE_POINTS}) while " + " and ".join(why)
-                + f"; the end gap train - test is {100 * gap:.2f} points (> {OVERFIT_GAP_POINTS})."
-            )
-    under = []
-    if not fits_train:
-        under.append(f"end train accuracy {end_tr:.4f} < {UNDERFIT_TRAIN_BELOW:.2f}")
-    if (trends and "over-fitting" not in flags
-            and numbers["train_rise_last_quarter"] > UNDERFIT_RISING_POINTS / 100
-            and end_te - window_mean(te, round(0.75 * n), w) > 0):
-        under.append(f"train accuracy still rising: {_pts(numbers['train_rise_last_quarter'])} "
-                     f"points over the last quarter (> +{UNDERFIT_RISING_POINTS}), test too")
-    if under and "not learning" not in flags:
-        flags.append("under-fitting")
-        findings.append("Under-fitting: " + "; ".join(under) + ".")
-    if unstable:
-        flags.append("unstable")
-        findings.append(f"Unstable: over the second half test accuracy went up and down by "
-                        f"{100 * numbers['test_jump']:.2f} points per evaluation beyond its net "
-                        f"trend (> {UNSTABLE_JUMP_POINTS}); trends are noise, over-fitting not "
-                        "judged.")
+                + f"; the end gap train - test is {100 * gap:.2f} points (> {OVERFIT_GAP_POINTS}).")
+    improving = (trends and learning and "over-fitting" not in reasons
+                 and numbers["train_rise_last_quarter"] > IMPROVING_POINTS / 100
+                 and numbers["test_rise_last_quarter"] > 0)
+    if learning:
+        under = []
+        if not fits_train and trends and not improving:
+            under.append(f"train accuracy is on a plateau at {end_tr:.4f} "
+                         f"({_pts(numbers['train_rise_last_quarter'])} points over the last "
+                         f"quarter, <= +{IMPROVING_POINTS}), below {UNDERFIT_TRAIN_BELOW:.2f}")
+        elif not fits_train and not trends:
+            under.append(f"end train accuracy {end_tr:.4f} < {UNDERFIT_TRAIN_BELOW:.2f}")
+        if (best_train_elsewhere is not None
+                and best_train_elsewhere - end_tr > UNDERFIT_BELOW_BEST_POINTS / 100):
+            under.append(f"end train accuracy {end_tr:.4f} is "
+                         f"{100 * (best_train_elsewhere - end_tr):.2f} points below "
+                         f"{best_train_elsewhere:.4f}, the best this model reaches with another "
+                         f"setting (> {UNDERFIT_BELOW_BEST_POINTS:g})")
+        if under:
+            reasons["under-fitting"] = "Under-fitting: " + "; ".join(under) + "."
+    if improving:
+        reasons["still improving"] = (
+            f"Still improving: train accuracy rose {_pts(numbers['train_rise_last_quarter'])} "
+            f"points over the last quarter (> +{IMPROVING_POINTS}) and test accuracy "
+            f"{_pts(numbers['test_rise_last_quarter'])}; more epochs would help.")
     if not trends:
-        findings.append(f"Only {n} evaluation(s): the trend rules (over-fitting, still rising, "
-                        f"unstable) need at least {MIN_EVALS_FOR_TRENDS}.")
-    verdict = next((v for v in VERDICT_ORDER if v in flags), "good fit")
+        notes.append(f"Only {n} evaluation(s): the trend rules (unstable, over-fitting, "
+                     f"still improving, plateau) need at least {MIN_EVALS_FOR_TRENDS}.")
+    flags = [v for v in VERDICT_ORDER if v in reasons]
+    verdict = flags[0] if flags else "good fit"
     if verdict == "good fit":
-        findings.insert(0, f"Good fit: end train {end_tr:.4f}, test {end_te:.4f}, gap "
-                           f"{100 * (end_tr - end_te):.2f} points; no rule fired.")
-    return Diagnosis(verdict, flags=flags, findings=findings, numbers=numbers)
+        reasons["good fit"] = (f"Good fit: end train {end_tr:.4f}, test {end_te:.4f}, gap "
+                               f"{100 * (end_tr - end_te):.2f} points; no rule fired.")
+    findings = [reasons[v] for v in VERDICT_ORDER if v in reasons] + notes
+    return Diagnosis(verdict, flags=flags, findings=findings, numbers=numbers, reasons=reasons)

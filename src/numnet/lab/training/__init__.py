@@ -26,6 +26,8 @@ The loop is the protocol's (docs/protocol.md §2), verbatim::
 
 With 55,000 examples and batch 100 a run of E epochs makes 550*E + 1 updates and
 floor((550*E + 1) / 200) evaluations (:func:`expected_updates`, :func:`expected_evaluations`).
+After the loop the final weights (after update 550*E + 1, the ones saved) are evaluated once
+more on the same examples (``RunResult.final_weights``); the curves stay the protocol's.
 
 Divergence: the batch loss is checked at every update (a scalar, free) and the parameters at
 every evaluation. A non-finite value stops the run with status ``"diverged"``; its curves end

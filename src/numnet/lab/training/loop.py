@@ -147,6 +147,24 @@ class NumnetStepper:
         return numnet_probabilities(self.model, x, batch_size)
 
 
+def evaluate_final_weights(stepper: Any, update: int, samples: list[int],
+                           curves: dict[str, list[float]], spec: RunSpec,
+                           sets: tuple[Any, Any, Any, Any]) -> dict[str, Any]:
+    """The evaluation of the weights after the last update (those saved and used by
+    ``predict``), on the curves' examples ``sets = (x_tr, y_tr, x_te, y_te)``:
+    ``{"update", "train_accuracy", "test_accuracy", "train_loss", "test_loss"}``. When the last
+    update was also the last curve point that point is reused (same weights, same numbers)."""
+    if samples and samples[-1] == update * spec.batch_size:
+        tr_acc, te_acc = curves["tr_acc"][-1], curves["te_acc"][-1]
+        tr_loss, te_loss = curves["tr_loss"][-1], curves["te_loss"][-1]
+    else:
+        x_tr, y_tr, x_te, y_te = sets
+        tr_acc, tr_loss = stepper.evaluate(x_tr, y_tr, spec.eval_batch_size)
+        te_acc, te_loss = stepper.evaluate(x_te, y_te, spec.eval_batch_size)
+    return {"update": update, "train_accuracy": tr_acc, "test_accuracy": te_acc,
+            "train_loss": tr_loss, "test_loss": te_loss}
+
+
 # ------------------------------------------------------------------------------ the run
 
 
@@ -161,7 +179,8 @@ def train_run(
     progress_every: int = 25,
     stepper: Any = None,
 ) -> RunResult:
-    """Train one model as the protocol's loop does and return its learning curves.
+    """Train one model as the protocol's loop does and return its learning curves and the
+    evaluation of its final weights (``RunResult.final_weights``).
 
     ``data``: the protocol's splits (only ``train`` and ``test`` are used; ``train``'s own batch
     state is left alone). ``initial_model`` replaces :func:`build_model` (it is trained in place);
@@ -201,13 +220,20 @@ def train_run(
     curves: dict[str, list[float]] = {k: [] for k in ("tr_acc", "te_acc", "tr_loss", "te_loss")}
     status, diverged_at, reason = STATUS_OK, None, None
 
+    # Training loss per example since the last report (the progress bar shows it).
+    per_example = 1.0 / spec.batch_size if spec.reduction == "sum" else 1.0
+    loss_window = [0.0, 0]
+
     def report(i: int, done: bool = False) -> None:
         if on_progress is not None:
+            total_loss, count = loss_window
+            loss_window[:] = [0.0, 0]
             on_progress(Progress(
                 spec, i, total, len(samples),
                 curves["tr_acc"][-1] if samples else None,
                 curves["te_acc"][-1] if samples else None,
                 time.perf_counter() - start, done,
+                train_loss=total_loss / count * per_example if count else None,
             ))
 
     start = time.perf_counter()
@@ -221,9 +247,12 @@ def train_run(
             if device != "cpu" or x.dtype != dtype:
                 x = backend.to_device(x.astype(dtype, copy=False), device)
                 y = backend.to_device(y, device)
-            if not np.isfinite(stepper.loss(x, y)):
+            batch_loss = stepper.loss(x, y)
+            if not np.isfinite(batch_loss):
                 status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite training loss"
                 break
+            loss_window[0] += batch_loss
+            loss_window[1] += 1
             stepper.update()
             applied = i
             if i % spec.eval_every == 0:
@@ -248,6 +277,14 @@ def train_run(
         final = None
         if recorder is not None and status == STATUS_OK and hasattr(stepper, "probabilities"):
             final = final_evidence(stepper, x_te, y_te, spec.eval_batch_size)
+        final_weights = None
+        if status == STATUS_OK:
+            final_weights = evaluate_final_weights(stepper, applied, samples, curves, spec,
+                                                   (x_tr, y_tr, x_te, y_te))
+            if not (np.isfinite(final_weights["train_loss"])
+                    and np.isfinite(final_weights["test_loss"])):
+                status, diverged_at, reason = STATUS_DIVERGED, applied, "non-finite final weights"
+                final_weights = None
     wall = time.perf_counter() - start
     report(applied, done=True)
 
@@ -265,6 +302,7 @@ def train_run(
         diverged_at_update=diverged_at,
         divergence_reason=reason,
         wall_time=wall,
+        final_weights=final_weights,
         model=stepper.model,
         internals=recorder.to_dict() if recorder is not None else None,
         final_model=final,

@@ -73,6 +73,13 @@ class RunResult:
     (``update * batch_size``); ``train_accuracy[k]``/``train_loss[k]`` are measured on the first
     ``eval_train_examples`` train examples (file order), ``test_*`` on the first
     ``eval_test_examples`` test examples. Losses are mean per-example cross-entropies.
+
+    ``final_train_accuracy``/``final_test_accuracy`` are the *last curve point* (the protocol's
+    lists end at the last multiple of ``eval_every``, e.g. update 2,600 of 2,751).
+    ``final_weights`` is one more evaluation, of the weights after the last update (those that
+    are saved and that ``numnet predict`` uses), on the same examples:
+    ``{"update", "train_accuracy", "test_accuracy", "train_loss", "test_loss"}``; None for a
+    diverged run (its weights are not worth measuring) and in records made before it existed.
     ``internals`` (per-evaluation lists) and ``final_model`` (confusion matrix, confused
     images, filters) are described in ``numnet.lab.training.internals``; None when not
     recorded.
@@ -91,6 +98,7 @@ class RunResult:
     diverged_at_update: int | None = None
     divergence_reason: str | None = None
     wall_time: float = 0.0
+    final_weights: dict[str, Any] | None = None
     model: Any = field(default=None, repr=False, compare=False)
     internals: dict[str, Any] | None = field(default=None, repr=False)
     final_model: dict[str, Any] | None = field(default=None, repr=False)
@@ -114,6 +122,13 @@ class RunResult:
     @property
     def final_test_accuracy(self) -> float | None:
         return self.test_accuracy[-1] if self.test_accuracy else None
+
+    @property
+    def final_weights_test_accuracy(self) -> float | None:
+        """Test accuracy of the final weights, else (older records) of the last curve point."""
+        if self.final_weights is not None:
+            return self.final_weights["test_accuracy"]
+        return self.final_test_accuracy
 
     @property
     def updates_per_second(self) -> float:
@@ -140,6 +155,7 @@ class RunResult:
             "test_loss": list(self.test_loss),
             "final_train_accuracy": self.final_train_accuracy,
             "final_test_accuracy": self.final_test_accuracy,
+            "final_weights": dict(self.final_weights) if self.final_weights else None,
             "init_seed": self.init_seed,
             "shuffle_seed": self.shuffle_seed,
             "wall_time": self.wall_time,
@@ -166,12 +182,17 @@ class RunResult:
             wall_time=float(d.get("wall_time", 0.0)),
             internals=d.get("internals"),
             final_model=d.get("final_model"),
+            final_weights=d.get("final_weights"),
         )
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Passed to ``on_progress``: where a run stands (accuracies of the last evaluation)."""
+    """Passed to ``on_progress``: where a run stands (accuracies of the last evaluation).
+
+    ``train_loss``: the mean training loss *per example* of the batches since the previous
+    report (a summed batch loss divided by the batch size), None before the first update;
+    ln 10 = 2.30 is a uniform guess over the 10 classes."""
 
     spec: RunSpec
     update: int
@@ -181,3 +202,4 @@ class Progress:
     test_accuracy: float | None
     elapsed: float
     done: bool = False
+    train_loss: float | None = None
