@@ -1,4 +1,4 @@
-"""The report: diagnosis rules on hand-made curves; HTML/Markdown content; browser rendering."""
+"""The report: HTML/Markdown content; browser rendering (the diagnosis rules: test_diagnosis)."""
 
 from __future__ import annotations
 
@@ -30,88 +30,15 @@ def run_dict(train, test, status="ok", model="model1", setting=1, diverged_at=No
         init_seed=1, shuffle_seed=2, diverged_at_update=diverged_at,
         divergence_reason="non-finite training loss" if status == "diverged" else None,
         wall_time=1.5,
+        # the final weights: one more update after the last curve point, a little better
+        final_weights=None if status != "ok" or not n else {
+            "update": 200 * n + 1, "train_accuracy": float(train[-1]) + 0.001,
+            "test_accuracy": float(test[-1]) + 0.0005, "train_loss": 0.29, "test_loss": 0.34},
     ).to_dict()
 
 
 def ramp(a: float, b: float, n: int = 20) -> list[float]:
     return list(np.linspace(a, b, n))
-
-
-# ----------------------------------------------------------------------------- diagnosis
-
-
-def test_over_fitting_states_rule_and_numbers() -> None:
-    train = ramp(0.95, 0.995)
-    test = list(np.r_[np.linspace(0.94, 0.975, 8), np.linspace(0.974, 0.966, 12)])
-    d = report.diagnose(run_dict(train, test))
-    assert d.verdict == "over-fitting"
-    text = " ".join(d.findings)
-    assert "train accuracy rose +" in text and "below its best 0.9750" in text
-    assert d.numbers["test_drop_from_best"] > 0.003 and d.numbers["gap"] > 0.01
-
-
-def test_test_stalling_while_train_rises_is_over_fitting() -> None:
-    d = report.diagnose(run_dict(ramp(0.96, 0.999), [0.97] * 20))
-    assert d.verdict == "over-fitting"
-    assert "changed by +0.00 points" in " ".join(d.findings)
-
-
-def test_a_widening_gap_is_over_fitting() -> None:
-    d = report.diagnose(run_dict(ramp(0.97, 0.99), ramp(0.962, 0.968)))
-    assert d.verdict == "over-fitting"
-    assert "less than train (> 0.5: the gap widens)" in d.findings[0]
-    # the same train curve with test keeping up (gap below 1 point) is not over-fitting
-    close = report.diagnose(run_dict(ramp(0.97, 0.99), ramp(0.972, 0.982)))
-    assert "over-fitting" not in close.labels
-
-
-def test_low_train_accuracy_is_under_fitting() -> None:
-    d = report.diagnose(run_dict([0.92] * 20, [0.91] * 20))
-    assert d.labels == ["under-fitting"]
-    assert "end train accuracy 0.9200 < 0.95" in d.findings[0]
-
-
-def test_still_rising_is_under_fitting() -> None:
-    train = ramp(0.90, 0.985)
-    d = report.diagnose(run_dict(train, [t - 0.004 for t in train]))
-    assert d.verdict == "under-fitting"
-    assert "still rising" in d.findings[0]
-    assert d.numbers["train_rise_last_quarter"] > 0.005
-
-
-def test_good_fit() -> None:
-    d = report.diagnose(run_dict([0.985] * 20, [0.98] * 20))
-    assert d.verdict == "good fit" and d.flags == []
-    assert d.findings[0].startswith("Good fit: end train 0.9850, test 0.9800")
-
-
-def test_not_learning_and_diverged_and_unstable() -> None:
-    assert report.diagnose(run_dict([0.11] * 20, [0.1] * 20)).verdict == "not learning"
-    d = report.diagnose(run_dict([0.5, 0.6], [0.5, 0.6], status="diverged", diverged_at=401))
-    assert d.verdict == "diverged" and "update 401" in d.findings[0]
-    zigzag = [0.90, 0.95] * 10
-    u = report.diagnose(run_dict([0.93] * 20, zigzag))
-    assert u.labels == ["under-fitting", "unstable"] and "5.00 points" in u.findings[-1]
-
-
-def test_over_fitting_needs_a_fitted_and_stable_run() -> None:
-    falling = list(np.r_[np.linspace(0.85, 0.9, 8), np.linspace(0.9, 0.88, 12)])
-    low = report.diagnose(run_dict(ramp(0.85, 0.93), falling))  # train < 95%: under-fitting
-    assert low.labels == ["under-fitting"] and "0.9279 < 0.95" in low.findings[0]
-    noisy = [v + (0.03 if k % 2 else -0.03) for k, v in enumerate(np.linspace(0.95, 0.94, 20))]
-    u = report.diagnose(run_dict(ramp(0.96, 0.999), noisy))
-    assert u.labels == ["unstable"] and "over-fitting not judged" in u.findings[-1]
-
-
-def test_a_steady_rise_is_not_unstable() -> None:
-    d = report.diagnose(run_dict(ramp(0.2, 0.9), ramp(0.2, 0.9)))  # 3.7 points per evaluation
-    assert "unstable" not in d.labels and d.numbers["test_jump"] == pytest.approx(0, abs=1e-12)
-
-
-def test_few_evaluations_skip_trend_rules() -> None:
-    d = report.diagnose(run_dict([0.97, 0.99], [0.96, 0.97]))
-    assert d.verdict == "good fit"
-    assert any("trend rules" in f for f in d.findings)
 
 
 # ----------------------------------------------------------------------------- documents
@@ -228,7 +155,25 @@ def test_format_summary_text(written) -> None:
     doc = json.loads((written / "results.json").read_text())
     lines = report.format_summary(doc).splitlines()
     assert lines[0].split() == ["Setting", "1", "Setting", "2", "Setting", "3"]
-    assert lines[2].split()[-1] == "diverged@3" and len(lines) == 5
+    assert lines[2].split()[-1] == "DIVERGED@3" and len(lines) == 6
+    # the final weights' test accuracy with the verdict beside it; the last line says which
+    m1s1 = next(r for r in doc["runs"] if r["run_id"] == "model1-setting1")
+    verdict = report.diagnose_all(doc["runs"])["model1-setting1"].summary()
+    assert f"{m1s1['final_weights']['test_accuracy']:.4f} ({verdict})" in lines[1]
+    assert lines[-1] == "test accuracy of the final weights (after the last update)"
+
+
+def test_summary_shows_failed_verdicts_and_older_records_are_marked() -> None:
+    doc = synthetic_doc()
+    chance = [0.1 + (0.01 if k % 2 else -0.01) for k in range(20)]
+    doc["runs"][0] = run_dict(chance, chance)  # model1-setting1 at chance
+    del doc["runs"][1]["final_weights"]  # a record made before the final-weights evaluation
+    text = report.format_summary(doc)
+    row = text.splitlines()[1]
+    assert "(NOT LEARNING)" in row
+    assert f"{doc['runs'][1]['final_test_accuracy']:.4f}*" in row
+    assert text.splitlines()[-1].endswith("* last curve point (record without a final-weights "
+                                          "evaluation)")
 
 
 def test_quick_report_is_labelled(tmp_path) -> None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from numnet.lab.report.diagnosis import diagnose
 from numnet.lab.training import Progress, RunResult, RunSpec
 
 Log = Callable[[str], None]
@@ -29,8 +30,10 @@ class ProgressDisplay:
 
     ``mode`` "auto": bars on a terminal, else log lines (:func:`progress_mode`).
     Bars: one overall bar (all updates of all runs to train, so its ETA is the job's) and one
-    bar per run with updates/s, the last evaluation's accuracies and the run's ETA. Log lines:
-    one when a run starts, one every ``log_every_s`` seconds, one when it ends.
+    bar per run with updates/s, the current training loss per example (mean of the batches
+    since the last refresh; ln 10 = 2.30 is chance), the last evaluation's accuracies and the
+    run's ETA. Log lines: one when a run starts, one every ``log_every_s`` seconds, one when it
+    ends (:func:`describe_run`: status, diagnosis, final-weights accuracies).
     """
 
     def __init__(self, mode: str, log: Log, total_updates: int, log_every_s: float = 30.0):
@@ -67,13 +70,16 @@ class ProgressDisplay:
     def update(self, p: Progress) -> None:
         step = p.update - self._last_update
         self._last_update = p.update
-        acc = ""
+        parts = []
+        if p.train_loss is not None:
+            parts.append(f"loss/example {p.train_loss:.3f}")
         if p.train_accuracy is not None:
-            acc = f"train {p.train_accuracy:.4f}, test {p.test_accuracy:.4f}"
+            parts.append(f"train {p.train_accuracy:.4f}, test {p.test_accuracy:.4f}")
+        acc = ", ".join(parts)
         if self.mode == "bars":
             self._bar.update(step)
             self._overall.update(step)
-            if acc and p.evaluations:
+            if acc:
                 self._bar.set_postfix_str(acc, refresh=False)
         elif self.mode == "log" and time.monotonic() - self._last_log >= self.log_every_s:
             self._last_log = time.monotonic()
@@ -101,17 +107,26 @@ class ProgressDisplay:
 
 
 def describe_run(result: RunResult, reused: bool = False) -> str:
-    """One line: status, time and final accuracies of a run."""
+    """One line: status, diagnosis (verdict labels and the verdict's reason), time and the
+    accuracies of the final weights (else of the last curve point, labelled so)."""
     how = "reused (already finished)" if reused else (
         f"{result.wall_time:.1f} s, {result.updates_per_second:.0f} upd/s")
-    if result.final_train_accuracy is None:
+    fw = result.final_weights
+    if fw is not None:
+        accs = (f"final weights (update {fw['update']}): train {fw['train_accuracy']:.4f}, "
+                f"test {fw['test_accuracy']:.4f}")
+    elif result.final_train_accuracy is None:
         accs = "no evaluation"
     else:
-        accs = f"train {result.final_train_accuracy:.4f}, test {result.final_test_accuracy:.4f}"
+        accs = (f"last curve point: train {result.final_train_accuracy:.4f}, "
+                f"test {result.final_test_accuracy:.4f}")
+    diag = diagnose(result.to_dict())
+    verdict = f"{diag.summary().upper() if diag.failed else diag.summary()}"
+    reason = diag.reasons.get(diag.verdict, "")
     if result.diverged:
         return (f"DIVERGED at update {result.diverged_at_update} "
-                f"({result.divergence_reason}); {how}; last {accs}")
-    return f"ok, {how}; {accs}"
+                f"({result.divergence_reason}); {how}; {accs}")
+    return f"{verdict}; {how}; {accs} -- {reason}"
 
 
 def stderr_log(text: str) -> None:

@@ -2,8 +2,13 @@
 
 results.json holds the protocol's result tuples per model (``((epochs, lr), train accuracies,
 test accuracies)``), every run (``RunResult.to_dict()``: curves, status, seeds, timing), the
-protocol (text and hash), the data (sizes, fingerprint), the environment and the timing.
-results.csv has one row per (run, evaluation).
+protocol (text and hash), the data (sizes, fingerprint), the environment and the timing; each
+run also carries its ``diagnosis`` (``{"verdict", "labels", "reasons", "notes"}``, see
+:mod:`numnet.lab.report.diagnosis`) when the caller gives it. In a run, ``final_train_accuracy``
+/ ``final_test_accuracy`` are the last curve point and ``final_weights`` the evaluation of the
+weights after the last update (the saved ones).
+results.csv has one row per (run, evaluation); its last columns repeat, on each row of a run,
+the run's diagnosis and its final-weights accuracies.
 """
 
 from __future__ import annotations
@@ -24,16 +29,24 @@ RESULTS_FORMAT = "numnet.results/1"
 QUICK_LABEL = "QUICK"
 CSV_COLUMNS = ("protocol", "quick", "run_id", "model", "setting", "epochs", "lr", "reduction",
                "seed", "status", "diverged_at_update", "evaluation", "samples",
-               "train_accuracy", "test_accuracy", "train_loss", "test_loss")
+               "train_accuracy", "test_accuracy", "train_loss", "test_loss",
+               "diagnosis", "diagnosis_reasons", "final_weights_update",
+               "final_weights_train_accuracy", "final_weights_test_accuracy")
 
 
 def results_document(protocol: Protocol, results: list[RunResult], data: dict[str, Any],
                      timing: dict[str, Any], device: str = "cpu",
-                     environment: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The content of results.json (see the module docstring)."""
+                     environment: dict[str, Any] | None = None,
+                     diagnoses: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The content of results.json (see the module docstring). ``diagnoses``: ``{run_id:
+    Diagnosis.to_record()}``, stored as each run's ``diagnosis``."""
     spec_results: dict[str, list[Any]] = {}
     for r in results:
         spec_results.setdefault(r.spec.model, []).append(r.spec_tuple())
+    runs = [r.to_dict() for r in results]
+    for run in runs:
+        if diagnoses and run["run_id"] in diagnoses:
+            run["diagnosis"] = diagnoses[run["run_id"]]
     return {
         "format": RESULTS_FORMAT,
         "label": QUICK_LABEL if protocol.quick else None,
@@ -43,7 +56,7 @@ def results_document(protocol: Protocol, results: list[RunResult], data: dict[st
         "environment": environment if environment is not None else environment_info(),
         # per model, a list of ((num_epochs, learning_rate), train_acc, test_acc)
         "results": spec_results,
-        "runs": [r.to_dict() for r in results],
+        "runs": runs,
         "timing": timing,
     }
 
@@ -59,12 +72,17 @@ def results_csv(doc: dict[str, Any]) -> str:
         head = [doc["protocol"]["name"], doc["protocol"]["quick"], run["run_id"], s["model"],
                 s["setting"], s["epochs"], repr(s["lr"]), s["reduction"], s["seed"],
                 run["status"], run["diverged_at_update"] or ""]
+        diag = run.get("diagnosis") or {}
+        fw = run.get("final_weights") or {}
+        tail = ["; ".join(diag.get("labels", [])), " | ".join(diag.get("reasons", [])),
+                fw.get("update", ""), repr(fw["train_accuracy"]) if fw else "",
+                repr(fw["test_accuracy"]) if fw else ""]
         if not run["samples"]:
-            writer.writerow(head + [""] * 6)
+            writer.writerow(head + [""] * 6 + tail)
         for k, samples in enumerate(run["samples"]):
             writer.writerow(head + [k + 1, samples, repr(run["train_accuracy"][k]),
                                     repr(run["test_accuracy"][k]), repr(run["train_loss"][k]),
-                                    repr(run["test_loss"][k])])
+                                    repr(run["test_loss"][k])] + tail)
     return buf.getvalue()
 
 
@@ -78,6 +96,22 @@ def load_results(out_dir: str | Path) -> dict[str, Any]:
             "run `numnet reproduce --out DIR` first"
         )
     return doc
+
+
+def final_test(run: dict[str, Any]) -> tuple[float | None, str]:
+    """``(test accuracy, what it is)`` to show as a run's final figure: the final weights'
+    (``"final weights"``), or for records made before that evaluation existed the last curve
+    point (``"last curve point"``)."""
+    fw = run.get("final_weights")
+    if fw:
+        return fw["test_accuracy"], "final weights"
+    return run.get("final_test_accuracy"), "last curve point"
+
+
+def final_train(run: dict[str, Any]) -> float | None:
+    """The train accuracy that goes with :func:`final_test`."""
+    fw = run.get("final_weights")
+    return fw["train_accuracy"] if fw else run.get("final_train_accuracy")
 
 
 def iter_runs(doc: dict[str, Any]) -> Iterator[RunResult]:

@@ -22,7 +22,7 @@ from numnet.lab.metrics import EvaluationClock
 from numnet.lab.progress import Log, ProgressDisplay, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, timestamp
-from numnet.lab.report import write_report
+from numnet.lab.report import diagnosis_records, write_report
 from numnet.lab.results import QUICK_LABEL, results_csv, results_document
 from numnet.lab.training import RunResult, RunSpec, expected_updates, train_run
 
@@ -165,8 +165,9 @@ def reproduce(
         "training_time": sum(r.wall_time for r in outcome.results if r.run_id in outcome.trained),
         "reused_runs": list(outcome.reused),
     }
-    outcome.results_json = results_document(protocol, outcome.results, info, timing, device,
-                                            environment)
+    outcome.results_json = results_document(
+        protocol, outcome.results, info, timing, device, environment,
+        diagnoses=diagnosis_records([r.to_dict() for r in outcome.results]))
     write_json(out / "results.json", outcome.results_json)
     write_text(out / "results.csv", results_csv(outcome.results_json))
     if make_report:

@@ -14,6 +14,7 @@ from numnet.core import serialize
 from numnet.core.io import write_json, write_text
 from numnet.lab.metrics import write_metrics
 from numnet.lab.records import load_finished
+from numnet.lab.report.diagnosis import diagnose
 from numnet.lab.training import RunResult, RunSpec
 from numnet.lab.training.internals import internals_csv
 
@@ -53,10 +54,13 @@ def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: 
     record_path, weights_path = run_paths(out_dir, result.run_id)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     if result.model is not None:  # serialize.save is atomic
+        # status and diagnosis: numnet predict warns about weights of a failed run
         serialize.save(weights_path, result.model, metadata={
             "run_id": result.run_id, "spec": result.spec.to_dict(), "status": result.status,
+            "diagnosis": diagnose(result.to_dict()).labels,
             "final_train_accuracy": result.final_train_accuracy,
             "final_test_accuracy": result.final_test_accuracy,
+            "final_weights": result.final_weights,
         })
     if result.internals is not None:
         write_text(record_path.with_suffix(".internals.csv"), internals_csv(result.internals))

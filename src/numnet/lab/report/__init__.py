@@ -16,6 +16,8 @@ from numnet.lab.report.diagnosis import (
     VERDICT_ORDER,
     Diagnosis,
     diagnose,
+    diagnose_all,
+    diagnosis_records,
 )
 from numnet.lab.report.markdown import format_summary, render_markdown, summary_rows
 from numnet.lab.report.page import VERDICT_COLORS, render_html, sparkline_svg
@@ -28,6 +30,8 @@ __all__ = [
     "VERDICT_ORDER",
     "Diagnosis",
     "diagnose",
+    "diagnose_all",
+    "diagnosis_records",
     "figure_pngs",
     "format_summary",
     "rebuild",

@@ -7,6 +7,7 @@ from typing import Any
 
 from numnet.lab.environment import machine_text
 from numnet.lab.render import fmt_time
+from numnet.lab.results import final_test
 
 
 def title(doc: dict[str, Any]) -> str:
@@ -16,12 +17,13 @@ def title(doc: dict[str, Any]) -> str:
 
 
 def best_setting(runs: dict[tuple[str, int], dict[str, Any]], model: str) -> int | None:
-    """The setting of ``model`` whose run (not diverged) ends with the best test accuracy."""
+    """The setting of ``model`` whose run (not diverged) ends with the best test accuracy (of
+    its final weights, :func:`numnet.lab.results.final_test`)."""
     best, best_acc = None, -1.0
     for (m, s), r in runs.items():
-        if m == model and r["status"] == "ok" and r["final_test_accuracy"] is not None:
-            if r["final_test_accuracy"] > best_acc:
-                best, best_acc = s, r["final_test_accuracy"]
+        acc = final_test(r)[0]
+        if m == model and r["status"] == "ok" and acc is not None and acc > best_acc:
+            best, best_acc = s, acc
     return best
 
 

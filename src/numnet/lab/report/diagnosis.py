@@ -270,3 +270,9 @@ def diagnose(run: dict[str, Any], best_train_elsewhere: float | None = None) -> 
                                f"{100 * (end_tr - end_te):.2f} points; no rule fired.")
     findings = [reasons[v] for v in VERDICT_ORDER if v in reasons] + notes
     return Diagnosis(verdict, flags=flags, findings=findings, numbers=numbers, reasons=reasons)
+
+
+def diagnosis_records(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{run_id: Diagnosis.to_record()}`` of the runs of one protocol run (results.json's
+    ``diagnosis`` fields), by :func:`diagnose_all`."""
+    return {rid: d.to_record() for rid, d in diagnose_all(runs).items()}

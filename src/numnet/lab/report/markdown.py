@@ -7,8 +7,8 @@ from typing import Any
 
 from numnet.lab.render import fmt_acc, fmt_time, markdown_table, text_table
 from numnet.lab.report.content import env_rows, title
-from numnet.lab.report.diagnosis import RULES, Diagnosis
-from numnet.lab.results import grid_table
+from numnet.lab.report.diagnosis import RULES, Diagnosis, diagnose_all
+from numnet.lab.results import final_test, grid_table
 
 
 def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str:
@@ -30,6 +30,7 @@ def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str
     lines += ["## Summary: final test accuracy", ""]
     table = grid_table(doc, lambda m, s, run: _cell(run, "**diverged** @ {}", diagnoses))
     lines += markdown_table(table[0], table[1:])
+    lines += ["", FINAL_NOTE]
     lines += ["", "![Learning curves](learning_curves.png)", "",
               "![Summary table](summary_table.png)", "", "## Runs", ""]
     for run in doc["runs"]:
@@ -41,7 +42,13 @@ def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str
                      f"status {run['status']}"
                      + (f" at update {run['diverged_at_update']}"
                         if run["status"] == "diverged" else ""))
-        lines.append(f"- final train / test accuracy {fmt_acc(run['final_train_accuracy'])} / "
+        fw = run.get("final_weights")
+        if fw:
+            lines.append(f"- final weights (after update {fw['update']}): train / test accuracy "
+                         f"{fmt_acc(fw['train_accuracy'])} / {fmt_acc(fw['test_accuracy'])}")
+        last = run["samples"][-1] // spec["batch_size"] if run["samples"] else None
+        lines.append(f"- last curve point (update {last}): train / test accuracy "
+                     f"{fmt_acc(run['final_train_accuracy'])} / "
                      f"{fmt_acc(run['final_test_accuracy'])}; {run['updates']} updates, "
                      f"{run['evaluations']} evaluations, {fmt_time(run['wall_time'])}")
         lines.extend(f"- {f}" for f in d.findings)
@@ -57,23 +64,41 @@ def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str
     return "\n".join(lines)
 
 
+FINAL_NOTE = ("Each cell: the test accuracy of the final weights (evaluated once after the last "
+              "update; they are the saved weights), then the diagnosis. The learning curves' "
+              "last point comes earlier, at the last multiple of the evaluation interval.")
+
+
 def _cell(run: dict[str, Any] | None, diverged: str,
           diagnoses: dict[str, Diagnosis] | None = None) -> str:
     """A summary cell: a dash (no run), ``diverged`` with the update, or the final test
-    accuracy (and the verdict, given the diagnoses)."""
+    accuracy (the final weights', else the last curve point's, marked ``*``) and, given the
+    diagnoses, the verdict labels (upper case when the run failed)."""
     if run is None:
         return "—"
     if run["status"] == "diverged":
         return diverged.format(run["diverged_at_update"])
-    text = f"{run['final_test_accuracy']:.4f}"
-    return f"{text} ({diagnoses[run['run_id']].verdict})" if diagnoses else text
+    acc, what = final_test(run)
+    text = f"{acc:.4f}" + ("" if what == "final weights" else "*")
+    if not diagnoses:
+        return text
+    d = diagnoses[run["run_id"]]
+    return f"{text} ({d.summary().upper() if d.failed else d.summary()})"
 
 
 def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
-    """The summary table as text rows (header first): for terminals and the closing log."""
-    return grid_table(doc, lambda m, s, run: _cell(run, "diverged@{}"))
+    """The summary table as text rows (header first), with each run's diagnosis: for terminals
+    and the closing log."""
+    diagnoses = diagnose_all(doc["runs"])
+    return grid_table(doc, lambda m, s, run: _cell(run, "DIVERGED@{}", diagnoses))
 
 
 def format_summary(doc: dict[str, Any]) -> str:
-    """The summary table as aligned text."""
-    return text_table(summary_rows(doc))
+    """The summary table as aligned text, with a line saying which accuracy it shows."""
+    note = "test accuracy of the final weights (after the last update)"
+    if any(not r.get("final_weights") and r["status"] != "diverged" for r in doc["runs"]):
+        note += "; * last curve point (record without a final-weights evaluation)"
+    return text_table(summary_rows(doc)) + "\n" + note
+
+
+__all__ = ["FINAL_NOTE", "format_summary", "render_markdown", "summary_rows"]

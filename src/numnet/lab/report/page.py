@@ -8,13 +8,14 @@ from typing import Any
 from numnet.lab.render import CSS, Html, fmt_acc, fmt_time, html, img, join, kv_rows, page
 from numnet.lab.report.content import best_setting, env_rows, title
 from numnet.lab.report.diagnosis import RULES, VERDICT_ORDER, Diagnosis
-from numnet.lab.results import grid_table, run_grid
+from numnet.lab.results import final_test, final_train, grid_table, run_grid
 
 VERDICT_COLORS = {
     "diverged": ("#c62828", "#fde0e0"),
     "not learning": ("#6a1b9a", "#f1e4f7"),
     "over-fitting": ("#b25e00", "#fff0d9"),
     "under-fitting": ("#1565c0", "#e3eefc"),
+    "still improving": ("#00695c", "#e0f2ef"),
     "unstable": ("#8d6e00", "#fff8d1"),
     "good fit": ("#2e7d32", "#e3f3e4"),
 }
@@ -78,7 +79,8 @@ def sparkline_svg(run: dict[str, Any], width: int = 300, height: int = 90) -> Ht
 
 
 def summary_table(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Html:
-    """The summary table: final test accuracy per (model, setting), badges, best starred."""
+    """The summary table: test accuracy of the final weights per (model, setting) (of the last
+    curve point, marked so, for records without that evaluation), badges, best starred."""
     _, _, runs = run_grid(doc)
 
     def cell(model: str, setting: int, run: dict[str, Any] | None) -> Html:
@@ -91,10 +93,14 @@ def summary_table(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Html:
             return html('<td class="diverged"><span class="acc">diverged</span>'
                         '<span class="sub">at update {} · {}</span>{}</td>',
                         run["diverged_at_update"], sub, marks)
-        best = Html(' class="best"') if setting == best_setting(runs, model) else ""
-        return html('<td{}><span class="acc">{}</span><span class="sub">train {} · {}'
-                    "</span>{}</td>", best, fmt_acc(run["final_test_accuracy"]),
-                    fmt_acc(run["final_train_accuracy"]), sub, marks)
+        classes = (["best"] if setting == best_setting(runs, model) else []) + (
+            ["failed"] if diagnoses[run["run_id"]].failed else [])
+        cls = html(' class="{}"', " ".join(classes)) if classes else ""
+        acc, what = final_test(run)
+        star = "" if what == "final weights" else " (last curve point)"
+        return html('<td{}><span class="acc">{}</span><span class="sub">train {} · {}{}'
+                    "</span>{}</td>", cls, fmt_acc(acc), fmt_acc(final_train(run)), sub, star,
+                    marks)
 
     table = grid_table(doc, cell)
     head = join(html("<th>{}</th>", c) for c in table[0][1:])
@@ -116,14 +122,16 @@ def card(run: dict[str, Any], diag: Diagnosis) -> Html:
     """One run: sparkline, setting, status, accuracies, losses, counts, time, seeds, findings."""
     spec = run["spec"]
     best_test = max(run["test_accuracy"]) if run["test_accuracy"] else None
+    last = (f" (update {run['samples'][-1] // spec['batch_size']})" if run["samples"] else "")
     rows = [
         ("Setting", f"{spec['epochs']} epochs, lr {spec['lr']:g}, {spec['reduction']} loss"),
         ("Status", run["status"] + (f" at update {run['diverged_at_update']}"
                                     if run["status"] == "diverged" else "")),
-        ("Final train / test", f"{fmt_acc(run['final_train_accuracy'])} / "
-                               f"{fmt_acc(run['final_test_accuracy'])}"),
-        ("Best test", fmt_acc(best_test)),
-        ("Final loss train / test",
+        ("Final weights train / test", _final_weights_text(run)),
+        (f"Last curve point{last} train / test", f"{fmt_acc(run['final_train_accuracy'])} / "
+                                                 f"{fmt_acc(run['final_test_accuracy'])}"),
+        ("Best test (curve)", fmt_acc(best_test)),
+        ("Last curve point loss train / test",
          f"{run['train_loss'][-1]:.4f} / {run['test_loss'][-1]:.4f}" if run["train_loss"]
          else "—"),
         ("Updates / evaluations", f"{run['updates']} / {run['evaluations']}"),
@@ -137,6 +145,15 @@ def card(run: dict[str, Any], diag: Diagnosis) -> Html:
                 setting=spec["setting"], badges=badges(diag.labels), sparkline=sparkline_svg(run),
                 dl=join(html("<dt>{}</dt><dd>{}</dd>", k, v) for k, v in rows),
                 findings=join(html("<li>{}</li>", f) for f in diag.findings))
+
+
+def _final_weights_text(run: dict[str, Any]) -> str:
+    fw = run.get("final_weights")
+    if not fw:
+        return ("not evaluated (diverged)" if run["status"] == "diverged"
+                else "not recorded (older record)")
+    return (f"{fmt_acc(fw['train_accuracy'])} / {fmt_acc(fw['test_accuracy'])} (after the last "
+            f"update, {fw['update']}; loss {fw['train_loss']:.4f} / {fw['test_loss']:.4f})")
 
 
 QUICK_NOTE = (
@@ -158,15 +175,20 @@ examples{wall}</p>
 {quick_note}
 <section><h2>Summary: final test accuracy</h2>
 {summary}
-<p class="muted">Each cell: the final test accuracy of the run (the protocol's table), below it
-the final train accuracy and (epochs, learning rate), then the diagnosis.
-★ best setting of the model.</p>
+<p class="muted">Each cell: the final test accuracy of the run (the protocol's table), measured on
+the <b>final weights</b> (one evaluation after the last update; they are the saved weights that
+<code>numnet predict</code> uses), below it their train accuracy and (epochs, learning rate), then
+the diagnosis. The learning curves' last point comes earlier (the last multiple of the evaluation
+interval); each run's card gives both. ★ best setting of the model.</p>
 <p>Diagnoses: {overview}</p>
 </section>
 <section><h2>Learning curves</h2>
 <figure>{curves}
 <figcaption>Train accuracy (first {eval_train} train examples) and test accuracy
-against the number of samples processed; a red panel marks a diverged run.</figcaption></figure>
+against the number of samples processed, all panels on the same 0–1 scale; the dashed line is
+chance (0.1), dotted lines mark the epochs; a red panel marks a diverged run, a purple one a run
+that did not learn. Click the figure to see it full size (click again to close).</figcaption>
+</figure>
 </section>
 <section><h2>Runs</h2><div class="cards">{cards}</div></section>
 <section><h2>How the diagnosis works</h2>
@@ -179,11 +201,48 @@ accuracy points (0.01 = 1 point). The first verdict that applies, in this order:
 <figure style="max-width:760px">{table}
 </figure>
 </section>
-<section><h2>Protocol file</h2><pre>{text}</pre></section>
+<section><h2>The protocol</h2>
+<p>{statement}</p>
+<p class="muted">The protocol is described in docs/protocol.md in the numnet repository; the
+protocol file this run used follows.</p>
+<pre>{text}</pre></section>
 <section><h2>Environment</h2><table class="kv">{environment}</table></section>
 </main>
 <footer>numnet {version} · results.json holds every
 number shown here</footer>"""
+
+
+# Failed (not learning) cells tinted as in the figure. Click to see a figure full size, click
+# again to close: a hidden checkbox and its label, no
+# script (the page stays a static file) and no second copy of the image.
+ZOOM_CSS = """
+table.summary td.failed { background:#f1e4f7; color:#6a1b9a; }
+input.zoom { display:none; }
+label.zoom img { cursor:zoom-in; }
+input.zoom:checked + label.zoom { position:fixed; inset:0; z-index:10; overflow:auto;
+  background:rgba(255,255,255,.97); cursor:zoom-out; }
+input.zoom:checked + label.zoom img { width:auto; max-width:none; cursor:zoom-out; }
+"""
+
+
+def zoomable(png: bytes, alt: str, key: str) -> Html:
+    """A figure that opens full size (its pixel size) on click and closes on the next."""
+    return html('<input type="checkbox" class="zoom" id="{}"><label class="zoom" for="{}">{}'
+                "</label>", key, key, img(png, alt))
+
+
+def protocol_statement(doc: dict[str, Any]) -> str:
+    """The protocol in two sentences, from the results document."""
+    p = doc["protocol"]
+    counts = {m: len(v) for m, v in (p.get("settings") or {}).items()}
+    n_models = len(p.get("models") or counts)
+    n_settings = max(counts.values()) if counts else 0
+    return (f"Each of {n_models} models is trained with {n_settings} settings (epochs, learning "
+            f"rate) by mini-batch SGD (batch {p['batch_size']}) from seed {p['seed']}; every "
+            f"{p['eval_every']} updates the model is evaluated on the first "
+            f"{p['eval_train_examples']} train examples and {p['eval_test_examples']} test "
+            "examples, which gives the learning curves, and the summary table reports each "
+            "run's final test accuracy.")
 
 
 def render_html(doc: dict[str, Any], diagnoses: dict[str, Diagnosis],
@@ -213,17 +272,20 @@ def render_html(doc: dict[str, Any], diagnoses: dict[str, Diagnosis],
         summary=summary_table(doc, diagnoses),
         overview=join((html("{}×{}", badge(v), counts[v]) for v in VERDICT_ORDER if v in counts),
                       " "),
-        curves=img(images["learning_curves.png"], "Learning curves: 3 settings x 4 models"),
+        curves=zoomable(images["learning_curves.png"], "Learning curves: 3 settings x 4 models",
+                        "zoom-curves"),
         cards=join(card(r, diagnoses[r["run_id"]]) for r in doc["runs"]),
         rules=join(html("<tr><td>{}</td><td>{}</td></tr>", badge(name), text)
                    for name, text in RULES),
-        table=img(images["summary_table.png"], "Summary table (final test accuracy)"),
+        table=zoomable(images["summary_table.png"],
+                       "Summary table (test accuracy of the final weights)", "zoom-table"),
+        statement=protocol_statement(doc),
         text=p.get("text") or "",
         environment=kv_rows(env_rows(doc)),
         version=str(doc.get("environment", {}).get("numnet", "")),
     )
-    return page(title(doc), CSS, body)
+    return page(title(doc), CSS + ZOOM_CSS, body)
 
 
-__all__ = ["VERDICT_COLORS", "badge", "card", "render_html", "sparkline_svg",
-           "summary_table"]
+__all__ = ["VERDICT_COLORS", "badge", "card", "protocol_statement", "render_html",
+           "sparkline_svg", "summary_table", "zoomable"]

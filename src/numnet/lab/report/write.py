@@ -9,7 +9,7 @@ from typing import Any
 from numnet.core.io import write_bytes, write_text
 from numnet.lab.plots import learning_curves_figure, summary_table_figure
 from numnet.lab.render import png_bytes
-from numnet.lab.report.diagnosis import diagnose
+from numnet.lab.report.diagnosis import diagnose_all
 from numnet.lab.report.markdown import render_markdown
 from numnet.lab.report.page import render_html
 from numnet.lab.results import load_results
@@ -30,10 +30,10 @@ def write_report(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
 
     Returns ``{name: path}`` of the four files."""
     out = Path(out_dir)
+    diagnoses = diagnose_all(doc["runs"])
     images = figure_pngs(doc)
     for name, data in images.items():
         write_bytes(out / name, data)
-    diagnoses = {r["run_id"]: diagnose(r) for r in doc["runs"]}
     write_text(out / "report.html", render_html(doc, diagnoses, images))
     write_text(out / "report.md", render_markdown(doc, diagnoses))
     return {name: out / name for name in FILES}
