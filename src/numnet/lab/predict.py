@@ -17,10 +17,16 @@ An image becomes one MNIST-like ``(784,)`` float32 row in [0, 1] (white digit on
      framed like MNIST, only larger;
    - ``"auto"``: 28x28 images are used as they are (after the inversion), larger ones go
      through ``"mnist"``.
+
+Weights of a run that diverged or did not learn classify no better than chance: before
+classifying, :func:`weights_warning` reads the file's header metadata (``status`` and
+``diagnosis``, written by ``numnet reproduce``/``train``) or else the run record beside it
+(``../runs/<name>.json``) and ``predict_files`` prints one warning line on stderr.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +35,11 @@ import numpy as np
 
 from numnet.core import serialize
 from numnet.core.backend import to_numpy
-from numnet.core.errors import DataError
+from numnet.core.errors import DataError, NumnetError
+from numnet.core.io import read_json
 from numnet.core.losses import softmax
+from numnet.lab.progress import stderr_log
+from numnet.lab.report.diagnosis import FAILED, diagnose
 
 METHODS = ("auto", "mnist", "area")
 SIDE = 28
@@ -142,10 +151,40 @@ def predict_vectors(model: Any, x: np.ndarray) -> np.ndarray:
     return to_numpy(softmax(logits))
 
 
-def predict_files(weights: str | Path, images: list[str | Path],
-                  method: str = "auto") -> list[Prediction]:
-    """Load ``weights`` (numnet.core.serialize) and classify each image file."""
+def weights_warning(weights: str | Path) -> str | None:
+    """One line of warning when ``weights`` come from a run that diverged or did not learn
+    (from the header's ``status``/``diagnosis`` metadata, else from the run record
+    ``../runs/<stem>.json`` next to the weights folder); None when nothing says so."""
+    path = Path(weights)
+    meta = serialize.read_header(path).get("metadata") or {}
+    status, labels = meta.get("status"), meta.get("diagnosis")
+    if labels is None:
+        record_path = path.parent.parent / "runs" / f"{path.stem}.json"
+        try:
+            record = read_json(record_path) if record_path.is_file() else None
+            if isinstance(record, dict) and isinstance(record.get("result"), dict):
+                status = record["result"].get("status", status)
+                labels = diagnose(record["result"]).labels
+        except (NumnetError, KeyError, TypeError, ValueError):
+            labels = None  # an unreadable record says nothing; the weights still load
+    failed = [label for label in (labels or []) if label in FAILED]
+    if status == "diverged" and "diverged" not in failed:
+        failed.insert(0, "diverged")
+    if not failed:
+        return None
+    run = meta.get("run_id") or path.stem
+    return (f"numnet predict: warning: {path} comes from run {run}, which "
+            f"{' and '.join('diverged' if f == 'diverged' else 'did not learn' for f in failed)}"
+            "; its predictions are no better than chance")
+
+
+def predict_files(weights: str | Path, images: list[str | Path], method: str = "auto",
+                  warn: Callable[[str], None] | None = stderr_log) -> list[Prediction]:
+    """Load ``weights`` (numnet.core.serialize) and classify each image file; ``warn`` (one
+    line on stderr by default; None: silent) gets :func:`weights_warning`'s line if any."""
     model = serialize.load(weights)
+    if warn is not None and (line := weights_warning(weights)) is not None:
+        warn(line)
     x = np.stack([image_to_vector(p, method) for p in images])
     probs = predict_vectors(model, x)
     return [Prediction(str(p), int(np.argmax(row)), [float(v) for v in row])

@@ -9,7 +9,7 @@ from typing import Any
 from numnet.core.io import write_bytes, write_text
 from numnet.lab.plots import learning_curves_figure, summary_table_figure
 from numnet.lab.render import png_bytes
-from numnet.lab.report.diagnosis import diagnose_all
+from numnet.lab.report.diagnosis import Diagnosis, diagnose_all
 from numnet.lab.report.markdown import render_markdown
 from numnet.lab.report.page import render_html
 from numnet.lab.results import load_results
@@ -17,11 +17,16 @@ from numnet.lab.results import load_results
 FILES = ("learning_curves.png", "summary_table.png", "report.html", "report.md")
 
 
-def figure_pngs(doc: dict[str, Any]) -> dict[str, bytes]:
-    """``{file name: PNG bytes}`` of the two figures (the report embeds the same bytes)."""
+def figure_pngs(doc: dict[str, Any],
+                diagnoses: dict[str, Diagnosis] | None = None) -> dict[str, bytes]:
+    """``{file name: PNG bytes}`` of the two figures (the report embeds the same bytes),
+    marked with ``diagnoses`` (default: :func:`diagnose_all` of the document's runs)."""
+    if diagnoses is None:
+        diagnoses = diagnose_all(doc["runs"])
+    labels = {rid: d.labels for rid, d in diagnoses.items()}
     return {
-        "learning_curves.png": png_bytes(learning_curves_figure(doc)),
-        "summary_table.png": png_bytes(summary_table_figure(doc)),
+        "learning_curves.png": png_bytes(learning_curves_figure(doc, labels)),
+        "summary_table.png": png_bytes(summary_table_figure(doc, labels)),
     }
 
 
@@ -31,7 +36,7 @@ def write_report(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
     Returns ``{name: path}`` of the four files."""
     out = Path(out_dir)
     diagnoses = diagnose_all(doc["runs"])
-    images = figure_pngs(doc)
+    images = figure_pngs(doc, diagnoses)
     for name, data in images.items():
         write_bytes(out / name, data)
     write_text(out / "report.html", render_html(doc, diagnoses, images))
