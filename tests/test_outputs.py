@@ -159,7 +159,7 @@ def test_report_and_terminal_table_name_the_final_weights(out) -> None:
     md = (out / "report.md").read_text()
     assert "final weights (after update 111)" in md and "last curve point (update 110)" in md
     text = report.format_summary(json.loads((out / "results.json").read_text()))
-    assert "DIVERGED@" in text and text.endswith("of the final weights (after the last update)")
+    assert "diverged@" in text and text.endswith("of the final weights (after the last update)")
 
 
 def test_weights_header_has_status_and_diagnosis_and_predict_warns(out, tmp_path) -> None:

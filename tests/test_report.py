@@ -155,7 +155,7 @@ def test_format_summary_text(written) -> None:
     doc = json.loads((written / "results.json").read_text())
     lines = report.format_summary(doc).splitlines()
     assert lines[0].split() == ["Setting", "1", "Setting", "2", "Setting", "3"]
-    assert lines[2].split()[-1] == "DIVERGED@3" and len(lines) == 6
+    assert lines[2].split()[-1] == "diverged@3" and len(lines) == 6
     # the final weights' test accuracy with the verdict beside it; the last line says which
     m1s1 = next(r for r in doc["runs"] if r["run_id"] == "model1-setting1")
     verdict = report.diagnose_all(doc["runs"])["model1-setting1"].summary()

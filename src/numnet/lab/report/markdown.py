@@ -90,7 +90,7 @@ def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
     """The summary table as text rows (header first), with each run's diagnosis: for terminals
     and the closing log."""
     diagnoses = diagnose_all(doc["runs"])
-    return grid_table(doc, lambda m, s, run: _cell(run, "DIVERGED@{}", diagnoses))
+    return grid_table(doc, lambda m, s, run: _cell(run, "diverged@{}", diagnoses))
 
 
 def format_summary(doc: dict[str, Any]) -> str:
