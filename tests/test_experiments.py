@@ -97,7 +97,8 @@ def test_outputs_exist_and_results_hold_spec_tuples(full, proto_path) -> None:
         assert (out / name).is_file(), name
     assert sorted(p.stem for p in (out / "runs").glob("*.json")) == RUN_IDS
     assert sorted(p.stem for p in (out / "weights").glob("*.npz")) == RUN_IDS
-    assert not list(out.rglob(".*"))  # no temporary files left
+    # no temporary files nor the lock left; the folder's identity stays (the next run reads it)
+    assert [p.name for p in out.rglob(".*")] == [".numnet-folder.json"]
     doc = load(out)
     assert doc["format"] == "numnet.results/1" and doc["label"] is None
     # The protocol (docs/protocol.md §7): per model, a list of

@@ -28,3 +28,28 @@ class ThreadsError(NumnetError, ValueError):
 
 class KernelsError(NumnetError, ValueError):
     """An unknown kernel implementation was asked for (see ``numnet.core.names.KERNELS``)."""
+
+
+class OutputError(NumnetError, OSError):
+    """A file or folder numnet writes could not be written: no space left, a read-only file
+    system, no permission, a file in the way. The message names the path and what to do; the
+    command line exits with code 1 (a write failed). An OSError too (``errno``, ``strerror``),
+    so callers that catch OSError keep working."""
+
+    def __init__(self, message: str, errno: int | None = None, strerror: str | None = None,
+                 filename: str | None = None) -> None:
+        OSError.__init__(self, errno, strerror, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class FolderError(NumnetError):
+    """An output folder cannot be used as asked: another numnet process is writing into it, or
+    it holds the results of another configuration (``--force`` replaces them)."""
+
+
+class ResultsError(NumnetError):
+    """A results document (results.json) does not match its schema; the message names the key
+    path (``runs[2].spec.batch_size``) and what is allowed."""

@@ -62,11 +62,11 @@ def save(path: str | os.PathLike, model: Any, metadata: dict[str, Any] | None = 
         "metadata": metadata or {},
     }
     try:
-        header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
-    except TypeError as exc:
+        header_bytes = json.dumps(header, sort_keys=True, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # ValueError: a NaN or an infinity
         raise WeightsFileError(
-            f"{path}: model config or metadata is not JSON-serialisable ({exc}); "
-            "pass plain numbers, strings, lists and dicts"
+            f"{path}: model config or metadata is not strict JSON ({exc}); "
+            "pass plain finite numbers, strings, lists and dicts"
         ) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(path) as f:  # temp file, fsync, os.replace; the usual file mode
@@ -77,6 +77,14 @@ def save(path: str | os.PathLike, model: Any, metadata: dict[str, Any] | None = 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON header of a weights file (format, version, config, parameters, metadata)."""
     header, _ = _read(Path(path), with_arrays=False)
+    return header
+
+
+def verify(path: str | os.PathLike) -> dict[str, Any]:
+    """Read every array of a weights file and check it against the header (names, shapes,
+    dtypes, SHA-256); return the header. ``WeightsFileError`` naming the file when it is
+    truncated or damaged -- what a resumed run checks before it trusts a saved file."""
+    header, _ = _read(Path(path), with_arrays=True)
     return header
 
 

@@ -6,35 +6,46 @@ the functions that run them. Parsers name their handler as ``"<module>:<function
 ``handler`` default); :func:`main` imports that one module when the command runs -- the one
 lazy import of the command line, so that ``numnet --help`` does not load the application.
 
-Exit codes: 0 success; 1 a run failed or diverged where that is an error; 2 bad usage or bad
-input (a protocol, a data file, a weights file); 130 interrupted (Ctrl-C).
+Exit codes: 0 success; 1 a run failed or diverged where that is an error, or a write failed
+(:class:`~numnet.core.errors.OutputError`: no space, read-only, a file in the way); 2 bad usage
+or bad input (a protocol, a data file, a weights file, a results file, a busy or foreign output
+folder); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM), handled like Ctrl-C: what finished
+is kept, worker processes are stopped. Every error is one line on stderr, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from numnet import __version__
-from numnet.core.errors import NumnetError
+from numnet.core.errors import NumnetError, OutputError
 from numnet.lab.cli import compare, data, run, sweep
 from numnet.lab.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     PROTOCOL_DOC,
+    Terminated,
     UserError,
 )
 
 #: The parser modules, in the order of ``numnet --help``.
 COMMAND_MODULES = (run, data, compare, sweep)
 HANDLERS = "numnet.lab.cli.commands"
+#: What every command checks first (NUMNET_THREADS): a handler like the others.
+ENVIRONMENT_CHECK = "environment:check"
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "UserError",
-           "build_parser", "handler", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE",
+           "Terminated", "UserError", "build_parser", "handler", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +69,29 @@ def handler(name: str) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(f"{HANDLERS}.{module}"), function)
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt), so a
+    ``kill`` takes the path of Ctrl-C: finished work kept, workers stopped, one message. The
+    previous handler comes back afterwards (``main`` may run inside a test or a program)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _error(message: object) -> None:
+    print(f"numnet: error: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``numnet`` console script; returns the process exit code."""
     parser = build_parser()
@@ -66,13 +100,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(handler(args.handler)(args) or 0)
+        with sigterm_as_interrupt():
+            handler(ENVIRONMENT_CHECK)(args)
+            return int(handler(args.handler)(args) or 0)
+    except OutputError as exc:  # a write failed: no space, read-only, a file in the way
+        _error(exc)
+        return EXIT_FAILED
     except NumnetError as exc:  # includes UserError, DataError, ProtocolError, ...
-        print(f"numnet: error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_USAGE
+    except Terminated:
+        print("numnet: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("numnet: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # a file or folder the system refused that no check foresaw
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

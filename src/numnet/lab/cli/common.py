@@ -13,6 +13,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process killed by it
 
 BUILTINS = ", ".join(BUILTIN_PROTOCOLS)
 #: Where the protocol is written down (in the repository; the help texts point to it).
@@ -24,6 +25,11 @@ THREADS_HELP = ("threads for numnet (its conv fast path), the BLAS pools and PyT
 
 class UserError(NumnetError):
     """Bad command-line usage; printed as one line, exit code 2, no traceback."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that every clean-up made for an interrupt
+    (finished runs kept, worker processes stopped) runs for a ``kill`` too."""
 
 
 def add_protocol(p: argparse.ArgumentParser) -> None:
@@ -70,6 +76,13 @@ def threads(args: argparse.Namespace) -> int | None:
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0, got {args.threads}")
     return args.threads or None
+
+
+def check_seed(seed: int | None, option: str = "--seed") -> None:
+    """A UserError unless ``seed`` (when given) is an integer in [0, 2**63): numpy's
+    SeedSequence refuses negative seeds, and a record must hold the seed as a JSON integer."""
+    if seed is not None and not 0 <= seed < 2**63:
+        raise UserError(f"{option} must be an integer from 0 to 2**63-1, got {seed}")
 
 
 def progress(args: argparse.Namespace) -> str:

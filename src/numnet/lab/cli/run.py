@@ -1,11 +1,12 @@
 """``numnet train``, ``numnet reproduce``, ``numnet report``, ``numnet predict``: the parsers
 (the handlers are in :mod:`numnet.lab.cli.commands.run`).
 
-Exit codes (as for every numnet command): 0 success; 1 ``train``'s run diverged; 2 bad usage
-or bad input (unknown protocol key, missing data, corrupt weights file, unreadable image...),
-printed as one line; 130 interrupted (Ctrl-C) -- ``reproduce`` keeps every finished run, and
-the same command resumes. A diverged run inside ``reproduce`` is a result (the protocol's
-settings include unstable ones), not a failure: exit 0.
+Exit codes (as for every numnet command): 0 success; 1 ``train``'s run diverged, or a write
+failed (no space, read-only); 2 bad usage or bad input (unknown protocol key, missing data,
+corrupt weights file, unreadable image, an output folder in use or holding another
+configuration...), printed as one line; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM) --
+``reproduce`` keeps every finished run, and the same command resumes. A diverged run inside
+``reproduce`` is a result (the protocol's settings include unstable ones), not a failure: exit 0.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def register(subparsers: Any) -> None:
     common.add_models(p)
     common.add_quick(p, "the protocol's [quick] smoke variant (1 epoch per setting, smaller "
                  "evaluations; labelled QUICK in every output)")
-    p.add_argument("--force", action="store_true", help="retrain runs already finished in --out")
+    p.add_argument("--force", action="store_true",
+                   help="retrain runs already finished in --out, and replace the outputs of "
+                        "another configuration there (refused without it)")
     _training_options(p)
     p.set_defaults(handler="run:reproduce")
 
@@ -66,7 +69,11 @@ def register(subparsers: Any) -> None:
                    default="none", help="activation after each convolution of model 4")
     t.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE)
     t.add_argument("--out", default=None, metavar="DIR",
-                   help="output directory (default: runs/train-<model>-<YYYYmmdd-HHMMSS>)")
+                   help="output directory (default: runs/train-<model>-<YYYYmmdd-HHMMSS>); "
+                        "the same command again reuses the finished run")
+    t.add_argument("--force", action="store_true",
+                   help="retrain even if --out holds this run finished, and replace another "
+                        "run's outputs there (refused without it)")
     _training_options(t)
     t.set_defaults(handler="run:train")
 

@@ -11,13 +11,13 @@ from typing import Any
 from numnet.core import runtime
 from numnet.core.datasets import Datasets
 from numnet.core.errors import NumnetError
-from numnet.core.io import write_json, write_text
+from numnet.core.io import make_dir, write_json, write_text
 from numnet.core.names import DEFAULT_KERNELS, KERNELS
 from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.environment import data_info, environment_info
 from numnet.lab.experiments.plan import plan_runs
-from numnet.lab.experiments.store import load_run, save_run
+from numnet.lab.experiments.store import claim_folder, load_run, save_run
 from numnet.lab.metrics import EvaluationClock
 from numnet.lab.progress import Log, ProgressDisplay, stderr_log
 from numnet.lab.protocol import Protocol
@@ -66,9 +66,7 @@ def set_up(
     protocol. Returns ``(protocol, specs, out_dir, data, data_info)``."""
     protocol = protocol_mod.resolve(protocol, seed, quick)
     specs = plan_runs(protocol, models, kernels, internals)
-    out = (Path(out_dir) if out_dir is not None
-           else default_out_dir(protocol.name, kind=kind, quick=protocol.quick))
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(output_folder(protocol, out_dir, kind))
     write_text(out / "protocol.toml", protocol.text)
     if data is None:
         data = data_mod.load(dataset=protocol.dataset, data_dir=data_dir,
@@ -108,10 +106,31 @@ def reproduce(
     Returns a :class:`ReproduceOutcome`; raises KeyboardInterrupt after saving what finished.
     """
     started = time.perf_counter()
+    check_kernels(kernels)
+    protocol = protocol_mod.resolve(protocol, seed, quick)
+    plan_runs(protocol, models, kernels)  # an unknown model is said before the folder is taken
+    out = output_folder(protocol, out_dir)
+    configuration = {**protocol.semantic_dict(), "hash": protocol.hash}
+    with claim_folder(out, "reproduce", configuration, force=force):
+        return _reproduce(protocol, data, out, models, force, device, data_dir, progress, log,
+                          make_report, threads, kernels, internals, started)
+
+
+def output_folder(protocol: Protocol, out_dir: str | Path | None, kind: str | None = None
+                  ) -> Path:
+    """``out_dir``, or the default folder of ``protocol`` (:func:`default_out_dir`)."""
+    return (Path(out_dir) if out_dir is not None
+            else default_out_dir(protocol.name, kind=kind, quick=protocol.quick))
+
+
+def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: list[str] | None,
+               force: bool, device: str, data_dir: str | Path | None, progress: str, log: Log,
+               make_report: bool, threads: int | None, kernels: str, internals: bool,
+               started: float) -> ReproduceOutcome:
+    """:func:`reproduce` once the folder is taken."""
     cpu_started = time.process_time()
     started_at = timestamp()
-    check_kernels(kernels)
-    protocol, specs, out, data, info = set_up(protocol, seed, quick, models, out_dir, data,
+    protocol, specs, out, data, info = set_up(protocol, None, False, models, out, data,
                                               data_dir, progress, kernels=kernels,
                                               internals=internals)
     phash = protocol.hash
@@ -189,23 +208,34 @@ def train_one(
     progress: str = "auto",
     log: Log = stderr_log,
     threads: int | None = None,
+    force: bool = False,
 ) -> RunResult:
     """``numnet train``: one run; its weights and record saved in ``out_dir`` as reproduce
     saves them (``weights/<run_id>.npz``, ``runs/<run_id>.metrics.csv``, ``runs/<run_id>.json``).
-    ``threads``: as for
-    :func:`reproduce`; the spec says which kernels."""
+    ``threads``: as for :func:`reproduce`; the spec says which kernels.
+
+    Like reproduce, it resumes or refuses: a folder holding this very run finished (record and
+    verified weights, same data) gives that run back without training (``force`` retrains); a
+    folder holding another run is refused (FolderError saying what differs) unless ``force``;
+    the folder is locked while the run trains."""
     check_kernels(spec.kernels)
+    fingerprint = data_info(dataset, data)["fingerprint"]
     total = expected_updates(data.train.num_examples, spec.batch_size, spec.epochs)
-    display = ProgressDisplay(progress, log, total)
-    try:
-        display.start_run("[1/1]", spec, total)
-        clock = EvaluationClock(display.update)
-        with runtime.threads(threads):
-            result = train_run(spec, data, device=device, on_progress=clock)
-        display.end_run("[1/1]", result, total)
-    finally:
-        display.close()
-    save_run(Path(out_dir), result, protocol_hash="",
-             fingerprint=data_info(dataset, data)["fingerprint"],
-             train_examples=data.train.num_examples, evaluation_times=clock.times)
+    with claim_folder(Path(out_dir), "train", spec.to_dict(), force=force) as out:
+        finished = None if force else load_run(out, spec, "", fingerprint)
+        if finished is not None:
+            log(f"numnet train: {spec.run_id} is already finished in {out}; reused (pass "
+                "--force to train it again)")
+            return finished
+        display = ProgressDisplay(progress, log, total)
+        try:
+            display.start_run("[1/1]", spec, total)
+            clock = EvaluationClock(display.update)
+            with runtime.threads(threads):
+                result = train_run(spec, data, device=device, on_progress=clock)
+            display.end_run("[1/1]", result, total)
+        finally:
+            display.close()
+        save_run(out, result, protocol_hash="", fingerprint=fingerprint,
+                 train_examples=data.train.num_examples, evaluation_times=clock.times)
     return result

@@ -3,15 +3,25 @@
 it is written after the weights, so a killed process leaves no record of a half-saved run.
 Its metrics, ``runs/<run_id>.metrics.csv`` (:mod:`numnet.lab.metrics`), are written before the
 record too, and so is ``runs/<run_id>.internals.csv`` for a run with training internals (one row
-per evaluation, ``numnet.lab.training.internals.internals_csv``)."""
+per evaluation, ``numnet.lab.training.internals.internals_csv``). A record is trusted only once
+its weights file passes ``serialize.verify`` (every array against its SHA-256): a truncated or
+damaged file means the run is trained again.
+
+:func:`claim_folder` takes a folder for one command: locked against a second process, refused
+when it holds another configuration (unless ``force``), cleaned of a killed process's
+temporary files."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from numnet.core import serialize
-from numnet.core.io import write_json, write_text
+from numnet.core.errors import FolderError, NumnetError, WeightsFileError
+from numnet.core.io import folder_lock, read_json, remove_stale_parts, write_json, write_text
 from numnet.lab.metrics import write_metrics
 from numnet.lab.records import load_finished
 from numnet.lab.report.diagnosis import diagnose
@@ -39,6 +49,10 @@ def load_run(out_dir: Path, spec: RunSpec, protocol_hash: str,
     }, requires=[weights_path])
     if record is None:
         return None
+    try:
+        serialize.verify(weights_path)
+    except WeightsFileError:
+        return None  # truncated or damaged weights: the run is not finished, retrain it
     try:
         return RunResult.from_dict(record["result"])
     except (KeyError, TypeError, ValueError):
@@ -73,3 +87,95 @@ def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: 
         "weights_format": serialize.FORMAT,
         "result": result.to_dict(),
     })
+
+
+# ------------------------------------------------------------------------------ the folder
+
+#: The folder's identity: which command wrote it and the configuration it holds. Written when
+#: a command takes a folder; read by the next one, which refuses another configuration.
+FOLDER_FILE = ".numnet-folder.json"
+FOLDER_FORMAT = "numnet.folder/1"
+
+
+@contextlib.contextmanager
+def claim_folder(out_dir: Path, kind: str, configuration: dict[str, Any],
+                 force: bool = False) -> Iterator[Path]:
+    """Take ``out_dir`` for a command of ``kind`` ("reproduce", "train") making
+    ``configuration`` (a JSON-able dict: the protocol's semantic fields, or the run spec).
+
+    While the block runs the folder is locked (:func:`numnet.core.io.folder_lock`: a second
+    process gets a FolderError naming this one's pid). First, a folder that holds the outputs
+    of another kind or configuration is refused with a FolderError saying what differs, unless
+    ``force``; then the temporary ``.*.part`` files a killed process left in it are removed
+    (nobody else writes here while we hold the lock) and the folder's identity is recorded.
+    """
+    configuration = json.loads(json.dumps(configuration))  # as it reads back (lists, not tuples)
+    with folder_lock(out_dir, kind) as out:
+        previous = _previous_configuration(out)
+        if previous is not None and not force:
+            differs = _differences(previous, {"kind": kind, "configuration": configuration})
+            if differs:
+                raise FolderError(
+                    f"{out} holds the outputs of another configuration ({differs}); choose "
+                    "another --out, or pass --force to replace them")
+        for folder in (out, out / "runs", out / "weights"):
+            with contextlib.suppress(OSError):
+                remove_stale_parts(folder, older_than_s=0)
+        write_json(out / FOLDER_FILE, {"format": FOLDER_FORMAT, "kind": kind,
+                                       "configuration": configuration})
+        yield out
+
+
+def _previous_configuration(out: Path) -> dict[str, Any] | None:
+    """What the folder says it holds: its identity file, else (outputs of an older numnet)
+    ``{"protocol_hash": ...}`` from results.json; None for a folder without numnet outputs."""
+    marker = out / FOLDER_FILE
+    if marker.is_file():
+        try:
+            doc = read_json(marker)
+            if isinstance(doc, dict) and doc.get("format") == FOLDER_FORMAT:
+                return {"kind": doc.get("kind"), "configuration": doc.get("configuration")}
+        except NumnetError:
+            pass
+        return None  # unreadable identity: nothing to compare (it is rewritten)
+    results = out / "results.json"
+    if results.is_file():
+        with contextlib.suppress(NumnetError, AttributeError, TypeError):
+            return {"protocol_hash": read_json(results)["protocol"]["hash"]}
+    return None
+
+
+def _differences(previous: dict[str, Any], now: dict[str, Any]) -> str:
+    """The differences between two identities as a short text ("" when they agree)."""
+    if "protocol_hash" in previous:  # an older folder: only its protocol's hash is known
+        config = now["configuration"]
+        same = now["kind"] == "reproduce" and previous["protocol_hash"] == config.get("hash")
+        return "" if same else f"protocol hash {previous['protocol_hash']}"
+    if previous["kind"] != now["kind"]:
+        return f"written by numnet {previous['kind']}, not {now['kind']}"
+    old, new = _flat(previous.get("configuration") or {}), _flat(now["configuration"])
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        if key != "hash" and old.get(key, "(none)") != new.get(key, "(none)"):
+            parts.append(f"{key}: {_short(old.get(key, '(none)'))} there, "
+                         f"{_short(new.get(key, '(none)'))} now")
+    return "; ".join(parts[:4]) + ("; ..." if len(parts) > 4 else "")
+
+
+def _flat(value: Any, path: str = "") -> dict[str, Any]:
+    """``{"models[0].settings[1].lr": 0.01, ...}``: every leaf of a JSON value by key path."""
+    if isinstance(value, dict):
+        items = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return {path: value}
+    flat: dict[str, Any] = {}
+    for key, v in items:
+        flat.update(_flat(v, key))
+    return flat
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -46,6 +46,7 @@ Errors are :class:`numnet.core.errors.ProtocolError` naming the file and the key
 """
 
 from numnet.core.errors import ProtocolError
+from numnet.lab.protocol.checks import MAX_UPDATES_PER_RUN, planned_updates
 from numnet.lab.protocol.model import (
     BIAS_INITS,
     BUILTIN_PROTOCOLS,
@@ -61,13 +62,24 @@ from numnet.lab.protocol.model import (
     Protocol,
     Setting,
 )
-from numnet.lab.protocol.parse import builtin_path, check_against_data, load, loads, parse, resolve
+from numnet.lab.protocol.parse import (
+    NAME_PATTERN,
+    builtin_path,
+    check_against_data,
+    display_path,
+    load,
+    loads,
+    parse,
+    resolve,
+)
 
 __all__ = [
     "BIAS_INITS",
     "BUILTIN_PROTOCOLS",
     "CONV_ACTIVATIONS",
     "DATASET_SIZES",
+    "MAX_UPDATES_PER_RUN",
+    "NAME_PATTERN",
     "MODEL_OPTION_CHOICES",
     "MODEL_OPTION_DEFAULTS",
     "QUICK_DEFAULTS",
@@ -80,8 +92,10 @@ __all__ = [
     "Setting",
     "builtin_path",
     "check_against_data",
+    "display_path",
     "load",
     "loads",
     "parse",
+    "planned_updates",
     "resolve",
 ]

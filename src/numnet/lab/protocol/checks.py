@@ -8,6 +8,28 @@ from typing import Any
 
 from numnet.core.errors import ProtocolError
 
+#: The most updates one run may plan: 10^7 is about 180 epochs of MNIST at batch 1, or 18,000
+#: at the protocol's batch of 100 -- far beyond any protocol, well short of a typo's 10^8 epochs.
+MAX_UPDATES_PER_RUN = 10**7
+
+
+def planned_updates(epochs: int, batch_size: int, num_examples: int) -> int:
+    """The updates ``epochs`` epochs of ``num_examples`` make at ``batch_size`` (within one of
+    ``numnet.lab.training.expected_updates``, computed without looping)."""
+    return epochs * -(-num_examples // batch_size) + 1
+
+
+def check_updates(epochs: int, batch_size: int, num_examples: int, where: str,
+                  source: str) -> None:
+    """A ProtocolError naming ``where`` when a run would plan more than MAX_UPDATES_PER_RUN."""
+    updates = planned_updates(epochs, batch_size, num_examples)
+    if updates > MAX_UPDATES_PER_RUN:
+        raise ProtocolError(
+            f"{source}: {where} = {epochs} plans {updates:.3g} updates per run (batch "
+            f"{batch_size}, {num_examples} examples), more than the {MAX_UPDATES_PER_RUN:.0e} "
+            "numnet allows; use fewer epochs"
+        )
+
 
 def where(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key

@@ -3,6 +3,8 @@ against the schema of :mod:`numnet.lab.protocol` strictly (unknown keys are erro
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -15,6 +17,7 @@ from numnet.lab.protocol.checks import (
     check_int,
     check_keys,
     check_positive_float,
+    check_updates,
     get_str,
     get_table,
 )
@@ -42,15 +45,31 @@ def load(name_or_path: str | Path) -> Protocol:
     Raises ProtocolError (file missing, TOML syntax, unknown key, bad value) with the key path.
     """
     text, source, default_name = _read(name_or_path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProtocolError(f"{source}: not valid TOML: {exc}") from None
-    return parse(raw, source=source, text=text, default_name=default_name)
+    return loads(text, source=source, default_name=default_name)
+
+
+#: What a protocol's ``name`` may hold: it names the output folder (``runs/<name>-...``), so
+#: no path separator, no ``..``, nothing a shell or a file system would trip on.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as text that can be printed and written as UTF-8 whatever bytes it holds (a
+    name that is not valid UTF-8 shows U+FFFD where its bad bytes were)."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+def safe_name(stem: str) -> str:
+    """A protocol name made from a file name: characters outside ``NAME_PATTERN`` become
+    ``-`` (a file "my run.toml" gives the name "my-run")."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).lstrip("._-")[:100]
+    return name or "custom"
 
 
 def loads(text: str, *, source: str = "<string>", default_name: str = "custom") -> Protocol:
-    """Parse and check a protocol given as TOML text."""
+    """Parse and check a protocol given as TOML text (a leading byte-order mark is dropped:
+    editors on Windows write one, TOML does not allow it)."""
+    text = text.removeprefix("\ufeff")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -64,13 +83,24 @@ def _read(name_or_path: str | Path) -> tuple[str, str, str]:
         path = builtin_path(s)
         return path.read_text(encoding="utf-8"), f"builtin:{s}", s
     path = Path(s)
+    shown = display_path(path)
     if path.is_file():
         try:
-            return path.read_text(encoding="utf-8"), str(path), path.stem
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ProtocolError(f"{path}: cannot read the protocol file: {exc}") from None
+            return path.read_text(encoding="utf-8"), shown, safe_name(display_path(path.stem))
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"{shown}: the protocol file is not UTF-8 text ({exc.reason} at "
+                                f"byte {exc.start}); save it as UTF-8") from None
+        except OSError as exc:
+            raise ProtocolError(f"{shown}: cannot read the protocol file "
+                                f"({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise ProtocolError(f"{shown} is a directory, not a protocol file; give the path of a "
+                            ".toml file")
+    if path.exists():
+        raise ProtocolError(f"{shown} is not a regular file (a device, a pipe or a socket); "
+                            "give the path of a .toml protocol file")
     if path.suffix == ".toml" or "/" in s or "\\" in s:
-        raise ProtocolError(f"protocol file {s} does not exist; check the path")
+        raise ProtocolError(f"protocol file {shown} does not exist; check the path")
     raise ProtocolError(
         f"unknown protocol {s!r}: give a built-in name ({', '.join(BUILTIN_PROTOCOLS)}) "
         "or the path of a .toml protocol file"
@@ -84,6 +114,11 @@ def parse(
     check_keys(raw, {"name", "description", "seed", "data", "training", "quick", "defaults",
                       "models"}, "", source)
     name = get_str(raw, "name", "", source, default=default_name)
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ProtocolError(
+            f"{source}: name = {name!r} is not allowed: it names the output folder, so use 1 to "
+            "100 letters, digits, '-', '_' or '.' (no '/', no '..', not starting with '.')"
+        )
     description = get_str(raw, "description", "", source, default="")
     seed = raw.get("seed", 0)
     check_int(seed, "seed", source, minimum=0)
@@ -124,6 +159,7 @@ def parse(
     q = {**QUICK_DEFAULTS, **quick}
     for key, value in q.items():
         check_int(value, f"quick.{key}", source, minimum=1)
+    check_updates(q["epochs"], t["batch_size"], n_train, "quick.epochs", source)
 
     defaults = get_table(raw, "defaults", "", source)
     check_keys(defaults, set(MODEL_OPTION_DEFAULTS), "defaults", source)
@@ -165,6 +201,7 @@ def parse(
                 if key not in s:
                     raise ProtocolError(f"{source}: {spath}.{key} is missing")
             check_int(s["epochs"], f"{spath}.epochs", source, minimum=1)
+            check_updates(s["epochs"], t["batch_size"], n_train, f"{spath}.epochs", source)
             check_positive_float(s["lr"], f"{spath}.lr", source)
             settings.append(Setting(int(s["epochs"]), float(s["lr"])))
         plans.append(ModelPlan(name=model_name, settings=tuple(settings), **options))

@@ -79,7 +79,8 @@ def _cell(run: dict[str, Any] | None, diverged: str,
     if run["status"] == "diverged":
         return diverged.format(run["diverged_at_update"])
     acc, what = final_test(run)
-    text = f"{acc:.4f}" + ("" if what == "final weights" else "*")
+    # a dash for a run with no evaluation
+    text = fmt_acc(acc) + ("" if what == "final weights" or acc is None else "*")
     if not diagnoses:
         return text
     d = diagnoses[run["run_id"]]

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from numnet.core import backend
 from numnet.core.errors import NumnetError
+from numnet.core.io import check_output_dir
 from numnet.lab import data as data_mod
 from numnet.lab import experiments, predict, protocol, report
-from numnet.lab.cli.common import EXIT_FAILED, EXIT_OK, UserError, progress, threads
+from numnet.lab.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UserError,
+    check_seed,
+    progress,
+    threads,
+)
 from numnet.lab.experiments.collect import folder_results
 from numnet.lab.progress import describe_run
 from numnet.lab.records import default_out_dir
 from numnet.lab.training import RunSpec
+
+#: Training examples of ``numnet train`` (MNIST's 60,000 less the 5,000 of validation): the
+#: size its plan is checked against before the data are loaded.
+TRAIN_EXAMPLES = protocol.DATASET_SIZES["mnist"][0] - 5000
 
 
 def check_device(device: str) -> None:
@@ -28,11 +41,15 @@ def check_device(device: str) -> None:
 
 def reproduce(args: argparse.Namespace) -> int:
     check_device(args.device)
+    check_seed(args.seed)
+    n_threads = threads(args)
     proto = protocol.load(args.protocol)
     try:
         models = experiments.parse_models(args.models)
     except NumnetError as exc:
         raise UserError(str(exc)) from None
+    if args.out is not None:  # before any work: a folder numnet cannot write is said now
+        check_output_dir(args.out)
     outcome = experiments.reproduce(
         proto,
         out_dir=args.out,
@@ -43,7 +60,7 @@ def reproduce(args: argparse.Namespace) -> int:
         device=args.device,
         data_dir=args.data_dir,
         progress=progress(args),
-        threads=threads(args),
+        threads=n_threads,
         kernels=args.kernels,
         internals=not args.no_internals,
     )
@@ -66,9 +83,19 @@ def train(args: argparse.Namespace) -> int:
                  "eval_test_examples"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
-    if not args.lr > 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UserError(f"--lr must be positive and finite, got {args.lr}")
+    check_seed(args.seed)
     n_threads = threads(args)
+    updates = protocol.planned_updates(args.epochs, args.batch_size, TRAIN_EXAMPLES)
+    if updates > protocol.MAX_UPDATES_PER_RUN:
+        raise UserError(f"--epochs {args.epochs} plans {updates:.3g} updates (batch "
+                        f"{args.batch_size}), more than the {protocol.MAX_UPDATES_PER_RUN:.0e} "
+                        "numnet allows in one run; use fewer epochs")
+    out = (Path(args.out) if args.out is not None
+           else default_out_dir(model, kind="train"))
+    # before the data and the training: an unwritable --out is said now, not after the run
+    check_output_dir(args.out if args.out is not None else out)
     data = data_mod.load("mnist", args.data_dir, progress=not args.quiet)
     if args.batch_size > data.train.num_examples:
         raise UserError(f"--batch-size {args.batch_size} is larger than the train split "
@@ -82,9 +109,9 @@ def train(args: argparse.Namespace) -> int:
         conv_activation=args.conv_activation, kernels=args.kernels,
         internals=not args.no_internals,
     )
-    out = Path(args.out) if args.out else default_out_dir(model, kind="train")
     result = experiments.train_one(spec, data, out, device=args.device,
-                                   progress=progress(args), threads=n_threads)
+                                   progress=progress(args), threads=n_threads,
+                                   force=args.force)
     _, weights = experiments.run_paths(out, spec.run_id)
     print(f"{spec.run_id}: {describe_run(result)}")
     print(f"weights: {weights}")
