@@ -112,9 +112,14 @@ def test_train_resumes_or_refuses_as_reproduce_does(tmp_path, capsys) -> None:
     assert main([*TRAIN, "--lr", "0.01", "--out", str(out)]) == 0
     assert "already finished" in capsys.readouterr().err
     assert weights.stat().st_mtime_ns == stamp  # reused, not retrained
-    assert main([*TRAIN, "--lr", "0.02", "--out", str(out)]) == 2
-    one_line_error(capsys, "lr: 0.01 there, 0.02 now")
-    assert main([*TRAIN, "--lr", "0.02", "--out", str(out), "--force"]) == 0
+    # the same run made another way would replace it: refused
+    assert main([*TRAIN, "--lr", "0.01", "--out", str(out), "--seed", "5"]) == 2
+    one_line_error(capsys, "seed: 0 there, 5 now")
+    assert main([*TRAIN, "--lr", "0.01", "--out", str(out), "--seed", "5", "--force"]) == 0
+    # another run sits beside it (numnet report DIR shows them side by side)
+    assert main([*TRAIN, "--lr", "0.02", "--out", str(out)]) == 0
+    assert main([*TRAIN, "--lr", "0.01", "--out", str(out), "--seed", "5"]) == 0  # reused
+    assert "already finished" in capsys.readouterr().err
 
 
 def test_truncated_weights_are_not_trusted_on_resume(proto, tmp_path, capsys) -> None:

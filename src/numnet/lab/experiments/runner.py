@@ -215,13 +215,15 @@ def train_one(
     ``threads``: as for :func:`reproduce`; the spec says which kernels.
 
     Like reproduce, it resumes or refuses: a folder holding this very run finished (record and
-    verified weights, same data) gives that run back without training (``force`` retrains); a
-    folder holding another run is refused (FolderError saying what differs) unless ``force``;
-    the folder is locked while the run trains."""
+    verified weights, same data) gives that run back without training (``force`` retrains);
+    runs of other run ids sit side by side in one folder, but the same run id made another way
+    (another seed, batch size...) is refused (FolderError saying what differs) unless
+    ``force``; the folder is locked while the run trains."""
     check_kernels(spec.kernels)
     fingerprint = data_info(dataset, data)["fingerprint"]
     total = expected_updates(data.train.num_examples, spec.batch_size, spec.epochs)
-    with claim_folder(Path(out_dir), "train", spec.to_dict(), force=force) as out:
+    with claim_folder(Path(out_dir), "train", spec.to_dict(), force=force,
+                      entry=spec.run_id) as out:
         finished = None if force else load_run(out, spec, "", fingerprint)
         if finished is not None:
             log(f"numnet train: {spec.run_id} is already finished in {out}; reused (pass "

@@ -99,19 +99,29 @@ FOLDER_FORMAT = "numnet.folder/1"
 
 @contextlib.contextmanager
 def claim_folder(out_dir: Path, kind: str, configuration: dict[str, Any],
-                 force: bool = False) -> Iterator[Path]:
+                 force: bool = False, entry: str | None = None) -> Iterator[Path]:
     """Take ``out_dir`` for a command of ``kind`` ("reproduce", "train") making
-    ``configuration`` (a JSON-able dict: the protocol's semantic fields, or the run spec).
+    ``configuration`` (a JSON-able dict: the protocol's semantic fields, or a run spec).
 
     While the block runs the folder is locked (:func:`numnet.core.io.folder_lock`: a second
     process gets a FolderError naming this one's pid). First, a folder that holds the outputs
     of another kind or configuration is refused with a FolderError saying what differs, unless
     ``force``; then the temporary ``.*.part`` files a killed process left in it are removed
     (nobody else writes here while we hold the lock) and the folder's identity is recorded.
+
+    ``entry``: the folder is a collection (``numnet train`` runs side by side, one per run id)
+    and ``configuration`` is that of the entry ``entry``: only a different configuration under
+    the same entry is refused; the others stay recorded.
     """
     configuration = json.loads(json.dumps(configuration))  # as it reads back (lists, not tuples)
     with folder_lock(out_dir, kind) as out:
         previous = _previous_configuration(out)
+        entries: dict[str, Any] = {}
+        if previous is not None and entry is not None and previous.get("kind") == kind:
+            entries = previous.get("configuration") or {}
+            entries = entries if isinstance(entries, dict) else {}
+            previous = ({"kind": kind, "configuration": entries[entry]}
+                        if entry in entries else None)
         if previous is not None and not force:
             differs = _differences(previous, {"kind": kind, "configuration": configuration})
             if differs:
@@ -121,8 +131,9 @@ def claim_folder(out_dir: Path, kind: str, configuration: dict[str, Any],
         for folder in (out, out / "runs", out / "weights"):
             with contextlib.suppress(OSError):
                 remove_stale_parts(folder, older_than_s=0)
+        recorded = configuration if entry is None else {**entries, entry: configuration}
         write_json(out / FOLDER_FILE, {"format": FOLDER_FORMAT, "kind": kind,
-                                       "configuration": configuration})
+                                       "configuration": recorded})
         yield out
 
 
