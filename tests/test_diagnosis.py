@@ -14,9 +14,10 @@ from numnet.lab.training import RunResult, RunSpec
 
 
 def run_dict(train, test, status="ok", model="model1", setting=1, diverged_at=None,
-             epochs=5, lr=0.1, train_loss=0.3) -> dict:
+             epochs=5, lr=0.1, train_loss=0.3, test_examples=10000) -> dict:
     n = len(train)
-    spec = RunSpec(model=model, epochs=epochs, lr=lr, setting=setting, seed=11)
+    spec = RunSpec(model=model, epochs=epochs, lr=lr, setting=setting, seed=11,
+                   eval_test_examples=test_examples)
     return RunResult(
         spec=spec, status=status, updates=200 * n if status == "ok" else diverged_at - 1,
         samples=[20000 * (k + 1) for k in range(n)], train_accuracy=list(map(float, train)),
@@ -142,9 +143,23 @@ def test_zig_zag_is_unstable_not_under_fitting() -> None:
     d = report.diagnose(run_dict([t - 0.002 for t in te], te))
     assert d.verdict == "unstable"
     reason = d.reasons["unstable"]
-    assert "threshold 0.5" in reason and "threshold 2" in reason
+    assert f"(threshold {100 * d.numbers['unstable_jump_threshold']:.2f})" in reason
+    assert "(threshold 2.00)" in reason and d.numbers["unstable_jump_threshold"] > 0.005
     assert f"{100 * d.numbers['test_jump']:.2f} points per evaluation" in reason
     assert d.numbers["test_jump"] > 0.005 and d.numbers["test_largest_drop"] > 0.02
+
+
+def test_sampling_noise_of_a_small_evaluation_set_is_not_unstable() -> None:
+    """A 0.8-point back-and-forth at 90%: beyond noise on 10,000 test examples (threshold
+    0.51 points), within it on 1,000 (threshold 1.5 x 0.80 x sqrt(2 p (1-p) / 1000) = 1.61)."""
+    te = [0.9 + (0.004 if k % 2 else -0.004) for k in range(20)]
+    big = report.diagnose(run_dict([t + 0.002 for t in te], te))
+    assert big.verdict == "unstable"
+    assert big.numbers["unstable_jump_threshold"] == pytest.approx(
+        max(0.005, 1.5 * math.sqrt(2 / math.pi) * math.sqrt(2 * 0.9 * 0.1 / 10000)))
+    small = report.diagnose(run_dict([t + 0.002 for t in te], te, test_examples=1000))
+    assert "unstable" not in small.labels
+    assert small.numbers["unstable_jump_threshold"] == pytest.approx(0.0161, abs=1e-4)
 
 
 def test_one_large_drop_is_unstable() -> None:

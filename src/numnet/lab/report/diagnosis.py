@@ -12,7 +12,12 @@ verdict; the others that apply are shown beside it):
 - **unstable**: test accuracy goes up and down by > 0.5 points per evaluation on average
   beyond its net trend (mean ``|change|`` between consecutive evaluations minus ``|net
   change|`` per evaluation: a steady rise scores 0), or drops by > 2 points from one
-  evaluation to the next; trends are then noise.
+  evaluation to the next in the second half; trends are then noise. Both thresholds are
+  raised to what sampling noise alone gives on the ``m`` test examples evaluated (accuracy
+  ``p`` at the end: a difference of two evaluations has standard deviation ``s = sqrt(2 p (1 -
+  p) / m)``; the mean ``|change|`` threshold is at least ``1.5 s sqrt(2 / pi)``, the drop
+  threshold at least ``3 s``), so that a small evaluation set (a quick run) is not "unstable"
+  by its own noise.
 - **over-fitting**: train accuracy keeps rising over the second half (end - at 50% > 0.2
   points) while test accuracy stalls (end - at 50% < 0.1 points), lags behind (rose at least
   0.5 points less than train: the gap widens) or falls from its best (best - end > 0.3
@@ -51,6 +56,8 @@ OVERFIT_TEST_DROP_POINTS = 0.3
 OVERFIT_GAP_POINTS = 1.0
 UNSTABLE_JUMP_POINTS = 0.5
 UNSTABLE_DROP_POINTS = 2.0
+UNSTABLE_NOISE_JUMP = 1.5  # x the mean |change| sampling noise alone gives
+UNSTABLE_NOISE_DROP = 3.0  # x the standard deviation of a change from sampling noise
 MIN_EVALS_FOR_TRENDS = 4
 # Kept for callers of the former name (the "still rising" threshold).
 UNDERFIT_RISING_POINTS = IMPROVING_POINTS
@@ -62,7 +69,9 @@ RULES = [
     ("unstable", f"test accuracy goes up and down by > {UNSTABLE_JUMP_POINTS} points per "
      "evaluation on average beyond its net trend (mean |change| minus |net change| per "
      f"evaluation), or drops by > {UNSTABLE_DROP_POINTS:g} points between two consecutive "
-     "evaluations."),
+     "evaluations in the second half; each threshold raised to what sampling noise alone "
+     f"gives on the test examples evaluated ({UNSTABLE_NOISE_JUMP:g} x its mean |change|, "
+     f"{UNSTABLE_NOISE_DROP:g} x its standard deviation)."),
     ("over-fitting", f"train accuracy rose by > {OVERFIT_TRAIN_RISE_POINTS} points over the "
      f"second half while test accuracy rose by < {OVERFIT_TEST_STALL_POINTS} points, or by at "
      f"least {OVERFIT_GAP_WIDENING_POINTS} points less than train (the gap widens), or ended "
@@ -192,7 +201,15 @@ def diagnose(run: dict[str, Any], best_train_elsewhere: float | None = None) -> 
             # back-and-forth movement: mean |step| minus the part explained by the net trend
             test_jump=(sum(abs(te[k] - te[k - 1]) for k in range(1, n))
                        - abs(te[n - 1] - te[0])) / (n - 1),
-            test_largest_drop=max(0.0, *(te[k - 1] - te[k] for k in range(1, n))),
+            test_largest_drop=max(0.0, *(te[k - 1] - te[k] for k in range(half, n))),
+        )
+        # sampling noise of a change between two evaluations on m test examples
+        m = int(run["spec"].get("eval_test_examples") or 0)
+        noise = math.sqrt(2 * end_te * (1 - end_te) / m) if m > 0 else 0.0
+        numbers.update(
+            unstable_jump_threshold=max(UNSTABLE_JUMP_POINTS / 100,
+                                        UNSTABLE_NOISE_JUMP * noise * math.sqrt(2 / math.pi)),
+            unstable_drop_threshold=max(UNSTABLE_DROP_POINTS / 100, UNSTABLE_NOISE_DROP * noise),
         )
 
     if end_tr < NOT_LEARNING_BELOW:
@@ -205,13 +222,15 @@ def diagnose(run: dict[str, Any], best_train_elsewhere: float | None = None) -> 
     unstable = False
     if trends and learning:
         jump, drop = numbers["test_jump"], numbers["test_largest_drop"]
-        unstable = jump > UNSTABLE_JUMP_POINTS / 100 or drop > UNSTABLE_DROP_POINTS / 100
+        t_jump, t_drop = numbers["unstable_jump_threshold"], numbers["unstable_drop_threshold"]
+        unstable = jump > t_jump or drop > t_drop
         if unstable:
             reasons["unstable"] = (
                 f"Unstable: test accuracy went up and down by {100 * jump:.2f} points per "
-                f"evaluation beyond its net trend (threshold {UNSTABLE_JUMP_POINTS}) and its "
-                f"largest drop between two evaluations is {100 * drop:.2f} points (threshold "
-                f"{UNSTABLE_DROP_POINTS:g}); trends are noise, over-fitting not judged.")
+                f"evaluation beyond its net trend (threshold {100 * t_jump:.2f}) and its "
+                f"largest drop between two evaluations in the second half is {100 * drop:.2f} "
+                f"points (threshold {100 * t_drop:.2f}); trends are noise, over-fitting not "
+                "judged.")
     fits_train = end_tr >= UNDERFIT_TRAIN_BELOW
     if trends and fits_train and not unstable:
         rise_tr, rise_te = numbers["train_rise_half"], numbers["test_rise_half"]
