@@ -229,7 +229,10 @@ def summary_table_figure(doc: dict[str, Any], labels: Labels | None = None) -> A
         elif marks.get((r, c)) == "not learning":
             box.set_facecolor(NOT_LEARNING_FILL)
             box.set_text_props(color=NOT_LEARNING_COLOR, fontweight="bold", fontsize=11)
-    ax.set_title(SUMMARY_TITLE + _quick_suffix(doc), fontsize=14, fontweight="bold")
+    # the quick label on a line of its own: one line would not fit the 9-inch width
+    quick = _quick_suffix(doc).removeprefix(" — ")
+    ax.set_title(SUMMARY_TITLE + (f"\n{quick}" if quick else ""), fontsize=14,
+                 fontweight="bold")
     p = doc["protocol"]
     note = "(epochs, learning rate) under each accuracy"
     if older:
@@ -237,5 +240,5 @@ def summary_table_figure(doc: dict[str, Any], labels: Labels | None = None) -> A
     fig.text(0.01, 0.01, note, ha="left", va="bottom", fontsize=8, color="grey")
     fig.text(0.99, 0.01, f"protocol {p['name']} ({p['hash'][:8]}), seed {p['seed']}",
              ha="right", va="bottom", fontsize=8, color="grey")
-    fig.subplots_adjust(left=0.03, right=0.97, top=0.86, bottom=0.08)
+    fig.subplots_adjust(left=0.03, right=0.97, top=0.80 if quick else 0.86, bottom=0.08)
     return fig

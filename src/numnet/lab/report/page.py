@@ -242,7 +242,10 @@ def protocol_statement(doc: dict[str, Any]) -> str:
             f"{p['eval_every']} updates the model is evaluated on the first "
             f"{p['eval_train_examples']} train examples and {p['eval_test_examples']} test "
             "examples, which gives the learning curves, and the summary table reports each "
-            "run's final test accuracy.")
+            "run's final test accuracy. numnet evaluates the final weights (after the last "
+            "update, the saved ones) once more on the same examples: that is the final "
+            "accuracy shown here; the curves' last point comes up to "
+            f"{p['eval_every'] - 1} updates earlier.")
 
 
 def render_html(doc: dict[str, Any], diagnoses: dict[str, Diagnosis],
