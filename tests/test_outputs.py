@@ -154,7 +154,7 @@ def test_results_csv_carries_diagnosis_and_final_weights_columns(out) -> None:
 def test_report_and_terminal_table_name_the_final_weights(out) -> None:
     html = (out / "report.html").read_text()
     assert "final weights" in html and "Last curve point (update" in html
-    assert "docs/protocol.md in the numnet repository" in html and "SPEC" not in html
+    assert "docs/protocol.md in the numnet repository" in html
     assert 'class="zoom"' in html  # the figures open full size on click
     md = (out / "report.md").read_text()
     assert "final weights (after update 111)" in md and "last curve point (update 110)" in md
