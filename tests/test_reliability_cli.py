@@ -58,15 +58,15 @@ def write_protocol(path, text: str = TINY_PROTOCOL):
 # ------------------------------------------------------------------ crashes after the work
 
 
-def test_a_run_without_evaluation_reports_a_dash(tmp_path, capsys) -> None:
-    # [quick] eval_every far beyond the 56 updates: no evaluation at all, the run is still
-    # a result; the tables show a dash (was: TypeError formatting None, no report)
+def test_a_run_without_curve_points_is_reported(tmp_path, capsys) -> None:
+    # [quick] eval_every far beyond the 56 updates: no point on the learning curves, the run is
+    # still a result with its report (was: TypeError formatting None, no report)
     proto = write_protocol(tmp_path / "p.toml", TINY_PROTOCOL.replace(
         "eval_every = 5", "eval_every = 100000"))
     out = tmp_path / "out"
     assert main(["reproduce", "--protocol", str(proto), "--quick", "--models", "2",
                  "--out", str(out), "--quiet", "--threads", "1"]) == 0
-    assert "—" in capsys.readouterr().out
+    assert "Model 2" in capsys.readouterr().out
     assert (out / "report.html").is_file() and (out / "summary_table.png").is_file()
     assert main(["report", str(out)]) == 0
 
