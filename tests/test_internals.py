@@ -55,7 +55,7 @@ def test_norms_and_update_ratio_of_one_step_by_hand() -> None:
     assert d["grad_norm"]["fc1"] == [pytest.approx(math.sqrt(2.5))]
     assert d["weight_norm"]["fc1"] == [pytest.approx(0.1 * math.sqrt(2.5))]
     assert d["update_ratio"]["fc1"] == [pytest.approx(1.0)]
-    assert d["update"] == [1] and d["dead_fraction"] == {}
+    assert d["update"] == [1] and d["dead_fraction"] == {} and d["start"]["update"] == []
 
 
 def test_weight_norm_and_ratio_of_set_values() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from numnet.lab.render import fmt_acc, fmt_time, markdown_table, text_table
 from numnet.lab.report.content import env_rows, title
 from numnet.lab.report.diagnosis import RULES, Diagnosis, diagnose_all
+from numnet.lab.report.internals_section import evidence_markdown
 from numnet.lab.results import final_test, grid_table
 
 
@@ -53,6 +54,7 @@ def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str
                      f"{run['evaluations']} evaluations, {fmt_time(run['wall_time'])}")
         lines.extend(f"- {f}" for f in d.findings)
         lines.append("")
+    lines += evidence_markdown(doc, diagnoses)
     lines += ["## How the diagnosis works", "",
               "With n evaluations, w = max(2, ceil(0.1 n)); \"end\" is the mean of the last w "
               "evaluations, \"at 50%\" / \"at 75%\" the mean of the w evaluations ending there; "

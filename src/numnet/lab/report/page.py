@@ -8,6 +8,8 @@ from typing import Any
 from numnet.lab.render import CSS, Html, fmt_acc, fmt_time, html, img, join, kv_rows, page
 from numnet.lab.report.content import best_setting, env_rows, title
 from numnet.lab.report.diagnosis import RULES, VERDICT_ORDER, Diagnosis
+from numnet.lab.report.internals_section import CSS as EVIDENCE_CSS
+from numnet.lab.report.internals_section import evidence_html
 from numnet.lab.results import final_test, final_train, grid_table, run_grid
 
 VERDICT_COLORS = {
@@ -191,6 +193,7 @@ that did not learn. Click the figure to see it full size (click again to close).
 </figure>
 </section>
 <section><h2>Runs</h2><div class="cards">{cards}</div></section>
+{evidence}
 <section><h2>How the diagnosis works</h2>
 <p class="muted">With n evaluations, w = max(2, ceil(0.1 n)); "end" is the mean of the last w
 evaluations, "at 50%" / "at 75%" the mean of the w evaluations ending there. Differences are in
@@ -278,6 +281,7 @@ def render_html(doc: dict[str, Any], diagnoses: dict[str, Diagnosis],
         curves=zoomable(images["learning_curves.png"], "Learning curves: 3 settings x 4 models",
                         "zoom-curves"),
         cards=join(card(r, diagnoses[r["run_id"]]) for r in doc["runs"]),
+        evidence=evidence_html(doc, images, diagnoses),
         rules=join(html("<tr><td>{}</td><td>{}</td></tr>", badge(name), text)
                    for name, text in RULES),
         table=zoomable(images["summary_table.png"],
@@ -287,7 +291,7 @@ def render_html(doc: dict[str, Any], diagnoses: dict[str, Diagnosis],
         environment=kv_rows(env_rows(doc)),
         version=str(doc.get("environment", {}).get("numnet", "")),
     )
-    return page(title(doc), CSS + ZOOM_CSS, body)
+    return page(title(doc), CSS + ZOOM_CSS + EVIDENCE_CSS, body)
 
 
 __all__ = ["VERDICT_COLORS", "badge", "card", "protocol_statement", "render_html",

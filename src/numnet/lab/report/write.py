@@ -10,6 +10,8 @@ from numnet.core.io import write_bytes, write_text
 from numnet.lab.plots import learning_curves_figure, summary_table_figure
 from numnet.lab.render import png_bytes
 from numnet.lab.report.diagnosis import Diagnosis, diagnose_all
+from numnet.lab.report.evidence import add_evidence
+from numnet.lab.report.internals_section import evidence_images
 from numnet.lab.report.markdown import render_markdown
 from numnet.lab.report.page import render_html
 from numnet.lab.results import load_results
@@ -19,29 +21,31 @@ FILES = ("learning_curves.png", "summary_table.png", "report.html", "report.md")
 
 def figure_pngs(doc: dict[str, Any],
                 diagnoses: dict[str, Diagnosis] | None = None) -> dict[str, bytes]:
-    """``{file name: PNG bytes}`` of the two figures (the report embeds the same bytes),
-    marked with ``diagnoses`` (default: :func:`diagnose_all` of the document's runs)."""
+    """``{file name: PNG bytes}`` of the two figures, marked with ``diagnoses`` (default:
+    :func:`diagnose_all` of the document's runs), and of every run's evidence figures
+    (``figures/<run_id>.*.png``); the report embeds the same bytes."""
     if diagnoses is None:
         diagnoses = diagnose_all(doc["runs"])
     labels = {rid: d.labels for rid, d in diagnoses.items()}
     return {
         "learning_curves.png": png_bytes(learning_curves_figure(doc, labels)),
         "summary_table.png": png_bytes(summary_table_figure(doc, labels)),
+        **evidence_images(doc),
     }
 
 
 def write_report(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
     """Draw the figures and write report.html and report.md into ``out_dir`` (atomically).
 
-    Returns ``{name: path}`` of the four files."""
+    Returns ``{name: path}`` of the four files and the evidence figures."""
     out = Path(out_dir)
-    diagnoses = diagnose_all(doc["runs"])
+    diagnoses = add_evidence(doc["runs"], diagnose_all(doc["runs"]))
     images = figure_pngs(doc, diagnoses)
     for name, data in images.items():
         write_bytes(out / name, data)
     write_text(out / "report.html", render_html(doc, diagnoses, images))
     write_text(out / "report.md", render_markdown(doc, diagnoses))
-    return {name: out / name for name in FILES}
+    return {name: out / name for name in (*FILES, *(n for n in images if n not in FILES))}
 
 
 def rebuild(out_dir: str | Path) -> dict[str, Path]:

@@ -65,23 +65,22 @@ def numnet_snapshot(model: Any, x_probe: Any) -> dict[str, Any]:
     }
 
 
-class InternalsRecorder:
-    """Collects one snapshot per evaluation (``record``) into per-evaluation lists."""
+class Series:
+    """Snapshots as lists: ``update`` and, aligned with it, every internal."""
 
-    def __init__(self, lr: float, x_probe: Any) -> None:
+    def __init__(self, lr: float) -> None:
         self.lr = float(lr)
-        self.x_probe = x_probe
         self.update: list[int] = []
         self.layers: dict[str, dict[str, list[float | None]]] = {k: {} for k in PER_LAYER}
         self.dead_fraction: dict[str, list[float | None]] = {}
         self.scalars: dict[str, list[float | None]] = {k: [] for k in SCALARS}
 
-    def record(self, stepper: Any, update: int) -> None:
-        """Take the stepper's snapshot after update ``update`` and append it."""
-        snap = stepper.internals(self.x_probe)
+    def append(self, snap: dict[str, Any], update: int, gradient: bool = True) -> None:
+        """Append one snapshot taken after update ``update``; ``gradient=False`` (before the
+        first step) records no gradient norm or ratio."""
         self.update.append(int(update))
         for name, w in snap["weight_norm"].items():
-            g = snap["grad_norm"][name]
+            g = snap["grad_norm"][name] if gradient else math.nan
             ratio = self.lr * g / w if w > 0 else math.nan
             for key, value in (("weight_norm", w), ("grad_norm", g), ("update_ratio", ratio)):
                 self.layers[key].setdefault(name, []).append(_finite(value))
@@ -91,14 +90,41 @@ class InternalsRecorder:
             self.scalars[key].append(_finite(snap[key]))
 
     def to_dict(self) -> dict[str, Any]:
-        """The record's ``internals`` object (JSON-ready)."""
         return {
-            "probe_examples": int(len(self.x_probe)),
-            "lr": self.lr,
             "update": list(self.update),
             **{k: {n: list(v) for n, v in self.layers[k].items()} for k in PER_LAYER},
             "dead_fraction": {n: list(v) for n, v in self.dead_fraction.items()},
             **{k: list(v) for k, v in self.scalars.items()},
+        }
+
+
+class InternalsRecorder:
+    """Collects one snapshot per evaluation (``record``) into per-evaluation lists, and two
+    more at the start (``record_start``): before the first step (update 0, no gradient yet)
+    and after it (update 1) -- where a run that blows up usually does."""
+
+    def __init__(self, lr: float, x_probe: Any) -> None:
+        self.lr = float(lr)
+        self.x_probe = x_probe
+        self.evals = Series(lr)
+        self.start = Series(lr)
+
+    def record(self, stepper: Any, update: int) -> None:
+        """Take the stepper's snapshot after update ``update`` (an evaluation) and append it."""
+        self.evals.append(stepper.internals(self.x_probe), update)
+
+    def record_start(self, stepper: Any, update: int) -> None:
+        """A start snapshot: ``update`` 0 (before any step) or 1 (after the first)."""
+        self.start.append(stepper.internals(self.x_probe), update, gradient=update > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's ``internals`` object (JSON-ready): the per-evaluation lists at the top
+        level, the start snapshots under ``"start"`` in the same shape."""
+        return {
+            "probe_examples": int(len(self.x_probe)),
+            "lr": self.lr,
+            **self.evals.to_dict(),
+            "start": self.start.to_dict(),
         }
 
 
@@ -208,14 +234,16 @@ def cnn_evidence(model: Any, image: Any) -> dict[str, Any]:
     }
 
 
-def final_evidence(stepper: Any, x_te: Any, y_te: Any, batch_size: int) -> dict[str, Any]:
+def final_evidence(stepper: Any, x_te: Any, y_te: Any, batch_size: int,
+                   update: int) -> dict[str, Any]:
     """The record's ``final_model`` object: :func:`evidence_from_probs` on the test examples
     and, for a convolutional numnet model, :func:`cnn_evidence` of the first test digit the
-    model gets right (the digit is stored too)."""
+    model gets right (the digit is stored too). ``update``: the number of updates the final
+    model has had (the last evaluation may be a few updates earlier)."""
     probs = stepper.probabilities(x_te, batch_size)
     labels = to_numpy(y_te).argmax(axis=1)
     images = to_numpy(x_te)
-    out = evidence_from_probs(probs, labels, images)
+    out = {"update": int(update), **evidence_from_probs(probs, labels, images)}
     model = stepper.model
     if hasattr(model, "layers") and introspect.is_convolutional(model):
         right = np.flatnonzero(probs.argmax(axis=1) == labels)

@@ -214,6 +214,7 @@ def train_run(
         x_probe = backend.to_device(
             data.train.images[:PROBE_EXAMPLES].astype(dtype, copy=False), device)
         recorder = InternalsRecorder(spec.lr, x_probe)
+        recorder.record_start(stepper, 0)
 
     total = expected_updates(train.num_examples, spec.batch_size, spec.epochs)
     samples: list[int] = []
@@ -255,6 +256,8 @@ def train_run(
             loss_window[1] += 1
             stepper.update()
             applied = i
+            if i == 1 and recorder is not None:
+                recorder.record_start(stepper, 1)
             if i % spec.eval_every == 0:
                 if not stepper.parameters_finite():
                     status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite parameters"
@@ -274,9 +277,6 @@ def train_run(
                 report(i)
             elif i % progress_every == 0:
                 report(i)
-        final = None
-        if recorder is not None and status == STATUS_OK and hasattr(stepper, "probabilities"):
-            final = final_evidence(stepper, x_te, y_te, spec.eval_batch_size)
         final_weights = None
         if status == STATUS_OK:
             final_weights = evaluate_final_weights(stepper, applied, samples, curves, spec,
@@ -285,6 +285,9 @@ def train_run(
                     and np.isfinite(final_weights["test_loss"])):
                 status, diverged_at, reason = STATUS_DIVERGED, applied, "non-finite final weights"
                 final_weights = None
+        final = None
+        if recorder is not None and status == STATUS_OK and hasattr(stepper, "probabilities"):
+            final = final_evidence(stepper, x_te, y_te, spec.eval_batch_size, applied)
     wall = time.perf_counter() - start
     report(applied, done=True)
 
