@@ -20,7 +20,8 @@ from numnet.lab.training.internals import (
     decode_image,
     encode_image,
     evidence_from_probs,
-    internals_csv,
+    internals_cells,
+    internals_columns,
     most_confused,
 )
 
@@ -132,14 +133,15 @@ def test_image_codec_round_trip() -> None:
     np.testing.assert_allclose(back, a, atol=5 / 255 / 2 + 1e-12)
 
 
-def test_internals_csv() -> None:
+def test_internals_columns_and_cells() -> None:
     rec = {"update": [50, 100], "weight_norm": {"fc1": [1.0, 2.0]}, "grad_norm": {"fc1": [3.0,
            None]}, "update_ratio": {"fc1": [0.3, None]}, "dead_fraction": {"relu1": [0.0, 1.0]},
            "logit_absmax": [1.5, 2.5], "logit_std": [1.0, 1.0], "top_prob": [0.1, 0.2]}
-    lines = internals_csv(rec).splitlines()
-    assert lines[0] == ("update,weight_norm.fc1,grad_norm.fc1,update_ratio.fc1,"
-                        "dead_fraction.relu1,logit_absmax,logit_std,top_prob")
-    assert lines[2] == "100,2.0,,,1.0,2.5,1.0,0.2"
+    assert internals_columns(rec) == ["weight_norm.fc1", "grad_norm.fc1", "update_ratio.fc1",
+                                      "dead_fraction.relu1", "logit_absmax", "logit_std",
+                                      "top_prob"]
+    assert internals_cells(rec, 100) == ["2.0", "", "", "1.0", "2.5", "1.0", "0.2"]
+    assert internals_cells(rec, 75) == [""] * 7
 
 
 @pytest.mark.parametrize("model", ["model2", "model4"])
@@ -172,5 +174,9 @@ def test_run_records_internals_without_changing_it(model: str, tmp_path) -> None
     assert RunSpec(**kw, internals=False).to_dict()["internals"] is False
     with_it.model = None
     save_run(tmp_path, with_it, "h", "f")
-    csv = (tmp_path / "runs" / f"{with_it.run_id}.internals.csv").read_text().splitlines()
-    assert len(csv) == n + 1 and csv[0].startswith("update,weight_norm.")
+    csv = (tmp_path / "runs" / f"{with_it.run_id}.metrics.csv").read_text().splitlines()
+    head = csv[0].split(",")
+    assert head[8:] == internals_columns(i) and len(csv) == 2 * n + 1
+    train_row, test_row = csv[-2].split(","), csv[-1].split(",")
+    assert train_row[8:] == test_row[8:] == internals_cells(i, i["update"][-1])
+    assert float(train_row[head.index("top_prob")]) == i["top_prob"][-1]

@@ -133,8 +133,8 @@ def test_report_findings_of_the_real_runs(tiny_out: Path) -> None:
                             "0.1 takes steps 50x") for f in evidence)
     html = (tiny_out / "report.html").read_text()
     assert "Dead ReLUs: all relu1&#x27;s units are 0" in html
-    csv = (tiny_out / "runs" / "model2-setting1.internals.csv").read_text().splitlines()
-    assert len(csv) == 1 + run["evaluations"]
+    csv = (tiny_out / "runs" / "model2-setting1.metrics.csv").read_text().splitlines()
+    assert "dead_fraction.relu1" in csv[0].split(",")
 
 
 CHECK_SCRIPT = """<script>

@@ -17,6 +17,11 @@ record: ``runs/<run_id>.metrics.csv`` (``tasks/<task_id>.metrics.csv`` in a swee
 - ``point``: ``curve`` for the protocol's learning-curve evaluations (every ``eval_every``
   updates), ``final`` for the evaluation of the final weights after the last update (those
   saved and used by ``numnet predict``), present when the run's record has one.
+
+A run with training internals (``numnet.lab.training.internals``) has one more column per
+internal after these (``weight_norm.fc1``, ..., ``dead_fraction.relu1``, ``logit_absmax``,
+``logit_std``, ``top_prob``): the snapshot of that evaluation, the same on its train and test
+rows, empty on ``final`` rows.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 
 from numnet.core.io import write_text
 from numnet.lab.training import Progress
+from numnet.lab.training.internals import internals_cells, internals_columns
 
 METRICS_COLUMNS = ("update", "epoch", "samples_seen", "split", "loss", "accuracy", "wall_time",
                    "point")
@@ -97,8 +103,12 @@ def metrics_csv(run: dict[str, Any], train_examples: int | None = None,
     """The metrics CSV of one run as text (header first; see the module docstring)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(METRICS_COLUMNS)
-    writer.writerows(metrics_rows(run, train_examples, times))
+    internals = run.get("internals")
+    writer.writerow(METRICS_COLUMNS + tuple(internals_columns(internals) if internals else ()))
+    for row in metrics_rows(run, train_examples, times):
+        extra = (internals_cells(internals, int(row[0])) if row[-1] == "curve" else
+                 [""] * len(internals_columns(internals))) if internals else []
+        writer.writerow(row + extra)
     return buf.getvalue()
 
 

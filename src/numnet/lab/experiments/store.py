@@ -2,10 +2,9 @@
 ``weights/<run_id>.npz`` (the trained weights). A run counts as finished once its record exists;
 it is written after the weights, so a killed process leaves no record of a half-saved run.
 Its metrics, ``runs/<run_id>.metrics.csv`` (:mod:`numnet.lab.metrics`), are written before the
-record too, and so is ``runs/<run_id>.internals.csv`` for a run with training internals (one row
-per evaluation, ``numnet.lab.training.internals.internals_csv``). A record is trusted only once
-its weights file passes ``serialize.verify`` (every array against its SHA-256): a truncated or
-damaged file means the run is trained again.
+record too (with the training internals as extra columns when the run has them). A record is
+trusted only once its weights file passes ``serialize.verify`` (every array against its
+SHA-256): a truncated or damaged file means the run is trained again.
 
 :func:`claim_folder` takes a folder for one command: locked against a second process, refused
 when it holds another configuration (unless ``force``), cleaned of a killed process's
@@ -21,12 +20,11 @@ from typing import Any
 
 from numnet.core import serialize
 from numnet.core.errors import FolderError, NumnetError, WeightsFileError
-from numnet.core.io import folder_lock, read_json, remove_stale_parts, write_json, write_text
+from numnet.core.io import folder_lock, read_json, remove_stale_parts, write_json
 from numnet.lab.metrics import write_metrics
 from numnet.lab.records import load_finished
 from numnet.lab.report.diagnosis import diagnose
 from numnet.lab.training import RunResult, RunSpec
-from numnet.lab.training.internals import internals_csv
 
 RUN_FORMAT = "numnet.run/1"
 
@@ -76,8 +74,6 @@ def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: 
             "final_test_accuracy": result.final_test_accuracy,
             "final_weights": result.final_weights,
         })
-    if result.internals is not None:
-        write_text(record_path.with_suffix(".internals.csv"), internals_csv(result.internals))
     write_metrics(record_path, result.to_dict(), train_examples, evaluation_times)
     write_json(record_path, {
         "format": RUN_FORMAT,

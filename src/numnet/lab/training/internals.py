@@ -13,8 +13,9 @@ examples, file order):
   largest softmax probability; 0.1 is a uniform guess).
 
 The run's record holds them as per-evaluation lists (:meth:`InternalsRecorder.to_dict`), aligned
-with its curves (``update[k]`` is the update of the k-th evaluation). The numbers are read, never
-written: a run with internals is bit-identical to one without.
+with its curves (``update[k]`` is the update of the k-th evaluation); its metrics CSV gets one
+column per internal (:func:`internals_columns`, e.g. ``update_ratio.fc1``). The numbers are
+read, never written: a run with internals is bit-identical to one without.
 
 At the end of a run that did not diverge, :func:`final_evidence` looks at the final model on the
 test examples: the confusion matrix, the most confidently wrong test images and, for a
@@ -25,8 +26,6 @@ stored as base64 uint8, :func:`encode_image`, so the report needs nothing but th
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import math
 from typing import Any
 
@@ -144,17 +143,17 @@ def internals_value(internals: dict[str, Any], column: str, k: int) -> float | N
     return internals[column][k]
 
 
-def internals_csv(internals: dict[str, Any]) -> str:
-    """``<run>.internals.csv``: one row per evaluation, ``update`` then every internal; an
-    empty cell for a non-finite value."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+def internals_cells(internals: dict[str, Any], update: int) -> list[str]:
+    """The cells of :func:`internals_columns` for the evaluation at ``update`` (the metrics
+    CSV's extra columns, ``numnet.lab.metrics``); empty cells for an update without a
+    snapshot or a non-finite value."""
     cols = internals_columns(internals)
-    writer.writerow(["update", *cols])
-    for k, update in enumerate(internals["update"]):
-        values = [internals_value(internals, c, k) for c in cols]
-        writer.writerow([update, *("" if v is None else repr(v) for v in values)])
-    return buf.getvalue()
+    try:
+        k = internals["update"].index(update)
+    except ValueError:
+        return [""] * len(cols)
+    values = [internals_value(internals, c, k) for c in cols]
+    return ["" if v is None else repr(float(v)) for v in values]
 
 
 # ------------------------------------------------------------------------------ final model
