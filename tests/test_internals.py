@@ -176,7 +176,8 @@ def test_run_records_internals_without_changing_it(model: str, tmp_path) -> None
     save_run(tmp_path, with_it, "h", "f")
     csv = (tmp_path / "runs" / f"{with_it.run_id}.metrics.csv").read_text().splitlines()
     head = csv[0].split(",")
-    assert head[8:] == internals_columns(i) and len(csv) == 2 * n + 1
-    train_row, test_row = csv[-2].split(","), csv[-1].split(",")
+    assert head[8:] == internals_columns(i) and len(csv) == 2 * n + 1 + 2  # + final rows
+    train_row, test_row = csv[2 * n - 1].split(","), csv[2 * n].split(",")
     assert train_row[8:] == test_row[8:] == internals_cells(i, i["update"][-1])
     assert float(train_row[head.index("top_prob")]) == i["top_prob"][-1]
+    assert csv[-1].split(",")[7:] == ["final"] + [""] * len(internals_columns(i))
