@@ -160,8 +160,22 @@ def test_outputs_figure_and_q2_section(tiny: dict[str, Any]) -> None:
     assert compare.q2_section_html(doc).startswith('<section class="q2"')
     md = (out / "compare.md").read_text()
     assert "| model4-setting1 |" in md and "compare_curves.png" in md
-    # The terminal table printed by the CLI has one line per run.
-    assert compare.format_table(doc).count("\n") == len(doc["runs"])
+    # The terminal table printed by the CLI: a header and one line per run, then its legend,
+    # all within 100 columns, even with the widest cells (a long run, both ratios, FAIL).
+    lines = compare.format_table(doc).splitlines()
+    assert [line.split()[0] for line in lines[1:len(doc["runs"]) + 1]] == [
+        r["run_id"].replace("-setting", "-s") for r in doc["runs"]]
+    assert "compare.md" in lines[-1] and max(map(len, lines)) <= 100
+    wide = {**doc, "runs": [{**r, "epochs": 40, "lr": 0.00012345,
+                             "time": {**r["time"], "numnet_s": 12345.6, "pytorch_s": 9876.5,
+                                      "ratio_channels_last_over_numnet": 12.34},
+                             "agreement": {"max_rel_loss_diff": 1e-300, "passed": False},
+                             "stability": {"numnet": {"status": "diverged",
+                                                      "diverged_at_update": 21001},
+                                           "pytorch": {"status": "diverged",
+                                                       "diverged_at_update": 21001}}}
+                            for r in doc["runs"]]}
+    assert max(map(len, compare.format_table(wide).splitlines())) <= 100
 
 
 def test_a_real_disagreement_fails_loudly(

@@ -64,8 +64,8 @@ class ProgressDisplay:
         if self.mode == "bars":
             self._bar = self._tqdm(total=total, desc=spec.run_id, unit="upd", position=1,
                                    leave=False, dynamic_ncols=True, file=sys.stderr)
-        self.message(f"{label} {spec.run_id}: {spec.epochs} epochs, lr {spec.lr:g}, "
-                     f"{spec.reduction} loss, {total} updates")
+        self.message(f"{label} {spec.run_id}: {plural(spec.epochs, 'epoch')}, lr {spec.lr:g}, "
+                     f"{spec.reduction} loss, {plural(total, 'update')}")
 
     def update(self, p: Progress) -> None:
         step = p.update - self._last_update
@@ -104,6 +104,11 @@ class ProgressDisplay:
         if self._overall is not None:
             self._overall.close()
             self._overall = None
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 epoch"``, ``"5 epochs"``: a count and its noun, in the number it takes."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def describe_run(result: RunResult, reused: bool = False) -> str:

@@ -34,8 +34,11 @@ from numnet.lab.cli.common import (
     EXIT_TERMINATED,
     EXIT_USAGE,
     PROTOCOL_DOC,
+    Parser,
     Terminated,
     UserError,
+    mark_subparsers,
+    usage_error,
 )
 
 #: The parser modules, in the order of ``numnet --help``.
@@ -49,7 +52,7 @@ __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXI
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="numnet",
         description="Neural networks from scratch on NumPy: the MNIST course protocol.",
         epilog=f"The protocol (data, split, models, the 12 runs, evaluation, the questions) is "
@@ -60,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(subparsers)
+    mark_subparsers(parser)
     return parser
 
 
@@ -95,7 +99,9 @@ def _error(message: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``numnet`` console script; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # refused with the usage of the command they were given to
+        usage_error(args, parser, extras)
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE
@@ -112,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("numnet: terminated (SIGTERM)", file=sys.stderr)
         return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print("numnet: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if not getattr(exc, "__notes__", None):  # else the command said what was kept
+            print("numnet: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:  # a file or folder the system refused that no check foresaw
         where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""

@@ -4,7 +4,12 @@ the same in every command (``--threads``, ``--device``, ``--kernels``, ``--proto
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
+import sys
+from typing import NoReturn
 
+from numnet.core import backend
 from numnet.core.errors import NumnetError
 from numnet.core.names import DEFAULT_KERNELS, DEVICES, KERNELS
 from numnet.lab.protocol import BUILTIN_PROTOCOLS
@@ -18,9 +23,6 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process kille
 BUILTINS = ", ".join(BUILTIN_PROTOCOLS)
 #: Where the protocol is written down (in the repository; the help texts point to it).
 PROTOCOL_DOC = "docs/protocol.md"
-THREADS_HELP = ("threads for numnet (its conv fast path), the BLAS pools and PyTorch alike "
-                "(numnet.core.runtime.threads); results do not depend on it; 0 leaves them as "
-                "they are")
 
 
 class UserError(NumnetError):
@@ -32,35 +34,135 @@ class Terminated(KeyboardInterrupt):
     (finished runs kept, worker processes stopped) runs for a ``kill`` too."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors add a "did you mean" for a mistyped subcommand, choice
+    or option (difflib). Every numnet parser and subparser is one, so an error prints the usage
+    of the command it is about (see :func:`usage_error`)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{did_you_mean(message, self)}\n")
+
+
+def _close(word: str, candidates: list[str]) -> str | None:
+    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
+    """``" (did you mean 'reproduce'?)"`` for an argparse error about an invalid choice or an
+    unrecognised option of ``parser`` that is close to a valid one; else ``""``."""
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        options = [c.strip().strip("'\"") for c in choice.group(2).split(",")]
+        close = _close(choice.group(1), options)
+        return f" (did you mean {close!r}?)" if close else ""
+    if message.startswith("unrecognized arguments:"):
+        known = [s for s in parser._option_string_actions if s.startswith("--")]
+        words = [w.split("=", 1)[0] for w in message.removeprefix("unrecognized arguments:")
+                 .split() if w.startswith("--")]
+        hints = {w: close for w in words if (close := _close(w, known))}
+        if len(words) == 1 and hints:
+            return f" (did you mean {hints[words[0]]}?)"
+        return (" (did you mean " + ", ".join(f"{c} for {w}" for w, c in hints.items()) + "?)"
+                if hints else "")
+    return ""
+
+
+def mark_subparsers(parser: argparse.ArgumentParser) -> None:
+    """Record in each (sub)command's defaults which parser it is (``args.parser_``), so that an
+    error found after parsing is told with that command's usage (:func:`usage_error`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(parser_=sub)
+                mark_subparsers(sub)
+
+
+def usage_error(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                extras: list[str]) -> NoReturn:
+    """Refuse ``extras`` (arguments no parser took) with the usage of the subcommand that was
+    given (``parse_args`` would show the top-level usage) and a "did you mean"."""
+    target = getattr(args, "parser_", None) or parser
+    target.error(f"unrecognized arguments: {' '.join(extras)}")
+
+
+#: The options that mean the same in every command that has them: name -> (dest, type, help).
+#: Defined here once; :func:`add_shared` adds them, and a test checks every subcommand.
+SHARED_HELP = {
+    "--protocol": f"built-in protocol ({BUILTINS}) or a TOML file (default: assignment); the "
+                  f"protocol is described in {PROTOCOL_DOC}",
+    "--models": "only these models, by number or name, e.g. 1,4 (default: all of the protocol)",
+    "--quick": "the protocol's [quick] smoke variant (1 epoch per setting, smaller evaluations); "
+               "labelled QUICK in every output",
+    "--seed": "replace the protocol's seed by N (default: the protocol's); each run derives its "
+              "own seed from it, its model and its setting, as reproduce does (a sweep's "
+              "replicate r uses N+r)",
+    "--out": "output folder (default: a new folder runs/[<command>-]<protocol or "
+             "model>-<YYYYmmdd-HHMMSS>)",
+    "--device": 'where numnet computes: "cpu" (default) or "cuda" (needs the numnet[gpu] '
+                "extra)",
+    "--data-dir": "folder holding the four IDX files (.gz or raw), e.g. TensorFlow's "
+                  "MNIST_data/ (default: $NUMNET_DATA_DIR, else numnet's data cache, filled "
+                  "on first use); a sweep's workers read it at the same path",
+    "--no-verify": "accept IDX files in --data-dir whose checksums differ from the pinned "
+                   "ones (the shapes must still be 28x28 images and labels 0-9)",
+    "--quiet": "no progress bars: at most one log line per finished run or task, then the "
+               "results",
+    "--threads": "threads for numnet (its conv fast path), the BLAS pools and PyTorch alike "
+                 "(numnet.core.runtime.threads); results do not depend on it; 0 leaves them "
+                 "as they are (default: %(default)s)",
+    "--kernels": f"the core's kernels: fast (fused, buffered, threaded) or plain (the "
+                 f"readable path); default {DEFAULT_KERNELS}",
+}
+
+
 def add_protocol(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="assignment", metavar="NAME|PATH",
-                   help=f"built-in protocol ({BUILTINS}) or a TOML file (default: assignment)")
+                   help=SHARED_HELP["--protocol"])
 
 
 def add_models(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", default=None, metavar="1,4",
-                   help="only these models, by number or name (default: all of the protocol)")
+    p.add_argument("--models", default=None, metavar="1,4", help=SHARED_HELP["--models"])
 
 
-def add_quick(p: argparse.ArgumentParser, help: str) -> None:
-    p.add_argument("--quick", action="store_true", help=help)
+def add_quick(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help=SHARED_HELP["--quick"])
 
 
-def add_threads(p: argparse.ArgumentParser, default: int, why: str) -> None:
-    """``--threads N``: ``numnet.core.runtime.threads(N)`` in every command."""
+def add_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=None, metavar="N", help=SHARED_HELP["--seed"])
+
+
+def add_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, metavar="DIR", help=SHARED_HELP["--out"])
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=DEVICES, default="cpu", help=SHARED_HELP["--device"])
+
+
+def add_data(p: argparse.ArgumentParser) -> None:
+    """``--data-dir DIR`` and ``--no-verify``: every command that loads a data set."""
+    p.add_argument("--data-dir", default=None, metavar="DIR", help=SHARED_HELP["--data-dir"])
+    p.add_argument("--no-verify", action="store_true", help=SHARED_HELP["--no-verify"])
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help=SHARED_HELP["--quiet"])
+
+
+def add_threads(p: argparse.ArgumentParser, default: int) -> None:
+    """``--threads N``: ``numnet.core.runtime.threads(N)`` in every command; ``default`` is
+    the command's (0 for reproduce and train; 1 where processes or two libraries share the
+    cores: compare, sweep)."""
     p.add_argument("--threads", type=int, default=default, metavar="N",
-                   help=f"{THREADS_HELP} ({why})")
-
-
-def add_device(p: argparse.ArgumentParser, what: str = "compute device") -> None:
-    p.add_argument("--device", choices=DEVICES, default="cpu",
-                   help=f'{what}: "cpu" (default) or "cuda" (needs the numnet[gpu] extra)')
+                   help=SHARED_HELP["--threads"])
 
 
 def add_kernels(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernels", choices=KERNELS, default=DEFAULT_KERNELS,
-                   help=f"the core's kernels: fast (fused, buffered, threaded) or plain (the "
-                        f"readable path); default {DEFAULT_KERNELS}")
+                   help=SHARED_HELP["--kernels"])
 
 
 def add_internals(p: argparse.ArgumentParser) -> None:
@@ -69,6 +171,14 @@ def add_internals(p: argparse.ArgumentParser) -> None:
                         "update/weight ratios, dead ReLUs, logit scale at each evaluation; the "
                         "final model's confusion matrix): they cost about 1-3%% of the time "
                         "and never change the results")
+
+
+def check_device(device: str) -> None:
+    """A one-line usage error when ``device`` cannot be used here (CUDA without CuPy)."""
+    try:
+        backend.xp_for(device)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
 
 
 def threads(args: argparse.Namespace) -> int | None:

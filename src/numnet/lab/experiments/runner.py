@@ -19,7 +19,7 @@ from numnet.lab.environment import data_info, environment_info
 from numnet.lab.experiments.plan import plan_runs
 from numnet.lab.experiments.store import claim_folder, load_run, save_run
 from numnet.lab.metrics import EvaluationClock
-from numnet.lab.progress import Log, ProgressDisplay, stderr_log
+from numnet.lab.progress import Log, ProgressDisplay, plural, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, timestamp
 from numnet.lab.report import diagnosis_records, write_report
@@ -59,18 +59,20 @@ def set_up(
     kind: str | None = None,
     kernels: str = DEFAULT_KERNELS,
     internals: bool = True,
+    verify: bool = True,
 ) -> tuple[Protocol, list[RunSpec], Path, Datasets, dict[str, Any]]:
     """What ``reproduce`` and ``compare`` do first: resolve the protocol (``--seed``,
     ``--quick``), plan its runs, make the output folder (default :func:`default_out_dir` with
-    ``kind``) holding protocol.toml, load the data unless given, check its sizes against the
-    protocol. Returns ``(protocol, specs, out_dir, data, data_info)``."""
+    ``kind``) holding protocol.toml, load the data unless given (``verify``: against the pinned
+    checksums), check its sizes against the protocol. Returns ``(protocol, specs, out_dir,
+    data, data_info)``."""
     protocol = protocol_mod.resolve(protocol, seed, quick)
     specs = plan_runs(protocol, models, kernels, internals)
     out = make_dir(output_folder(protocol, out_dir, kind))
     write_text(out / "protocol.toml", protocol.text)
     if data is None:
         data = data_mod.load(dataset=protocol.dataset, data_dir=data_dir,
-                             validation_size=protocol.validation_size,
+                             validation_size=protocol.validation_size, verify=verify,
                              progress=progress != "none")
     protocol_mod.check_against_data(protocol, data.train.num_examples, data.test.num_examples)
     return protocol, specs, out, data, data_info(protocol.dataset, data)
@@ -93,6 +95,7 @@ def reproduce(
     threads: int | None = None,
     kernels: str = DEFAULT_KERNELS,
     internals: bool = True,
+    verify: bool = True,
 ) -> ReproduceOutcome:
     """Run every run of ``protocol`` (restricted to ``models``) and write all outputs.
 
@@ -102,7 +105,8 @@ def reproduce(
     ``[quick]`` variant. progress: "bars", "log", "none" or "auto" (bars on a terminal, else
     log lines). threads: ``numnet.core.runtime.threads(threads)`` while training (None: leave
     the thread counts as they are). kernels: the core implementation ("fast" or "plain").
-    internals: record the training internals (``numnet.lab.training.internals``).
+    internals: record the training internals (``numnet.lab.training.internals``). verify:
+    check the data against the pinned checksums (False: ``--no-verify``).
     Returns a :class:`ReproduceOutcome`; raises KeyboardInterrupt after saving what finished.
     """
     started = time.perf_counter()
@@ -113,7 +117,7 @@ def reproduce(
     configuration = {**protocol.semantic_dict(), "hash": protocol.hash}
     with claim_folder(out, "reproduce", configuration, force=force):
         return _reproduce(protocol, data, out, models, force, device, data_dir, progress, log,
-                          make_report, threads, kernels, internals, started)
+                          make_report, threads, kernels, internals, verify, started)
 
 
 def output_folder(protocol: Protocol, out_dir: str | Path | None, kind: str | None = None
@@ -126,13 +130,13 @@ def output_folder(protocol: Protocol, out_dir: str | Path | None, kind: str | No
 def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: list[str] | None,
                force: bool, device: str, data_dir: str | Path | None, progress: str, log: Log,
                make_report: bool, threads: int | None, kernels: str, internals: bool,
-               started: float) -> ReproduceOutcome:
+               verify: bool, started: float) -> ReproduceOutcome:
     """:func:`reproduce` once the folder is taken."""
     cpu_started = time.process_time()
     started_at = timestamp()
     protocol, specs, out, data, info = set_up(protocol, None, False, models, out, data,
                                               data_dir, progress, kernels=kernels,
-                                              internals=internals)
+                                              internals=internals, verify=verify)
     phash = protocol.hash
 
     totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)
@@ -145,7 +149,7 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
                                                   if s.run_id not in finished))
     quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
     display.message(f"numnet reproduce: protocol {protocol.name}{quick_note} "
-                    f"(hash {phash}), {len(specs)} runs, output {out}")
+                    f"(hash {phash}), {plural(len(specs), 'run')}, output {out}")
     outcome = ReproduceOutcome(out_dir=out, protocol=protocol, results=[])
     try:
         with runtime.threads(threads):
@@ -167,10 +171,12 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
                     outcome.trained.append(spec.run_id)
                     display.end_run(label, result, totals[spec.run_id])
                 outcome.results.append(result)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         display.close()
-        log(f"numnet reproduce: interrupted; {len(outcome.results)} of {len(specs)} runs are "
-            f"saved in {out}. Rerun the same command to finish the others.")
+        message = (f"numnet reproduce: interrupted; {len(outcome.results)} of {len(specs)} "
+                   f"runs are saved in {out}. Rerun the same command to finish the others.")
+        log(message)
+        exc.add_note(message)  # said once: the command line adds nothing
         raise
     finally:
         display.close()
@@ -235,7 +241,7 @@ def train_one(
             clock = EvaluationClock(display.update)
             with runtime.threads(threads):
                 result = train_run(spec, data, device=device, on_progress=clock)
-            display.end_run("[1/1]", result, total)
+            # no end-of-run line: the caller reports the one run's result (train prints it)
         finally:
             display.close()
         save_run(out, result, protocol_hash="", fingerprint=fingerprint,

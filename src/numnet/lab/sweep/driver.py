@@ -18,7 +18,7 @@ from numnet.core.runtime import available_cores
 from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.metrics import write_metrics
-from numnet.lab.progress import Log, stderr_log
+from numnet.lab.progress import Log, plural, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, load_finished
 from numnet.lab.sweep.aggregate import summary_document
@@ -108,14 +108,16 @@ def run_tasks(
                                   retries=retries, threads=threads, task_fn=task_fn,
                                   log=log)
             where = f"{min(jobs, len(todo))} local worker processes"
-        log(f"numnet sweep: running {len(todo)} tasks on {where}")
+        log(f"numnet sweep: running {plural(len(todo), 'task')} on {where}")
         total = len(todo)
         try:
             _collect(outcomes, out, outcome, total, log)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             outcomes.close()  # stops the local workers (their tasks are lost, not saved)
-            log(f"numnet sweep: interrupted; {len(outcome.records)} of {len(tasks)} tasks are "
-                f"saved in {out}. Rerun the same command to finish the others.")
+            message = (f"numnet sweep: interrupted; {len(outcome.records)} of {len(tasks)} "
+                       f"tasks are saved in {out}. Rerun the same command to finish the others.")
+            log(message)
+            exc.add_note(message)  # said once: the command line adds nothing
             raise
     outcome.wall_time = time.perf_counter() - started
     return outcome
@@ -214,8 +216,8 @@ def sweep(
                                     **plan.to_dict()})
     executor = f"dask {scheduler}" if scheduler else f"local ({jobs or available_cores()} jobs)"
     log(f"numnet sweep: protocol {protocol.name}{' [QUICK]' if protocol.quick else ''} "
-        f"(hash {protocol.hash}), {len(plan.cells)} cells x {seeds} seeds = "
-        f"{len(plan.tasks)} tasks, output {out}")
+        f"(hash {protocol.hash}), {plural(len(plan.cells), 'cell')} x "
+        f"{plural(seeds, 'seed')} = {plural(len(plan.tasks), 'task')}, output {out}")
     outcome = run_tasks(plan.tasks, out, data, jobs=jobs, scheduler=scheduler, device=device,
                         retries=retries, threads=threads, force=force, task_fn=task_fn,
                         log=log)

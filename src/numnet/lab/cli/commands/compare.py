@@ -6,13 +6,21 @@ import argparse
 import sys
 
 from numnet.lab import compare as compare_mod
-from numnet.lab.cli.common import EXIT_FAILED, EXIT_OK, UserError, progress, threads
+from numnet.lab.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UserError,
+    check_device,
+    progress,
+    threads,
+)
 from numnet.lab.experiments import parse_models
 from numnet.lab.reference_torch import import_torch
 
 
 def compare(args: argparse.Namespace) -> int:
     import_torch()  # fail fast, one line, before any data is loaded
+    check_device(args.device)
     if args.agreement_updates < 0:
         raise UserError(f"--agreement-updates must be >= 0, got {args.agreement_updates}")
     try:
@@ -27,6 +35,8 @@ def compare(args: argparse.Namespace) -> int:
             threads=threads(args),
             data_dir=args.data_dir,
             progress=progress(args),
+            device=args.device,
+            verify=not args.no_verify,
         )
     except compare_mod.AgreementError as exc:
         print(f"numnet: error: {exc}", file=sys.stderr)

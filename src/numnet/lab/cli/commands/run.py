@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 from pathlib import Path
 
-from numnet.core import backend
 from numnet.core.errors import NumnetError
 from numnet.core.io import check_output_dir
 from numnet.lab import data as data_mod
@@ -17,12 +17,16 @@ from numnet.lab.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     UserError,
+    check_device,
     check_seed,
     progress,
     threads,
 )
 from numnet.lab.experiments.collect import folder_results
+from numnet.lab.experiments.store import run_paths
+from numnet.lab.metrics import metrics_path
 from numnet.lab.progress import describe_run
+from numnet.lab.protocol import MODEL_OPTION_DEFAULTS, Protocol
 from numnet.lab.records import default_out_dir
 from numnet.lab.training import RunSpec
 
@@ -30,13 +34,10 @@ from numnet.lab.training import RunSpec
 #: size its plan is checked against before the data are loaded.
 TRAIN_EXAMPLES = protocol.DATASET_SIZES["mnist"][0] - 5000
 
-
-def check_device(device: str) -> None:
-    """A one-line usage error when ``device`` cannot be used here (CUDA without CuPy)."""
-    try:
-        backend.xp_for(device)
-    except RuntimeError as exc:
-        raise UserError(str(exc)) from None
+#: ``train`` options that override a field of the run spec when given (None: the protocol's).
+SPEC_OVERRIDES = ("epochs", "lr", "reduction", "batch_size", "eval_every",
+                  "eval_train_examples", "eval_test_examples", "dtype", "weight_init",
+                  "bias_init", "conv_activation")
 
 
 def reproduce(args: argparse.Namespace) -> int:
@@ -63,6 +64,7 @@ def reproduce(args: argparse.Namespace) -> int:
         threads=n_threads,
         kernels=args.kernels,
         internals=not args.no_internals,
+        verify=not args.no_verify,
     )
     doc = outcome.results_json
     label = " (QUICK)" if doc.get("label") else ""
@@ -73,6 +75,44 @@ def reproduce(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def train_spec(args: argparse.Namespace, proto: Protocol, model: str) -> RunSpec:
+    """The run ``numnet train`` makes: the protocol's setting ``--setting K`` of ``model``
+    (exactly the run reproduce makes), or an ad hoc run with ``--epochs`` and ``--lr`` and the
+    protocol's other options; then every option given on the command line overrides. A run
+    that differs from the protocol's setting is named ad hoc (``model4-e3-lr0.01``)."""
+    if args.seed is not None:
+        proto = proto.with_seed(args.seed)
+    names = [m.name for m in proto.models]
+    if args.setting is not None:
+        if model not in names:
+            raise UserError(f"--setting: protocol {proto.name!r} has no {model}; it has "
+                            f"{', '.join(names)}")
+        specs = experiments.plan_runs(proto, [model], args.kernels, not args.no_internals)
+        if not 1 <= args.setting <= len(specs):
+            raise UserError(f"--setting must be 1..{len(specs)} for {model} in protocol "
+                            f"{proto.name!r}, got {args.setting}")
+        base = specs[args.setting - 1]
+    else:
+        missing = [f"--{k}" for k in ("epochs", "lr") if getattr(args, k) is None]
+        if missing:
+            raise UserError(f"give --setting K (the protocol's epochs and learning rate) or "
+                            f"{' and '.join(missing)}")
+        plan = proto.model(model) if model in names else None
+        options = {k: getattr(plan, k) if plan else v for k, v in MODEL_OPTION_DEFAULTS.items()}
+        base = RunSpec(
+            model=model, epochs=args.epochs, lr=args.lr, batch_size=proto.batch_size,
+            eval_every=proto.eval_every, eval_train_examples=proto.eval_train_examples,
+            eval_test_examples=proto.eval_test_examples, eval_batch_size=proto.eval_batch_size,
+            seed=proto.seed, dtype=proto.dtype, kernels=args.kernels,
+            internals=not args.no_internals, **options,
+        )
+    given = {k: getattr(args, k) for k in SPEC_OVERRIDES if getattr(args, k) is not None}
+    spec = dataclasses.replace(base, **given)
+    if spec != base:
+        spec = dataclasses.replace(spec, setting=None)
+    return spec
+
+
 def train(args: argparse.Namespace) -> int:
     check_device(args.device)
     try:
@@ -81,40 +121,40 @@ def train(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     for name in ("epochs", "batch_size", "eval_every", "eval_train_examples",
                  "eval_test_examples"):
-        if getattr(args, name) < 1:
+        value = getattr(args, name)
+        if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
-    if not (math.isfinite(args.lr) and args.lr > 0):
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise UserError(f"--lr must be positive and finite, got {args.lr}")
     check_seed(args.seed)
     n_threads = threads(args)
-    updates = protocol.planned_updates(args.epochs, args.batch_size, TRAIN_EXAMPLES)
+    proto = protocol.load(args.protocol)
+    spec = train_spec(args, proto, model)
+    updates = protocol.planned_updates(spec.epochs, spec.batch_size, TRAIN_EXAMPLES)
     if updates > protocol.MAX_UPDATES_PER_RUN:
-        raise UserError(f"--epochs {args.epochs} plans {updates:.3g} updates (batch "
-                        f"{args.batch_size}), more than the {protocol.MAX_UPDATES_PER_RUN:.0e} "
+        raise UserError(f"--epochs {spec.epochs} plans {updates:.3g} updates (batch "
+                        f"{spec.batch_size}), more than the {protocol.MAX_UPDATES_PER_RUN:.0e} "
                         "numnet allows in one run; use fewer epochs")
     out = (Path(args.out) if args.out is not None
            else default_out_dir(model, kind="train"))
     # before the data and the training: an unwritable --out is said now, not after the run
     check_output_dir(args.out if args.out is not None else out)
-    data = data_mod.load("mnist", args.data_dir, progress=not args.quiet)
-    if args.batch_size > data.train.num_examples:
-        raise UserError(f"--batch-size {args.batch_size} is larger than the train split "
+    data = data_mod.load(dataset=proto.dataset, data_dir=args.data_dir,
+                         validation_size=proto.validation_size, verify=not args.no_verify,
+                         progress=not args.quiet)
+    if spec.batch_size > data.train.num_examples:
+        raise UserError(f"--batch-size {spec.batch_size} is larger than the train split "
                         f"({data.train.num_examples} examples)")
-    spec = RunSpec(
-        model=model, epochs=args.epochs, lr=args.lr, reduction=args.reduction,
-        batch_size=args.batch_size, eval_every=args.eval_every,
-        eval_train_examples=min(args.eval_train_examples, data.train.num_examples),
-        eval_test_examples=min(args.eval_test_examples, data.test.num_examples),
-        seed=args.seed, dtype=args.dtype, bias_init=args.bias_init,
-        conv_activation=args.conv_activation, kernels=args.kernels,
-        internals=not args.no_internals,
-    )
-    result = experiments.train_one(spec, data, out, device=args.device,
+    spec = dataclasses.replace(
+        spec, eval_train_examples=min(spec.eval_train_examples, data.train.num_examples),
+        eval_test_examples=min(spec.eval_test_examples, data.test.num_examples))
+    result = experiments.train_one(spec, data, out, dataset=proto.dataset, device=args.device,
                                    progress=progress(args), threads=n_threads,
                                    force=args.force)
-    _, weights = experiments.run_paths(out, spec.run_id)
+    record, weights = run_paths(out, spec.run_id)
     print(f"{spec.run_id}: {describe_run(result)}")
     print(f"weights: {weights}")
+    print(f"metrics: {metrics_path(record)}")
     return EXIT_FAILED if result.diverged else EXIT_OK
 
 
