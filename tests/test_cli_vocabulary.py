@@ -174,8 +174,9 @@ def test_train_says_its_result_once_and_in_the_right_number(proto, tmp_path, cap
     assert main(["train", "--protocol", str(proto), "--model", "2", "--setting", "1",
                  "--out", str(tmp_path / "t"), "--quiet"]) == 0
     captured = capsys.readouterr()
-    assert "model2-setting1: ok," in captured.out
-    assert "model2-setting1: ok," not in captured.err  # not repeated by the log
+    result = [line for line in captured.out.splitlines() if line.startswith("model2-setting1: ")]
+    assert len(result) == 1 and "train 1.0000" in result[0]
+    assert "train 1.0000" not in captured.err  # not repeated by the log
     assert "1 epoch," in captured.err and "1 epochs" not in captured.err
     assert f"metrics: {tmp_path / 't' / 'runs' / 'model2-setting1.metrics.csv'}" in captured.out
 
