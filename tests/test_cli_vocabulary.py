@@ -190,3 +190,16 @@ def test_an_interrupt_is_reported_once(proto, tmp_path, monkeypatch, capsys) -> 
                  "--quiet"]) == 130
     err = capsys.readouterr().err
     assert err.count("interrupted") == 1 and "0 of 5 runs are saved" in err
+
+
+def test_readme_quickstart_runs_the_quick_smoke_before_the_full_protocol() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+    quick = next(k for k, c in enumerate(commands) if c.endswith("numnet reproduce --quick"))
+    full = next(k for k, c in enumerate(commands) if c.endswith("numnet reproduce"))
+    assert quick < full
+    for option in common.SHARED_HELP:  # the commands table names the shared options
+        assert f"`{option}" in readme or f"/{option}`" in readme, option
