@@ -196,3 +196,13 @@ def test_every_verdict_has_a_rule_and_the_record_keeps_reasons_per_label() -> No
     assert rec["verdict"] == "under-fitting" and len(rec["reasons"]) == len(rec["labels"])
     assert all(r.lower().startswith(label.split()[0]) for label, r in
                zip(rec["labels"], rec["reasons"], strict=True))
+
+
+def test_a_bare_curves_dict_without_spec_is_diagnosed() -> None:
+    """Notebooks pass their own dicts (status and curves, no spec): no noise floor then."""
+    te = [0.9 + (0.004 if k % 2 else -0.004) for k in range(20)]
+    run = {"run_id": "mine", "status": "ok", "train_accuracy": [t + 0.002 for t in te],
+           "test_accuracy": te, "train_loss": [0.3] * 20}
+    d = report.diagnose(run)
+    assert d.verdict == "unstable" and d.numbers["unstable_jump_threshold"] == 0.005
+    assert report.diagnose_all([run])["mine"].verdict == "unstable"

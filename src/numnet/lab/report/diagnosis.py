@@ -147,11 +147,14 @@ def end_train_accuracy(run: dict[str, Any]) -> float | None:
 def diagnose_all(runs: list[dict[str, Any]]) -> dict[str, Diagnosis]:
     """``{run_id: Diagnosis}`` of the runs of one protocol run; the under-fitting rule also
     compares each run with the best end train accuracy of the same model's other runs."""
-    ends = [(r["spec"]["model"], r["run_id"], end_train_accuracy(r)) for r in runs]
+    def model(r: dict[str, Any]) -> str | None:
+        return (r.get("spec") or {}).get("model")
+
+    ends = [(model(r), r["run_id"], end_train_accuracy(r)) for r in runs]
     out = {}
     for r in runs:
         others = [e for m, rid, e in ends
-                  if m == r["spec"]["model"] and rid != r["run_id"] and e is not None]
+                  if m is not None and m == model(r) and rid != r["run_id"] and e is not None]
         out[r["run_id"]] = diagnose(r, best_train_elsewhere=max(others) if others else None)
     return out
 
@@ -204,7 +207,7 @@ def diagnose(run: dict[str, Any], best_train_elsewhere: float | None = None) -> 
             test_largest_drop=max(0.0, *(te[k - 1] - te[k] for k in range(half, n))),
         )
         # sampling noise of a change between two evaluations on m test examples
-        m = int(run["spec"].get("eval_test_examples") or 0)
+        m = int((run.get("spec") or {}).get("eval_test_examples") or 0)  # 0: unknown
         noise = math.sqrt(2 * end_te * (1 - end_te) / m) if m > 0 else 0.0
         numbers.update(
             unstable_jump_threshold=max(UNSTABLE_JUMP_POINTS / 100,
