@@ -206,3 +206,15 @@ def test_a_bare_curves_dict_without_spec_is_diagnosed() -> None:
     d = report.diagnose(run)
     assert d.verdict == "unstable" and d.numbers["unstable_jump_threshold"] == 0.005
     assert report.diagnose_all([run])["mine"].verdict == "unstable"
+
+
+def test_a_run_without_curve_points_is_judged_on_its_final_weights() -> None:
+    run = run_dict([], [])
+    run["final_weights"] = {"update": 56, "train_accuracy": 0.99, "test_accuracy": 0.98,
+                            "train_loss": 0.05, "test_loss": 0.07}
+    d = report.diagnose(run)
+    assert d.verdict == "good fit" and "final weights (update 56)" in d.findings[1]
+    run["final_weights"].update(train_accuracy=0.11, test_accuracy=0.1)
+    assert report.diagnose(run).verdict == "not learning"
+    del run["final_weights"]
+    assert report.diagnose(run).verdict == "not learning"  # nothing measured at all

@@ -179,6 +179,14 @@ def diagnose(run: dict[str, Any], best_train_elsewhere: float | None = None) -> 
         reason = (f"Diverged: the accuracy at evaluation {bad + 1} of {n} is not a number "
                   "(NaN or infinite).")
         return Diagnosis("diverged", findings=[reason], reasons={"diverged": reason})
+    fw = run.get("final_weights")
+    if n == 0 and fw:
+        # no curve point, but the final weights were evaluated: judge those (levels only)
+        tr, te, n = [fw["train_accuracy"]], [fw["test_accuracy"]], 1
+        first_notes = [f"No curve point (the run is shorter than the evaluation interval): "
+                       f"the final weights (update {fw['update']}) are judged instead."]
+    else:
+        first_notes = []
     if n == 0:
         reason = "Not learning: no evaluation was made (run too short)."
         return Diagnosis("not learning", flags=["not learning"], findings=[reason],
@@ -191,7 +199,7 @@ def diagnose(run: dict[str, Any], best_train_elsewhere: float | None = None) -> 
     if best_train_elsewhere is not None:
         numbers["best_train_elsewhere"] = best_train_elsewhere
     reasons: dict[str, str] = {}
-    notes: list[str] = []
+    notes: list[str] = first_notes
     trends = n >= MIN_EVALS_FOR_TRENDS
     if trends:
         half, q3 = n // 2, round(0.75 * n)
