@@ -112,9 +112,9 @@ def internals_figure(runs: list[tuple[str, dict[str, Any]]], title: str = "") ->
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=8)
     ax_top.tick_params(labelsize=8)
-    for ax in (ax_dead, ax_ratio, ax_loss):
+    for ax, loc in ((ax_dead, "best"), (ax_ratio, "lower right"), (ax_loss, "best")):
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="best")
+            ax.legend(fontsize=7, loc=loc)
     handles = ax_logit.get_legend_handles_labels()[0] + ax_top.get_legend_handles_labels()[0]
     if handles:
         ax_logit.legend(handles=handles, fontsize=7, loc="center right")
