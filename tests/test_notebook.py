@@ -1,10 +1,11 @@
 """examples/assignment.ipynb: committed clean, and it runs top to bottom (QUICK mode).
 
 The execution test starts a real Jupyter kernel (ipykernel's ``python3``) with
-``NUMNET_NOTEBOOK_QUICK=1``, so the notebook uses synthetic digits (no download) and finishes
-in seconds. After the notebook's own cells, the test appends one probe cell that prints the
-notebook's results as JSON, and checks them: every run made, learning above chance, the runner
-reproducing the notebook's loop, the Q1 formulas matching numnet's backward pass.
+``NUMNET_NOTEBOOK_QUICK=1 NUMNET_NOTEBOOK_DATA=synthetic``, so the notebook uses synthetic
+digits (no download) and finishes in seconds; it clears the committed outputs first and reads
+only the ones it makes. After the notebook's own cells, the test appends one probe cell that
+prints the notebook's results as JSON, and checks them: every run made, learning above chance,
+the runner reproducing the notebook's loop, the Q1 formulas matching numnet's backward pass.
 """
 
 from __future__ import annotations
@@ -75,10 +76,14 @@ def test_notebook_runs_top_to_bottom_in_quick_mode(
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     monkeypatch.setenv("NUMNET_NOTEBOOK_QUICK", "1")
+    monkeypatch.setenv("NUMNET_NOTEBOOK_DATA", "synthetic")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     # The kernelspec says "python": make it this interpreter (the venv's in CI).
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     nb = read_notebook()
+    for cell in nb.cells:  # what it checks below is what this run makes, not what is committed
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     nb.cells.append(nbformat.v4.new_code_cell(PROBE, id="test-probe"))
     client = nbclient.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
