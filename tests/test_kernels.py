@@ -216,6 +216,8 @@ FUSED_SHAPES = [
     # (N, H, W, c_in, c_out, kernel, activation)
     (3, 8, 6, 3, 4, 3, None),
     (2, 4, 4, 1, 8, 3, None),  # one input channel, as model 4's first block
+    (2, 4, 8, 1, 3, 3, "relu"),  # one channel, two width blocks of 4 pixels, an activation
+    (2, 4, 6, 1, 2, 3, None),  # one channel, a width not divisible by 4: blocks of 2
     (2, 6, 8, 2, 3, 3, "relu"),
     (2, 8, 6, 2, 3, 5, "tanh"),
     (2, 6, 6, 2, 2, 2, "sigmoid"),  # even kernel: asymmetric SAME padding

@@ -293,11 +293,13 @@ def test_model4_fast_path_equals_the_general_layers(conv_activation) -> None:
 
 def test_evaluation_in_chunks_equals_one_pass() -> None:
     model = build("model4", seed=1, dtype="float64")
-    assert model.eval_chunk and build("model2").eval_chunk is None
-    x, _ = _batch(model.eval_chunk * 2 + 5, 3)
-    np.testing.assert_allclose(model.predict(x), model.forward(x), rtol=1e-13, atol=1e-13)
-    model.eval_chunk = 7
-    np.testing.assert_allclose(model.predict(x), model.forward(x), rtol=1e-13, atol=1e-13)
+    dense = build("model2", seed=1, dtype="float64")
+    assert model.eval_chunk and dense.eval_chunk
+    for m in (model, dense):
+        x, _ = _batch(m.eval_chunk * 2 + 5, 3)
+        np.testing.assert_allclose(m.predict(x), m.forward(x), rtol=1e-13, atol=1e-13)
+        m.eval_chunk = 7
+        np.testing.assert_allclose(m.predict(x), m.forward(x), rtol=1e-13, atol=1e-13)
 
 
 def test_sequential_plans_any_layer_list() -> None:

@@ -82,6 +82,78 @@ def test_model4_training_is_identical_for_any_thread_count(threads_restored) -> 
             np.testing.assert_array_equal(value, other[name], err_msg=name)
 
 
+def test_split_rows_depends_on_sizes_only() -> None:
+    assert runtime.split_rows(1000, 256) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
+    assert runtime.split_rows(10, 4) == [(0, 4), (4, 7), (7, 10)]
+    assert runtime.split_rows(3, 500) == [(0, 3)]
+    assert runtime.split_rows(0, 500) == [(0, 0)]
+
+
+@pytest.mark.parametrize("name", ["model2", "model4"])
+def test_evaluation_is_identical_for_any_thread_count(threads_restored, name) -> None:
+    """An evaluation in chunks on 1, 2 and 3 lanes: the same logits, bit for bit; and a
+    training step after it is not disturbed by the lanes' buffers."""
+    from numnet.core.losses import softmax_cross_entropy
+
+    rng = np.random.default_rng(3)
+    x = rng.random((1000, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 100)]
+    logits, grads = [], []
+    for n in (1, 2, 3):
+        runtime.set_threads(n)
+        model = build(name, seed=0)
+        model.eval_chunk = 96  # 11 chunks: every lane gets some
+        _, d = softmax_cross_entropy(model.forward(x[:100]), y)
+        logits.append(model.predict(x))
+        model.backward(d)
+        grads.append({k: p.grad.copy() for k, p in model.named_parameters()})
+    for other, other_grads in zip(logits[1:], grads[1:], strict=True):
+        np.testing.assert_array_equal(logits[0], other)
+        for k, g in grads[0].items():
+            np.testing.assert_array_equal(g, other_grads[k], err_msg=k)
+    model.eval_chunk = None  # one pass: the same logits within float rounding
+    np.testing.assert_allclose(model.predict(x), logits[0], rtol=1e-5, atol=1e-5)
+
+
+def test_run_lanes_runs_every_index_once_with_lanes_named(threads_restored) -> None:
+    runtime.set_threads(3)
+    seen: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def chunk(k: int) -> None:
+        with lock:
+            seen.append((k, runtime.current_lane()))
+
+    runtime.run_lanes(chunk, 20)
+    assert sorted(k for k, _ in seen) == list(range(20))
+    assert {lane for _, lane in seen} <= {0, 1, 2}
+    assert runtime.current_lane() == 0  # outside run_lanes
+
+
+def test_lanes_keep_their_own_buffers(threads_restored) -> None:
+    ws = fast.Workspace()
+    runtime.set_threads(2)
+    seen: dict[int, int] = {}
+
+    def chunk(k: int) -> None:
+        seen[runtime.current_lane()] = id(ws.get("buf", (3,), np.float32, np))
+
+    runtime.run_lanes(chunk, 8)
+    assert len(set(seen.values())) == len(seen)  # one buffer per lane that ran
+
+
+def test_an_error_in_a_lane_is_raised(threads_restored) -> None:
+    runtime.set_threads(2)
+
+    def chunk(k: int) -> None:
+        if k == 3:
+            raise RuntimeError("chunk 3 failed")
+
+    with pytest.raises(RuntimeError, match="chunk 3 failed"):
+        runtime.run_lanes(chunk, 10)
+    runtime.run_lanes(lambda k: None, 4)  # the lanes still work afterwards
+
+
 def test_run_parts_runs_every_part_once_on_many_threads(threads_restored) -> None:
     runtime.set_threads(4)
     seen: list[int] = []

@@ -48,18 +48,20 @@ from numnet.core.layers import (
 )
 from numnet.core.names import DEFAULT_KERNELS, DEVICES, DTYPES, KERNELS, MODEL_NAMES
 from numnet.core.plan import make_plan
-from numnet.core.runtime import single_threaded_blas
+from numnet.core.runtime import run_lanes, single_threaded_blas, split_rows
 
 Array = Any
 EVAL_CHUNK = 256  # rows per evaluation chunk of a convolutional model (cache-sized buffers)
+EVAL_CHUNK_DENSE = 500  # of a dense model: a GEMM big enough to pay for a thread hand-over
 #: weight initialisations: Glorot uniform for every weight (the protocol), or conv kernels
 #: uniform in +-sqrt(6 / (kh*kw*c_in*c_out + c_out)) and dense weights Glorot (an earlier
 #: NumPy solution's choice, the notebook-variant protocol)
 WEIGHT_INITS = ("xavier_uniform", "conv_uniform_fan_sum")
 DEFAULT_WEIGHT_INIT = "xavier_uniform"
 __all__ = [
-    "DEFAULT_WEIGHT_INIT", "DTYPES", "EVAL_CHUNK", "KERNELS", "MODEL_NAMES", "WEIGHT_INITS",
-    "Sequential", "build", "init_parameters", "normalize_bias_init", "normalize_name",
+    "DEFAULT_WEIGHT_INIT", "DTYPES", "EVAL_CHUNK", "EVAL_CHUNK_DENSE", "KERNELS", "MODEL_NAMES",
+    "WEIGHT_INITS", "Sequential", "build", "init_parameters", "normalize_bias_init",
+    "normalize_name",
 ]  # fmt: skip
 
 
@@ -81,7 +83,9 @@ class Sequential:
     not what, the model computes.
 
     Forward and backward hold the host BLAS to one thread (``runtime.single_threaded_blas``):
-    the layers' GEMMs are small, and the conv fast path spreads over the cores itself.
+    the layers' GEMMs are small, and numnet spreads the work over the cores itself -- a
+    training step through the conv fast path's split batch, an evaluation through chunks of
+    rows on the runtime's lanes (``forward``).
     """
 
     def __init__(
@@ -110,7 +114,7 @@ class Sequential:
         self._params = self.parameters()  # the Parameter objects never change, their arrays may
         #: rows per chunk of an evaluation forward (None: no chunking); see ``forward``
         self.eval_chunk: int | None = (
-            EVAL_CHUNK if any(isinstance(layer, Conv2D) for _, layer in named) else None
+            EVAL_CHUNK if any(isinstance(layer, Conv2D) for _, layer in named) else EVAL_CHUNK_DENSE
         )
 
     # -- execution plan -------------------------------------------------------------------------
@@ -146,19 +150,27 @@ class Sequential:
     def forward(self, x: Array, train: bool = True) -> Array:
         """Logits ``(N, 10)`` for inputs ``x`` (cast to the model's dtype; no copy if already).
 
-        An evaluation forward (``train=False``) of a convolutional model runs in chunks of
-        ``eval_chunk`` rows: the im2col buffers of a small chunk stay in the CPU caches, which
-        makes the whole pass faster (the logits are the same).
+        An evaluation forward (``train=False``) runs in near-equal chunks of at most
+        ``eval_chunk`` rows (``runtime.split_rows``: by size alone), each run whole through the
+        model on one of the runtime's lanes (``runtime.run_lanes``): the lanes use the cores
+        without a multithreaded BLAS, and a convolutional model's im2col buffers of a small
+        chunk stay in the CPU caches. A row's logits never depend on the thread count.
         """
         xp = array_module(self._params[0].value) if self._params else array_module(x)
         x = xp.asarray(x, dtype=self.dtype)
         chunk = None if train else self.eval_chunk
         with single_threaded_blas():
-            if chunk and len(x) > chunk:
-                return xp.concatenate(
-                    [self._run(x[k : k + chunk], False) for k in range(0, len(x), chunk)]
-                )
-            return self._run(x, train)
+            if not chunk or len(x) <= chunk:
+                return self._run(x, train)
+            parts = split_rows(len(x), chunk)
+            logits: list[Array] = [None] * len(parts)
+
+            def run(k: int) -> None:
+                lo, hi = parts[k]
+                logits[k] = self._run(x[lo:hi], False)
+
+            run_lanes(run, len(parts), xp)
+            return xp.concatenate(logits)
 
     def _run(self, x: Array, train: bool) -> Array:
         for step, _ in self._plan:

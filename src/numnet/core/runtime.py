@@ -20,6 +20,14 @@ With at most two parts, more than two threads cannot speed up the conv path: the
 honoured (the helper pool has ``threads - 1`` workers), but a split into more parts would
 change the float32 sums of the weight gradient, and results must not change.
 
+Evaluation spreads differently (``run_lanes``): a forward-only pass is cut into chunks of rows
+by size alone (``split_rows``), and up to ``threads`` lanes -- the caller and helpers -- take
+the chunks in turn from a shared counter, each chunk run whole through the model on its lane.
+A chunk's numbers do not depend on which lane ran it (BLAS is still held to one thread), so
+results are identical for any thread count; a helper that the machine never schedules just
+leaves its chunks to the caller. Kept buffers are per lane (``current_lane`` names them), and
+a ``run_parts`` inside a lane runs its parts in turn on that lane.
+
 The state lives in one ``Runtime`` object, ``RUNTIME``; the module functions act on it.
 ``NUMNET_THREADS`` sets the starting thread count (default: ``available_cores()``); a bad
 value never fails an import -- it is ignored, ``environment_problem()`` says why, and
@@ -89,6 +97,25 @@ def default_threads() -> int:
     except ThreadsError:
         n = None
     return n if n is not None else available_cores()
+
+
+def split_rows(n: int, chunk: int) -> list[tuple[int, int]]:
+    """``n`` rows cut into ``ceil(n / chunk)`` ranges of near-equal sizes (the first ones one
+    row longer), by the sizes alone: ``split_rows(1000, 256)`` gives four ranges of 250."""
+    count = max(1, -(-n // chunk))
+    size, extra = divmod(n, count)
+    bounds = [0]
+    for k in range(count):
+        bounds.append(bounds[-1] + size + (k < extra))
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+_LOCAL = threading.local()  # .lane: the lane the calling thread runs inside run_lanes
+
+
+def current_lane() -> int:
+    """The lane (0, 1, ...) the calling thread runs inside ``run_lanes``; 0 outside one."""
+    return getattr(_LOCAL, "lane", None) or 0
 
 
 def split_parts(n: int, elements: int) -> list[tuple[int, int]]:
@@ -184,7 +211,8 @@ class Runtime:
         last runs here; then every part that no helper has started runs here too, last first.
         ``fn`` must write disjoint outputs for each part."""
         helpers = min(self._threads, count) - 1
-        if helpers < 1 or xp is not np or not self.blas_controllers():
+        in_lane = getattr(_LOCAL, "lane", None) is not None  # the lanes use the threads
+        if helpers < 1 or in_lane or xp is not np or not self.blas_controllers():
             for k in range(count):
                 fn(k)
             return
@@ -202,6 +230,54 @@ class Runtime:
                         fn(k)
                 else:
                     futures[k].result()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def run_lanes(self, fn: Callable[[int], None], count: int, xp: Any = np) -> None:
+        """``fn(0)``, ..., ``fn(count - 1)`` on up to ``threads`` lanes: lane 0 is the caller,
+        the others helper threads; each lane takes the next index from a shared counter until
+        none is left, so the caller does every chunk that no helper got to. Inside ``fn``,
+        ``current_lane()`` names the lane (for per-lane buffers). NumPy only, and only when
+        BLAS can be held to one thread; ``fn`` must write disjoint outputs for each index."""
+        lanes = min(self._threads, count)
+        nested = getattr(_LOCAL, "lane", None) is not None
+        if lanes < 2 or nested or xp is not np or not self.blas_controllers():
+            for k in range(count):
+                fn(k)
+            return
+        lock, taken = threading.Lock(), [0]
+
+        def lane(index: int) -> None:
+            _LOCAL.lane = index
+            try:
+                while True:
+                    with lock:
+                        k, taken[0] = taken[0], taken[0] + 1
+                    if k >= count:
+                        return
+                    try:
+                        fn(k)
+                    except BaseException:
+                        with lock:  # stop every lane: the error is raised after they finish
+                            taken[0] = count
+                        raise
+            finally:
+                _LOCAL.lane = None
+
+        pool = self._helpers(self._threads - 1)
+        futures = [pool.submit(lane, i) for i in range(1, lanes)]
+        error: BaseException | None = None
+        try:
+            lane(0)
+        except BaseException as exc:
+            error = exc
+        for future in futures:
+            if future.cancel():  # never started: lane 0 took its chunks
+                continue
+            try:
+                future.result()
             except BaseException as exc:
                 error = error or exc
         if error is not None:
@@ -229,6 +305,11 @@ def single_threaded_blas() -> _SingleThreadedBlas:
 def run_parts(fn: Callable[[int], None], count: int, xp: Any = np) -> None:
     """``RUNTIME.run_parts``: the parts of a split batch, on up to ``get_threads()`` threads."""
     RUNTIME.run_parts(fn, count, xp)
+
+
+def run_lanes(fn: Callable[[int], None], count: int, xp: Any = np) -> None:
+    """``RUNTIME.run_lanes``: chunks of an evaluation, on up to ``get_threads()`` lanes."""
+    RUNTIME.run_lanes(fn, count, xp)
 
 
 class threads:  # noqa: N801 -- used as a context manager, like threadpoolctl's

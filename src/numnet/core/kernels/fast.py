@@ -29,6 +29,7 @@ from typing import Any
 from numnet.core.backend import array_module
 from numnet.core.kernels import plain
 from numnet.core.kernels.plain import geometry, pair
+from numnet.core.runtime import current_lane
 
 Array = Any
 
@@ -48,7 +49,12 @@ class Workspace:
 
         With ``fill`` the buffer is filled once at allocation; callers then only overwrite the
         parts that change (the interior of a padded buffer), so its border keeps ``fill``.
+        Inside ``runtime.run_lanes`` each lane gets its own buffer of the name (two chunks of
+        an evaluation run through the same layer at once).
         """
+        lane = current_lane()
+        if lane:
+            key = f"{key}@{lane}"
         buf = self.buffers.get(key)
         if buf is None or buf.shape != shape or buf.dtype != dtype or array_module(buf) is not xp:
             buf = xp.empty(shape, dtype=dtype) if fill is None else xp.full(shape, fill, dtype)

@@ -93,30 +93,34 @@ def _forward_part(
     if activation is not None:
         y += b
         y, _ = ACTIVATIONS[activation][0](y)
-    # 2x2 max-pool over the four contiguous quarter planes, (0, 0), (0, 1), (1, 0), (1, 1).
-    # Backward needs only which one won each window -- first maximum in row-major order:
-    # a pair's left pixel wins ties with its right one, the top pair wins ties with the
-    # bottom pair -- kept as three masks, so y's memory is free for backward's dy.
-    quarters = y.reshape(4, quarter, cout)
-    left_wins = workspace.get(f"{key}.left_wins", (2, quarter, cout), bool, xp)
-    top_wins = workspace.get(f"{key}.top_wins", (quarter, cout), bool, xp)
-    xp.greater_equal(quarters[0], quarters[1], out=left_wins[0])
-    xp.greater_equal(quarters[2], quarters[3], out=left_wins[1])
-    if activation is None:  # the pair maxima overwrite quarters 0 and 2
-        top_pair, bottom_pair = quarters[0], quarters[2]
-    else:  # backward needs the activation's output intact
-        top_pair = workspace.get(f"{key}.top_pair", (quarter, cout), x.dtype, xp)
-        bottom_pair = workspace.get(f"{key}.bottom_pair", (quarter, cout), x.dtype, xp)
-    xp.maximum(quarters[0], quarters[1], out=top_pair)
-    xp.maximum(quarters[2], quarters[3], out=bottom_pair)
-    xp.greater_equal(top_pair, bottom_pair, out=top_wins)
-    xp.maximum(top_pair, bottom_pair, out=out.reshape(quarter, cout))
+    # 2x2 max-pool over the four contiguous quarter planes, (0, 0), (0, 1), (1, 0), (1, 1);
+    # pairs[dy] = quarters[dy, dx] for dx = 0, 1 is one call over two contiguous planes.
+    quarters = y.reshape(2, 2, quarter, cout)
+    pooled = out.reshape(quarter, cout)
+    if not train:  # no masks; the pair maxima overwrite the left pixels (y is not kept)
+        pairs = quarters[:, 0]
+        xp.maximum(quarters[:, 0], quarters[:, 1], out=pairs)
+        xp.maximum(pairs[0], pairs[1], out=pooled)
+        cache: tuple = ()
+    else:
+        # Backward needs only which pixel won each window -- the first maximum in row-major
+        # order: a pair's left pixel wins ties with its right one, the top pair wins ties
+        # with the bottom pair -- kept as three masks, so y's memory is free for backward.
+        left_wins = workspace.get(f"{key}.left_wins", (2, quarter, cout), bool, xp)
+        top_wins = workspace.get(f"{key}.top_wins", (quarter, cout), bool, xp)
+        xp.greater_equal(quarters[:, 0], quarters[:, 1], out=left_wins)
+        if activation is None:  # the pair maxima overwrite the left pixels
+            pairs = quarters[:, 0]
+        else:  # backward needs the activation's output intact
+            pairs = workspace.get(f"{key}.pairs", (2, quarter, cout), x.dtype, xp)
+        xp.maximum(quarters[:, 0], quarters[:, 1], out=pairs)
+        xp.greater_equal(pairs[0], pairs[1], out=top_wins)
+        xp.maximum(pairs[0], pairs[1], out=pooled)
+        cache = (cols, left_wins, top_wins, y.reshape(4, quarter, cout) if activation else None)
     if activation is None:  # the bias, tiled over an image's pixels: long inner loops
         image_rows = out.reshape(n, hq * wq * cout)
         image_rows += xp.tile(b, hq * wq)
-    if not train:
-        return ()
-    return (cols, left_wins, top_wins, y.reshape(4, quarter, cout) if activation else None)
+    return cache
 
 
 def convpool2x2_backward(
