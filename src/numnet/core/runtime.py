@@ -182,8 +182,9 @@ class Runtime:
         with self._lock:
             if self._blas_depth == 0 and libs:
                 self._blas_saved = [lib.num_threads for lib in libs]
-                for lib in libs:
-                    lib.set_num_threads(1)
+                for lib, count in zip(libs, self._blas_saved, strict=True):
+                    if count != 1:  # a set costs microseconds: a dense model's step is ~100 us
+                        lib.set_num_threads(1)
             self._blas_depth += 1
 
     def _exit_single_blas(self) -> None:
@@ -191,7 +192,8 @@ class Runtime:
             self._blas_depth -= 1
             if self._blas_depth == 0 and self._blas:
                 for lib, count in zip(self._blas, self._blas_saved, strict=True):
-                    lib.set_num_threads(count)
+                    if count != 1:
+                        lib.set_num_threads(count)
 
     # -- parts on threads --------------------------------------------------------------------------
     def _helpers(self, workers: int) -> ThreadPoolExecutor:
