@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -131,6 +132,78 @@ def torch_runner(name: str, channels_last: bool) -> tuple[Callable, Callable]:
     return train, evaluate
 
 
+# -- JAX ---------------------------------------------------------------------------------------
+
+
+def jax_runner(name: str) -> tuple[Callable, Callable]:
+    """JAX, compiled: one ``jax.jit`` of the whole epoch (``lax.scan`` over the SGD steps) and a
+    jitted evaluation chunk; Glorot-uniform weights, zero biases, summed cross-entropy. The
+    epoch's batches are stacked into device arrays before the clock starts (cached per epoch)."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    shapes = {"model1": [(784, 10)], "model2": [(784, 32), (32, 10)],
+              "model3": [(784, 32), (32, 32), (32, 10)],
+              "model4": [(3, 3, 1, 8), (3, 3, 8, 8), (392, 32), (32, 10)]}[name]  # fmt: skip
+    keys = jax.random.split(jax.random.PRNGKey(0), len(shapes))
+    glorot = jax.nn.initializers.glorot_uniform()
+    params = [(glorot(k, s, jnp.float32), jnp.zeros(s[-1], jnp.float32))
+              for k, s in zip(keys, shapes, strict=True)]  # fmt: skip
+
+    def forward(params: list, x: jax.Array) -> jax.Array:
+        if len(params[0][0].shape) == 4:  # the CNN: NHWC images, HWIO kernels
+            x = x.reshape(-1, 28, 28, 1)
+            for w, b in params[:2]:
+                x = lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+                x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
+            x, params = x.reshape(x.shape[0], -1), params[2:]
+        for w, b in params[:-1]:
+            x = jax.nn.relu(x @ w + b)
+        return x @ params[-1][0] + params[-1][1]
+
+    def loss_sum(params: list, x: jax.Array, y: jax.Array) -> jax.Array:
+        return -jnp.sum(jax.nn.log_softmax(forward(params, x)) * y)
+
+    @jax.jit
+    def epoch_fn(params: list, xs: jax.Array, ys: jax.Array) -> tuple[list, jax.Array]:
+        def step(p: list, batch: tuple) -> tuple[list, jax.Array]:
+            loss, grads = jax.value_and_grad(loss_sum)(p, *batch)
+            return jax.tree_util.tree_map(lambda a, g: a - LR * g, p, grads), loss
+
+        params, losses = lax.scan(step, params, (xs, ys))
+        return params, losses[-1]
+
+    predict = jax.jit(lambda p, x: jnp.argmax(forward(p, x), 1))
+    state, stacked = [params], {}
+
+    compiled: dict[tuple, Any] = {}  # per epoch length: a scan of another length recompiles
+
+    def prepare(epoch: list[Batch]) -> None:
+        if id(epoch) not in stacked:
+            stacked.clear()  # one epoch at a time
+            xs = jnp.asarray(np.stack([b[0] for b in epoch]))
+            ys = jnp.asarray(np.stack([b[1] for b in epoch]))
+            stacked[id(epoch)] = (xs, ys)
+            if xs.shape not in compiled:
+                compiled[xs.shape] = epoch_fn.lower(state[0], xs, ys).compile()
+
+    def train(epoch: list[Batch]) -> float:
+        xs, ys = stacked[id(epoch)]
+        state[0], loss = compiled[xs.shape](state[0], xs, ys)
+        return float(loss)
+
+    def evaluate(xe: np.ndarray) -> int:
+        correct = 0
+        for k in range(0, len(xe), EVAL_CHUNK):
+            correct += int((predict(state[0], xe[k : k + EVAL_CHUNK]) == 0).sum())
+        return correct
+
+    train.prepare = prepare  # type: ignore[attr-defined]
+    return train, evaluate
+
+
 # -- driver ------------------------------------------------------------------------------------
 
 
@@ -146,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=STEPS_PER_EPOCH, help="steps per 'epoch'")
     parser.add_argument("--no-torch", action="store_true", help="time numnet only")
+    parser.add_argument("--jax", action="store_true", help="also time JAX (compiled epoch)")
     parser.add_argument("--threads", type=int, help="threads for everyone (a positive count)")
     parser.add_argument(
         "--kernels", choices=numnet.core.names.KERNELS, default=numnet.core.names.DEFAULT_KERNELS,
@@ -170,6 +244,20 @@ def main(argv: list[str] | None = None) -> int:
         torch = None
         torch_version, torch_threads = None, None
 
+    jax_version = None
+    if args.jax:
+        if args.threads:  # XLA reads its flags once, at import
+            os.environ["XLA_FLAGS"] = (
+                os.environ.get("XLA_FLAGS", "")
+                + " --xla_cpu_multi_thread_eigen=false" * (args.threads == 1)
+                + f" intra_op_parallelism_threads={args.threads}"
+            )
+        try:
+            import jax
+
+            jax_version = jax.__version__
+        except ImportError:
+            print("warning: --jax: jax is not installed; that side is skipped")
     limits = numnet.core.runtime.threads(args.threads)  # numnet, BLAS and PyTorch; None: as is
     limits.__enter__()
     if args.threads and torch:
@@ -181,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"numnet {numnet.__version__}, numpy {np.__version__}, torch {torch_version} "
         f"({torch_threads} threads), python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}, "
+        f"jax {jax_version}, {os.cpu_count()} CPUs, "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}, "
         f"numnet threads {numnet.core.runtime.get_threads()}, kernels {args.kernels}, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
@@ -191,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     impls = ["numnet"] + (["torch NCHW", "torch channels_last"] if torch else [])
+    impls += ["jax (jit scan)"] if jax_version else []
     results: dict[str, dict[str, dict[str, float]]] = {}
     for m in args.models.split(","):
         name = numnet.core.models.normalize_name(m.strip())
@@ -198,16 +288,20 @@ def main(argv: list[str] | None = None) -> int:
         if torch:
             runners["torch NCHW"] = torch_runner(name, channels_last=False)
             runners["torch channels_last"] = torch_runner(name, channels_last=True)
+        if jax_version:
+            runners["jax (jit scan)"] = jax_runner(name)
         if name != "model4":  # the memory format only matters for convolutions
             runners.pop("torch channels_last", None)
         warm = batches(x[:2000], labels[:2000], 20, seed=99)
-        for train, evaluate in runners.values():  # warm-up: allocations, thread pools
+        for train, evaluate in runners.values():  # warm-up: allocations, thread pools, compiles
+            getattr(train, "prepare", lambda e: None)(warm)
             train(warm)
             evaluate(x_eval[:2000])
         times: dict[str, dict[str, list[float]]] = {k: {"train": [], "eval": []} for k in runners}
         for r in range(args.repeats):
             epoch = batches(x, labels, args.steps, seed=r)
             for impl, (train, evaluate) in runners.items():
+                getattr(train, "prepare", lambda e: None)(epoch)  # JAX: stack the batches
                 times[impl]["train"].append(timed(train, epoch))
                 times[impl]["eval"].append(timed(evaluate, x_eval))
         results[name] = {
@@ -225,7 +319,10 @@ def main(argv: list[str] | None = None) -> int:
 def print_model(name: str, res: dict, impls: list[str], steps: int) -> None:
     base = res["numnet"]
     label = "epoch" if steps == STEPS_PER_EPOCH else f"{steps} steps"
-    print(f"{name}: train s/{label}, eval s/{EVAL_SAMPLES} samples (ratio = time / numnet's)")
+    print(
+        f"{name}: train s/{label}, eval s/{EVAL_SAMPLES} samples (ratio = time / numnet's), "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     for impl in impls:
         if impl not in res:
             continue
