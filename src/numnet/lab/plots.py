@@ -191,7 +191,7 @@ def summary_table_figure(doc: dict[str, Any], labels: Labels | None = None) -> A
         sub = f"({run['spec']['epochs']}, {run['spec']['lr']:g})"
         acc, what = final_test(run)
         if run["status"] == "diverged":
-            last = f", last {acc:.4f}" if acc is not None else ""
+            last = f", last point {acc:.4f}" if acc is not None else ""
             return f"DIVERGED @ {run['diverged_at_update']}\n{sub}{last}"
         star = "" if what == "final weights" else "*"
         older = older or bool(star)
