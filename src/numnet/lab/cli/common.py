@@ -107,8 +107,8 @@ SHARED_HELP = {
                   "on first use); a sweep's workers read it at the same path",
     "--no-verify": "accept IDX files in --data-dir whose checksums differ from the pinned "
                    "ones (the shapes must still be 28x28 images and labels 0-9)",
-    "--quiet": "no progress bars: at most one log line per finished run or task, then the "
-               "results",
+    "--quiet": "no progress bars and no line per sweep task: plain log lines on stderr (a few "
+               "per run), then the results",
     "--threads": "threads for numnet (its conv fast path), the BLAS pools and PyTorch alike "
                  "(numnet.core.runtime.threads); results do not depend on it; 0 leaves them "
                  "as they are (default: %(default)s)",
