@@ -166,3 +166,20 @@ def test_report_of_a_folder_without_runs(tmp_path, capsys) -> None:
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no results.json and no run records" in err and err.count("\n") == 1
+
+
+def test_a_reused_run_without_metrics_gets_them(tmp_path, capsys) -> None:
+    """A run saved before runs kept metrics is given its CSV on resume (no wall times)."""
+    proto = tmp_path / "tiny.toml"
+    proto.write_text(TINY_PROTOCOL)
+    out = tmp_path / "r"
+    argv = ["reproduce", "--protocol", str(proto), "--out", str(out), "--models", "2", "--quiet"]
+    assert main(argv) == 0
+    path = out / "runs" / "model2-setting1.metrics.csv"
+    path.unlink()
+    assert main(argv) == 0
+    assert "(0 trained, 1 reused)" in capsys.readouterr().err
+    _, rows = read_csv(path)
+    run = json.loads((out / "runs" / "model2-setting1.json").read_text())["result"]
+    assert len([r for r in rows if r["point"] == "curve"]) == 2 * run["evaluations"]
+    assert {r["wall_time"] for r in rows if r["point"] == "curve"} == {""}

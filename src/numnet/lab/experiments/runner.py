@@ -17,8 +17,8 @@ from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.environment import data_info, environment_info
 from numnet.lab.experiments.plan import plan_runs
-from numnet.lab.experiments.store import claim_folder, load_run, save_run
-from numnet.lab.metrics import EvaluationClock
+from numnet.lab.experiments.store import claim_folder, load_run, run_paths, save_run
+from numnet.lab.metrics import EvaluationClock, metrics_path, write_metrics
 from numnet.lab.progress import Log, ProgressDisplay, plural, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, timestamp
@@ -159,6 +159,9 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
                 if spec.run_id in finished:
                     result = finished[spec.run_id]
                     outcome.reused.append(spec.run_id)
+                    record_path, _ = run_paths(out, spec.run_id)
+                    if not metrics_path(record_path).is_file():  # a run saved before metrics
+                        write_metrics(record_path, result.to_dict(), data.train.num_examples)
                     display.end_run(label, result, totals[spec.run_id], reused=True)
                 else:
                     display.start_run(label, spec, totals[spec.run_id])
