@@ -115,8 +115,9 @@ def _read(path: Path, with_arrays: bool) -> tuple[dict[str, Any], dict[str, np.n
             f"{path}: weights format version {header.get('version')!r} is not supported "
             f"(this numnet reads version {VERSION}); re-save it with this numnet"
         )
+    _check_header(path, header, what_to_do)
     if with_arrays:
-        listed = {e["name"]: e for e in header.get("parameters", [])}
+        listed = {e["name"]: e for e in header["parameters"]}
         if set(listed) != set(arrays):
             raise WeightsFileError(
                 f"{path}: arrays {sorted(arrays)} do not match the header's list "
@@ -135,6 +136,37 @@ def _read(path: Path, with_arrays: bool) -> tuple[dict[str, Any], dict[str, np.n
                     + what_to_do
                 )
     return header, arrays
+
+
+def _check_header(path: Path, header: dict[str, Any], what_to_do: str) -> None:
+    """The header's shape (config and metadata objects; ``parameters`` a list of entries with
+    a name, a shape of sizes, a dtype and a SHA-256), so that nothing after it meets a
+    KeyError or a TypeError. A WeightsFileError naming the file and the entry otherwise."""
+    def bad(where: str, what: str) -> WeightsFileError:
+        return WeightsFileError(f"{path}: header {where} must be {what}; the file is "
+                                f"corrupted, {what_to_do}")
+
+    for key in ("config", "metadata"):
+        if not isinstance(header.get(key, {}), dict):
+            raise bad(key, "an object")
+    entries = header.get("parameters")
+    if not isinstance(entries, list):
+        raise bad("parameters", "a list")
+    names = set()
+    for k, e in enumerate(entries):
+        where = f"parameters[{k}]"
+        if not isinstance(e, dict):
+            raise bad(where, "an object with name, shape, dtype and sha256")
+        if not isinstance(e.get("name"), str) or e["name"] in names or e["name"] == HEADER_KEY:
+            raise bad(f"{where}.name", "a string naming one array once")
+        names.add(e["name"])
+        shape = e.get("shape")
+        if not isinstance(shape, list) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise bad(f"{where}.shape", "a list of sizes (integers >= 0)")
+        for key in ("dtype", "sha256"):
+            if not isinstance(e.get(key), str):
+                raise bad(f"{where}.{key}", "a string")
 
 
 def load_into(path: str | os.PathLike, model: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import numpy as np
 
 from numnet.core import serialize
 from numnet.core.backend import to_numpy
-from numnet.core.errors import DataError, NumnetError
+from numnet.core.errors import DataError, NumnetError, WeightsFileError
 from numnet.core.io import read_json
 from numnet.core.losses import softmax
 from numnet.lab.progress import stderr_log
@@ -62,12 +62,28 @@ class Prediction:
         return {"image": self.path, "class": self.label, "probabilities": self.probabilities}
 
 
+#: The largest image predict decodes: 16 megapixels (4096x4096, 128 MB as float64). The size
+#: is read from the header before any pixel is decoded, so a 90 KB PNG that claims 20000x20000
+#: costs nothing.
+MAX_PIXELS = 4096 * 4096
+#: An image whose pixels all lie within this brightness range is uniform: no digit to classify.
+UNIFORM_RANGE = 0.05
+
+
 def load_grayscale(path: str | Path) -> np.ndarray:
-    """The image at ``path`` as a ``(H, W)`` float64 array in [0, 1] (0 black, 1 white)."""
+    """The image at ``path`` as a ``(H, W)`` float64 array in [0, 1] (0 black, 1 white).
+
+    Refused with a DataError naming the file: unreadable, more than MAX_PIXELS pixels (checked
+    from the header, before decoding), smaller than 28x28, or uniform (blank, any size)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
+            width, height = img.size  # from the header: nothing decoded yet
+            if width * height > MAX_PIXELS:
+                raise DataError(
+                    f"{path}: image is {width}x{height} pixels, more than numnet predict reads "
+                    f"({MAX_PIXELS // 10**6} megapixels); scale it down (a digit needs 28x28)")
             img.load()
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in
                                                      img.info):
@@ -77,13 +93,21 @@ def load_grayscale(path: str | Path) -> np.ndarray:
             gray = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not an image file") from None
+    except Image.DecompressionBombError as exc:  # PIL's own cap, met in the header too
+        raise DataError(f"{path}: image is too large to decode ({exc}); scale it down (a "
+                        "digit needs 28x28)") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable image ({exc}); give a PNG file") from None
     if gray.shape[0] < SIDE or gray.shape[1] < SIDE:
         raise DataError(
             f"{path}: image is {gray.shape[1]}x{gray.shape[0]} pixels; it must be at least "
             f"{SIDE}x{SIDE} (a grayscale digit, like MNIST's)"
         )
+    if float(gray.max() - gray.min()) <= UNIFORM_RANGE:
+        raise DataError(f"{path}: the image is uniform (every pixel about "
+                        f"{float(gray.mean()):.2f}); no digit found, give an image of a digit")
     return gray
 
 
@@ -183,9 +207,18 @@ def predict_files(weights: str | Path, images: list[str | Path], method: str = "
     """Load ``weights`` (numnet.core.serialize) and classify each image file; ``warn`` (one
     line on stderr by default; None: silent) gets :func:`weights_warning`'s line if any."""
     model = serialize.load(weights)
+    for name, p in model.named_parameters():
+        if not np.isfinite(to_numpy(p.value)).all():
+            raise WeightsFileError(
+                f"{weights}: parameter '{name}' holds NaN or infinite values (the run that "
+                "saved it diverged); retrain with a smaller learning rate")
     if warn is not None and (line := weights_warning(weights)) is not None:
         warn(line)
     x = np.stack([image_to_vector(p, method) for p in images])
     probs = predict_vectors(model, x)
+    if not np.isfinite(probs).all():  # finite weights can still overflow on an input
+        bad = [str(p) for p, row in zip(images, probs, strict=True) if not np.isfinite(row).all()]
+        raise WeightsFileError(f"{weights}: the model's outputs are not finite for "
+                               f"{', '.join(bad)}; these weights cannot classify them")
     return [Prediction(str(p), int(np.argmax(row)), [float(v) for v in row])
             for p, row in zip(images, probs, strict=True)]

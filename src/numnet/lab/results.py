@@ -327,3 +327,11 @@ def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: in
         s.integer(s.get(run, key, path), f"{path}.{key}")
     for key in ("wall_time", "updates_per_second"):
         s.number(run.get(key, 0.0), f"{path}.{key}", low=0.0)
+    final = run.get("final_weights")
+    if final is not None:  # the evaluation of the weights after the last update
+        s.table(final, f"{path}.final_weights")
+        for key in ("train_accuracy", "test_accuracy"):
+            s.number(s.get(final, key, f"{path}.final_weights"), f"{path}.final_weights.{key}",
+                     0.0, 1.0)
+        for key in ("train_loss", "test_loss"):
+            s.number(final.get(key, 0.0), f"{path}.final_weights.{key}", low=0.0)

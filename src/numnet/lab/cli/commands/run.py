@@ -169,7 +169,7 @@ def predict_command(args: argparse.Namespace) -> int:
     predictions = predict.predict_files(args.weights, args.images, method=args.method)
     for pred in predictions:
         if args.json:
-            print(json.dumps(pred.to_dict()))
+            print(json.dumps(pred.to_dict(), allow_nan=False))  # finite: predict_files checks
             continue
         print(f"{pred.path}: {pred.label}  (probability {pred.confidence:.4f})")
         print("  " + "  ".join(f"{k}: {p:.4f}" for k, p in enumerate(pred.probabilities)))
