@@ -65,7 +65,7 @@ and :mod:`~numnet.lab.sweep.figures` (summary.md/.csv and the figures).
 
 from numnet.lab.stats import describe, t_cdf, t_quantile
 from numnet.lab.sweep.aggregate import SUMMARY_FORMAT, aggregate, cell_text, summary_document
-from numnet.lab.sweep.cluster import iter_dask
+from numnet.lab.sweep.cluster import check_scheduler, iter_dask
 from numnet.lab.sweep.driver import (
     SWEEP_FORMAT,
     SweepResult,
@@ -118,6 +118,7 @@ __all__ = [
     "estimated_cost",
     "expand",
     "grid_seed",
+    "check_scheduler",
     "iter_dask",
     "iter_local",
     "load_data",

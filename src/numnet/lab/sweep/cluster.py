@@ -12,11 +12,30 @@ from numnet.lab.sweep.outcome import Outcome, TaskFn, failure
 from numnet.lab.sweep.plan import DataRef, SweepTask
 from numnet.lab.sweep.worker import run_task
 
+#: How long a sweep waits for the Dask scheduler to answer before it gives up.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_scheduler(url: str) -> str:
+    """``url`` when it is a scheduler address ``tcp://HOST:PORT`` (or ``tls://``), port
+    1..65535; else a NumnetError naming ``--scheduler`` with an example. Checked before any
+    data is loaded or connection tried."""
+    example = "e.g. --scheduler tcp://127.0.0.1:8786"
+    scheme, sep, rest = url.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not sep or scheme not in ("tcp", "tls") or not colon or not host or "/" in rest:
+        raise NumnetError(f"--scheduler {url!r} is not a scheduler address tcp://HOST:PORT; "
+                          + example)
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise NumnetError(f"--scheduler {url!r}: the port must be a number from 1 to 65535, "
+                          f"got {port!r}; " + example)
+    return url
+
 
 def iter_dask(
     tasks: Sequence[SweepTask], data: DataRef, *, scheduler: str, device: str = "cpu",
     retries: int = 0, threads: int | None = 1, task_fn: TaskFn = run_task,
-    log: Log | None = None, timeout: float = 30.0,
+    log: Log | None = None, timeout: float = CONNECT_TIMEOUT_S,
 ) -> Iterator[Outcome]:
     """Run ``tasks`` on the Dask distributed cluster at ``scheduler`` (``tcp://host:port``);
     yield outcomes as in :func:`iter_local`. Worker deaths are the scheduler's business
@@ -26,9 +45,10 @@ def iter_dask(
     except ImportError:
         raise NumnetError("--scheduler needs Dask distributed: pip install 'numnet[cluster]'"
                           ) from None
+    check_scheduler(scheduler)
     try:
         client = Client(scheduler, timeout=timeout)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:
         raise NumnetError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler "
                           f"({exc}); start one with `dask scheduler` and workers with "
                           f"`dask worker {scheduler}`") from None

@@ -1,10 +1,24 @@
 """Local execution of sweep tasks: ``jobs`` worker processes (forkserver, else spawn), each
-with its threads pinned; a worker that dies is replaced and its tasks resubmitted."""
+with its threads pinned; a worker that dies is replaced and its tasks resubmitted.
+
+Termination: an interrupt of the driver (Ctrl-C, or SIGTERM, which the command line raises as
+an interrupt) terminates the workers at once. A driver that dies without a word (SIGKILL, a
+crash) takes its workers with it: each worker watches the driver's pid and exits within
+:data:`WATCH_INTERVAL_S` once it is gone; on Linux it also asks the kernel
+(``PR_SET_PDEATHSIG``) to kill it when its parent (the forkserver) dies. So no worker is left
+running a task for nobody, parented to pid 1.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -14,6 +28,42 @@ from numnet.lab.progress import Log
 from numnet.lab.sweep.outcome import ALLOWED_FAILURES, Outcome, TaskFailure, TaskFn, failure
 from numnet.lab.sweep.plan import DataRef, SweepTask
 from numnet.lab.sweep.worker import pin_threads, run_task
+
+#: How often a worker checks that the driver is still alive.
+WATCH_INTERVAL_S = 0.5
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _exit_with_parent() -> None:
+    """Linux: the kernel sends this process SIGKILL when its parent dies (best effort)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _watch_driver(driver_pid: int) -> None:
+    """A daemon thread that ends this worker once the driver process is gone."""
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_INTERVAL_S)
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)  # nobody will read this worker's result: stop now
+            except PermissionError:
+                pass  # alive, another user's (cannot happen for our own driver)
+    threading.Thread(target=watch, name="numnet-driver-watch", daemon=True).start()
+
+
+def init_worker(threads: int | None, driver_pid: int) -> None:
+    """The initializer of every local worker: exit with the driver, then pin the threads."""
+    _exit_with_parent()
+    _watch_driver(driver_pid)
+    pin_threads(threads)
 
 
 def mp_context() -> Any:
@@ -39,7 +89,7 @@ def iter_local(
 
     def new_pool() -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp_context(),
-                                      initializer=pin_threads, initargs=(threads,))
+                                      initializer=init_worker, initargs=(threads, os.getpid()))
 
     pool = new_pool()
     in_flight: dict[cf.Future, SweepTask] = {}

@@ -177,6 +177,10 @@ def _label(spec: RunSpec, keys: Iterable[str]) -> str:
     return label + (f" ({', '.join(extra)})" if extra else "")
 
 
+#: The most tasks one sweep may plan (a typo's ``--seeds 100000000`` is refused at once).
+MAX_SWEEP_TASKS = 10**4
+
+
 def expand(
     protocol: Protocol,
     seeds: int,
@@ -194,6 +198,13 @@ def expand(
         raise NumnetError(f"--seeds must be a positive integer, got {seeds!r}")
     grid = dict(grid or {})
     base = plan_runs(protocol, models)  # replicate 0 of the protocol; validates ``models``
+    combinations = math.prod(len(v) for v in grid.values())
+    planned = len(base) * combinations * seeds  # at most: the grid's duplicates are merged
+    if planned > MAX_SWEEP_TASKS:
+        raise NumnetError(
+            f"--seeds {seeds} x {len(base) * combinations} settings plans {planned} tasks, more "
+            f"than the {MAX_SWEEP_TASKS} numnet sweeps at once; use fewer --seeds, --grid "
+            "values or --models")
     cells: list[Cell] = []
     if not grid:
         for spec in base:

@@ -24,6 +24,8 @@ def sweep(args: argparse.Namespace) -> int:
                         "workers set the parallelism")
     n_threads = threads(args)
     try:
+        if args.scheduler is not None:
+            sweep_mod.check_scheduler(args.scheduler)
         models = parse_models(args.models)
         grid = sweep_mod.parse_grid(args.grid)
     except NumnetError as exc:
