@@ -207,7 +207,7 @@ class _Schema:
         if not isinstance(value, list):
             self.fail(path, "a list of numbers", value)
         if length is not None and len(value) != length:
-            self.fail(path, f"a list as long as samples ({length} entries)", value)
+            self.fail(path, f"a list of {length} entries (as long as the run's series)", value)
         for k, v in enumerate(value):
             self.number(v, f"{path}[{k}]", **bounds)
         return len(value)
@@ -282,6 +282,34 @@ def validate(doc: Any, source: str = "results.json") -> dict[str, Any]:
     return doc
 
 
+def _validate_internals(s: _Schema, internals: Any, path: str) -> None:
+    """The training internals of a run: ``update`` (a list of update numbers) and, per
+    quantity, a series as long as it (numbers or null), or an object of such series per layer;
+    ``start`` the same structure for the first updates."""
+    s.table(internals, path)
+    updates = s.get(internals, "update", path)
+    if not isinstance(updates, list):
+        s.fail(f"{path}.update", "a list of update numbers", updates)
+    for k, u in enumerate(updates):
+        s.integer(u, f"{path}.update[{k}]")
+    n = len(updates)
+    for key, value in internals.items():
+        where = f"{path}.{key}"
+        if key == "update":
+            continue
+        if key == "start":
+            _validate_internals(s, value, where)
+        elif key in ("probe_examples",):
+            s.integer(value, where)
+        elif key == "lr":
+            s.number(value, where, low=0.0)
+        elif isinstance(value, dict):
+            for layer, series in value.items():
+                s.numbers(series, f"{where}.{layer}", n, none=True)
+        else:
+            s.numbers(value, where, n, none=True)
+
+
 def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: int) -> None:
     s.text(s.get(run, "run_id", path), f"{path}.run_id")
     spec = s.table(s.get(run, "spec", path), f"{path}.spec")
@@ -327,6 +355,29 @@ def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: in
         s.integer(s.get(run, key, path), f"{path}.{key}")
     for key in ("wall_time", "updates_per_second"):
         s.number(run.get(key, 0.0), f"{path}.{key}", low=0.0)
+    if run.get("internals") is not None:
+        _validate_internals(s, run["internals"], f"{path}.internals")
+    final_model = run.get("final_model")
+    if final_model is not None:
+        s.table(final_model, f"{path}.final_model")
+        confusion = final_model.get("confusion")
+        if confusion is not None and not (
+                isinstance(confusion, list) and all(
+                    isinstance(row, list) and len(row) == len(confusion) and all(
+                        isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in row)
+                    for row in confusion)):
+            s.fail(f"{path}.final_model.confusion", "a square table of counts", confusion)
+        for key, value in final_model.items():
+            if key != "confusion" and not isinstance(value, list | dict | int | float | str):
+                s.fail(f"{path}.final_model.{key}", "a list or an object", value)
+    diagnosis = run.get("diagnosis")
+    if diagnosis is not None:
+        s.table(diagnosis, f"{path}.diagnosis")
+        s.text(diagnosis.get("verdict", ""), f"{path}.diagnosis.verdict")
+        for key in ("labels", "reasons", "notes"):
+            items = diagnosis.get(key, [])
+            if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+                s.fail(f"{path}.diagnosis.{key}", "a list of strings", items)
     final = run.get("final_weights")
     if final is not None:  # the evaluation of the weights after the last update
         s.table(final, f"{path}.final_weights")
