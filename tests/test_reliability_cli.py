@@ -8,12 +8,15 @@ import errno
 import os
 import signal
 import time
+import warnings
 
+import numpy as np
 import pytest
 from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
 import numnet.core.io
 import numnet.lab.data
+from numnet.core import runtime
 from numnet.core.errors import NumnetError
 from numnet.core.io import write_json
 from numnet.lab import experiments, protocol
@@ -239,3 +242,18 @@ def test_sigterm_is_handled_like_ctrl_c(monkeypatch, capsys) -> None:
     assert main(["reproduce", "--quiet"]) == 143
     assert capsys.readouterr().err.strip() == "numnet: terminated (SIGTERM)"
     assert signal.getsignal(signal.SIGTERM) is before  # main gives the handler back
+
+
+def test_helper_threads_keep_the_callers_errstate() -> None:
+    big = np.full(8, 3e38, dtype=np.float32)
+
+    def part(k: int) -> None:
+        big * np.float32(10)  # overflows: inf, and a RuntimeWarning unless ignored
+
+    with runtime.threads(2):
+        if not runtime.RUNTIME.blas_controllers():
+            pytest.skip("helper threads need threadpoolctl")
+        with warnings.catch_warnings(record=True) as caught, np.errstate(over="ignore"):
+            warnings.simplefilter("always")
+            runtime.run_parts(part, 4)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

@@ -219,7 +219,8 @@ class Runtime:
                 fn(k)
             return
         pool = self._helpers(self._threads - 1)
-        futures = [pool.submit(fn, k) for k in range(count - 1)]
+        errstate = np.geterr()  # per thread in NumPy: each helper takes the caller's
+        futures = [pool.submit(_in_errstate, fn, errstate, k) for k in range(count - 1)]
         error: BaseException | None = None
         try:
             fn(count - 1)
@@ -302,6 +303,12 @@ def get_threads() -> int:
 def single_threaded_blas() -> _SingleThreadedBlas:
     """``with single_threaded_blas(): ...`` runs the block with BLAS on one thread."""
     return RUNTIME.single_threaded_blas
+
+
+def _in_errstate(fn: Callable[[int], None], errstate: dict[str, str], k: int) -> None:
+    """``fn(k)`` under the floating-point error settings of the thread that asked for it."""
+    with np.errstate(**errstate):
+        fn(k)
 
 
 def run_parts(fn: Callable[[int], None], count: int, xp: Any = np) -> None:
