@@ -17,6 +17,7 @@ from test_report import run_dict, synthetic_doc
 from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
 from numnet.core import serialize
+from numnet.core.errors import WeightsFileError
 from numnet.lab import experiments, plots, predict, report, training
 from numnet.lab.progress import ProgressDisplay, describe_run
 from numnet.lab.results import CSV_COLUMNS, results_csv
@@ -176,7 +177,10 @@ def test_weights_header_has_status_and_diagnosis_and_predict_warns(out, tmp_path
     from PIL import Image
 
     Image.fromarray((DATA.test.images[0].reshape(28, 28) * 255).astype(np.uint8)).save(png)
-    predict.predict_files(out / "weights" / "model1-setting3.npz", [png], warn=warned.append)
+    # the warning comes first; then its outputs, not finite, are refused (never "nan" printed)
+    with pytest.raises(WeightsFileError, match="outputs are not finite"):
+        predict.predict_files(out / "weights" / "model1-setting3.npz", [png],
+                              warn=warned.append)
     assert warned == [line]
 
 
