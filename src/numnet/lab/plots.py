@@ -105,7 +105,7 @@ def learning_curves_figure(doc: dict[str, Any], labels: Labels | None = None) ->
     p = doc["protocol"]
     fig.text(0.995, 0.005, f"numnet — protocol {p['name']} (hash {p['hash']}), seed {p['seed']}"
              " — dashed: chance (0.1); dotted: epochs", ha="right", va="bottom", fontsize=10,
-             color="grey", parse_math=False)  # names from results.json: a "$" is a dollar
+             color="grey")
     # Fixed margins: tight_layout would draw the whole figure once more just to measure it.
     fig.subplots_adjust(left=0.045, right=0.99, top=0.91, bottom=0.065, hspace=0.42,
                         wspace=0.2)
@@ -239,6 +239,6 @@ def summary_table_figure(doc: dict[str, Any], labels: Labels | None = None) -> A
         note += "; * last curve point (no final-weights evaluation)"
     fig.text(0.01, 0.01, note, ha="left", va="bottom", fontsize=8, color="grey")
     fig.text(0.99, 0.01, f"protocol {p['name']} ({p['hash'][:8]}), seed {p['seed']}",
-             ha="right", va="bottom", fontsize=8, color="grey", parse_math=False)
+             ha="right", va="bottom", fontsize=8, color="grey")
     fig.subplots_adjust(left=0.03, right=0.97, top=0.80 if quick else 0.86, bottom=0.08)
     return fig

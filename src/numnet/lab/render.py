@@ -175,6 +175,10 @@ def fmt_time(seconds: float) -> str:
 
 def png_bytes(fig: Any, dpi: int = 100) -> bytes:
     """A matplotlib figure as PNG bytes at ``dpi`` (pixel size = inches x dpi, no cropping)."""
+    # Every text is drawn as it reads: names and ids come from results.json, where a "$" is
+    # a dollar sign, not matplotlib mathtext (an odd number of them would not even parse).
+    for text in fig.findobj(lambda artist: hasattr(artist, "set_parse_math")):
+        text.set_parse_math(False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
