@@ -27,6 +27,7 @@ from numnet.core.backend import array_module, to_numpy
 from numnet.core.kernels.plain import softmax
 from numnet.core.layers import Conv2D, Layer, ReLU
 from numnet.core.names import NUM_CLASSES
+from numnet.core.runtime import single_threaded_blas
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 
@@ -66,19 +67,31 @@ def forward_trace(
     model: Any, x: Array, keep: Callable[[str, Layer], bool]
 ) -> tuple[Array, dict[str, Array]]:
     """``(logits (N, 10), {name: output})`` of an evaluation forward of ``x`` (``(N, 784)``),
-    layer by layer, keeping the output of each layer for which ``keep(name, layer)`` is true.
+    keeping the output of each layer for which ``keep(name, layer)`` is true.
 
-    Runs the model's own layers (same kernels, evaluation mode: nothing is cached for backward)
-    but not its fused steps, so that every layer's output exists; the logits are the same as
-    ``model.forward(x, train=False)``'s to float rounding.
+    Runs the model's own execution plan (its fused steps included, same kernels, evaluation
+    mode: nothing is cached for backward, parameters untouched), so the logits are those of
+    ``model.forward(x, train=False)``; only when a layer to keep sits inside a fused step does
+    it run the layers one by one, so that that layer's output exists. BLAS runs on one thread,
+    as in ``Sequential.forward`` (the GEMMs are small).
     """
     xp = array_module(model.parameters()[0].value) if model.parameters() else array_module(x)
     h = xp.asarray(x, dtype=model.dtype)
+    names = {id(layer): name for name, layer in model.layers}
+    # the plan's steps, each with the layers it runs; a fused step hiding a kept layer -> none
+    steps = [(step, list(getattr(step, "layers", [step]))) for step, _ in
+             getattr(model, "_plan", [(layer, None) for _, layer in model.layers])]
+    hidden = any(len(inner) > 1 and any(keep(names[id(la)], la) for la in inner)
+                 for _, inner in steps)
+    if hidden:
+        steps = [(layer, [layer]) for _, layer in model.layers]
     kept: dict[str, Array] = {}
-    for name, layer in model.layers:
-        h = layer.forward(h, train=False)
-        if keep(name, layer):
-            kept[name] = h.copy()  # layers may reuse their output buffers
+    with single_threaded_blas():
+        for step, inner in steps:
+            h = step.forward(h, train=False)
+            name = names[id(inner[-1])]
+            if len(inner) == 1 and keep(name, inner[0]):
+                kept[name] = h.copy()  # layers may reuse their output buffers
     return h, kept
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from numnet.core.errors import NumnetError
+from numnet.core.introspect import logit_stats
 from numnet.core.names import IMAGE_SHAPE, MODEL_NAMES
 
 INSTALL_HINT = 'pip install "numnet[reference]"  (here: pip install torch==2.13.0)'
@@ -347,6 +348,66 @@ class ReferenceTrainer:
         """True when every parameter is finite (the runner's divergence rule)."""
         return all(bool(self.torch.isfinite(p).all()) for p in self.model.parameters())
 
+    def internals(self, x_probe: np.ndarray) -> dict[str, Any]:
+        """The training internals on the probe ``x_probe`` ``(P, 784)``, as numnet's stepper
+        gives them (``numnet.lab.training.internals``), under numnet's layer names
+        (:func:`numnet_layer_names`): weight and last-step gradient norms of each Conv2d and
+        Linear, the dead fraction of each ReLU (a unit: a feature, or a channel over all
+        positions), the logit statistics. Norms do not depend on the layout."""
+        nn = self.torch.nn
+        weight_norm: dict[str, float] = {}
+        grad_norm: dict[str, float] = {}
+        dead: dict[str, float] = {}
+        with self.torch.no_grad():
+            h = self._inputs(x_probe)
+            for name, module in zip(numnet_layer_names(self.model), self.model, strict=True):
+                h = module(h)
+                if isinstance(module, nn.Conv2d | nn.Linear):
+                    weight_norm[name] = float(module.weight.detach().double().norm())
+                    g = module.weight.grad
+                    grad_norm[name] = float(g.double().norm()) if g is not None else 0.0
+                elif isinstance(module, nn.ReLU):
+                    a = h if h.dim() == 2 else h.movedim(1, -1)  # units on the last axis
+                    a = a.reshape(-1, a.shape[-1])
+                    dead[name] = float((a <= 0).all(dim=0).double().mean())
+            logits = h.double().cpu().numpy()
+        return {"weight_norm": weight_norm, "grad_norm": grad_norm, "dead_fraction": dead,
+                **logit_stats(logits)}
+
+    def probabilities(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Softmax probabilities ``(N, 10)`` (NumPy, float64), in chunks, without gradients."""
+        out = []
+        with self.torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                z = self.forward(x[start : start + batch_size]).double()
+                out.append(self.torch.softmax(z, dim=1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 10))
+
+
+def numnet_layer_names(torch_model: Any) -> list[str]:
+    """The name numnet gives each module of a reference model (``numnet.core.models``):
+    Conv2d k -> ``conv<k>``, Linear k -> ``fc<k>``, an activation after conv k -> ``act<k>``,
+    a ReLU after Linear k -> ``relu<k>``, a max-pool after conv k -> ``pool<k>``; others by
+    their class name."""
+    nn = import_torch().nn
+    names, conv, fc, last = [], 0, 0, ""
+    for module in torch_model:
+        if isinstance(module, nn.Conv2d):
+            conv += 1
+            last = "conv"
+            names.append(f"conv{conv}")
+        elif isinstance(module, nn.Linear):
+            fc += 1
+            last = "fc"
+            names.append(f"fc{fc}")
+        elif isinstance(module, nn.ReLU | nn.Sigmoid | nn.Tanh):
+            names.append(f"act{conv}" if last == "conv" else f"relu{fc}")
+        elif isinstance(module, nn.MaxPool2d):
+            names.append(f"pool{conv}")
+        else:
+            names.append(type(module).__name__.lower())
+    return names
+
 
 def iter_params(torch_model: Any) -> Iterator[Any]:
     """The parameters in numnet's order (for callers that want the tensors themselves)."""
@@ -363,6 +424,7 @@ __all__: Sequence[str] = (
     "import_torch",
     "iter_params",
     "loss_function",
+    "numnet_layer_names",
     "numnet_layout_arrays",
     "reference_from_numnet",
     "to_numnet_layout",

@@ -9,6 +9,7 @@ from typing import Any
 
 from numnet.core.io import write_bytes, write_text
 from numnet.lab.compare.answers import q2_answers, side_by_side_rows
+from numnet.lab.compare.evidence import internals_images, internals_markdown, internals_section_html
 from numnet.lab.compare.figure import overlay_figure
 from numnet.lab.compare.record import refresh_diagnoses, save_document
 from numnet.lab.environment import machine_text
@@ -108,8 +109,10 @@ BODY = """<header><h1>numnet compare: {name}{quick}</h1>
 <footer>numnet compare · compare.json holds every number shown here</footer>"""
 
 
-def render_html(doc: dict[str, Any], overlay_png: bytes | None = None) -> str:
-    """compare.html: a self-contained page holding the Q2 section and the environment."""
+def render_html(doc: dict[str, Any], overlay_png: bytes | None = None,
+                images: dict[str, bytes] | None = None) -> str:
+    """compare.html: a self-contained page holding the Q2 section, the training internals of
+    both implementations (``images``: :func:`internals_images`) and the environment."""
     p = doc["protocol"]
     env = doc.get("environment", {})
     torch_env = env.get("torch", {})
@@ -126,7 +129,9 @@ def render_html(doc: dict[str, Any], overlay_png: bytes | None = None) -> str:
     body = html(BODY, name=p["name"],
                 quick=Html(' <span class="quick">QUICK</span>') if doc.get("label") else "",
                 source=p["source"], hash=p["hash"], seed=p["seed"], n_runs=len(doc["runs"]),
-                q2=q2_section_html(doc, overlay_png), environment=kv_rows(env_rows),
+                q2=Html(q2_section_html(doc, overlay_png)
+                        + internals_section_html(doc, images or internals_images(doc))),
+                environment=kv_rows(env_rows),
                 text=p.get("text") or "")
     return page(f"numnet compare: {p['name']}", CSS + Q2_CSS, body)
 
@@ -150,6 +155,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
                          for s in answers[key])
             lines.append("")
     lines += ["![numnet vs PyTorch learning curves](compare_curves.png)", ""]
+    lines += internals_markdown(doc)
     return "\n".join(lines)
 
 
@@ -215,6 +221,9 @@ def write_outputs(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
     save_document(out, doc)
     png = png_bytes(overlay_figure(doc))
     write_bytes(out / "compare_curves.png", png)
-    write_text(out / "compare.html", render_html(doc, png))
+    images = internals_images(doc)
+    for name, data in images.items():
+        write_bytes(out / name, data)
+    write_text(out / "compare.html", render_html(doc, png, images))
     write_text(out / "compare.md", render_markdown(doc))
-    return {name: out / name for name in FILES}
+    return {name: out / name for name in (*FILES, *images)}

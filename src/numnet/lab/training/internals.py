@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -107,21 +108,37 @@ class InternalsRecorder:
         self.x_probe = x_probe
         self.evals = Series(lr)
         self.start = Series(lr)
+        #: seconds spent recording (snapshots, and the final evidence when timed with ``timed``)
+        self.seconds = 0.0
 
     def record(self, stepper: Any, update: int) -> None:
         """Take the stepper's snapshot after update ``update`` (an evaluation) and append it."""
+        t0 = time.perf_counter()
         self.evals.append(stepper.internals(self.x_probe), update)
+        self.seconds += time.perf_counter() - t0
 
     def record_start(self, stepper: Any, update: int) -> None:
         """A start snapshot: ``update`` 0 (before any step) or 1 (after the first)."""
+        t0 = time.perf_counter()
         self.start.append(stepper.internals(self.x_probe), update, gradient=update > 0)
+        self.seconds += time.perf_counter() - t0
+
+    def final(self, stepper: Any, x_te: Any, y_te: Any, batch_size: int,
+              update: int) -> dict[str, Any]:
+        """:func:`final_evidence`, its time counted in :attr:`seconds`."""
+        t0 = time.perf_counter()
+        out = final_evidence(stepper, x_te, y_te, batch_size, update)
+        self.seconds += time.perf_counter() - t0
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The record's ``internals`` object (JSON-ready): the per-evaluation lists at the top
-        level, the start snapshots under ``"start"`` in the same shape."""
+        level, the start snapshots under ``"start"`` in the same shape; ``seconds`` the time
+        the recording took (its cost, inside the run's wall time)."""
         return {
             "probe_examples": int(len(self.x_probe)),
             "lr": self.lr,
+            "seconds": self.seconds,
             **self.evals.to_dict(),
             "start": self.start.to_dict(),
         }

@@ -16,7 +16,6 @@ from numnet.core.optim import SGD
 from numnet.lab.training.internals import (
     PROBE_EXAMPLES,
     InternalsRecorder,
-    final_evidence,
     numnet_probabilities,
     numnet_snapshot,
 )
@@ -287,7 +286,7 @@ def train_run(
                 final_weights = None
         final = None
         if recorder is not None and status == STATUS_OK and hasattr(stepper, "probabilities"):
-            final = final_evidence(stepper, x_te, y_te, spec.eval_batch_size, applied)
+            final = recorder.final(stepper, x_te, y_te, spec.eval_batch_size, applied)
     wall = time.perf_counter() - start
     report(applied, done=True)
 
