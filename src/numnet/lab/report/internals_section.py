@@ -70,8 +70,8 @@ def _findings(run: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> list[str]
 
 def cost_text(doc: dict[str, Any]) -> str:
     """What recording the internals cost: its seconds over the runs' training time."""
-    runs = [r for r in doc["runs"] if has_internals(r) and "seconds" in r["internals"]]
-    spent = sum(r["internals"]["seconds"] for r in runs)
+    runs = [r for r in doc["runs"] if has_internals(r) and "wall_time" in r["internals"]]
+    spent = sum(r["internals"]["wall_time"] for r in runs)
     total = sum(r.get("wall_time", 0.0) for r in runs)
     if not runs or total <= 0:
         return ""

@@ -108,7 +108,7 @@ class InternalsRecorder:
         self.x_probe = x_probe
         self.evals = Series(lr)
         self.start = Series(lr)
-        #: seconds spent recording (snapshots, and the final evidence when timed with ``timed``)
+        #: seconds spent recording (the snapshots and the final evidence)
         self.seconds = 0.0
 
     def record(self, stepper: Any, update: int) -> None:
@@ -133,12 +133,12 @@ class InternalsRecorder:
 
     def to_dict(self) -> dict[str, Any]:
         """The record's ``internals`` object (JSON-ready): the per-evaluation lists at the top
-        level, the start snapshots under ``"start"`` in the same shape; ``seconds`` the time
+        level, the start snapshots under ``"start"`` in the same shape; ``wall_time`` the seconds
         the recording took (its cost, inside the run's wall time)."""
         return {
             "probe_examples": int(len(self.x_probe)),
             "lr": self.lr,
-            "seconds": self.seconds,
+            "wall_time": self.seconds,
             **self.evals.to_dict(),
             "start": self.start.to_dict(),
         }
