@@ -12,8 +12,8 @@ over pairs of (time with internals / time without) - 1. With one epoch the fixed
 set) is spread over 551 updates instead of the protocol's 2,751 to 22,001, so the figure is an
 upper bound of the protocol's overhead; ``--epochs 0`` keeps the protocol's epochs. The two
 runs' curves are checked to be identical. Beside the A/B figure (noisy on a loaded machine) it
-prints the time the recording itself took (``run.internals["wall_time"]``, timed inside the run)
-over the run's time without it -- the same figure every run's record carries.
+prints the time the recording itself took (``RunResult.internals_time``, timed inside the run)
+over the run's time without it.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{model}: curves differ with internals (a bug)", file=sys.stderr)
                     return 1
                 ratios.append(t_with / t_without - 1)
-                inside.append(r_with.internals["wall_time"] / r_without.wall_time)
+                inside.append(r_with.internals_time / r_without.wall_time)
             cost = statistics.median(ratios)
             worst = max(worst, cost)
             print(f"{spec.run_id} ({spec.epochs} epoch(s), lr {spec.lr:g}, "

@@ -152,6 +152,7 @@ def test_run_records_internals_without_changing_it(model: str, tmp_path) -> None
     with_it = train_run(RunSpec(**kw), data)
     without = train_run(RunSpec(**kw, internals=False), data)
     assert with_it.train_loss == without.train_loss and without.internals is None
+    assert 0 < with_it.internals_time < with_it.wall_time and without.internals_time == 0
     assert with_it.test_accuracy == without.test_accuracy
     i = with_it.internals
     n = with_it.evaluations

@@ -68,17 +68,6 @@ def _findings(run: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> list[str]
     return evidence_findings(run, d.verdict if d is not None else "")
 
 
-def cost_text(doc: dict[str, Any]) -> str:
-    """What recording the internals cost: its seconds over the runs' training time."""
-    runs = [r for r in doc["runs"] if has_internals(r) and "wall_time" in r["internals"]]
-    spent = sum(r["internals"]["wall_time"] for r in runs)
-    total = sum(r.get("wall_time", 0.0) for r in runs)
-    if not runs or total <= 0:
-        return ""
-    return (f"Recording them took {spent:.2f} s of the {total:.1f} s these runs trained "
-            f"({100 * spent / total:.2f}%; turn it off with --no-internals).")
-
-
 def evidence_html(doc: dict[str, Any], images: dict[str, bytes],
                   diagnoses: dict[str, Diagnosis]) -> Html:
     """The section as HTML (empty when no run has evidence): per run its evidence findings
@@ -98,8 +87,8 @@ def evidence_html(doc: dict[str, Any], images: dict[str, bytes],
         return Html("")
     rules = join(html("<tr><td><b>{}</b></td><td>{}</td></tr>", n, t) for n, t in EVIDENCE_RULES)
     return html('<section id="internals"><h2>Why: training internals and final models</h2>'
-                '<p class="muted">{} {}</p><table class="rules">{}</table>{}</section>',
-                INTRO, cost_text(doc), rules, join(blocks))
+                '<p class="muted">{}</p><table class="rules">{}</table>{}</section>',
+                INTRO, rules, join(blocks))
 
 
 def evidence_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> list[str]:
@@ -108,8 +97,7 @@ def evidence_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> l
     runs = [r for r in doc["runs"] if figure_names(r)]
     if not runs:
         return []
-    lines = ["## Why: training internals and final models", "",
-             f"{INTRO} {cost_text(doc)}".rstrip(), ""]
+    lines = ["## Why: training internals and final models", "", INTRO, ""]
     lines.extend(f"- **{n}**: {t}" for n, t in EVIDENCE_RULES)
     lines.append("")
     for run in runs:

@@ -133,12 +133,12 @@ class InternalsRecorder:
 
     def to_dict(self) -> dict[str, Any]:
         """The record's ``internals`` object (JSON-ready): the per-evaluation lists at the top
-        level, the start snapshots under ``"start"`` in the same shape; ``wall_time`` the seconds
-        the recording took (its cost, inside the run's wall time)."""
+        level, the start snapshots under ``"start"`` in the same shape. (The time the recording
+        took, :attr:`seconds`, is the run's ``RunResult.internals_time``, not in the record:
+        records of one seed stay identical.)"""
         return {
             "probe_examples": int(len(self.x_probe)),
             "lr": self.lr,
-            "wall_time": self.seconds,
             **self.evals.to_dict(),
             "start": self.start.to_dict(),
         }

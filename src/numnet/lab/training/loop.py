@@ -307,5 +307,6 @@ def train_run(
         final_weights=final_weights,
         model=stepper.model,
         internals=recorder.to_dict() if recorder is not None else None,
+        internals_time=recorder.seconds if recorder is not None else 0.0,
         final_model=final,
     )

@@ -102,6 +102,8 @@ class RunResult:
     model: Any = field(default=None, repr=False, compare=False)
     internals: dict[str, Any] | None = field(default=None, repr=False)
     final_model: dict[str, Any] | None = field(default=None, repr=False)
+    #: seconds of ``wall_time`` spent recording the internals (not in ``to_dict``)
+    internals_time: float = field(default=0.0, repr=False, compare=False)
 
     @property
     def run_id(self) -> str:
