@@ -90,6 +90,7 @@ def internals_figure(runs: list[tuple[str, dict[str, Any]]], title: str = "") ->
     ax_dead.yaxis.set_major_formatter(_percent())
     ax_ratio.set_title("Update / weight ratio  lr·|g|/|w|", fontsize=10)
     ax_ratio.set_yscale("log")
+    _plain_log(ax_ratio)
     ax_ratio.axhline(USUAL_UPDATE_RATIO, color="grey", linestyle=":", linewidth=1.2)
     ax_ratio.text(0.01, USUAL_UPDATE_RATIO, f" usual {USUAL_UPDATE_RATIO:g}", color="grey",
                   fontsize=8, va="bottom", transform=ax_ratio.get_yaxis_transform())
@@ -99,6 +100,7 @@ def internals_figure(runs: list[tuple[str, dict[str, Any]]], title: str = "") ->
             transform=ax_ratio.transAxes)
     ax_logit.set_title("Logit scale / confidence (probe)", fontsize=10)
     ax_logit.set_yscale("log")
+    _plain_log(ax_logit)
     ax_logit.set_ylabel("mean max |z|", fontsize=9)
     ax_top.set_ylim(0, 1.02)
     ax_top.axhline(1 / NUM_CLASSES, color="#c2185b", linestyle=":", linewidth=0.8)
@@ -123,6 +125,15 @@ def internals_figure(runs: list[tuple[str, dict[str, Any]]], title: str = "") ->
     fig.subplots_adjust(left=0.04, right=0.97, top=0.82 if title else 0.9, bottom=0.16,
                         wspace=0.38)
     return fig
+
+
+def _plain_log(ax: Any) -> None:
+    """Log-axis tick labels as plain numbers ("0.001"): the PNGs are drawn without mathtext
+    (``numnet.lab.render.png_bytes``), so matplotlib's "10^k" labels would show as markup."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _percent() -> Any:
