@@ -56,7 +56,8 @@ in ``n_diverged`` and left out of the statistics (its curve ends early and its f
 is that of its last finite evaluation); a failed task is counted in ``n_error``.
 
 Modules: :mod:`~numnet.lab.sweep.plan` (cells, tasks, seeds), :mod:`~numnet.lab.sweep.worker`
-(one task, in a worker), :mod:`~numnet.lab.sweep.local` and :mod:`~numnet.lab.sweep.cluster`
+(one task, in a worker), :mod:`~numnet.lab.sweep.local` (on :mod:`numnet.lab.executor`, shared
+with reproduce) and :mod:`~numnet.lab.sweep.cluster`
 (the two executors), :mod:`~numnet.lab.sweep.outcome` (task records and failures),
 :mod:`~numnet.lab.sweep.driver` (resume, collection, the command),
 :mod:`~numnet.lab.sweep.aggregate` (statistics, summary.json), :mod:`~numnet.lab.sweep.render`

@@ -5,44 +5,24 @@
 
 from __future__ import annotations
 
-import dataclasses
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from numnet.lab.executor import ALLOWED_FAILURES, TaskFailure, failure
 from numnet.lab.sweep.plan import SweepTask
 
-TASK_FORMAT = "numnet.sweep-task/1"  # format names: as before the core/lab split
-#: Resubmissions of a task whose worker process died (Dask's allowed-failures default is 3).
-ALLOWED_FAILURES = 3
+__all__ = ["ALLOWED_FAILURES", "TASK_FORMAT", "Outcome", "SweepOutcome", "TaskFailure",
+           "TaskFn", "error_path", "failure", "task_path"]
 
+TASK_FORMAT = "numnet.sweep-task/1"  # format names: as before the core/lab split
 #: ``task_fn(task, data, device, threads) -> record``: what a worker runs for a task
 TaskFn = Callable[..., dict[str, Any]]
 
 
-@dataclass
-class TaskFailure:
-    """A task that raised (or whose worker died too often): its error text and traceback."""
-
-    task_id: str
-    error: str
-    traceback: str = ""
-    attempts: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
 #: What an executor yields per task: ``(task, record, None)`` or ``(task, None, failure)``.
 Outcome = tuple[SweepTask, dict[str, Any] | None, TaskFailure | None]
-
-
-def failure(task: SweepTask, exc: BaseException, tb: Any = None, attempts: int = 1) -> TaskFailure:
-    """The :class:`TaskFailure` of ``task`` that raised ``exc`` (with its traceback)."""
-    text = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
-    return TaskFailure(task.task_id, f"{type(exc).__name__}: {exc}", text, attempts)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The worker side of a sweep: one task trained where this code runs (a local pool process or
-a Dask worker), the data loaded once per process, the threads pinned once per process."""
+a Dask worker), the data loaded once per process, the threads pinned once per process
+(:func:`numnet.lab.executor.pin_threads`)."""
 
 from __future__ import annotations
 
@@ -12,28 +13,15 @@ from typing import Any
 from numnet.core import runtime
 from numnet.core.errors import NumnetError
 from numnet.lab import data as data_mod
+from numnet.lab import executor
 from numnet.lab.environment import blas_thread_counts, data_info
+from numnet.lab.executor import pin_threads
 from numnet.lab.metrics import EvaluationClock
 from numnet.lab.sweep.outcome import TASK_FORMAT
 from numnet.lab.sweep.plan import DataRef, SweepTask
 from numnet.lab.training import RunSpec, train_run
 
 _DATA_LOCK = threading.Lock()
-_PINNED: list[runtime.threads] = []  # this process's thread setting, entered and kept
-
-
-def pin_threads(threads: int | None) -> None:
-    """Run this process with ``numnet.core.runtime.threads(threads)`` -- numnet's helper
-    threads and the BLAS pools -- from now on (None: leave them alone). Results do not depend
-    on it; speed does, when N worker processes share N cores.
-
-    Done once per process (a worker initializer, or the first task on a Dask worker): the
-    setting is entered and never left, for the life of the process."""
-    if threads is None or _PINNED:
-        return
-    setting = runtime.threads(threads)
-    setting.__enter__()
-    _PINNED.append(setting)
 
 
 @functools.lru_cache(maxsize=2)
@@ -69,7 +57,8 @@ def run_task(
     pin_threads(threads)
     datasets, info = load_data(data)
     check_data_fits(task.spec, datasets)
-    clock = EvaluationClock()
+    # executor.checkpoint at each report: a local worker whose driver is gone stops there
+    clock = EvaluationClock(lambda progress: executor.checkpoint())
     result = train_run(task.spec, datasets, device=device, on_progress=clock)
     return {
         "format": TASK_FORMAT,

@@ -1,0 +1,334 @@
+"""Local worker processes, shared by ``numnet sweep`` and ``numnet reproduce``.
+
+:func:`iter_local` runs independent tasks (anything with a ``task_id``) on ``jobs`` worker
+processes of a ``concurrent.futures.ProcessPoolExecutor`` (forkserver, else spawn: no
+inherited threads or locks) and yields each outcome as it finishes:
+
+- at most ``jobs`` tasks are in flight, so every submitted task is running and a broken pool
+  (a worker died: killed, out of memory) tells exactly which tasks lost their worker; those
+  are resubmitted to a fresh pool, up to :data:`ALLOWED_FAILURES` times each, and a task that
+  raised is resubmitted ``retries`` times, then reported as a :class:`TaskFailure`;
+- interrupted (Ctrl-C in the parent, or the consumer closing the generator), the workers are
+  terminated and joined before the generator returns: no worker outlives it. Workers ignore
+  SIGINT (a terminal sends it to the whole process group), so only the parent decides.
+
+Every task runs in a *slot* (0 .. jobs-1, one per task in flight), a few numbers in shared
+memory (no pipes, nothing to drain):
+
+- the worker's progress (:meth:`WorkerSlot.report`), which the parent reads for its in-flight
+  status (``poll``, every ``poll_every`` seconds while tasks run);
+- the worker's thread share, set by the parent when ``cores`` is given: one thread per task
+  while tasks wait; once fewer tasks than cores remain, the cores are split among the running
+  ones (the earlier submitted -- the longer, when the caller sorts longest first -- get the
+  remainder), at most ``max_threads`` each. A task follows its share with
+  :func:`follow_thread_share` (e.g. from its progress callback); results never depend on the
+  thread count (``numnet.core.runtime``), so a share may change in the middle of a task.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import ctypes
+import dataclasses
+import multiprocessing
+import signal
+import sys
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from numnet.core import runtime
+from numnet.core.errors import NumnetError
+
+#: Resubmissions of a task whose worker process died (Dask's allowed-failures default is 3).
+ALLOWED_FAILURES = 3
+
+
+@dataclass
+class TaskFailure:
+    """A task that raised (or whose worker died too often): its error text and traceback."""
+
+    task_id: str
+    error: str
+    traceback: str = ""
+    attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def failure(task: Any, exc: BaseException, tb: Any = None, attempts: int = 1) -> TaskFailure:
+    """The :class:`TaskFailure` of ``task`` that raised ``exc`` (with its traceback)."""
+    text = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    return TaskFailure(task.task_id, f"{type(exc).__name__}: {exc}", text, attempts)
+
+
+#: What :func:`iter_local` yields per task: ``(task, result, None)`` or ``(task, None, failure)``.
+Outcome = tuple[Any, Any, TaskFailure | None]
+#: ``poll(statuses)``: the tasks in flight, in submission order, as ``(task, values, threads)``
+#: -- the numbers its worker last reported (:meth:`WorkerSlot.report`) and its thread share.
+Poll = Callable[[list[tuple[Any, list[float], int]]], None]
+
+
+def mp_context() -> Any:
+    """forkserver where the platform has it (fast, no inherited threads), else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+# ------------------------------------------------------------------------------ thread setting
+
+
+_PINNED: list[runtime.threads] = []  # this process's thread setting, entered and kept
+
+
+def pin_threads(threads: int | None) -> None:
+    """Run this process with ``numnet.core.runtime.threads(threads)`` -- numnet's helper
+    threads and the BLAS pools -- from now on (None: leave them alone). Results do not depend
+    on it; speed does, when N worker processes share N cores.
+
+    Done once per process (a worker initializer, or the first task on a Dask worker): the
+    setting is entered and never left, for the life of the process."""
+    if threads is None or _PINNED:
+        return
+    setting = runtime.threads(threads)
+    setting.__enter__()
+    _PINNED.append(setting)
+
+
+def repin_threads(threads: int) -> None:
+    """Replace this process's pinned thread setting (:func:`pin_threads`) by ``threads``."""
+    if _PINNED and _PINNED[-1].n == threads:
+        return
+    while _PINNED:
+        _PINNED.pop().__exit__(None, None, None)
+    pin_threads(threads)
+
+
+# ------------------------------------------------------------------------------ slots
+
+
+class Slots:
+    """Shared memory of the tasks in flight: per slot a thread share (the parent writes it)
+    and ``fields`` progress numbers (the worker writes them). Lock-free: one writer per value,
+    and a torn read only shows a progress line a moment old."""
+
+    def __init__(self, jobs: int, fields: int, ctx: Any) -> None:
+        self.jobs, self.fields = jobs, fields
+        self.threads = ctx.RawArray("i", [1] * jobs)
+        self.values = ctx.RawArray("d", jobs * fields)
+
+    def read(self, slot: int) -> list[float]:
+        return list(self.values[slot * self.fields:(slot + 1) * self.fields])
+
+    def clear(self, slot: int) -> None:
+        self.values[slot * self.fields:(slot + 1) * self.fields] = [0.0] * self.fields
+
+
+@dataclass
+class WorkerSlot:
+    """The slot of the task running in this worker process (see :func:`current_slot`)."""
+
+    slots: Slots
+    index: int
+
+    def report(self, values: Sequence[float]) -> None:
+        """Publish up to ``fields`` progress numbers for the parent's in-flight status."""
+        f = self.slots.fields
+        n = min(len(values), f)
+        self.slots.values[self.index * f:self.index * f + n] = [float(v) for v in values[:n]]
+
+    def thread_share(self) -> int:
+        """The thread count the parent gives this task now (at least 1)."""
+        return max(1, int(self.slots.threads[self.index]))
+
+
+_WORKER: dict[str, Any] = {"slots": None, "slot": None}
+
+
+def current_slot() -> WorkerSlot | None:
+    """The running task's slot in a worker of :func:`iter_local`; None anywhere else (the
+    parent process, a Dask worker)."""
+    return _WORKER["slot"]
+
+
+def follow_thread_share() -> None:
+    """Re-pin this worker's threads to the share the parent gives the running task now
+    (a no-op outside :func:`iter_local`'s workers or when the share is unchanged)."""
+    slot = current_slot()
+    if slot is not None:
+        repin_threads(slot.thread_share())
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _exit_with_parent() -> None:
+    """Linux: the kernel sends this process SIGKILL when its parent (the forkserver) dies
+    (best effort; the watchdog below covers the driver itself)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _init_worker(slots: Slots, threads: int | None, initializer: Callable[..., None] | None,
+                 initargs: tuple[Any, ...]) -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent alone handles it
+    # (terminating the workers), so a worker never dies half-way through on its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+    _WORKER["slots"] = slots
+    pin_threads(threads)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _run_in_slot(index: int, fn: Callable[..., Any], *args: Any) -> Any:
+    _WORKER["slot"] = WorkerSlot(_WORKER["slots"], index)
+    try:
+        follow_thread_share()
+        return fn(*args)
+    finally:
+        _WORKER["slot"] = None
+
+
+def thread_shares(running: int, cores: int, waiting: bool, max_threads: int | None) -> list[int]:
+    """Threads of each of ``running`` tasks (in submission order): 1 each while tasks are
+    ``waiting`` (every core has a task), else ``cores`` split among them, the first ones
+    getting the remainder, at most ``max_threads`` each."""
+    if running == 0:
+        return []
+    if waiting or running >= cores:
+        return [1] * running
+    base, extra = divmod(cores, running)
+    shares = [base + (1 if k < extra else 0) for k in range(running)]
+    return [min(s, max_threads) if max_threads else s for s in shares]
+
+
+# ------------------------------------------------------------------------------ the executor
+
+
+def iter_local(
+    tasks: Sequence[Any],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    *,
+    jobs: int,
+    retries: int = 0,
+    threads: int | None = 1,
+    cores: int | None = None,
+    max_threads: int | None = None,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple[Any, ...] = (),
+    fields: int = 8,
+    poll: Poll | None = None,
+    poll_every: float = 0.5,
+    log: Callable[[str], None] | None = None,
+    what: str = "numnet",
+) -> Iterator[Outcome]:
+    """Run ``fn(task, *args)`` for every task on ``jobs`` local worker processes, in the order
+    given (sort longest first); yield ``(task, result, None)`` or ``(task, None, failure)`` as
+    each finishes (see the module docstring for faults, interruption and slots).
+
+    ``threads``: every worker's pinned thread count at start (None: left alone). ``cores``:
+    hand out thread shares over this many cores (None: no shares; tasks keep ``threads``).
+    ``initializer(*initargs)`` runs once in every worker after the threads are pinned (e.g. to
+    install data). ``fn`` and ``initializer`` must be importable by the workers. ``what``
+    names the command in log lines."""
+    if jobs < 1:
+        raise NumnetError(f"--jobs must be at least 1, got {jobs}")
+    ctx = mp_context()
+    slots = Slots(jobs, fields, ctx)
+    pending: deque[Any] = deque(tasks)
+    raised: dict[str, int] = {}
+    died: dict[str, int] = {}
+
+    def new_pool() -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                      initargs=(slots, threads, initializer, initargs))
+
+    def share_threads() -> None:
+        if cores is None:
+            return
+        order = sorted(in_flight.values(), key=lambda ts: ts[1])  # by submission
+        for (_, slot), n in zip(order, thread_shares(len(order), cores, bool(pending),
+                                                     max_threads), strict=True):
+            slots.threads[slot] = n
+
+    pool = new_pool()
+    in_flight: dict[cf.Future, tuple[Any, int]] = {}  # future -> (task, slot)
+    finished = False
+    try:
+        while pending or in_flight:
+            broken = False
+            free = [s for s in range(jobs) if s not in {slot for _, slot in in_flight.values()}]
+            while pending and len(in_flight) < jobs:
+                task, slot = pending.popleft(), free.pop(0)
+                slots.clear(slot)
+                slots.threads[slot] = 1 if cores is not None else (threads or 1)
+                try:
+                    fut = pool.submit(_run_in_slot, slot, fn, task, *args)
+                except cf.process.BrokenProcessPool:  # broke since the last wait
+                    pending.appendleft(task)
+                    free.insert(0, slot)
+                    broken = True
+                    break
+                in_flight[fut] = (task, slot)
+            share_threads()
+            if not broken:
+                while True:
+                    done, _ = cf.wait(in_flight, timeout=poll_every if poll else None,
+                                      return_when=cf.FIRST_COMPLETED)
+                    if done:
+                        break
+                    if poll is not None:
+                        poll([(t, slots.read(s), int(slots.threads[s]))
+                              for t, s in sorted(in_flight.values(), key=lambda ts: ts[1])])
+                broken = any(isinstance(f.exception(), cf.process.BrokenProcessPool)
+                             for f in done)
+            if broken:
+                cf.wait(in_flight)  # the pool fails every other in-flight future as well
+                done = set(in_flight)
+            for fut in done:
+                task, _ = in_flight.pop(fut)
+                exc = fut.exception()
+                if exc is None:
+                    share_threads()  # before the consumer's turn: the others speed up now
+                    yield task, fut.result(), None
+                elif isinstance(exc, cf.process.BrokenProcessPool):
+                    died[task.task_id] = died.get(task.task_id, 0) + 1
+                    if died[task.task_id] > ALLOWED_FAILURES:
+                        yield task, None, TaskFailure(
+                            task.task_id, f"worker process died {died[task.task_id]} times "
+                            "while running this task", attempts=died[task.task_id])
+                    else:
+                        if log:
+                            log(f"{what}: a worker died while running {task.task_id}; "
+                                "resubmitting it")
+                        pending.appendleft(task)
+                else:
+                    raised[task.task_id] = raised.get(task.task_id, 0) + 1
+                    if raised[task.task_id] <= retries:
+                        pending.append(task)
+                    else:
+                        yield task, None, failure(task, exc, attempts=raised[task.task_id])
+            if broken:
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = new_pool()
+        finished = True
+    finally:
+        if not finished:
+            # Interrupted (Ctrl-C, or the consumer stopped early): stop the running tasks now
+            # rather than wait for them, and wait until every worker is gone.
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join()
+        pool.shutdown(wait=True, cancel_futures=True)
