@@ -19,7 +19,7 @@ from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
 from numnet.core.errors import NumnetError
 from numnet.lab import experiments, protocol, training
-from numnet.lab.experiments import runner
+from numnet.lab.experiments import work
 from numnet.lab.records import strip_timing
 
 TESTS_DIR = Path(__file__).parent
@@ -65,17 +65,19 @@ def test_plan_of_assignment_follows_spec() -> None:
     specs = experiments.plan_runs(protocol.load("assignment"))
     assert [s.run_id for s in specs][:4] == ["model1-setting1", "model1-setting2",
                                              "model1-setting3", "model2-setting1"]
-    assert len(specs) == 12 and len({s.seed for s in specs}) == 12
+    assert len(specs) == 12 and len({s.seed for s in specs}) == 4  # shared starts: per model
     m4 = [s for s in specs if s.model == "model4"]
     assert [(s.epochs, s.lr) for s in m4] == [(5, 0.01), (10, 0.001), (20, 0.001)]
     assert {(s.batch_size, s.eval_every, s.eval_train_examples, s.reduction)
             for s in specs} == {(100, 200, 11000, "sum")}
-    # a run's seed depends on (protocol seed, model, setting) only
+    # a run's seed depends on (protocol seed, model[, setting]) only
     subset = experiments.plan_runs(protocol.load("assignment"), ["model4"])
     assert subset == m4
-    assert m4[0].seed == experiments.run_seed(0, "model4", 0)
-    assert experiments.run_seed(1, "model4", 0) != m4[0].seed
-    assert experiments.run_seed(0, "model3", 0) != m4[0].seed
+    assert {s.seed for s in m4} == {experiments.model_seed(0, "model4")}
+    variant = experiments.plan_runs(protocol.load("notebook-variant"), ["model4"])
+    assert variant[0].seed == experiments.run_seed(0, "model4", 0)
+    assert experiments.run_seed(1, "model4", 0) != variant[0].seed
+    assert experiments.run_seed(0, "model3", 0) != variant[0].seed
 
 
 def test_parse_models() -> None:
@@ -236,7 +238,7 @@ def test_other_kernels_are_other_runs(full, proto_path, tmp_path) -> None:
 
 def test_keyboard_interrupt_keeps_finished_runs(proto_path, tmp_path, monkeypatch) -> None:
     calls = []
-    real = runner.train_run
+    real = work.train_run
 
     def interrupted(spec, *args, **kwargs):
         calls.append(spec.run_id)
@@ -244,11 +246,11 @@ def test_keyboard_interrupt_keeps_finished_runs(proto_path, tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real(spec, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "train_run", interrupted)
+    monkeypatch.setattr(work, "train_run", interrupted)
     lines: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         experiments.reproduce(proto_path, DATA, tmp_path / "int", progress="none",
-                              log=lines.append)
+                              log=lines.append, jobs=1)
     assert sorted(p.stem for p in (tmp_path / "int" / "runs").glob("*.json")) == RUN_IDS[:2]
     assert not (tmp_path / "int" / "results.json").exists()
     assert "interrupted" in lines[-1] and "2 of 5 runs are saved" in lines[-1]

@@ -17,12 +17,16 @@ memory (no pipes, nothing to drain):
 
 - the worker's progress (:meth:`WorkerSlot.report`), which the parent reads for its in-flight
   status (``poll``, every ``poll_every`` seconds while tasks run);
-- the worker's thread share, set by the parent when ``cores`` is given: one thread per task
+- the worker's thread share (numnet's own threads: the conv fast path, whose split depends on
+  sizes only; BLAS stays pinned), set by the parent when ``cores`` is given: one thread per task
   while tasks wait; once fewer tasks than cores remain, the cores are split among the running
   ones (the earlier submitted -- the longer, when the caller sorts longest first -- get the
-  remainder), at most ``max_threads`` each. A task follows its share with
-  :func:`follow_thread_share` (e.g. from its progress callback); results never depend on the
-  thread count (``numnet.core.runtime``), so a share may change in the middle of a task.
+  remainder), at most ``max_threads`` each. A task follows its share at each
+  :func:`checkpoint` (e.g. from its progress callback); results never depend on the thread
+  count (``numnet.core.runtime``), so a share may change in the middle of a task.
+
+A worker whose parent was killed (no Ctrl-C, no cleanup) ends itself at its task's next
+:func:`checkpoint`; between tasks, the pool's own queue ends it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import concurrent.futures as cf
 import ctypes
 import dataclasses
 import multiprocessing
+import os
 import signal
 import sys
 import traceback
@@ -54,15 +59,18 @@ class TaskFailure:
     error: str
     traceback: str = ""
     attempts: int = 1
+    exception: BaseException | None = dataclasses.field(default=None, repr=False,
+                                                        compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"task_id": self.task_id, "error": self.error, "traceback": self.traceback,
+                "attempts": self.attempts}
 
 
 def failure(task: Any, exc: BaseException, tb: Any = None, attempts: int = 1) -> TaskFailure:
     """The :class:`TaskFailure` of ``task`` that raised ``exc`` (with its traceback)."""
     text = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
-    return TaskFailure(task.task_id, f"{type(exc).__name__}: {exc}", text, attempts)
+    return TaskFailure(task.task_id, f"{type(exc).__name__}: {exc}", text, attempts, exc)
 
 
 #: What :func:`iter_local` yields per task: ``(task, result, None)`` or ``(task, None, failure)``.
@@ -98,13 +106,12 @@ def pin_threads(threads: int | None) -> None:
     _PINNED.append(setting)
 
 
-def repin_threads(threads: int) -> None:
-    """Replace this process's pinned thread setting (:func:`pin_threads`) by ``threads``."""
-    if _PINNED and _PINNED[-1].n == threads:
-        return
-    while _PINNED:
-        _PINNED.pop().__exit__(None, None, None)
-    pin_threads(threads)
+def follow_share(threads: int) -> None:
+    """Give numnet's own threads (the conv fast path, ``numnet.core.runtime.set_threads``) a
+    task's thread share. BLAS keeps its pinned count: OpenBLAS's results depend on its thread
+    count for some shapes, numnet's split depends on sizes only."""
+    if runtime.get_threads() != threads:
+        runtime.set_threads(threads)
 
 
 # ------------------------------------------------------------------------------ slots
@@ -154,12 +161,18 @@ def current_slot() -> WorkerSlot | None:
     return _WORKER["slot"]
 
 
-def follow_thread_share() -> None:
-    """Re-pin this worker's threads to the share the parent gives the running task now
-    (a no-op outside :func:`iter_local`'s workers or when the share is unchanged)."""
+def checkpoint() -> None:
+    """Called by a running task now and then, between two steps (e.g. from its progress
+    callback): re-pins this worker's threads to the share the parent gives the task now, and
+    ends the worker at once if the parent process is gone (killed: nobody would read the
+    result, and a worker must not outlive it). A no-op outside :func:`iter_local`'s workers."""
     slot = current_slot()
-    if slot is not None:
-        repin_threads(slot.thread_share())
+    if slot is None:
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():
+        os._exit(1)  # between two steps: every file this task wrote is complete
+    follow_share(slot.thread_share())
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -192,7 +205,7 @@ def _init_worker(slots: Slots, threads: int | None, initializer: Callable[..., N
 def _run_in_slot(index: int, fn: Callable[..., Any], *args: Any) -> Any:
     _WORKER["slot"] = WorkerSlot(_WORKER["slots"], index)
     try:
-        follow_thread_share()
+        checkpoint()
         return fn(*args)
     finally:
         _WORKER["slot"] = None

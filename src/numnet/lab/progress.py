@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from numnet.lab.report.diagnosis import diagnose
@@ -34,6 +35,10 @@ class ProgressDisplay:
     since the last refresh; ln 10 = 2.30 is chance), the last evaluation's accuracies and the
     run's ETA. Log lines: one when a run starts, one every ``log_every_s`` seconds, one when it
     ends (:func:`describe_run`: status, diagnosis, final-weights accuracies).
+
+    Runs on worker processes (:meth:`in_flight`): the overall bar alone, its postfix the runs
+    in flight (``model4-setting3 41%``); log lines: one per finished run and, every
+    ``log_every_s`` seconds, one compact line of the runs in flight.
     """
 
     def __init__(self, mode: str, log: Log, total_updates: int, log_every_s: float = 30.0):
@@ -45,6 +50,7 @@ class ProgressDisplay:
         self._bar: Any = None
         self._last_update = 0
         self._last_log = 0.0
+        self._counted: dict[str, int] = {}  # updates of runs in flight on the overall bar
         if mode == "bars":
             from tqdm.auto import tqdm
 
@@ -88,12 +94,30 @@ class ProgressDisplay:
             self.log(f"  {p.spec.run_id}: update {p.update}/{p.total_updates} "
                      f"({rate:.0f} upd/s, ETA {eta:.0f} s) {acc}".rstrip())
 
+    def in_flight(self, runs: list[InFlight]) -> None:
+        """The runs on worker processes now (called every fraction of a second)."""
+        step = 0
+        for r in runs:
+            step += r.update - self._counted.get(r.run_id, 0)
+            self._counted[r.run_id] = r.update
+        if self.mode == "bars":
+            self._overall.update(step)
+            self._overall.set_postfix_str(", ".join(
+                f"{r.run_id} {100 * r.update / max(r.total, 1):.0f}%" for r in runs))
+        elif self.mode == "log" and time.monotonic() - self._last_log >= self.log_every_s:
+            self._last_log = time.monotonic()
+            self.log("  in flight: " + "; ".join(r.describe() for r in runs))
+
     def end_run(self, label: str, result: RunResult, total: int, reused: bool = False) -> None:
+        """A run ended (``reused``: finished earlier; ``result.shared_with``: taken from a run
+        still training, whose updates count on the overall bar)."""
         if self.mode == "bars":
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
-            self._overall.update(total - self._last_update if not reused else 0)
+            if not reused and result.shared_with is None:
+                counted = self._counted.pop(result.run_id, self._last_update)
+                self._overall.update(total - counted)
         self.message(f"{label} {result.run_id}: {describe_run(result, reused)}")
 
     def close(self) -> None:
@@ -111,11 +135,31 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+@dataclass(frozen=True)
+class InFlight:
+    """A run on a worker process, as its slot last showed it."""
+
+    run_id: str
+    update: int
+    total: int
+    test_accuracy: float | None
+    elapsed: float
+    threads: int
+
+    def describe(self) -> str:
+        rate = self.update / self.elapsed if self.elapsed > 0 else 0.0
+        acc = "" if self.test_accuracy is None else f", test {self.test_accuracy:.4f}"
+        return (f"{self.run_id} {self.update}/{self.total} ({rate:.0f} upd/s, "
+                f"{self.threads} thread{'s' if self.threads > 1 else ''}{acc})")
+
+
 def describe_run(result: RunResult, reused: bool = False) -> str:
     """One line: status, diagnosis (verdict labels and the verdict's reason), time and the
     accuracies of the final weights (else of the last curve point, labelled so)."""
     how = "reused (already finished)" if reused else (
         f"{result.wall_time:.1f} s, {result.updates_per_second:.0f} upd/s")
+    if result.shared_with is not None and not reused:
+        how = f"taken from {result.shared_with} at update {result.updates}"
     fw = result.final_weights
     if fw is not None:
         accs = (f"final weights (update {fw['update']}): train {fw['train_accuracy']:.4f}, "

@@ -43,6 +43,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true",
                    help="retrain runs already finished in --out, and replace the outputs of "
                         "another configuration there (refused without it)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes training runs at once, longest first (default: one "
+                        "per available core; 1: one run after the other in this process). "
+                        "Each worker starts single-threaded; once fewer runs than cores are "
+                        "left, the idle cores go to the running ones (unless --threads fixes "
+                        "the count). Results do not depend on it")
     _training_options(p)
     p.set_defaults(handler="run:reproduce")
 

@@ -31,19 +31,33 @@ Modules: :mod:`~numnet.lab.experiments.plan` (runs and seeds),
 :mod:`~numnet.lab.experiments.runner` (``reproduce`` and ``train``).
 """
 
-from numnet.lab.experiments.plan import model_name, parse_model, parse_models, plan_runs, run_seed
+from numnet.lab.experiments.plan import (
+    RunGroup,
+    estimated_cost,
+    model_name,
+    model_seed,
+    parse_model,
+    parse_models,
+    plan_runs,
+    run_groups,
+    run_seed,
+)
 from numnet.lab.experiments.runner import ReproduceOutcome, reproduce, train_one
 from numnet.lab.experiments.store import RUN_FORMAT, load_run, run_paths, save_run
 
 __all__ = [
     "RUN_FORMAT",
     "ReproduceOutcome",
+    "RunGroup",
+    "estimated_cost",
     "load_run",
     "model_name",
+    "model_seed",
     "parse_model",
     "parse_models",
     "plan_runs",
     "reproduce",
+    "run_groups",
     "run_paths",
     "run_seed",
     "save_run",

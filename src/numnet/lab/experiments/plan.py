@@ -1,15 +1,22 @@
-"""Which runs a protocol makes (:func:`plan_runs`) and the seed of each (:func:`run_seed`)."""
+"""Which runs a protocol makes (:func:`plan_runs`), the seed of each (:func:`run_seed`, or
+:func:`model_seed` under ``shared_start``), which runs one training makes (:func:`run_groups`:
+a run that is a prefix of another is taken from it) and a run's rough cost
+(:func:`estimated_cost`, for the order of the workers' queue)."""
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from numnet.core.errors import NumnetError
 from numnet.core.names import DEFAULT_KERNELS, MODEL_NAMES
 from numnet.lab.protocol import Protocol
-from numnet.lab.training import RunSpec
+from numnet.lab.training import RunSpec, prefix_key
+
+#: Rough relative cost of one epoch per model (this CPU, float32): the scheduling order only.
+MODEL_EPOCH_COST = {"model1": 1.0, "model2": 1.5, "model3": 2.0, "model4": 12.0}
 
 
 def run_seed(protocol_seed: int, model: str, setting_index: int) -> int:
@@ -20,12 +27,22 @@ def run_seed(protocol_seed: int, model: str, setting_index: int) -> int:
     return int(ss.generate_state(1)[0])
 
 
+def model_seed(protocol_seed: int, model: str) -> int:
+    """The seed of every run of ``model`` under ``[training] shared_start``:
+    ``SeedSequence([protocol_seed, crc32(model)])``'s first uint32 word. The settings of a
+    model then start from the same weights and see the same batches: only their
+    hyper-parameters differ (a paired comparison)."""
+    ss = np.random.SeedSequence([protocol_seed, zlib.crc32(model.encode())])
+    return int(ss.generate_state(1)[0])
+
+
 def plan_runs(protocol: Protocol, models: list[str] | None = None,
               kernels: str = DEFAULT_KERNELS, internals: bool = True) -> list[RunSpec]:
     """The :class:`RunSpec` of every run of ``protocol`` (models in protocol order, then
     settings), restricted to ``models`` (names like "model4") when given; ``kernels`` is the
     core implementation every run uses; ``internals`` whether they record their training
-    internals."""
+    internals. Seeds: :func:`run_seed` per (model, setting), or :func:`model_seed` per model
+    when the protocol has ``shared_start``."""
     specs = []
     for plan in protocol.select_models(models):
         for k, setting in enumerate(plan.settings):
@@ -39,7 +56,8 @@ def plan_runs(protocol: Protocol, models: list[str] | None = None,
                 eval_train_examples=protocol.eval_train_examples,
                 eval_test_examples=protocol.eval_test_examples,
                 eval_batch_size=protocol.eval_batch_size,
-                seed=run_seed(protocol.seed, plan.name, k),
+                seed=(model_seed(protocol.seed, plan.name) if protocol.shared_start
+                      else run_seed(protocol.seed, plan.name, k)),
                 dtype=protocol.dtype,
                 weight_init=plan.weight_init,
                 bias_init=plan.bias_init,
@@ -49,6 +67,45 @@ def plan_runs(protocol: Protocol, models: list[str] | None = None,
                 internals=internals,
             ))
     return specs
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """Runs made by one training: ``specs[0]`` is trained, the others (its prefixes: same
+    :func:`numnet.lab.training.prefix_key`, fewer or as many epochs, longest first) are taken
+    from it at their last update (``train_run``'s ``shorter``)."""
+
+    specs: tuple[RunSpec, ...]
+
+    @property
+    def task_id(self) -> str:
+        return self.specs[0].run_id
+
+    @property
+    def trained(self) -> RunSpec:
+        return self.specs[0]
+
+    @property
+    def shorter(self) -> tuple[RunSpec, ...]:
+        return self.specs[1:]
+
+
+def run_groups(specs: list[RunSpec]) -> list[RunGroup]:
+    """``specs`` as the trainings that make them: runs with equal prefix keys (the same
+    model, seed, learning rate and everything else but the epochs) in one group, trained
+    once for the most epochs. Groups in the order of their first run in ``specs``; each
+    group's specs longest first (plan order among equals). Without ``shared_start`` the
+    settings' seeds differ, so every group holds one run."""
+    groups: dict[RunSpec, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(prefix_key(spec), []).append(spec)
+    return [RunGroup(tuple(sorted(g, key=lambda s: -s.epochs))) for g in groups.values()]
+
+
+def estimated_cost(spec: RunSpec) -> float:
+    """A rough cost of a run (epochs x per-model epoch cost); tasks start longest first, so
+    that the last long runs do not start when every other worker is already idle."""
+    return spec.epochs * MODEL_EPOCH_COST.get(spec.model, 1.0)
 
 
 def model_name(text: str) -> str | None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,20 +12,35 @@ from typing import Any
 from numnet.core import runtime
 from numnet.core.datasets import Datasets
 from numnet.core.errors import NumnetError
-from numnet.core.io import make_dir, write_json, write_text
+from numnet.core.io import make_dir, remove_stale_parts, write_json, write_text
 from numnet.core.names import DEFAULT_KERNELS, KERNELS
+from numnet.core.runtime import available_cores
 from numnet.lab import data as data_mod
+from numnet.lab import executor
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.environment import data_info, environment_info
-from numnet.lab.experiments.plan import plan_runs
+from numnet.lab.experiments.plan import RunGroup, estimated_cost, plan_runs, run_groups
 from numnet.lab.experiments.store import claim_folder, load_run, run_paths, save_run
+from numnet.lab.experiments.work import (
+    PROGRESS_FIELDS,
+    RunContext,
+    install_data,
+    progress_of,
+    train_group,
+    work_group,
+)
 from numnet.lab.metrics import EvaluationClock, metrics_path, write_metrics
-from numnet.lab.progress import Log, ProgressDisplay, plural, stderr_log
+from numnet.lab.progress import InFlight, Log, ProgressDisplay, plural, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, timestamp
 from numnet.lab.report import diagnosis_records, write_report
 from numnet.lab.results import QUICK_LABEL, results_csv, results_document
 from numnet.lab.training import RunResult, RunSpec, expected_updates, train_run
+
+#: The most threads one run gets from the cores left idle: the conv fast path splits a batch
+#: in at most two parts (numnet.core.runtime), and the GEMMs of a batch of 100 gain little
+#: from more BLAS threads.
+MAX_THREADS_PER_RUN = 2
 
 
 @dataclass
@@ -96,6 +112,7 @@ def reproduce(
     kernels: str = DEFAULT_KERNELS,
     internals: bool = True,
     verify: bool = True,
+    jobs: int | None = None,
 ) -> ReproduceOutcome:
     """Run every run of ``protocol`` (restricted to ``models``) and write all outputs.
 
@@ -103,21 +120,30 @@ def reproduce(
     splits (loaded with ``numnet.lab.data.load`` for the protocol's dataset when None, from
     ``data_dir`` or the cache). seed overrides the protocol seed; quick applies the protocol's
     ``[quick]`` variant. progress: "bars", "log", "none" or "auto" (bars on a terminal, else
-    log lines). threads: ``numnet.core.runtime.threads(threads)`` while training (None: leave
-    the thread counts as they are). kernels: the core implementation ("fast" or "plain").
-    internals: record the training internals (``numnet.lab.training.internals``). verify:
-    check the data against the pinned checksums (False: ``--no-verify``).
+    log lines). kernels: the core implementation ("fast" or "plain").
+
+    jobs: worker processes (None: ``numnet.core.runtime.available_cores()``); 1 trains in this
+    process, one run after the other. Each worker trains one run at a time, longest first
+    (:func:`estimated_cost`); runs that are a prefix of another (:func:`run_groups`) are taken
+    from it. threads: with one job, ``numnet.core.runtime.threads(threads)`` while training
+    (None: leave the thread counts as they are); with several, every worker's fixed count
+    (None: one each, and once fewer runs than cores are left, the cores are shared among the
+    running ones). Results depend on neither. internals: record the training internals
+    (``numnet.lab.training.internals``). verify: check the data against the pinned checksums
+    (False: ``--no-verify``).
     Returns a :class:`ReproduceOutcome`; raises KeyboardInterrupt after saving what finished.
     """
     started = time.perf_counter()
     check_kernels(kernels)
+    if jobs is not None and jobs < 1:
+        raise NumnetError(f"jobs must be at least 1, got {jobs}")
     protocol = protocol_mod.resolve(protocol, seed, quick)
     plan_runs(protocol, models, kernels)  # an unknown model is said before the folder is taken
     out = output_folder(protocol, out_dir)
     configuration = {**protocol.semantic_dict(), "hash": protocol.hash}
     with claim_folder(out, "reproduce", configuration, force=force):
         return _reproduce(protocol, data, out, models, force, device, data_dir, progress, log,
-                          make_report, threads, kernels, internals, verify, started)
+                          make_report, threads, kernels, internals, verify, started, jobs)
 
 
 def output_folder(protocol: Protocol, out_dir: str | Path | None, kind: str | None = None
@@ -130,7 +156,7 @@ def output_folder(protocol: Protocol, out_dir: str | Path | None, kind: str | No
 def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: list[str] | None,
                force: bool, device: str, data_dir: str | Path | None, progress: str, log: Log,
                make_report: bool, threads: int | None, kernels: str, internals: bool,
-               verify: bool, started: float) -> ReproduceOutcome:
+               verify: bool, started: float, jobs: int | None) -> ReproduceOutcome:
     """:func:`reproduce` once the folder is taken."""
     cpu_started = time.process_time()
     started_at = timestamp()
@@ -145,38 +171,49 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
         s.run_id: r for s in specs
         if (r := load_run(out, s, phash, info["fingerprint"])) is not None
     }
-    display = ProgressDisplay(progress, log, sum(totals[s.run_id] for s in specs
-                                                  if s.run_id not in finished))
+    groups = run_groups([s for s in specs if s.run_id not in finished])
+    jobs = min(jobs or available_cores(), max(len(groups), 1))
+    display = ProgressDisplay(progress, log, sum(totals[g.task_id] for g in groups))
     quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
+    shared = sum(len(g.shorter) for g in groups)
     display.message(f"numnet reproduce: protocol {protocol.name}{quick_note} "
-                    f"(hash {phash}), {plural(len(specs), 'run')}, output {out}")
+                    f"(hash {phash}), {plural(len(specs), 'run')}"
+                    + (f" ({shared} taken from longer runs)" if shared else "")
+                    + (f", {jobs} worker processes" if jobs > 1 else "") + f", output {out}")
     outcome = ReproduceOutcome(out_dir=out, protocol=protocol, results=[])
+    done: dict[str, RunResult] = {}
+    ctx = RunContext(out, phash, info["fingerprint"], device)
+    worker_cpu = [0.0]
+
+    def ended(result: RunResult, reused: bool = False) -> None:
+        done[result.run_id] = result
+        display.end_run(f"[{len(done)}/{len(specs)}]", result, totals[result.run_id],
+                        reused=reused)
+
     try:
+        for spec in specs:
+            if spec.run_id in finished:
+                outcome.reused.append(spec.run_id)
+                record_path, _ = run_paths(out, spec.run_id)
+                if not metrics_path(record_path).is_file():  # a run saved before metrics
+                    write_metrics(record_path, finished[spec.run_id].to_dict(),
+                                  data.train.num_examples)
+                ended(finished[spec.run_id], reused=True)
         with runtime.threads(threads):
-            environment = environment_info(threads)  # inside: records the counts used
-            for k, spec in enumerate(specs, start=1):
-                label = f"[{k}/{len(specs)}]"
-                if spec.run_id in finished:
-                    result = finished[spec.run_id]
-                    outcome.reused.append(spec.run_id)
-                    record_path, _ = run_paths(out, spec.run_id)
-                    if not metrics_path(record_path).is_file():  # a run saved before metrics
-                        write_metrics(record_path, result.to_dict(), data.train.num_examples)
-                    display.end_run(label, result, totals[spec.run_id], reused=True)
-                else:
-                    display.start_run(label, spec, totals[spec.run_id])
-                    clock = EvaluationClock(display.update)
-                    result = train_run(spec, data, device=device, on_progress=clock)
-                    save_run(out, result, phash, info["fingerprint"],
-                             train_examples=data.train.num_examples,
-                             evaluation_times=clock.times)
-                    result.model = None  # saved; do not keep every model in memory
-                    outcome.trained.append(spec.run_id)
-                    display.end_run(label, result, totals[spec.run_id])
-                outcome.results.append(result)
+            with runtime.single_threaded_blas():  # as every training runs (work.train_group)
+                # the counts of this process; the workers' are timing["threads_per_run"]
+                environment = environment_info(threads)
+            if jobs == 1:
+                for group in groups:
+                    display.start_run(f"[{len(done) + 1}/{len(specs)}]", group.trained,
+                                      totals[group.task_id])
+                    for result in train_group(group, ctx, data, on_progress=display.update):
+                        ended(result)
+        if jobs > 1:
+            _train_on_workers(groups, ctx, data, jobs, threads, display, ended, worker_cpu)
     except KeyboardInterrupt as exc:
         display.close()
-        message = (f"numnet reproduce: interrupted; {len(outcome.results)} of {len(specs)} "
+        message = (f"numnet reproduce: interrupted; {len(done)} of {len(specs)} "
                    f"runs are saved in {out}. Rerun the same command to finish the others.")
         log(message)
         exc.add_note(message)  # said once: the command line adds nothing
@@ -184,14 +221,23 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
     finally:
         display.close()
 
+    outcome.results = [done[s.run_id] for s in specs]
+    outcome.trained = [s.run_id for s in specs if s.run_id not in finished]
     outcome.wall_time = time.perf_counter() - started
+    trained = [done[rid] for rid in outcome.trained]
     timing = {
         "started_at": started_at,
         "finished_at": timestamp(),
         "wall_time": outcome.wall_time,
-        "cpu_time": time.process_time() - cpu_started,  # this process, all threads
-        "training_time": sum(r.wall_time for r in outcome.results if r.run_id in outcome.trained),
+        # this process and the workers, all threads
+        "cpu_time": time.process_time() - cpu_started + worker_cpu[0],
+        "training_time": sum(r.wall_time for r in trained if r.shared_with is None),
         "reused_runs": list(outcome.reused),
+        # worker processes (1: this process) and their threads; results depend on neither
+        "jobs": jobs,
+        "threads_per_run": (threads if threads or jobs == 1
+                            else f"1, up to {MAX_THREADS_PER_RUN} once cores are idle (BLAS 1)"),
+        "shared_runs": {r.run_id: r.shared_with for r in trained if r.shared_with},
     }
     outcome.results_json = results_document(
         protocol, outcome.results, info, timing, device, environment,
@@ -202,9 +248,47 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
         write_report(out, outcome.results_json)
     # results.json's wall time ends before the report; the command's includes it
     outcome.wall_time = time.perf_counter() - started
-    log(f"numnet reproduce: done in {outcome.wall_time:.1f} s ({len(outcome.trained)} trained, "
-        f"{len(outcome.reused)} reused); outputs in {out}")
+    log(f"numnet reproduce: done in {outcome.wall_time:.1f} s ({len(outcome.trained)} trained"
+        + (f", {len(timing['shared_runs'])} of them taken from longer runs"
+           if timing["shared_runs"] else "")
+        + f", {len(outcome.reused)} reused); outputs in {out}")
     return outcome
+
+
+def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, jobs: int,
+                      threads: int | None, display: ProgressDisplay,
+                      ended: Callable[[RunResult], None], worker_cpu: list[float]) -> None:
+    """The groups on ``jobs`` worker processes (numnet.lab.executor), longest first; every
+    result passed to ``ended`` as its group finishes. A run that fails raises here (its
+    workers stopped); an interruption stops the workers and removes their half-written
+    files (every complete file stays)."""
+    order = sorted(groups, key=lambda g: -estimated_cost(g.trained))  # stable among equals
+
+    def poll(statuses: list[tuple[RunGroup, list[float], int]]) -> None:
+        display.in_flight([
+            InFlight(g.task_id, int(p.get("update", 0)), int(p.get("total", 0)),
+                     p.get("test_accuracy"), float(p.get("elapsed", 0.0)), n)
+            for g, values, n in statuses for p in [progress_of(values)]])
+
+    outcomes = executor.iter_local(
+        order, work_group, (ctx,), jobs=jobs, threads=threads or 1,
+        cores=None if threads else available_cores(), max_threads=MAX_THREADS_PER_RUN,
+        initializer=install_data, initargs=(data,), fields=len(PROGRESS_FIELDS), poll=poll,
+        log=display.message, what="numnet reproduce")
+    try:
+        for group, value, failed in outcomes:
+            if failed is not None:
+                if isinstance(failed.exception, NumnetError | ValueError):
+                    raise failed.exception
+                raise NumnetError(f"{group.task_id}: {failed.error}")
+            results, cpu = value
+            worker_cpu[0] += cpu
+            for result in results:
+                ended(result)
+    finally:
+        outcomes.close()  # stops and joins the workers when interrupted or failed
+        for folder in ("runs", "weights"):
+            remove_stale_parts(ctx.out_dir / folder, older_than_s=0)
 
 
 def train_one(

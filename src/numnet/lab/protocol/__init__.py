@@ -24,6 +24,8 @@ Layout of a protocol file (every key is checked; unknown keys are errors)::
     eval_test_examples = 10000     # the first N test examples are evaluated
     eval_batch_size = 1000         # evaluation chunk (memory only; results do not depend on it)
     dtype = "float32"              # or "float64"
+    shared_start = false           # true: every setting of a model starts from the same
+                                   # weights and sees the same batches (seeds per model)
 
     [quick]                        # what --quick changes (a smoke run, labelled QUICK)
     epochs = 1                     # every setting runs this many epochs (learning rates kept)

@@ -75,6 +75,13 @@ def check_int(
         raise ProtocolError(f"{source}: {where} must be at most {maximum}, got {value}")
 
 
+def check_bool(value: Any, where: str, source: str) -> None:
+    if not isinstance(value, bool):
+        raise ProtocolError(
+            f"{source}: {where} must be true or false, got {value!r} ({type(value).__name__})"
+        )
+
+
 def check_positive_float(value: Any, where: str, source: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ProtocolError(

@@ -42,6 +42,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "eval_test_examples": 10000,
     "eval_batch_size": 1000,
     "dtype": DEFAULT_DTYPE,
+    "shared_start": False,
 }
 QUICK_DEFAULTS: dict[str, int] = {
     "epochs": 1,
@@ -94,6 +95,7 @@ class Protocol:
     quick_options: dict[str, int]
     models: tuple[ModelPlan, ...]
     quick: bool = False
+    shared_start: bool = False
     text: str = field(default="", compare=False, repr=False)
     source: str = field(default="", compare=False)
 
@@ -111,6 +113,8 @@ class Protocol:
         d = dataclasses.asdict(self)
         for key in ("name", "description", "text", "source"):
             d.pop(key)
+        if not d["shared_start"]:
+            del d["shared_start"]  # absent before the option existed: keep those hashes
         return d
 
     def metadata(self) -> dict[str, Any]:
@@ -130,6 +134,7 @@ class Protocol:
             "eval_train_examples": self.eval_train_examples,
             "eval_test_examples": self.eval_test_examples,
             "dtype": self.dtype,
+            "shared_start": self.shared_start,
             "text": self.text,
         }
 

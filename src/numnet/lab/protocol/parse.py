@@ -13,6 +13,7 @@ from typing import Any
 from numnet.core.errors import ProtocolError
 from numnet.core.names import DTYPES, MODEL_NAMES
 from numnet.lab.protocol.checks import (
+    check_bool,
     check_choice,
     check_int,
     check_keys,
@@ -153,6 +154,7 @@ def parse(
                maximum=n_test)
     check_int(t["eval_batch_size"], "training.eval_batch_size", source, minimum=1)
     check_choice(t["dtype"], DTYPES, "training.dtype", source)
+    check_bool(t["shared_start"], "training.shared_start", source)
 
     quick = get_table(raw, "quick", "", source)
     check_keys(quick, set(QUICK_DEFAULTS), "quick", source)
@@ -219,6 +221,7 @@ def parse(
         eval_test_examples=int(t["eval_test_examples"]),
         eval_batch_size=int(t["eval_batch_size"]),
         dtype=t["dtype"],
+        shared_start=t["shared_start"],
         quick_options={k: int(v) for k, v in q.items()},
         models=tuple(plans),
         text=text,

@@ -27,6 +27,19 @@ def best_setting(runs: dict[tuple[str, int], dict[str, Any]], model: str) -> int
     return best
 
 
+def shared_text(doc: dict[str, Any]) -> str:
+    """The protocol's shared starts in one sentence ("" without them), naming the runs that
+    were taken from a longer run."""
+    if not doc["protocol"].get("shared_start"):
+        return ""
+    taken = [f"{r['run_id']} from {r['shared_with']}" for r in doc["runs"]
+             if r.get("shared_with")]
+    return ("Shared starts: every setting of a model starts from the same initial weights and "
+            "sees the same batches, so the settings differ only in their hyper-parameters (a "
+            "paired comparison)" + ("; a run that is a prefix of a longer one is taken from it "
+                                    f"at its last update: {', '.join(taken)}." if taken else "."))
+
+
 def env_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
     """``(label, text)`` rows: versions, BLAS and its threads, machine, device, data, timing."""
     env = doc.get("environment", {})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from numnet.lab.render import fmt_acc, fmt_time, markdown_table, text_table
-from numnet.lab.report.content import env_rows, title
+from numnet.lab.report.content import env_rows, shared_text, title
 from numnet.lab.report.diagnosis import RULES, Diagnosis, diagnose_all
 from numnet.lab.report.internals_section import evidence_markdown
 from numnet.lab.results import final_test, grid_table
@@ -28,6 +28,8 @@ def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str
     lines += [f"Protocol `{p['source']}` (hash `{p['hash']}`), seed {p['seed']}, "
               f"{len(doc['runs'])} runs"
               + (f", wall time {fmt_time(float(total))}." if total is not None else "."), ""]
+    if shared_text(doc):
+        lines += [shared_text(doc), ""]
     lines += ["## Summary: final test accuracy", ""]
     table = grid_table(doc, lambda m, s, run: _cell(run, "**diverged** @ {}", diagnoses))
     lines += markdown_table(table[0], table[1:])
@@ -52,6 +54,9 @@ def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str
                      f"{fmt_acc(run['final_train_accuracy'])} / "
                      f"{fmt_acc(run['final_test_accuracy'])}; {run['updates']} updates, "
                      f"{run['evaluations']} evaluations, {fmt_time(run['wall_time'])}")
+        if run.get("shared_with"):
+            lines.append(f"- taken from {run['shared_with']} at its update {run['updates']} "
+                         "(shared start)")
         lines.extend(f"- {f}" for f in d.findings)
         lines.append("")
     lines += evidence_markdown(doc, diagnoses)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from numnet.lab.render import CSS, Html, fmt_acc, fmt_time, html, img, join, kv_rows, page
-from numnet.lab.report.content import best_setting, env_rows, title
+from numnet.lab.report.content import best_setting, env_rows, shared_text, title
 from numnet.lab.report.diagnosis import RULES, VERDICT_ORDER, Diagnosis
 from numnet.lab.report.internals_section import CSS as EVIDENCE_CSS
 from numnet.lab.report.internals_section import evidence_html
@@ -139,6 +139,8 @@ def card(run: dict[str, Any], diag: Diagnosis) -> Html:
         ("Updates / evaluations", f"{run['updates']} / {run['evaluations']}"),
         ("Wall time", f"{fmt_time(run['wall_time'])} ({run['updates_per_second']:.0f} upd/s)"),
         ("Seed (init, shuffle)", f"{spec['seed']} ({run['init_seed']}, {run['shuffle_seed']})"),
+        *([("Trained", f"taken from {run['shared_with']} at its update {run['updates']} "
+                       "(shared start)")] if run.get("shared_with") else []),
         ("Init", f"{spec['weight_init']}, biases {spec['bias_init']}; conv activation "
                  f"{spec['conv_activation']}"),
     ]
@@ -172,6 +174,7 @@ BODY = """<header>
 <code>{seed}</code> · {n_runs} runs · batch {batch_size}, evaluation every
 {eval_every} updates on {eval_train} train / {eval_test} test
 examples{wall}</p>
+<p>{shared}</p>
 </header>
 <main>
 {quick_note}
@@ -274,6 +277,7 @@ def render_html(doc: dict[str, Any], diagnoses: dict[str, Diagnosis],
         batch_size=p["batch_size"], eval_every=p["eval_every"],
         eval_train=p["eval_train_examples"], eval_test=p["eval_test_examples"],
         wall=f" · wall time {fmt_time(float(total))}" if total is not None else "",
+        shared=shared_text(doc),
         quick_note=quick_note,
         summary=summary_table(doc, diagnoses),
         overview=join((html("{}×{}", badge(v), counts[v]) for v in VERDICT_ORDER if v in counts),

@@ -17,6 +17,7 @@ from numnet.core.io import write_json, write_text
 from numnet.core.runtime import available_cores
 from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
+from numnet.lab.experiments.plan import estimated_cost
 from numnet.lab.metrics import write_metrics
 from numnet.lab.progress import Log, plural, stderr_log
 from numnet.lab.protocol import Protocol
@@ -35,11 +36,8 @@ from numnet.lab.sweep.outcome import (
 from numnet.lab.sweep.plan import DataRef, SweepPlan, SweepTask, expand
 from numnet.lab.sweep.render import write_outputs
 from numnet.lab.sweep.worker import run_task
-from numnet.lab.training import RunSpec
 
 SWEEP_FORMAT = "numnet.sweep/1"  # format names: as before the core/lab split
-#: Rough relative cost of one epoch per model (this CPU, float32): the scheduling order only.
-MODEL_EPOCH_COST = {"model1": 1.0, "model2": 1.5, "model3": 2.0, "model4": 12.0}
 
 
 def load_task(out_dir: Path, task: SweepTask, data: DataRef) -> dict[str, Any] | None:
@@ -50,12 +48,6 @@ def load_task(out_dir: Path, task: SweepTask, data: DataRef) -> dict[str, Any] |
         "data.dataset": data.dataset,
         "data.validation_examples": data.validation_size,
     })
-
-
-def estimated_cost(spec: RunSpec) -> float:
-    """A rough cost of a run (epochs x per-model epoch cost); tasks start longest first, so
-    that the last long runs do not start when every other worker is already idle."""
-    return spec.epochs * MODEL_EPOCH_COST.get(spec.model, 1.0)
 
 
 def run_tasks(

@@ -29,6 +29,10 @@ floor((550*E + 1) / 200) evaluations (:func:`expected_updates`, :func:`expected_
 After the loop the final weights (after update 550*E + 1, the ones saved) are evaluated once
 more on the same examples (``RunResult.final_weights``); the curves stay the protocol's.
 
+A run that is a prefix of another (:func:`prefix_key`: the same spec and seed, fewer epochs)
+need not be trained on its own: ``train_run(longer, ..., shorter=[run])`` hands over its
+result at its last update, identical to training it alone.
+
 Divergence: the batch loss is checked at every update (a scalar, free) and the parameters at
 every evaluation. A non-finite value stops the run with status ``"diverged"``; its curves end
 at the last good evaluation and ``diverged_at_update`` is the number of the update that
@@ -45,6 +49,7 @@ from numnet.lab.training.loop import (
     expected_updates,
     make_batch_source,
     parameters_finite,
+    prefix_key,
     train_run,
 )
 from numnet.lab.training.spec import STATUS_DIVERGED, STATUS_OK, Progress, RunResult, RunSpec
@@ -63,5 +68,6 @@ __all__ = [
     "expected_updates",
     "make_batch_source",
     "parameters_finite",
+    "prefix_key",
     "train_run",
 ]

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,14 @@ def make_batch_source(spec: RunSpec, train: DataSet) -> DataSet:
     shuffle seed: ``next_batch`` then yields the run's batches in the run's order."""
     _, shuffle_seed = child_seeds(spec.seed)
     return DataSet(train.images, train.labels, seed=shuffle_seed)
+
+
+def prefix_key(spec: RunSpec) -> RunSpec:
+    """What a run shares with the runs it is a prefix of: its spec without the epochs and the
+    setting label. Two runs with equal keys (same seed, so same initial weights and batch
+    order) and E1 <= E2 epochs: the first is the second's first ``expected_updates(E1)``
+    updates, exactly."""
+    return dataclasses.replace(spec, epochs=0, setting=None)
 
 
 def expected_updates(num_examples: int, batch_size: int, epochs: int) -> int:
@@ -177,6 +186,8 @@ def train_run(
     batch_source: Any = None,
     progress_every: int = 25,
     stepper: Any = None,
+    shorter: Sequence[RunSpec] = (),
+    on_shorter: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
     """Train one model as the protocol's loop does and return its learning curves and the
     evaluation of its final weights (``RunResult.final_weights``).
@@ -189,6 +200,13 @@ def train_run(
     clear error when CUDA is not available). ``stepper`` (see :class:`NumnetStepper`) replaces
     numnet's training step and evaluation, e.g. by PyTorch's for ``numnet compare``; it then
     owns the model (``initial_model`` and ``device`` are not used for it).
+
+    ``shorter``: runs this one is a prefix-extension of (:func:`prefix_key` equal, at most
+    ``spec.epochs`` epochs). Each ends inside this run, after its own last update (550*E + 1
+    for E epochs; the loop's condition is checked before each batch): its result -- curves up
+    to there, its status, its weights copied into a model of its own, ``shared_with`` this
+    run -- is passed to ``on_shorter`` there, and equals what ``train_run`` of it alone gives
+    (timing aside). numnet's stepper only (the copy is a numnet model).
     """
     backend.xp_for(device)  # a clear error before any work when the device is unavailable
     init_seed, shuffle_seed = child_seeds(spec.seed)
@@ -216,6 +234,12 @@ def train_run(
         recorder.record_start(stepper, 0)
 
     total = expected_updates(train.num_examples, spec.batch_size, spec.epochs)
+    ends: dict[int, list[RunSpec]] = {}  # update -> the shorter runs whose last update it is
+    for other in shorter:
+        if prefix_key(other) != prefix_key(spec) or other.epochs > spec.epochs:
+            raise ValueError(f"{other.run_id} is not a prefix of {spec.run_id}")
+        end = expected_updates(train.num_examples, other.batch_size, other.epochs)
+        ends.setdefault(end, []).append(other)
     samples: list[int] = []
     curves: dict[str, list[float]] = {k: [] for k in ("tr_acc", "te_acc", "tr_loss", "te_loss")}
     status, diverged_at, reason = STATUS_OK, None, None
@@ -235,6 +259,53 @@ def train_run(
                 time.perf_counter() - start, done,
                 train_loss=total_loss / count * per_example if count else None,
             ))
+
+    def finish(run: RunSpec, model: Any) -> RunResult:
+        """The result of ``run`` ending now (this run, or a shorter one at its last update):
+        the curves so far, the final model's evidence and the final weights' evaluation."""
+        run_status, run_diverged_at, run_reason = status, diverged_at, reason
+        final_weights = None
+        if run_status == STATUS_OK:
+            final_weights = evaluate_final_weights(stepper, applied, samples, curves, run,
+                                                   (x_tr, y_tr, x_te, y_te))
+            if not (np.isfinite(final_weights["train_loss"])
+                    and np.isfinite(final_weights["test_loss"])):
+                run_status, run_diverged_at = STATUS_DIVERGED, applied
+                run_reason, final_weights = "non-finite final weights", None
+        evidence = None
+        if recorder is not None and run_status == STATUS_OK and hasattr(stepper, "probabilities"):
+            evidence = recorder.final(stepper, x_te, y_te, run.eval_batch_size, applied)
+        return RunResult(
+            spec=run,
+            status=run_status,
+            updates=applied,
+            samples=list(samples),
+            train_accuracy=list(curves["tr_acc"]),
+            test_accuracy=list(curves["te_acc"]),
+            train_loss=list(curves["tr_loss"]),
+            test_loss=list(curves["te_loss"]),
+            init_seed=init_seed,
+            shuffle_seed=shuffle_seed,
+            diverged_at_update=run_diverged_at,
+            divergence_reason=run_reason,
+            wall_time=time.perf_counter() - start,
+            final_weights=final_weights,
+            model=model,
+            internals=recorder.to_dict() if recorder is not None else None,
+            internals_time=recorder.seconds if recorder is not None else 0.0,
+            final_model=evidence,
+        )
+
+    def end_shorter(runs: list[RunSpec]) -> None:
+        for run in runs:
+            copy = build_model(run)  # a model of its own: this run trains on in place
+            if device != "cpu":
+                copy.to(device)
+            copy.load_state_dict(stepper.model.state_dict())
+            result = finish(run, copy)
+            result.shared_with = spec.run_id
+            if on_shorter is not None:
+                on_shorter(result)
 
     start = time.perf_counter()
     i = 0
@@ -276,37 +347,12 @@ def train_run(
                 report(i)
             elif i % progress_every == 0:
                 report(i)
-        final_weights = None
-        if status == STATUS_OK:
-            final_weights = evaluate_final_weights(stepper, applied, samples, curves, spec,
-                                                   (x_tr, y_tr, x_te, y_te))
-            if not (np.isfinite(final_weights["train_loss"])
-                    and np.isfinite(final_weights["test_loss"])):
-                status, diverged_at, reason = STATUS_DIVERGED, applied, "non-finite final weights"
-                final_weights = None
-        final = None
-        if recorder is not None and status == STATUS_OK and hasattr(stepper, "probabilities"):
-            final = recorder.final(stepper, x_te, y_te, spec.eval_batch_size, applied)
+            if i in ends:
+                end_shorter(ends.pop(i))
+        for end in sorted(ends):  # diverged before these ended: so would they have, alone
+            end_shorter(ends.pop(end))
+        result = finish(spec, stepper.model)
     wall = time.perf_counter() - start
     report(applied, done=True)
-
-    return RunResult(
-        spec=spec,
-        status=status,
-        updates=applied,
-        samples=samples,
-        train_accuracy=curves["tr_acc"],
-        test_accuracy=curves["te_acc"],
-        train_loss=curves["tr_loss"],
-        test_loss=curves["te_loss"],
-        init_seed=init_seed,
-        shuffle_seed=shuffle_seed,
-        diverged_at_update=diverged_at,
-        divergence_reason=reason,
-        wall_time=wall,
-        final_weights=final_weights,
-        model=stepper.model,
-        internals=recorder.to_dict() if recorder is not None else None,
-        internals_time=recorder.seconds if recorder is not None else 0.0,
-        final_model=final,
-    )
+    result.wall_time = wall
+    return result

@@ -83,6 +83,9 @@ class RunResult:
     ``internals`` (per-evaluation lists) and ``final_model`` (confusion matrix, confused
     images, filters) are described in ``numnet.lab.training.internals``; None when not
     recorded.
+    ``shared_with``: the run this one was taken from (the same initial weights and batches,
+    more epochs: this run is its prefix, see ``train_run``'s ``shorter``); None when trained
+    on its own.
     """
 
     spec: RunSpec
@@ -99,6 +102,7 @@ class RunResult:
     divergence_reason: str | None = None
     wall_time: float = 0.0
     final_weights: dict[str, Any] | None = None
+    shared_with: str | None = None
     model: Any = field(default=None, repr=False, compare=False)
     internals: dict[str, Any] | None = field(default=None, repr=False)
     final_model: dict[str, Any] | None = field(default=None, repr=False)
@@ -164,6 +168,7 @@ class RunResult:
             "updates_per_second": self.updates_per_second,
             **({"internals": self.internals} if self.internals is not None else {}),
             **({"final_model": self.final_model} if self.final_model is not None else {}),
+            "shared_with": self.shared_with,
         }
 
     @classmethod
@@ -185,6 +190,7 @@ class RunResult:
             internals=d.get("internals"),
             final_model=d.get("final_model"),
             final_weights=d.get("final_weights"),
+            shared_with=d.get("shared_with"),
         )
 
 

@@ -45,6 +45,8 @@ def reproduce(args: argparse.Namespace) -> int:
     check_seed(args.seed)
     n_threads = threads(args)
     proto = protocol.load(args.protocol)
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     try:
         models = experiments.parse_models(args.models)
     except NumnetError as exc:
@@ -65,6 +67,7 @@ def reproduce(args: argparse.Namespace) -> int:
         kernels=args.kernels,
         internals=not args.no_internals,
         verify=not args.no_verify,
+        jobs=args.jobs,
     )
     doc = outcome.results_json
     label = " (QUICK)" if doc.get("label") else ""
