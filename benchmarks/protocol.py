@@ -6,8 +6,12 @@ Usage: ``python benchmarks/protocol.py [--quick] [--only numnet,torch,jax] [--mo
 every side (default: each side's own default).
 
 numnet runs as a user would run it, ``python -m numnet reproduce --protocol assignment --quiet``
-in a subprocess (wall time of the whole command; per-run times and final test accuracies from
-its results.json). PyTorch and JAX run the same 12 (model, epochs, lr) runs written plainly:
+in a subprocess, with its defaults: one worker process per core, and the protocol's shared
+starts, under which a run that is a prefix of another (model 3 settings 1 and 2, model 4
+settings 2 and 3) is taken from it rather than trained again (wall time of the whole command;
+per-run times and final test accuracies from its results.json; a run taken from a longer one
+counts 0 s in the sum of runs, its training being the longer run's). PyTorch and JAX run the
+same 12 (model, epochs, lr) runs written plainly, one after the other:
 the same split and evaluation sets, Xavier-uniform weights, zero biases, plain SGD on the
 cross-entropy summed over batches of 100, 550*E + 1 updates with a fresh shuffle every epoch,
 an evaluation (accuracy and loss on the first 11,000 train and the 10,000 test examples, in
@@ -76,10 +80,14 @@ def numnet_side(runs: list[Run], models: list[str], quick: bool, threads: int | 
         from numnet.core.io import read_json
 
         results = read_json(Path(tmp) / "results.json")
-    out = {r["run_id"]: {"time": r["wall_time"], "test_accuracy": r["final_test_accuracy"],
-                         "updates": r["updates"], "evaluations": r["evaluations"]}
+    out = {r["run_id"]: {"time": 0.0 if r.get("shared_with") else r["wall_time"],
+                         "test_accuracy": r["final_test_accuracy"],
+                         "updates": r["updates"], "evaluations": r["evaluations"],
+                         "shared_with": r.get("shared_with")}
            for r in results["runs"]}
-    return {"wall": wall, "runs": {r["run_id"]: out[r["run_id"]] for r in runs}}
+    timing = results["timing"]
+    return {"wall": wall, "runs": {r["run_id"]: out[r["run_id"]] for r in runs},
+            "jobs": timing.get("jobs"), "threads_per_run": timing.get("threads_per_run")}
 
 
 def run_loop(runs: list[Run], data: Any, cfg: dict, new_run: Callable) -> dict:
@@ -313,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if side == "numnet":
                 sides[side] = numnet_side(runs, models, args.quick, args.threads)
+                shared = sorted(k for k, v in sides[side]["runs"].items() if v["shared_with"])
+                print(f"  numnet: {sides[side]['jobs']} worker process(es), threads per run "
+                      f"{sides[side]['threads_per_run']}; taken from longer runs: "
+                      f"{', '.join(shared) or 'none'}")
             else:
                 fn = torch_side if side == "torch" else jax_side
                 sides[side] = fn(runs, data, cfg, args.threads)

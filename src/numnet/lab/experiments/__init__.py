@@ -20,14 +20,29 @@ results and the report into the output folder::
 Every file is written atomically. A run counts as finished once ``runs/<run_id>.json`` exists
 (written after its weights); rerunning with the same ``--out`` reuses finished runs whose
 protocol hash, run spec and data fingerprint match, and trains the rest. ``force=True`` retrains
-everything. Interrupting (Ctrl-C) loses at most the run in progress.
+everything. Interrupting (Ctrl-C) loses at most the runs in progress.
 
 Seeds: run ``(model, setting k)`` of a protocol with seed ``s`` gets
-:func:`run_seed` ``(s, model, k)`` (numpy ``SeedSequence``), so a run's result does not depend
-on which other runs are made (``--models 4`` gives the full run's model-4 results).
+:func:`run_seed` ``(s, model, k)`` (numpy ``SeedSequence``), or :func:`model_seed` ``(s, model)``
+when the protocol has ``[training] shared_start`` (the built-in assignment protocols): then
+every setting of a model starts from the same weights and sees the same batches. Either way a
+run's result does not depend on which other runs are made (``--models 4`` gives the full run's
+model-4 results).
+
+Shared runs: under shared starts, a run that is a prefix of another (same spec but fewer
+epochs: :func:`run_groups`) is taken from the longer run at its own last update (550*E + 1
+for E epochs), identical to training it alone; its record says ``shared_with``.
+
+Parallel: the trainings (:class:`RunGroup`) run on ``jobs`` worker processes of
+:mod:`numnet.lab.executor` (default one per core; ``jobs=1`` in this process), longest first
+(:func:`estimated_cost`), each single-threaded while others wait and sharing the idle cores
+once fewer trainings than cores are left. Each worker saves the runs it ends
+(:mod:`~numnet.lab.experiments.work`); an interruption stops and joins the workers, keeping
+every run that ended.
 
 Modules: :mod:`~numnet.lab.experiments.plan` (runs and seeds),
 :mod:`~numnet.lab.experiments.store` (finished runs on disk, resume),
+:mod:`~numnet.lab.experiments.work` (one training, here or in a worker),
 :mod:`~numnet.lab.experiments.runner` (``reproduce`` and ``train``).
 """
 
