@@ -298,3 +298,34 @@ def test_ctrl_c_with_workers_exits_130_leaves_no_process_and_resumes(protos, tmp
     resumed = run(proto, out, jobs=2)
     assert resumed.reused == [r.run_id for r in resumed.results if r.run_id in done]
     assert len(resumed.trained) == 8 - len(done)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_workers_end_when_reproduce_is_killed(protos, tmp_path) -> None:
+    """SIGKILL leaves no time for cleanup: the workers notice that their parent is gone, the
+    idle ones at once, the busy ones at their next step, and no process is left behind."""
+    proto = tmp_path / "long.toml"
+    proto.write_text(SHARED_PROTOCOL.replace("{ epochs = 2, lr = 0.003 }",
+                                             "{ epochs = 40, lr = 0.003 }"))
+    out = tmp_path / "out"
+    code = CLI_SCRIPT.format(tests=str(TESTS_DIR), argv=[
+        "reproduce", "--protocol", str(proto), "--out", str(out), "--jobs", "2", "--quiet"])
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while (len(list((out / "runs").glob("*.json"))) < 3 and time.monotonic() < deadline
+               and proc.poll() is None):
+            time.sleep(0.02)
+        assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)  # the main process alone
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while _session_processes(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _session_processes(proc.pid) == []
+    finally:
+        for pid in _session_processes(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    for path in (out / "runs").glob("*.json"):  # every visible record is complete
+        json.loads(path.read_text())

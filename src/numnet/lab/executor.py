@@ -25,8 +25,9 @@ memory (no pipes, nothing to drain):
   :func:`checkpoint` (e.g. from its progress callback); results never depend on the thread
   count (``numnet.core.runtime``), so a share may change in the middle of a task.
 
-A worker whose parent was killed (no Ctrl-C, no cleanup) ends itself at its task's next
-:func:`checkpoint`; between tasks, the pool's own queue ends it.
+A worker whose parent was killed (SIGKILL: no Ctrl-C, no cleanup) ends itself: a watchdog
+thread waits on the parent's sentinel, and the worker exits at once when idle, else at its
+task's next :func:`checkpoint` (between two steps, so every file it wrote is complete).
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ import concurrent.futures as cf
 import ctypes
 import dataclasses
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -152,7 +155,8 @@ class WorkerSlot:
         return max(1, int(self.slots.threads[self.index]))
 
 
-_WORKER: dict[str, Any] = {"slots": None, "slot": None}
+_WORKER: dict[str, Any] = {"slots": None, "slot": None, "orphaned": threading.Event(),
+                           "lock": threading.Lock()}
 
 
 def current_slot() -> WorkerSlot | None:
@@ -169,10 +173,23 @@ def checkpoint() -> None:
     slot = current_slot()
     if slot is None:
         return
-    parent = multiprocessing.parent_process()
-    if parent is not None and not parent.is_alive():
+    if _WORKER["orphaned"].is_set():
         os._exit(1)  # between two steps: every file this task wrote is complete
     follow_share(slot.thread_share())
+
+
+def _watch_parent() -> None:
+    """A worker's watchdog thread: once the parent process is gone, end the worker -- at once
+    when it is idle (an idle pool worker would wait for work forever: every worker holds the
+    write end of the pool's queue), else at its task's next :func:`checkpoint`."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    multiprocessing.connection.wait([parent.sentinel])
+    with _WORKER["lock"]:
+        _WORKER["orphaned"].set()
+        if _WORKER["slot"] is None:
+            os._exit(1)
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -180,7 +197,7 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 def _exit_with_parent() -> None:
     """Linux: the kernel sends this process SIGKILL when its parent (the forkserver) dies
-    (best effort; the watchdog below covers the driver itself)."""
+    (best effort; :func:`_watch_parent` covers the driver itself)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -197,18 +214,23 @@ def _init_worker(slots: Slots, threads: int | None, initializer: Callable[..., N
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
     _WORKER["slots"] = slots
+    threading.Thread(target=_watch_parent, name="numnet-watchdog", daemon=True).start()
     pin_threads(threads)
     if initializer is not None:
         initializer(*initargs)
 
 
 def _run_in_slot(index: int, fn: Callable[..., Any], *args: Any) -> Any:
-    _WORKER["slot"] = WorkerSlot(_WORKER["slots"], index)
+    with _WORKER["lock"]:
+        _WORKER["slot"] = WorkerSlot(_WORKER["slots"], index)
     try:
         checkpoint()
         return fn(*args)
     finally:
-        _WORKER["slot"] = None
+        with _WORKER["lock"]:
+            _WORKER["slot"] = None
+            if _WORKER["orphaned"].is_set():
+                os._exit(1)
 
 
 def thread_shares(running: int, cores: int, waiting: bool, max_threads: int | None) -> list[int]:
