@@ -12,7 +12,7 @@ from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
 import numnet.lab.data
 from numnet.lab.cli import build_parser, common, main
-from numnet.lab.experiments import runner
+from numnet.lab.experiments import work
 from numnet.lab.records import strip_timing
 
 DATA = tiny_datasets()
@@ -185,9 +185,9 @@ def test_an_interrupt_is_reported_once(proto, tmp_path, monkeypatch, capsys) -> 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "train_run", interrupted)
+    monkeypatch.setattr(work, "train_run", interrupted)  # --jobs 1: trained in this process
     assert main(["reproduce", "--protocol", str(proto), "--out", str(tmp_path / "o"),
-                 "--quiet"]) == 130
+                 "--quiet", "--jobs", "1"]) == 130
     err = capsys.readouterr().err
     assert err.count("interrupted") == 1 and "0 of 5 runs are saved" in err
 
