@@ -284,14 +284,14 @@ def test_ctrl_c_with_workers_exits_130_leaves_no_process_and_resumes(protos, tmp
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err.decode()
-    assert "Traceback" not in err.decode()
-    deadline = time.monotonic() + 10
+    assert "runs are saved in" in err.decode(), err.decode()
+    deadline = time.monotonic() + 30
     while _session_processes(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _session_processes(proc.pid) == []  # no worker, forkserver or tracker left
+    assert _session_processes(proc.pid) == [], err.decode()  # no worker, forkserver, tracker
     done = sorted(p.stem for p in (out / "runs").glob("*.json"))
-    assert 2 <= len(done) < 8 and "model4-setting3" not in done
-    assert not list(out.rglob(".*.part"))  # no half-written file
+    assert 2 <= len(done) < 8 and "model4-setting3" not in done, (done, err.decode())
+    assert not list(out.rglob(".*.part")), err.decode()  # no half-written file
     for rid in done:
         json.loads((out / "runs" / f"{rid}.json").read_text())
         assert (out / "weights" / f"{rid}.npz").is_file()
