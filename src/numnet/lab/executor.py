@@ -26,8 +26,8 @@ memory (no pipes, nothing to drain):
   count (``numnet.core.runtime``), so a share may change in the middle of a task.
 
 A worker whose parent was killed (SIGKILL: no Ctrl-C, no cleanup) ends itself: a watchdog
-thread waits on the parent's sentinel, and the worker exits at once when idle, else at its
-task's next :func:`checkpoint` (between two steps, so every file it wrote is complete).
+thread waits on the parent's sentinel and exits the worker at once (and on Linux the kernel
+kills it if the forkserver dies, ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -155,8 +155,7 @@ class WorkerSlot:
         return max(1, int(self.slots.threads[self.index]))
 
 
-_WORKER: dict[str, Any] = {"slots": None, "slot": None, "orphaned": threading.Event(),
-                           "lock": threading.Lock()}
+_WORKER: dict[str, Any] = {"slots": None, "slot": None}
 
 
 def current_slot() -> WorkerSlot | None:
@@ -167,29 +166,24 @@ def current_slot() -> WorkerSlot | None:
 
 def checkpoint() -> None:
     """Called by a running task now and then, between two steps (e.g. from its progress
-    callback): re-pins this worker's threads to the share the parent gives the task now, and
-    ends the worker at once if the parent process is gone (killed: nobody would read the
-    result, and a worker must not outlive it). A no-op outside :func:`iter_local`'s workers."""
+    callback): gives numnet's threads the share the parent gives the task now. A no-op
+    outside :func:`iter_local`'s workers."""
     slot = current_slot()
-    if slot is None:
-        return
-    if _WORKER["orphaned"].is_set():
-        os._exit(1)  # between two steps: every file this task wrote is complete
-    follow_share(slot.thread_share())
+    if slot is not None:
+        follow_share(slot.thread_share())
 
 
 def _watch_parent() -> None:
-    """A worker's watchdog thread: once the parent process is gone, end the worker -- at once
-    when it is idle (an idle pool worker would wait for work forever: every worker holds the
-    write end of the pool's queue), else at its task's next :func:`checkpoint`."""
+    """A worker's watchdog thread: once the parent process is gone, end the worker at once --
+    nobody will read its result, and an idle pool worker would wait for work forever (every
+    worker holds the write end of the pool's queue). Files stay consistent: every write is
+    atomic, so at most a hidden ``.part`` file is left, which the next claim of the folder
+    removes."""
     parent = multiprocessing.parent_process()
     if parent is None:
         return
     multiprocessing.connection.wait([parent.sentinel])
-    with _WORKER["lock"]:
-        _WORKER["orphaned"].set()
-        if _WORKER["slot"] is None:
-            os._exit(1)
+    os._exit(1)
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -221,16 +215,12 @@ def _init_worker(slots: Slots, threads: int | None, initializer: Callable[..., N
 
 
 def _run_in_slot(index: int, fn: Callable[..., Any], *args: Any) -> Any:
-    with _WORKER["lock"]:
-        _WORKER["slot"] = WorkerSlot(_WORKER["slots"], index)
+    _WORKER["slot"] = WorkerSlot(_WORKER["slots"], index)
     try:
         checkpoint()
         return fn(*args)
     finally:
-        with _WORKER["lock"]:
-            _WORKER["slot"] = None
-            if _WORKER["orphaned"].is_set():
-                os._exit(1)
+        _WORKER["slot"] = None
 
 
 def thread_shares(running: int, cores: int, waiting: bool, max_threads: int | None) -> list[int]:
