@@ -161,9 +161,11 @@ def edited(folder, tmp_path, change):
     (lambda d: d["protocol"].__setitem__("seed", "<script>"), "protocol.seed must be an int"),
     (lambda d: d["runs"][0]["spec"].__setitem__("model", "<script>"), "runs[0].spec.model"),
     (lambda d: d["runs"][0]["spec"].__setitem__("lr", float("inf")), "runs[0].spec.lr"),
+    (lambda d: d["runs"][0].pop("final_test_accuracy"), "runs[0].final_test_accuracy is miss"),
+    (lambda d: d["runs"][0]["final_weights"].pop("update"), "runs[0].final_weights.update is"),
 ], ids=["runs-empty", "no-samples", "batch-0", "batch-text", "epochs-1e9", "curve-length",
         "loss-text", "no-seed", "eval-every-text", "protocol-null", "status", "seed-markup",
-        "model-markup", "lr-inf"])
+        "model-markup", "lr-inf", "no-final-accuracy", "no-final-update"])
 def test_report_on_a_hand_edited_results_file(folder, tmp_path, capsys, change, where) -> None:
     out = edited(folder, tmp_path, change)
     assert main(["report", str(out)]) == 2

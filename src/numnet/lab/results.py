@@ -348,13 +348,13 @@ def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: in
         s.numbers(s.get(run, key, path), f"{path}.{key}", n, low=0.0, high=1.0)
     for key in ("train_loss", "test_loss"):
         s.numbers(s.get(run, key, path), f"{path}.{key}", n, low=0.0)
-    s.integer(run.get("evaluations", n), f"{path}.evaluations", n, n)
+    s.integer(s.get(run, "evaluations", path), f"{path}.evaluations", n, n)
     for key in ("final_train_accuracy", "final_test_accuracy"):
-        s.number(run.get(key), f"{path}.{key}", 0.0, 1.0, none=True)
+        s.number(s.get(run, key, path), f"{path}.{key}", 0.0, 1.0, none=True)
     for key in ("init_seed", "shuffle_seed"):
         s.integer(s.get(run, key, path), f"{path}.{key}")
     for key in ("wall_time", "updates_per_second"):
-        s.number(run.get(key, 0.0), f"{path}.{key}", low=0.0)
+        s.number(s.get(run, key, path), f"{path}.{key}", low=0.0)
     if run.get("internals") is not None:
         _validate_internals(s, run["internals"], f"{path}.internals")
     final_model = run.get("final_model")
@@ -381,8 +381,9 @@ def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: in
     final = run.get("final_weights")
     if final is not None:  # the evaluation of the weights after the last update
         s.table(final, f"{path}.final_weights")
+        fp = f"{path}.final_weights"
+        s.integer(s.get(final, "update", fp), f"{fp}.update", 0, MAX_UPDATES_PER_RUN)
         for key in ("train_accuracy", "test_accuracy"):
-            s.number(s.get(final, key, f"{path}.final_weights"), f"{path}.final_weights.{key}",
-                     0.0, 1.0)
+            s.number(s.get(final, key, fp), f"{fp}.{key}", 0.0, 1.0)
         for key in ("train_loss", "test_loss"):
-            s.number(final.get(key, 0.0), f"{path}.final_weights.{key}", low=0.0)
+            s.number(s.get(final, key, fp), f"{fp}.{key}", low=0.0)
