@@ -306,6 +306,8 @@ def _validate_internals(s: _Schema, internals: Any, path: str) -> None:
         elif isinstance(value, dict):
             for layer, series in value.items():
                 s.numbers(series, f"{where}.{layer}", n, none=True)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            s.number(value, where)  # a scalar of the recording (a count, a time)
         else:
             s.numbers(value, where, n, none=True)
 
@@ -324,11 +326,11 @@ def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: in
                f"{spec['batch_size']}", spec["epochs"])
     s.number(s.get(spec, "lr", sp), f"{sp}.lr", low=0.0)
     for key in ("reduction", "dtype", "weight_init", "bias_init", "conv_activation"):
-        s.text(spec.get(key, ""), f"{sp}.{key}")
+        s.text(s.get(spec, key, sp), f"{sp}.{key}")
     for key in ("eval_every", "eval_train_examples", "eval_test_examples", "eval_batch_size"):
         if key in spec:
             s.integer(spec[key], f"{sp}.{key}", 1)
-    s.integer(spec.get("seed", 0), f"{sp}.seed")
+    s.integer(s.get(spec, "seed", sp), f"{sp}.seed")
     s.integer(spec.get("setting"), f"{sp}.setting", 1, none=True)
     status = s.get(run, "status", path)
     if status not in STATUSES:
