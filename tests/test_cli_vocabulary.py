@@ -197,9 +197,10 @@ def test_readme_quickstart_runs_the_quick_smoke_before_the_full_protocol() -> No
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
-    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
-    quick = next(k for k, c in enumerate(commands) if c.endswith("numnet reproduce --quick"))
-    full = next(k for k, c in enumerate(commands) if c.endswith("numnet reproduce"))
+    commands = " && ".join(line for line in block.splitlines() if line and not line.startswith("#"))
+    steps = [step.strip() for step in commands.split("&&")]
+    quick = steps.index("numnet reproduce --quick")
+    full = steps.index("numnet reproduce")
     assert quick < full
     for option in common.SHARED_HELP:  # the commands table names the shared options
         assert f"`{option}" in readme or f"/{option}`" in readme, option
