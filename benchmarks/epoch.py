@@ -142,29 +142,9 @@ def jax_runner(name: str) -> tuple[Callable, Callable]:
     import jax
     import jax.numpy as jnp
     from jax import lax
+    from jax_twin import forward, init_params, loss_sum  # beside this script; needs jax
 
-    shapes = {"model1": [(784, 10)], "model2": [(784, 32), (32, 10)],
-              "model3": [(784, 32), (32, 32), (32, 10)],
-              "model4": [(3, 3, 1, 8), (3, 3, 8, 8), (392, 32), (32, 10)]}[name]  # fmt: skip
-    keys = jax.random.split(jax.random.PRNGKey(0), len(shapes))
-    glorot = jax.nn.initializers.glorot_uniform()
-    params = [(glorot(k, s, jnp.float32), jnp.zeros(s[-1], jnp.float32))
-              for k, s in zip(keys, shapes, strict=True)]  # fmt: skip
-
-    def forward(params: list, x: jax.Array) -> jax.Array:
-        if len(params[0][0].shape) == 4:  # the CNN: NHWC images, HWIO kernels
-            x = x.reshape(-1, 28, 28, 1)
-            for w, b in params[:2]:
-                x = lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
-                x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
-            x, params = x.reshape(x.shape[0], -1), params[2:]
-        for w, b in params[:-1]:
-            x = jax.nn.relu(x @ w + b)
-        return x @ params[-1][0] + params[-1][1]
-
-    def loss_sum(params: list, x: jax.Array, y: jax.Array) -> jax.Array:
-        return -jnp.sum(jax.nn.log_softmax(forward(params, x)) * y)
+    params = init_params(name, jax.random.PRNGKey(0))
 
     @jax.jit
     def epoch_fn(params: list, xs: jax.Array, ys: jax.Array) -> tuple[list, jax.Array]:
