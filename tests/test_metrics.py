@@ -7,15 +7,13 @@ import csv
 import json
 import shutil
 
-import numpy as np
 import pytest
-from tiny_mnist import TINY_PROTOCOL, make_digits, tiny_datasets
+from tiny_mnist import TINY_PROTOCOL, tiny_datasets, write_tiny_idx
 
 import numnet.lab.data
 from numnet.lab import protocol as protocol_mod
 from numnet.lab import sweep
 from numnet.lab.cli import main
-from numnet.lab.data import write_idx
 from numnet.lab.metrics import METRICS_COLUMNS, EvaluationClock, metrics_csv, metrics_rows
 from numnet.lab.training import Progress, RunSpec
 
@@ -108,14 +106,7 @@ def test_evaluation_clock_notes_each_evaluation_and_forwards() -> None:
 
 
 def test_sweep_writes_a_metrics_csv_per_task(tmp_path) -> None:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    x, y = make_digits(600, 0)
-    xt, yt = make_digits(200, 1)
-    write_idx(data_dir / "train-images-idx3-ubyte.gz", x)
-    write_idx(data_dir / "train-labels-idx1-ubyte.gz", y.astype(np.uint8))
-    write_idx(data_dir / "t10k-images-idx3-ubyte.gz", xt)
-    write_idx(data_dir / "t10k-labels-idx1-ubyte.gz", yt.astype(np.uint8))
+    data_dir = write_tiny_idx(tmp_path / "data")
     proto = tmp_path / "tiny.toml"
     proto.write_text(TINY_PROTOCOL.replace("[training]", "[data]\nvalidation_size = 50\n"
                                            "[training]"))

@@ -20,15 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from tiny_mnist import make_digits
+from tiny_mnist import write_tiny_idx
 
 from numnet.core.errors import NumnetError
 from numnet.lab import protocol as protocol_mod
 from numnet.lab import sweep
 from numnet.lab.cli import main
-from numnet.lab.data import write_idx
 from numnet.lab.experiments import plan_runs
 from numnet.lab.records import strip_timing
 
@@ -102,14 +100,7 @@ def must_not_run(task, data, device, threads):
 def tiny(tmp_path_factory):
     """A data dir with four tiny IDX files, its DataRef and the tiny protocol file."""
     root = tmp_path_factory.mktemp("tiny")
-    data_dir = root / "data"
-    data_dir.mkdir()
-    x, y = make_digits(600, 0)
-    xt, yt = make_digits(200, 1)
-    write_idx(data_dir / "train-images-idx3-ubyte.gz", x)
-    write_idx(data_dir / "train-labels-idx1-ubyte.gz", y.astype(np.uint8))
-    write_idx(data_dir / "t10k-images-idx3-ubyte.gz", xt)
-    write_idx(data_dir / "t10k-labels-idx1-ubyte.gz", yt.astype(np.uint8))
+    data_dir = write_tiny_idx(root / "data")
     path = root / "tiny.toml"
     path.write_text(TINY_PROTOCOL)
     ref = sweep.DataRef("mnist", str(data_dir), str(root / "cache"), validation_size=50,

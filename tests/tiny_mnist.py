@@ -8,9 +8,12 @@ separates the classes within a few epochs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from numnet.core.datasets import Datasets, split_like_tensorflow
+from numnet.core.idx import write_idx
 
 TEMPLATES = np.random.default_rng(1234).random((10, 5, 5)) > 0.5
 TEMPLATES[:, [0, -1], 2] = True  # every pattern spans the full 5x5 box
@@ -45,6 +48,16 @@ def tiny_datasets(
 
 
 #: A protocol sized for tiny_datasets(): 550 train examples at batch 10 = 55 updates an epoch.
+def write_tiny_idx(data_dir: Path) -> Path:
+    """``data_dir`` (created) holding the four MNIST IDX files of 600 train and 200 test tiny
+    digits, as a ``--data-dir`` for commands that load data from files."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for prefix, (x, y) in (("train", make_digits(600, 0)), ("t10k", make_digits(200, 1))):
+        write_idx(data_dir / f"{prefix}-images-idx3-ubyte.gz", x)
+        write_idx(data_dir / f"{prefix}-labels-idx1-ubyte.gz", y.astype(np.uint8))
+    return data_dir
+
+
 TINY_PROTOCOL = """\
 name = "tiny"
 description = "test protocol on synthetic digits"
