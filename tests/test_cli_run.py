@@ -7,35 +7,15 @@ import re
 
 import numpy as np
 import pytest
+from conftest import TINY_DATA as DATA
 from PIL import Image
-from tiny_mnist import TINY_PROTOCOL, tiny_datasets
+from tiny_mnist import TINY_PROTOCOL
 
-import numnet.lab.data
 from numnet.core import backend, runtime
 from numnet.lab import experiments
 from numnet.lab.cli import build_parser, common, main
 
-DATA = tiny_datasets()
-
-
-@pytest.fixture(autouse=True)
-def tiny_data(monkeypatch):
-    """Every command gets the tiny synthetic digits instead of MNIST."""
-    calls = []
-
-    def load(*args, **kwargs):
-        calls.append((args, kwargs))
-        return DATA
-
-    monkeypatch.setattr(numnet.lab.data, "load", load)
-    return calls
-
-
-@pytest.fixture
-def proto(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY_PROTOCOL)
-    return path
+pytestmark = pytest.mark.usefixtures("tiny_data")  # conftest: tiny digits, not MNIST
 
 
 def test_help_lists_the_commands(capsys) -> None:

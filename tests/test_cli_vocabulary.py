@@ -8,14 +8,10 @@ import argparse
 import json
 
 import pytest
-from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
-import numnet.lab.data
 from numnet.lab.cli import build_parser, common, main
 from numnet.lab.experiments import work
 from numnet.lab.records import strip_timing
-
-DATA = tiny_datasets()
 
 #: Which commands must have which shared options.
 REQUIRED = {
@@ -30,23 +26,7 @@ REQUIRED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def tiny_data(monkeypatch):
-    calls = []
-
-    def load(*args, **kwargs):
-        calls.append((args, kwargs))
-        return DATA
-
-    monkeypatch.setattr(numnet.lab.data, "load", load)
-    return calls
-
-
-@pytest.fixture
-def proto(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY_PROTOCOL)
-    return path
+pytestmark = pytest.mark.usefixtures("tiny_data")  # conftest: tiny digits, not MNIST
 
 
 def subcommands(parser: argparse.ArgumentParser, prefix: str = ""):
