@@ -373,3 +373,30 @@ def test_ties_go_to_the_first_maximum_in_row_major_order(impl, threads, monkeypa
         assert np.count_nonzero(dx) == np.count_nonzero(dy)  # one winner per window
     finally:
         runtime.set_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", FUSED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_fused_evaluation_forward_equals_the_loops_and_the_training_forward(
+    shape, threads, monkeypatch
+) -> None:
+    """train=False takes the pooling-window GEMM (``fused._evaluation_part``), not the
+    training forward's im2col: the same values, to float64 rounding, on every path."""
+    n, h, w, cin, cout, k, act = shape
+    monkeypatch.setattr(runtime, "SPLIT_MIN_ELEMENTS", 0)
+    before = runtime.get_threads()
+    runtime.set_threads(threads)
+    try:
+        rng = np.random.default_rng(zlib.crc32(repr(shape).encode()))
+        x, wt = rng.standard_normal((n, h, w, cin)), rng.standard_normal((k, k, cin, cout))
+        b = rng.standard_normal(cout)
+        conv = loops.conv2d_forward_loops(x, wt, b)
+        pre = getattr(loops, f"{act}_forward_loops")(conv) if act else conv
+        expected, _ = loops.maxpool2d_loops(pre, 2, 2, "same", np.zeros((n, h // 2, w // 2, cout)))
+        ws = fast.Workspace()
+        trained, _ = fused.convpool2x2_forward(x, wt, b, act, workspace=ws, train=True)
+        evaluated, _ = fused.convpool2x2_forward(x, wt, b, act, workspace=ws, train=False)
+        assert gradcheck.max_relative_error(evaluated, expected) < LOOPS_TOL
+        np.testing.assert_allclose(evaluated, trained, rtol=1e-13, atol=1e-13)
+    finally:
+        runtime.set_threads(before)
