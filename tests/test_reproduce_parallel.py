@@ -329,3 +329,29 @@ def test_workers_end_when_reproduce_is_killed(protos, tmp_path) -> None:
             os.kill(pid, signal.SIGKILL)
     for path in (out / "runs").glob("*.json"):  # every visible record is complete
         json.loads(path.read_text())
+
+
+def test_evidence_figures_drawn_early_are_the_reports(protos, tmp_path) -> None:
+    """reproduce draws each run's evidence figures from its RunResult while other runs still
+    train; the report then embeds those bytes. They equal what ``numnet report DIR`` draws
+    from results.json alone."""
+    from numnet.lab.experiments.runner import _EarlyFigures
+    from numnet.lab.report import rebuild
+
+    outcome = run(protos["tiny"], tmp_path / "out", jobs=1)
+    early = _EarlyFigures(enabled=True)
+    early.waiting = list(outcome.results)
+    while early.waiting:
+        early.draw_one()
+    assert set(early.drawn) == {r.run_id for r in outcome.results}
+    assert any(early.drawn.values())  # the tiny runs record internals (not the diverged)
+    for rid, images in early.drawn.items():
+        assert all(name.startswith(f"figures/{rid}.") for name in images)
+    rebuilt = rebuild(outcome.out_dir)  # from results.json, nothing drawn before
+    for images in early.drawn.values():
+        for name, data in images.items():
+            assert rebuilt[name].read_bytes() == data
+    disabled = _EarlyFigures(enabled=False)
+    disabled.waiting = list(outcome.results)
+    disabled.draw_one()
+    assert disabled.drawn == {}

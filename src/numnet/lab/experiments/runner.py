@@ -34,6 +34,7 @@ from numnet.lab.progress import InFlight, Log, ProgressDisplay, plural, stderr_l
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, timestamp
 from numnet.lab.report import diagnosis_records, write_report
+from numnet.lab.report.internals_section import run_evidence_images
 from numnet.lab.results import QUICK_LABEL, results_csv, results_document
 from numnet.lab.training import RunResult, RunSpec, expected_updates, train_run
 
@@ -185,8 +186,13 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
     ctx = RunContext(out, phash, info["fingerprint"], device)
     worker_cpu = [0.0]
 
+    # Each run's evidence figures depend on its record alone: with workers, they are drawn
+    # here while a core is free (the queue empty, a worker idle), not all after the last run.
+    figures = _EarlyFigures(make_report and jobs > 1)
+
     def ended(result: RunResult, reused: bool = False) -> None:
         done[result.run_id] = result
+        figures.waiting.append(result)
         display.end_run(f"[{len(done)}/{len(specs)}]", result, totals[result.run_id],
                         reused=reused)
 
@@ -210,7 +216,8 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
                     for result in train_group(group, ctx, data, on_progress=display.update):
                         ended(result)
         if jobs > 1:
-            _train_on_workers(groups, ctx, data, jobs, threads, display, ended, worker_cpu)
+            _train_on_workers(groups, ctx, data, jobs, threads, display, ended, worker_cpu,
+                              figures.draw_one)
     except KeyboardInterrupt as exc:
         display.close()
         message = (f"numnet reproduce: interrupted; {len(done)} of {len(specs)} "
@@ -245,7 +252,7 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
     write_json(out / "results.json", outcome.results_json)
     write_text(out / "results.csv", results_csv(outcome.results_json))
     if make_report:
-        write_report(out, outcome.results_json)
+        write_report(out, outcome.results_json, figures.drawn)
     # results.json's wall time ends before the report; the command's includes it
     outcome.wall_time = time.perf_counter() - started
     log(f"numnet reproduce: done in {outcome.wall_time:.1f} s ({len(outcome.trained)} trained"
@@ -255,16 +262,36 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
     return outcome
 
 
+class _EarlyFigures:
+    """Finished runs whose evidence figures are not drawn yet, and those drawn (``{run_id:
+    {file name: PNG bytes}}``, what ``write_report`` would draw from the same records)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.waiting: list[RunResult] = []
+        self.drawn: dict[str, dict[str, bytes]] = {}
+
+    def draw_one(self) -> None:
+        """Draw the figures of one waiting run (a second or so: the caller stays responsive)."""
+        if self.enabled and self.waiting:
+            result = self.waiting.pop(0)
+            self.drawn[result.run_id] = run_evidence_images(result.to_dict())
+
+
 def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, jobs: int,
                       threads: int | None, display: ProgressDisplay,
-                      ended: Callable[[RunResult], None], worker_cpu: list[float]) -> None:
+                      ended: Callable[[RunResult], None], worker_cpu: list[float],
+                      on_idle_core: Callable[[], None] = lambda: None) -> None:
     """The groups on ``jobs`` worker processes (numnet.lab.executor), longest first; every
-    result passed to ``ended`` as its group finishes. A run that fails raises here (its
-    workers stopped); an interruption stops the workers and removes their half-written
-    files (every complete file stays)."""
+    result passed to ``ended`` as its group finishes, ``on_idle_core()`` called now and then
+    while fewer groups than workers are left. A run that fails raises here (its workers
+    stopped); an interruption stops the workers and removes their half-written files (every
+    complete file stays)."""
     order = sorted(groups, key=lambda g: -estimated_cost(g.trained))  # stable among equals
 
     def poll(statuses: list[tuple[RunGroup, list[float], int]]) -> None:
+        if len(statuses) < jobs:
+            on_idle_core()
         display.in_flight([
             InFlight(g.task_id, int(p.get("update", 0)), int(p.get("total", 0)),
                      p.get("test_accuracy"), float(p.get("elapsed", 0.0)), n)

@@ -5,6 +5,7 @@ report.html. Runs recorded without internals are simply left out."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from numnet.lab.evidence_plots import cnn_figure, confusion_figure, internals_figure
@@ -38,18 +39,29 @@ def figure_names(run: dict[str, Any]) -> dict[str, str]:
     return names
 
 
-def evidence_images(doc: dict[str, Any]) -> dict[str, bytes]:
-    """``{file name: PNG bytes}`` of every run's evidence figures."""
+def run_evidence_images(run: dict[str, Any]) -> dict[str, bytes]:
+    """``{file name: PNG bytes}`` of one run's evidence figures (they depend on its record
+    alone, so ``reproduce`` draws them as soon as the run is done and a core is free)."""
+    names = figure_names(run)
+    label = _label(run)
+    out: dict[str, bytes] = {}
+    if "internals" in names:
+        out[names["internals"]] = png_bytes(internals_figure([("numnet", run)], label), DPI)
+    if "confusion" in names:
+        out[names["confusion"]] = png_bytes(confusion_figure(run["final_model"], label), DPI)
+    if "cnn" in names:
+        out[names["cnn"]] = png_bytes(cnn_figure(run["final_model"], label), DPI)
+    return out
+
+
+def evidence_images(doc: dict[str, Any],
+                    drawn: Mapping[str, dict[str, bytes]] | None = None) -> dict[str, bytes]:
+    """``{file name: PNG bytes}`` of every run's evidence figures; ``drawn``: ``{run_id:
+    run_evidence_images(run)}`` already drawn (those runs are not drawn again)."""
     out: dict[str, bytes] = {}
     for run in doc["runs"]:
-        names = figure_names(run)
-        label = _label(run)
-        if "internals" in names:
-            out[names["internals"]] = png_bytes(internals_figure([("numnet", run)], label), DPI)
-        if "confusion" in names:
-            out[names["confusion"]] = png_bytes(confusion_figure(run["final_model"], label), DPI)
-        if "cnn" in names:
-            out[names["cnn"]] = png_bytes(cnn_figure(run["final_model"], label), DPI)
+        done = drawn.get(run["run_id"]) if drawn else None
+        out.update(done if done is not None else run_evidence_images(run))
     return out
 
 

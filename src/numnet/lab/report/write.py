@@ -3,6 +3,7 @@ report.md, all atomic; and rebuilding them from results.json alone (``numnet rep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +20,32 @@ from numnet.lab.results import load_results
 FILES = ("learning_curves.png", "summary_table.png", "report.html", "report.md")
 
 
-def figure_pngs(doc: dict[str, Any],
-                diagnoses: dict[str, Diagnosis] | None = None) -> dict[str, bytes]:
+def figure_pngs(doc: dict[str, Any], diagnoses: dict[str, Diagnosis] | None = None,
+                drawn: Mapping[str, dict[str, bytes]] | None = None) -> dict[str, bytes]:
     """``{file name: PNG bytes}`` of the two figures, marked with ``diagnoses`` (default:
     :func:`diagnose_all` of the document's runs), and of every run's evidence figures
-    (``figures/<run_id>.*.png``); the report embeds the same bytes."""
+    (``figures/<run_id>.*.png``; ``drawn``: those already drawn, by run id, see
+    :func:`~numnet.lab.report.internals_section.evidence_images`); the report embeds the same
+    bytes."""
     if diagnoses is None:
         diagnoses = diagnose_all(doc["runs"])
     labels = {rid: d.labels for rid, d in diagnoses.items()}
     return {
         "learning_curves.png": png_bytes(learning_curves_figure(doc, labels)),
         "summary_table.png": png_bytes(summary_table_figure(doc, labels)),
-        **evidence_images(doc),
+        **evidence_images(doc, drawn),
     }
 
 
-def write_report(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
-    """Draw the figures and write report.html and report.md into ``out_dir`` (atomically).
+def write_report(out_dir: str | Path, doc: dict[str, Any],
+                 drawn: Mapping[str, dict[str, bytes]] | None = None) -> dict[str, Path]:
+    """Draw the figures and write report.html and report.md into ``out_dir`` (atomically);
+    ``drawn``: runs' evidence figures drawn already (``{run_id: {file name: PNG bytes}}``).
 
     Returns ``{name: path}`` of the four files and the evidence figures."""
     out = Path(out_dir)
     diagnoses = add_evidence(doc["runs"], diagnose_all(doc["runs"]))
-    images = figure_pngs(doc, diagnoses)
+    images = figure_pngs(doc, diagnoses, drawn)
     for name, data in images.items():
         write_bytes(out / name, data)
     write_text(out / "report.html", render_html(doc, diagnoses, images))
