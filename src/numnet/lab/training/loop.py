@@ -86,15 +86,20 @@ def expected_evaluations(num_examples: int, batch_size: int, epochs: int, eval_e
 
 def evaluate(model: Any, x: Any, y: Any, batch_size: int = 1000) -> tuple[float, float]:
     """``(accuracy, mean cross-entropy)`` of ``model`` on images ``x`` (n, 784) and one-hot
-    labels ``y`` (n, 10), in chunks of ``batch_size`` (no training caches kept)."""
+    labels ``y`` (n, 10), the loss summed in chunks of ``batch_size`` (no training caches
+    kept).
+
+    One evaluation forward over all of ``x``: the model cuts it into its own chunks
+    (``Sequential.eval_chunk`` rows) and spreads them over the runtime's lanes, so a helper
+    thread wakes once per evaluation rather than once per chunk. A row's logits do not depend
+    on the chunking, and the loss is summed chunk by chunk as before."""
     xp = backend.array_module(x)
     n = len(x)
     correct = 0
     loss_sum = 0.0
+    every_logit = model.forward(x, train=False)
     for start in range(0, n, batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        logits = model.forward(xb, train=False)
-        # Read the logits before the next forward: layers may reuse their output buffers.
+        logits, yb = every_logit[start : start + batch_size], y[start : start + batch_size]
         correct += int(xp.sum(xp.argmax(logits, axis=1) == xp.argmax(yb, axis=1)))
         loss, _ = softmax_cross_entropy(logits, yb, reduction="sum")
         loss_sum += float(loss)
