@@ -293,11 +293,10 @@ CASES = [*_linear_cases(), *_activation_cases(), *_conv_cases(), *_pool_cases(),
 
 @pytest.fixture
 def thread_count(request, monkeypatch):
-    """Run the case with ``case.threads`` threads and the batch split forced on small arrays."""
+    """Run the case with ``case.threads`` threads."""
     case = request.getfixturevalue("case")
     before = runtime.get_threads()
     if case.threads is not None:
-        monkeypatch.setattr(runtime, "SPLIT_MIN_ELEMENTS", 0)
         runtime.set_threads(case.threads)
     yield
     runtime.set_threads(before)
@@ -350,7 +349,6 @@ def test_ties_go_to_the_first_maximum_in_row_major_order(impl, threads, monkeypa
     goes to the first in row-major window order (the loops' rule), on every path. The fused
     path is checked through a 1x1 identity kernel, so its conv output is the input (positive:
     the ReLU passes it and its gradient unchanged)."""
-    monkeypatch.setattr(runtime, "SPLIT_MIN_ELEMENTS", 0)
     before = runtime.get_threads()
     runtime.set_threads(threads)
     try:
@@ -383,7 +381,6 @@ def test_fused_evaluation_forward_equals_the_loops_and_the_training_forward(
     """train=False takes the pooling-window GEMM (``fused._evaluation_part``), not the
     training forward's im2col: the same values, to float64 rounding, on every path."""
     n, h, w, cin, cout, k, act = shape
-    monkeypatch.setattr(runtime, "SPLIT_MIN_ELEMENTS", 0)
     before = runtime.get_threads()
     runtime.set_threads(threads)
     try:

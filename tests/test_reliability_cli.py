@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import threading
 import time
 import warnings
 
@@ -247,13 +248,18 @@ def test_sigterm_is_handled_like_ctrl_c(monkeypatch, capsys) -> None:
 def test_helper_threads_keep_the_callers_errstate() -> None:
     big = np.full(8, 3e38, dtype=np.float32)
 
+    lanes: set[str] = set()
+
     def part(k: int) -> None:
         big * np.float32(10)  # overflows: inf, and a RuntimeWarning unless ignored
+        lanes.add(threading.current_thread().name)
+        time.sleep(0.02)  # long enough for the helper lane to take chunks too
 
     with runtime.threads(2):
         if not runtime.RUNTIME.blas_controllers():
             pytest.skip("helper threads need threadpoolctl")
         with warnings.catch_warnings(record=True) as caught, np.errstate(over="ignore"):
             warnings.simplefilter("always")
-            runtime.run_parts(part, 4)
+            runtime.run_lanes(part, 4)
+    assert len(lanes) == 2  # the caller and a helper ran chunks
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

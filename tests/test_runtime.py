@@ -1,4 +1,4 @@
-"""numnet.core.runtime: thread counts, the size-only batch split, helper threads that give work
+"""numnet.core.runtime: thread counts, evaluation lanes whose helpers give work
 back, BLAS held to one thread, ``threads(n)`` and a bad NUMNET_THREADS that never breaks an
 import. Results must be bit-identical for any thread count."""
 
@@ -25,15 +25,6 @@ def threads_restored():
     runtime.set_threads(before)
 
 
-def test_split_depends_on_sizes_only() -> None:
-    # the protocol's batch of 100: both convolutions of model 4 are split in two halves
-    assert runtime.split_parts(100, 100 * 28 * 28 * 8) == [(0, 50), (50, 100)]
-    assert runtime.split_parts(100, 100 * 14 * 14 * 8) == [(0, 50), (50, 100)]
-    assert runtime.split_parts(1, 10**9) == [(0, 1)]
-    assert runtime.split_parts(64, runtime.SPLIT_MIN_ELEMENTS - 1) == [(0, 64)]
-    assert runtime.split_parts(7, runtime.SPLIT_MIN_ELEMENTS) == [(0, 3), (3, 7)]
-
-
 def _fused_step(act: str | None) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(11)
     x = rng.standard_normal((5, 8, 6, 3))
@@ -43,14 +34,12 @@ def _fused_step(act: str | None) -> tuple[np.ndarray, ...]:
     ws = fast.Workspace()
     dw, db = np.zeros_like(w), np.zeros_like(b)
     z, cache = fused.convpool2x2_forward(x, w, b, act, workspace=ws)
-    assert len(cache[0]) == 2  # the split happened
     dx, _, _ = fused.convpool2x2_backward(dz, cache, workspace=ws, dw=dw, db=db)
     return z, dx, dw, db
 
 
 @pytest.mark.parametrize("act", [None, "tanh"])
-def test_fused_split_is_identical_on_1_2_and_3_threads(monkeypatch, threads_restored, act):
-    monkeypatch.setattr(runtime, "SPLIT_MIN_ELEMENTS", 0)  # force the split on small arrays
+def test_fused_step_is_identical_on_1_2_and_3_threads(threads_restored, act):
     results = []
     for n in (1, 2, 3):
         runtime.set_threads(n)
@@ -61,7 +50,7 @@ def test_fused_split_is_identical_on_1_2_and_3_threads(monkeypatch, threads_rest
 
 
 def test_model4_training_is_identical_for_any_thread_count(threads_restored) -> None:
-    """A protocol-sized batch (100: both convolutions split) through two SGD steps."""
+    """A protocol-sized batch of 100 through two SGD steps."""
     from numnet.core.losses import softmax_cross_entropy
 
     rng = np.random.default_rng(0)
@@ -154,52 +143,20 @@ def test_an_error_in_a_lane_is_raised(threads_restored) -> None:
     runtime.run_lanes(lambda k: None, 4)  # the lanes still work afterwards
 
 
-def test_run_parts_runs_every_part_once_on_many_threads(threads_restored) -> None:
-    runtime.set_threads(4)
-    seen: list[int] = []
-    lock = threading.Lock()
-
-    def part(k: int) -> None:
-        with lock:
-            seen.append(k)
-
-    runtime.run_parts(part, 5)
-    assert sorted(seen) == [0, 1, 2, 3, 4]
-
-
-def test_work_is_taken_back_from_a_busy_helper(threads_restored) -> None:
-    """run_parts: parts that no helper thread has started are run by the caller."""
+def test_chunks_are_taken_back_from_a_busy_helper(threads_restored) -> None:
+    """run_lanes: chunks that no helper thread has started are run by the caller."""
     rt = runtime.RUNTIME
     if not rt.blas_controllers():
         pytest.skip("threadpoolctl cannot hold BLAS to one thread here: no helper thread")
     runtime.set_threads(2)
     blocker = threading.Event()
-    runtime.run_parts(lambda k: None, 2)  # make sure the helper pool exists
+    runtime.run_lanes(lambda k: None, 2)  # make sure the helper pool exists
     rt._helpers(1).submit(blocker.wait)  # keep its one helper busy
     done = []
-    runtime.run_parts(lambda k: done.append((k, threading.current_thread().name)), 3)
+    runtime.run_lanes(lambda k: done.append((k, threading.current_thread().name)), 3)
     blocker.set()
     assert sorted(k for k, _ in done) == [0, 1, 2]
     assert {name for _, name in done} == {threading.current_thread().name}
-
-
-def test_an_error_in_a_part_is_raised_after_the_others_finish(threads_restored) -> None:
-    import time
-
-    runtime.set_threads(2)
-    started, finished = threading.Event(), []
-
-    def part(k: int) -> None:
-        if k == 1:  # the caller's part: fails once the helper is busy with part 0
-            started.wait(timeout=5)
-            raise RuntimeError("part 1 failed")
-        started.set()
-        time.sleep(0.05)
-        finished.append(k)
-
-    with pytest.raises(RuntimeError, match="part 1 failed"):
-        runtime.run_parts(part, 2)
-    assert finished == [0]  # run_parts waited for the running part before raising
 
 
 def test_single_threaded_blas_restores_the_count() -> None:

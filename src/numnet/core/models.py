@@ -83,9 +83,9 @@ class Sequential:
     not what, the model computes.
 
     Forward and backward hold the host BLAS to one thread (``runtime.single_threaded_blas``):
-    the layers' GEMMs are small, and numnet spreads the work over the cores itself -- a
-    training step through the conv fast path's split batch, an evaluation through chunks of
-    rows on the runtime's lanes (``forward``).
+    the layers' GEMMs are small, and numnet spreads the work over the cores itself: an
+    evaluation through chunks of rows on the runtime's lanes (``forward``); a training step
+    runs whole on the calling thread (``numnet.core.runtime`` says why).
     """
 
     def __init__(

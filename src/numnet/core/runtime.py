@@ -5,28 +5,21 @@ the BLAS pools (through threadpoolctl, when installed) and, when PyTorch is alre
 (the optional reference), its intra-op threads -- all set to ``n`` inside the block and
 restored after. Results never depend on ``n``: work is split by sizes only.
 
-How the conv fast path uses the cores: ``split_parts`` cuts a big batch into parts of images
-by its size alone (two halves above ``SPLIT_MIN_ELEMENTS`` conv outputs, else one part), and
-``run_parts`` runs the parts at once, each but the last on a helper thread and the last on the
-caller; im2col copies, GEMMs and pooling passes all release the GIL, so the cores share all of
-the work (only the weight gradient needs a final sum, always in part order). BLAS is held to
-one thread meanwhile (``single_threaded_blas``): its own threads would oversubscribe the cores,
-and on a busy machine a multithreaded BLAS call can wait a whole scheduler time slice for its
-second thread -- a 50 us GEMM then takes milliseconds. A part that no helper has started by
-the time the caller is done with its own is taken back by the caller, so a busy machine costs
-no such wait here either.
+How numnet uses the cores: a training step runs whole on the calling thread, BLAS held to one
+thread (``single_threaded_blas``): the layers' GEMMs are small, BLAS's own threads would
+oversubscribe the cores, and on a busy machine a multithreaded BLAS call can wait a whole
+scheduler time slice for its second thread -- a 50 us GEMM then takes milliseconds. (Measured on
+2 cores: splitting a step of 100 images over two threads gained nothing; the step is bound by
+memory traffic. More cores go to independent runs: ``reproduce`` and ``sweep`` run on worker
+processes.)
 
-With at most two parts, more than two threads cannot speed up the conv path: the count is
-honoured (the helper pool has ``threads - 1`` workers), but a split into more parts would
-change the float32 sums of the weight gradient, and results must not change.
-
-Evaluation spreads differently (``run_lanes``): a forward-only pass is cut into chunks of rows
-by size alone (``split_rows``), and up to ``threads`` lanes -- the caller and helpers -- take
-the chunks in turn from a shared counter, each chunk run whole through the model on its lane.
-A chunk's numbers do not depend on which lane ran it (BLAS is still held to one thread), so
-results are identical for any thread count; a helper that the machine never schedules just
+Evaluation spreads over the cores (``run_lanes``): a forward-only pass is cut into chunks of
+rows by size alone (``split_rows``), and up to ``threads`` lanes -- the caller and helpers --
+take the chunks in turn from a shared counter, each chunk run whole through the model on its
+lane. A chunk's numbers do not depend on which lane ran it (BLAS is still held to one thread),
+so results are identical for any thread count; a helper that the machine never schedules just
 leaves its chunks to the caller. Kept buffers are per lane (``current_lane`` names them), and
-a ``run_parts`` inside a lane runs its parts in turn on that lane.
+the helpers run under the caller's floating-point error settings.
 
 The state lives in one ``Runtime`` object, ``RUNTIME``; the module functions act on it.
 ``NUMNET_THREADS`` sets the starting thread count (default: ``available_cores()``); a bad
@@ -48,7 +41,6 @@ import numpy as np
 from numnet.core.errors import ThreadsError
 
 ENV_VAR = "NUMNET_THREADS"
-SPLIT_MIN_ELEMENTS = 100_000  # a split pays off above about this many conv outputs
 
 
 def available_cores() -> int:
@@ -118,14 +110,6 @@ def current_lane() -> int:
     return getattr(_LOCAL, "lane", None) or 0
 
 
-def split_parts(n: int, elements: int) -> list[tuple[int, int]]:
-    """Image ranges to process: two halves for a big batch, else one. The split depends on the
-    sizes only -- not on threads or device -- so results are identical whatever runs them."""
-    if n < 2 or elements < SPLIT_MIN_ELEMENTS:
-        return [(0, n)]
-    return [(0, n // 2), (n // 2, n)]
-
-
 class _SingleThreadedBlas:
     """Context: BLAS on one thread inside (re-entrant, thread-safe; restores the count)."""
 
@@ -158,7 +142,7 @@ class Runtime:
     # -- thread count ----------------------------------------------------------------------------
     @property
     def threads(self) -> int:
-        """Threads the conv fast path may use (the caller plus ``threads - 1`` helpers)."""
+        """Lanes an evaluation may use (the caller plus ``threads - 1`` helpers)."""
         return self._threads
 
     @threads.setter
@@ -207,37 +191,6 @@ class Runtime:
                 self._pool_workers, self._pool_pid = workers, os.getpid()
             return self._pool
 
-    def run_parts(self, fn: Callable[[int], None], count: int, xp: Any = np) -> None:
-        """``fn(0)``, ..., ``fn(count - 1)``, up to ``threads`` at once (NumPy only, and only
-        when BLAS can be held to one thread). Parts ``0 .. count-2`` go to helper threads, the
-        last runs here; then every part that no helper has started runs here too, last first.
-        ``fn`` must write disjoint outputs for each part."""
-        helpers = min(self._threads, count) - 1
-        in_lane = getattr(_LOCAL, "lane", None) is not None  # the lanes use the threads
-        if helpers < 1 or in_lane or xp is not np or not self.blas_controllers():
-            for k in range(count):
-                fn(k)
-            return
-        pool = self._helpers(self._threads - 1)
-        errstate = np.geterr()  # per thread in NumPy: each helper takes the caller's
-        futures = [pool.submit(_in_errstate, fn, errstate, k) for k in range(count - 1)]
-        error: BaseException | None = None
-        try:
-            fn(count - 1)
-        except BaseException as exc:  # still wait for the helpers before raising
-            error = exc
-        for k in reversed(range(count - 1)):
-            try:
-                if futures[k].cancel():  # no helper got to it: do it here
-                    if error is None:
-                        fn(k)
-                else:
-                    futures[k].result()
-            except BaseException as exc:
-                error = error or exc
-        if error is not None:
-            raise error
-
     def run_lanes(self, fn: Callable[[int], None], count: int, xp: Any = np) -> None:
         """``fn(0)``, ..., ``fn(count - 1)`` on up to ``threads`` lanes: lane 0 is the caller,
         the others helper threads; each lane takes the next index from a shared counter until
@@ -270,7 +223,8 @@ class Runtime:
                 _LOCAL.lane = None
 
         pool = self._helpers(self._threads - 1)
-        futures = [pool.submit(lane, i) for i in range(1, lanes)]
+        errstate = np.geterr()  # per thread in NumPy: each helper takes the caller's
+        futures = [pool.submit(_in_errstate, lane, errstate, i) for i in range(1, lanes)]
         error: BaseException | None = None
         try:
             lane(0)
@@ -291,12 +245,12 @@ RUNTIME = Runtime()
 
 
 def set_threads(n: int) -> None:
-    """Let the conv fast path use ``n`` threads (any positive count; results are identical)."""
+    """Let evaluations use ``n`` threads (any positive count; results are identical)."""
     RUNTIME.threads = n
 
 
 def get_threads() -> int:
-    """The thread count of the conv fast path."""
+    """numnet's thread count (the lanes of an evaluation)."""
     return RUNTIME.threads
 
 
@@ -309,11 +263,6 @@ def _in_errstate(fn: Callable[[int], None], errstate: dict[str, str], k: int) ->
     """``fn(k)`` under the floating-point error settings of the thread that asked for it."""
     with np.errstate(**errstate):
         fn(k)
-
-
-def run_parts(fn: Callable[[int], None], count: int, xp: Any = np) -> None:
-    """``RUNTIME.run_parts``: the parts of a split batch, on up to ``get_threads()`` threads."""
-    RUNTIME.run_parts(fn, count, xp)
 
 
 def run_lanes(fn: Callable[[int], None], count: int, xp: Any = np) -> None:

@@ -6,8 +6,8 @@
   ``softmax_cross_entropy``). ``docs/derivations.md`` derives and cites these.
 - ``fast``: the same operations behind the same interface, with kept buffers (a
   ``Workspace``), taps-major im2col, tiled bias adds and GEMV column sums.
-- ``fused``: convolution + [activation] + 2x2 max-pooling in one step, its batch split by
-  size over the runtime's threads.
+- ``fused``: convolution + [activation] + 2x2 max-pooling in one step, one GEMM row per
+  pooling window.
 - ``loops``: references that follow the derivations index for index (explicit Python loops,
   scalar arithmetic), for the tests.
 

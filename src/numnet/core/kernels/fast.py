@@ -17,8 +17,9 @@ bias is tiled over an image's pixels (``add_channel_bias``); column sums are GEM
 im2col + one GEMM (``conv2d_input_grad_stride1``); 2x2/2 max-pooling works on the four quarter
 planes. ``fused.py`` adds convolution + 2x2 max-pooling in one step.
 
-The arithmetic of every function here is fixed (same GEMMs, same sums in the same order), so
-that trained weights stay bit-identical from one numnet version to the next.
+The arithmetic of every function here is fixed (same GEMMs, same sums in the same order):
+results depend on the inputs alone, never on threads or on what ran before. A change to it
+changes trained weights in their last bits, and is said in the change log of the commit.
 """
 
 from __future__ import annotations

@@ -1,29 +1,29 @@
 """Fast path: a stride-1 SAME convolution, an optional activation and 2x2/2 max-pooling as one
 step -- the same maths as ``plain.conv2d_forward`` -> activation -> ``plain.maxpool2d_forward``
-(the tests hold them equal), with the pooling made cheap.
+(the tests hold them equal), with one GEMM row per pooling window.
 
-The trick is the order of the im2col rows: quarter-major, ``(dy, dx, n, i, j)`` for the
-conv output pixel ``(2i + dy, 2j + dx)``. The GEMM output ``(4, N*H/2*W/2, c_out)`` then
-holds the four positions of every 2x2 window as four contiguous slabs, so the max-pool is
-three elementwise ``maximum`` calls on contiguous arrays and its backward nine contiguous
-elementwise passes -- no strided quarter views of a full-size feature map.
+The trick: the four conv outputs of pooling window ``(i, j)`` -- pixels ``(2i + dy, 2j + dx)``,
+``dy, dx`` in {0, 1} -- read one ``(kh+1) x (kw+1) x c_in`` patch of the padded input, at rows
+``2i ..`` and columns ``2j ..``. ``window_weight(w)`` places the kernel at the four offsets
+``(dy, dx)`` of that patch (zeros elsewhere), so one GEMM of the patches (one row per window)
+by it gives the four outputs of every window at once: for a 3x3 kernel a patch has 16 values
+against im2col's 4 x 9, so the copied matrix is 2.25 times smaller. The product is laid out
+pixel-major, ``(dy, dx, c_out, window)``, so the pooling's comparisons and maxima run over four
+long contiguous planes, and so do the un-pooling passes of the backward.
 
-An evaluation forward (``train=False``: nothing kept for backward) takes one GEMM row per
-pooling window instead (``_evaluation_part``): the window's (kh+1) x (kw+1) x c_in input patch
-holds the receptive fields of its four conv outputs, and ``window_weight(w)`` -- w placed at
-the four offsets of the window -- gives the four outputs at once, a GEMM 2.25 times smaller
-in rows than im2col's for a 3x3 kernel. Every output is the same sum of the same products
-(the extra terms are exact zeros), so it equals the training forward's up to the order in
-which BLAS adds them: bit for bit for model 4's float32 shapes with OpenBLAS, a few ulps
-apart for some others (the tests allow that).
+Backward: the un-pooled gradient, pixel-major like the product, times the patches gives the
+gradient of ``window_weight(w)``, whose four offsets add up to dL/dw (``fold_window_weight``).
+dL/dX is the stride-1 correlation of the un-pooled dy (zero-padded) with the flipped kernel,
+computed the same way: one GEMM row per 2x2 block of input pixels (``window_correlation``).
 
 Other details: the conv bias is added after pooling when there is no activation
 (``max(y + b) = max(y) + b``, on a quarter of the values); ties go to the first maximum in
-row-major window order, as ``plain.maxpool2d_forward``; dL/dX is the stride-1 correlation of
-the un-pooled dy with the flipped kernel (``fast.conv2d_input_grad_stride1``). A big batch is
-split into parts of images by its size alone (``runtime.split_parts``) and the parts run at
-once on the runtime's threads (``runtime.run_parts``, BLAS held to one thread); only the
-weight gradient needs a final sum, in part order. Height and width must be even.
+row-major window order, as ``plain.maxpool2d_forward``; the extra terms of a window's sums are
+exact zeros, so each output is the sum of the same products as im2col's (BLAS may add them in
+another order). A batch runs whole on the calling thread with BLAS held to one thread:
+measured on 2 cores, splitting a step of 100 images over two threads gained nothing (the step
+is bound by memory traffic), while evaluation spreads its chunks over the runtime's lanes
+(``models.Sequential.forward``). Height and width must be even.
 """
 
 from __future__ import annotations
@@ -31,17 +31,86 @@ from __future__ import annotations
 from typing import Any
 
 from numnet.core.backend import array_module
-from numnet.core.kernels.fast import (
-    Workspace,
-    column_sums,
-    columns,
-    conv2d_input_grad_stride1,
-    padded_input,
-)
+from numnet.core.kernels.fast import Workspace, columns, padded_input
 from numnet.core.kernels.plain import ACTIVATIONS, geometry
-from numnet.core.runtime import run_parts, single_threaded_blas, split_parts
+from numnet.core.runtime import single_threaded_blas
 
 Array = Any
+
+
+def window_weight(w: Array, workspace: Workspace, key: str) -> Array:
+    """The kernel w ``(kh, kw, c_in, c_out)`` of a 2x2 window, ``(4 * c_out, (kh+1) * (kw+1) *
+    c_in)``: row ``(dy, dx, o)`` holds ``w[..., o]`` placed at offset ``(dy, dx)`` of the
+    window's input patch (columns in (row, column, channel) order), zeros elsewhere."""
+    xp = array_module(w)
+    kh, kw, c, cout = w.shape
+    big = workspace.get(key, (2, 2, cout, kh + 1, kw + 1, c), w.dtype, xp, fill=0)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            big[dy, dx, :, dy : dy + kh, dx : dx + kw, :] = w.transpose(3, 0, 1, 2)
+    return big.reshape(4 * cout, (kh + 1) * (kw + 1) * c)
+
+
+def fold_window_weight(grad: Array, out: Array) -> Array:
+    """The gradient of ``window_weight(w)`` ``(4 * c_out, K)`` folded back onto w: the sum of
+    its four offsets, written into ``out`` ``(kh, kw, c_in, c_out)``."""
+    kh, kw, c, cout = out.shape
+    g = grad.reshape(2, 2, cout, kh + 1, kw + 1, c)
+    out[...] = g[0, 0, :, :kh, :kw].transpose(1, 2, 3, 0)
+    out += g[0, 1, :, :kh, 1:].transpose(1, 2, 3, 0)
+    out += g[1, 0, :, 1:, :kw].transpose(1, 2, 3, 0)
+    out += g[1, 1, :, 1:, 1:].transpose(1, 2, 3, 0)
+    return out
+
+
+def window_patches(workspace: Workspace, key: str, padded: Array, kernel: tuple[int, int]) -> Array:
+    """The patches ``(N*Hq*Wq, (kh+1)*(kw+1)*C)`` of a padded NHWC array ``(N, 2Hq + kh - 1,
+    2Wq + kw - 1, C)``: row ``(n, i, j)`` is ``padded[n, 2i : 2i+kh+1, 2j : 2j+kw+1, :]``, copied
+    into the kept buffer ``key`` (possibly as the transpose view of a taps-major copy)."""
+    xp = array_module(padded)
+    kh, kw = kernel
+    n, hp, wp, c = padded.shape
+    hq, wq = (hp - kh + 1) // 2, (wp - kw + 1) // 2
+    s_n, s_h, s_w, s_c = padded.strides
+    view = xp.lib.stride_tricks.as_strided(
+        padded, shape=(n, hq, wq, kh + 1, kw + 1, c), strides=(s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c)
+    )
+    return columns(workspace, key, view)
+
+
+def window_product(workspace: Workspace, key: str, patches: Array, big: Array) -> Array:
+    """``big @ patches.T`` ``(4 * c, windows)``, pixel-major, into the kept buffer ``key``: the
+    GEMM in whichever orientation is cheap for the patches' layout, then one transposed copy."""
+    xp = array_module(patches)
+    rows, _ = patches.shape
+    product = workspace.get(key, (len(big), rows), patches.dtype, xp)
+    if patches.flags.f_contiguous:  # a taps-major copy: patches.T is contiguous
+        xp.matmul(big, patches.T, out=product)
+    else:  # a (windows, 4c) product has long rows; transposed once
+        by_window = workspace.get(f"{key}.by_window", (rows, len(big)), patches.dtype, xp)
+        xp.matmul(patches, big.T, out=by_window)
+        product[...] = by_window.T
+    return product
+
+
+def window_correlation(workspace: Workspace, key: str, dy_padded: Array, w: Array,
+                       out: Array) -> Array:  # fmt: skip
+    """dL/dX ``(N, H, W, c_in)`` (H, W even) of a stride-1 convolution with HWIO ``w``, from the
+    zero-padded dy ``(N, H + kh - 1, W + kw - 1, c_out)`` (as ``fast.conv2d_input_grad_stride1``):
+    the correlation with the flipped kernel, one GEMM row per 2x2 block of input pixels, into
+    ``out``."""
+    xp = array_module(dy_padded)
+    kh, kw, cin, _ = w.shape
+    n, h, wd, _ = out.shape
+    patches = window_patches(workspace, f"{key}.patches", dy_padded, (kh, kw))
+    flipped = xp.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
+    big = window_weight(flipped, workspace, f"{key}.weight")
+    blocks = workspace.get(f"{key}.blocks", (len(patches), 4 * cin), out.dtype, xp)
+    xp.matmul(patches, big.T, out=blocks)
+    # blocks[(n, i, j), (dy, dx, c)] is the gradient of pixel (2i + dy, 2j + dx)
+    by_block = blocks.reshape(n, h // 2, wd // 2, 2, 2, cin).transpose(0, 1, 3, 2, 4, 5)
+    out.reshape(n, h // 2, 2, wd // 2, 2, cin)[...] = by_block
+    return out
 
 
 def convpool2x2_forward(
@@ -55,133 +124,49 @@ def convpool2x2_forward(
 ) -> tuple[Array, tuple]:
     """Conv (stride 1, SAME) + [activation] + 2x2/2 max-pool of x ``(N, H, W, c_in)`` (H, W
     even) with HWIO ``w`` ``(kh, kw, c_in, c_out)`` and ``b`` ``(c_out,)``; activation: None,
-    "relu", "sigmoid" or "tanh". Returns ``(z, cache)``, z ``(N, H/2, W/2, c_out)`` fresh."""
+    "relu", "sigmoid" or "tanh". Returns ``(z, cache)``, z ``(N, H/2, W/2, c_out)`` fresh; a
+    training forward keeps its buffers apart from an evaluation's (``train=False``)."""
     n, h, wd, c = x.shape
     if h % 2 or wd % 2:
         raise ValueError(f"the fused conv + 2x2 pool needs even sizes, got {h}x{wd}")
     xp = array_module(x)
-    cout = w.shape[3]
-    out = xp.empty((n, h // 2, wd // 2, cout), dtype=x.dtype)  # fresh output
-    parts = split_parts(n, n * h * wd * cout)
-    caches: list[tuple] = [()] * len(parts)
-    mode = "train" if train else "eval"
-
-    def run(k: int) -> None:
-        lo, hi = parts[k]
-        key = f"fused.{mode}.{k}"
-        if train:
-            caches[k] = _forward_part(x[lo:hi], out[lo:hi], w, b, activation, workspace, key)
-        else:
-            _evaluation_part(x[lo:hi], out[lo:hi], w, b, activation, workspace, key)
-
+    kh, kw, _, cout = w.shape
+    windows = n * (h // 2) * (wd // 2)
+    key = "fused.train" if train else "fused.eval"
     with single_threaded_blas():
-        run_parts(run, len(parts), xp)
-    return out, (parts, caches, x.shape, w, activation)
-
-
-def _forward_part(
-    x: Array, out: Array, w: Array, b: Array, activation: str | None,
-    workspace: Workspace, key: str,
-) -> tuple:  # fmt: skip
-    """Training forward: conv + [activation] + pool of the images ``x`` into ``out``; returns
-    what backward needs. Touches only buffers named after ``key``, so two parts can run at
-    once."""
-    xp = array_module(x)
-    n, h, wd, c = x.shape
-    kh, kw, _, cout = w.shape
-    hq, wq = h // 2, wd // 2
-    quarter = n * hq * wq
-    (_, top, bottom), (_, left, right) = geometry(h, wd, (kh, kw), (1, 1), "same")
-    padded = padded_input(workspace, f"{key}.padded", x, (top, bottom, left, right))
-    s_n, s_h, s_w, s_c = padded.strides
-    # windows[dy, dx, n, i, j, ti, tj, c] = padded[n, 2i + dy + ti, 2j + dx + tj, c]
-    windows = xp.lib.stride_tricks.as_strided(
-        padded,
-        shape=(2, 2, n, hq, wq, kh, kw, c),
-        strides=(s_h, s_w, s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c),
-    )
-    cols = columns(workspace, f"{key}.cols", windows)
-    y = workspace.get(f"{key}.y", (4 * quarter, cout), x.dtype, xp)
-    xp.matmul(cols, w.reshape(kh * kw * c, cout), out=y)
-    if activation is not None:
-        y += b
-        y, _ = ACTIVATIONS[activation][0](y)
-    # 2x2 max-pool over the four contiguous quarter planes, (0, 0), (0, 1), (1, 0), (1, 1);
-    # pairs[dy] = quarters[dy, dx] for dx = 0, 1 is one call over two contiguous planes.
-    quarters = y.reshape(2, 2, quarter, cout)
-    pooled = out.reshape(quarter, cout)
-    # Backward needs only which pixel won each window -- the first maximum in row-major
-    # order: a pair's left pixel wins ties with its right one, the top pair wins ties
-    # with the bottom pair -- kept as three masks, so y's memory is free for backward.
-    left_wins = workspace.get(f"{key}.left_wins", (2, quarter, cout), bool, xp)
-    top_wins = workspace.get(f"{key}.top_wins", (quarter, cout), bool, xp)
-    xp.greater_equal(quarters[:, 0], quarters[:, 1], out=left_wins)
-    if activation is None:  # the pair maxima overwrite the left pixels
-        pairs = quarters[:, 0]
-    else:  # backward needs the activation's output intact
-        pairs = workspace.get(f"{key}.pairs", (2, quarter, cout), x.dtype, xp)
-    xp.maximum(quarters[:, 0], quarters[:, 1], out=pairs)
-    xp.greater_equal(pairs[0], pairs[1], out=top_wins)
-    xp.maximum(pairs[0], pairs[1], out=pooled)
-    cache = (cols, left_wins, top_wins, y.reshape(4, quarter, cout) if activation else None)
-    if activation is None:  # the bias, tiled over an image's pixels: long inner loops
-        image_rows = out.reshape(n, hq * wq * cout)
-        image_rows += xp.tile(b, hq * wq)
-    return cache
-
-
-def window_weight(w: Array, workspace: Workspace, key: str) -> Array:
-    """The kernel w ``(kh, kw, c_in, c_out)`` of a 2x2 pooling window, ``(4 * c_out,
-    (kh+1) * (kw+1) * c_in)``: row ``(dy, dx, o)`` holds ``w[..., o]`` placed at offset
-    ``(dy, dx)`` of the window's input patch, zeros elsewhere -- the patch (rows in
-    (row, column, channel) order) times its transpose gives the conv outputs of the window's
-    four pixels ``(2i + dy, 2j + dx)``."""
-    xp = array_module(w)
-    kh, kw, c, cout = w.shape
-    big = workspace.get(key, (2, 2, cout, kh + 1, kw + 1, c), w.dtype, xp, fill=0)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            big[dy, dx, :, dy : dy + kh, dx : dx + kw, :] = w.transpose(3, 0, 1, 2)
-    return big.reshape(4 * cout, (kh + 1) * (kw + 1) * c)
-
-
-def _evaluation_part(
-    x: Array, out: Array, w: Array, b: Array, activation: str | None,
-    workspace: Workspace, key: str,
-) -> None:  # fmt: skip
-    """Evaluation forward of the images ``x`` into ``out``, one GEMM row per pooling window.
-
-    The product is laid out pixel-major, ``(dy, dx, c_out, window)``, so the pooling maxima
-    and the bias run over long contiguous rows; one transposed copy gives NHWC at the end."""
-    xp = array_module(x)
-    n, h, wd, c = x.shape
-    kh, kw, _, cout = w.shape
-    hq, wq = h // 2, wd // 2
-    windows = n * hq * wq
-    (_, top, bottom), (_, left, right) = geometry(h, wd, (kh, kw), (1, 1), "same")
-    padded = padded_input(workspace, f"{key}.padded", x, (top, bottom, left, right))
-    s_n, s_h, s_w, s_c = padded.strides
-    # patches[n, i, j, r, q, c] = padded[n, 2i + r, 2j + q, c], r <= kh, q <= kw
-    patches = xp.lib.stride_tricks.as_strided(
-        padded,
-        shape=(n, hq, wq, kh + 1, kw + 1, c),
-        strides=(s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c),
-    )
-    cols = columns(workspace, f"{key}.patches", patches)
-    pixels = workspace.get(f"{key}.pixels", (4 * cout, windows), x.dtype, xp)
-    xp.matmul(window_weight(w, workspace, f"{key}.window_weight"), cols.T, out=pixels)
-    by_pixel = pixels.reshape(2, 2, cout, windows)
-    if activation is not None:
-        by_pixel += b[:, None]
-        pixels, _ = ACTIVATIONS[activation][0](pixels)
-        by_pixel = pixels.reshape(2, 2, cout, windows)
-    pairs = by_pixel[:, 0]  # the maxima of the left and right pixels overwrite the left ones
-    xp.maximum(by_pixel[:, 0], by_pixel[:, 1], out=pairs)
-    pooled = workspace.get(f"{key}.pooled", (cout, windows), x.dtype, xp)
-    xp.maximum(pairs[0], pairs[1], out=pooled)
-    if activation is None:  # max(y + b) = max(y) + b
-        pooled += b[:, None]
-    out.reshape(windows, cout)[...] = pooled.T
+        (_, top, bottom), (_, left, right) = geometry(h, wd, (kh, kw), (1, 1), "same")
+        padded = padded_input(workspace, f"{key}.padded", x, (top, bottom, left, right))
+        patches = window_patches(workspace, f"{key}.patches", padded, (kh, kw))
+        big = window_weight(w, workspace, f"{key}.weight")
+        pixels = window_product(workspace, f"{key}.pixels", patches, big)  # (4 * cout, windows)
+        if activation is not None:
+            pixels.reshape(4, cout, windows)[...] += b[:, None]
+            pixels, _ = ACTIVATIONS[activation][0](pixels)
+        by_pixel = pixels.reshape(2, 2, cout * windows)  # [dy, dx]
+        pooled = workspace.get(f"{key}.pooled", (cout, windows), x.dtype, xp)
+        # Backward needs only which pixel won each window -- the first maximum in row-major
+        # order: a pair's left pixel wins ties with its right one, the top pair wins ties with
+        # the bottom pair -- kept as two masks.
+        cache: tuple = ()
+        if train:
+            left_wins = workspace.get(f"{key}.left_wins", (2, cout * windows), bool, xp)
+            xp.greater_equal(by_pixel[:, 0], by_pixel[:, 1], out=left_wins)
+        if activation is None:  # the pair maxima overwrite the left pixels
+            pairs = by_pixel[:, 0]
+        else:  # backward needs the activation's output intact
+            pairs = workspace.get(f"{key}.pairs", (2, cout * windows), x.dtype, xp)
+        xp.maximum(by_pixel[:, 0], by_pixel[:, 1], out=pairs)
+        if train:
+            top_wins = workspace.get(f"{key}.top_wins", (cout * windows,), bool, xp)
+            xp.greater_equal(pairs[0], pairs[1], out=top_wins)
+            cache = (patches, left_wins, top_wins, pixels if activation else None, x.shape, w,
+                     activation)  # fmt: skip
+        xp.maximum(pairs[0], pairs[1], out=pooled.reshape(cout * windows))
+        if activation is None:  # max(y + b) = max(y) + b
+            pooled += b[:, None]
+        out = xp.empty((n, h // 2, wd // 2, cout), dtype=x.dtype)
+        out.reshape(windows, cout)[...] = pooled.T
+    return out, cache
 
 
 def convpool2x2_backward(
@@ -197,82 +182,50 @@ def convpool2x2_backward(
     the weight and bias gradients written into ``dw`` and ``db``; dx ``(N, H, W, c_in)`` is
     None unless ``input_grad``."""
     xp = array_module(dz)
-    parts, caches, (n, h, wd, c), w, activation = cache
+    patches, left_wins, top_wins, activated, (n, h, wd, c), w, activation = cache
     kh, kw, _, cout = w.shape
-    k_rows = kh * kw * c
-    dx = xp.empty((n, h, wd, c), dtype=dz.dtype) if input_grad else None
-    if len(parts) == 1:
-        grads = [(dw.reshape(k_rows, cout), db)]
-    else:  # per-part sums, added at the end
-        grads = [
-            (
-                workspace.get(f"fused.dw.{k}", (k_rows, cout), dz.dtype, xp),
-                workspace.get(f"fused.db.{k}", (cout,), dz.dtype, xp),
-            )
-            for k in range(len(parts))
-        ]
-
-    def run(k: int) -> None:
-        lo, hi = parts[k]
-        part_dx = dx[lo:hi] if dx is not None else None
-        _backward_part(
-            dz[lo:hi], caches[k], grads[k], part_dx, w, activation, workspace, f"fused.train.{k}"
-        )
-
+    windows = n * (h // 2) * (wd // 2)
+    key = "fused.train"
     with single_threaded_blas():
-        run_parts(run, len(parts), xp)
-    if len(parts) > 1:  # in part order, whatever ran them
-        xp.add(grads[0][0], grads[1][0], out=dw.reshape(k_rows, cout))
-        xp.add(grads[0][1], grads[1][1], out=db)
-        for part_dw, part_db in grads[2:]:
-            dw.reshape(k_rows, cout)[...] += part_dw
-            db += part_db
+        dz_by_channel = workspace.get(f"{key}.dz", (cout, windows), dz.dtype, xp)
+        dz_by_channel[...] = dz.reshape(windows, cout).T
+        d = dz_by_channel.reshape(cout * windows)
+        # Max-pool backward: each window's dz to the pixel that won it. Subtracting the part
+        # taken leaves exact zeros and exact values.
+        dy = workspace.get(f"{key}.dy", (2, 2, cout * windows), dz.dtype, xp)  # [dy, dx]
+        xp.multiply(d, top_wins, out=dy[0, 1])  # dz of the windows the top pair wins
+        xp.subtract(d, dy[0, 1], out=dy[1, 1])  # ... and of those the bottom pair wins
+        xp.multiply(dy[0, 1], left_wins[0], out=dy[0, 0])
+        xp.subtract(dy[0, 1], dy[0, 0], out=dy[0, 1])
+        xp.multiply(dy[1, 1], left_wins[1], out=dy[1, 0])
+        xp.subtract(dy[1, 1], dy[1, 0], out=dy[1, 1])
+        dy_pixels = dy.reshape(4 * cout, windows)
+        ones = workspace.ones(windows, dz.dtype, xp)
+        if activation is not None:
+            dy_pixels = ACTIVATIONS[activation][1](dy_pixels, activated)
+            per_pixel = workspace.get(f"{key}.db", (4, cout), dz.dtype, xp)
+            xp.matmul(dy_pixels, ones, out=per_pixel.reshape(4 * cout))
+            xp.add(per_pixel[0], per_pixel[1], out=db)
+            db += per_pixel[2]
+            db += per_pixel[3]
+        else:  # every dz lands on exactly one pixel
+            xp.matmul(dz_by_channel, ones, out=db)
+        big_grad = workspace.get(f"{key}.weight_grad", (4 * cout, patches.shape[1]), dz.dtype, xp)
+        xp.matmul(dy_pixels, patches, out=big_grad)
+        fold_window_weight(big_grad, dw)
+        if not input_grad:
+            return None, dw, db
+        # Un-pool dy into the zero-bordered buffer that the flipped-kernel correlation reads.
+        (_, top, _), (_, left, _) = geometry(h, wd, (kh, kw), (1, 1), "same")
+        before_h, before_w = kh - 1 - top, kw - 1 - left
+        shape = (n, h + kh - 1, wd + kw - 1, cout)
+        dy_padded = workspace.get(f"{key}.dy_padded", shape, dz.dtype, xp, fill=0)
+        by_pixel = dy_pixels.reshape(2, 2, cout, n, h // 2, wd // 2)
+        for i in (0, 1):
+            for j in (0, 1):
+                rows = slice(before_h + i, before_h + h, 2)
+                cols = slice(before_w + j, before_w + wd, 2)
+                dy_padded[:, rows, cols, :] = by_pixel[i, j].transpose(1, 2, 3, 0)
+        dx = xp.empty((n, h, wd, c), dtype=dz.dtype)
+        window_correlation(workspace, f"{key}.dx", dy_padded, w, out=dx)
     return dx, dw, db
-
-
-def _backward_part(
-    dz: Array, cache: tuple, grads: tuple[Array, Array], dx: Array | None, w: Array,
-    activation: str | None, workspace: Workspace, key: str,
-) -> None:  # fmt: skip
-    """Backward of one part: its weight and bias gradients into ``grads``, its input
-    gradient into ``dx`` (skipped when None)."""
-    xp = array_module(dz)
-    cols, left_wins, top_wins, activated = cache
-    n, hq, wq, cout = dz.shape
-    h, wd = 2 * hq, 2 * wq
-    kh, kw = w.shape[:2]
-    quarter = n * hq * wq
-    dz2 = dz.reshape(quarter, cout)
-    # Max-pool backward: each window's dz to the pixel that won it (masks from forward).
-    # Subtracting the part taken leaves exact zeros and exact values. Without an
-    # activation, dy takes the place of the forward's y (no longer needed).
-    name = "y" if activation is None else "dy"
-    dy = workspace.get(f"{key}.{name}", (4 * quarter, cout), dz.dtype, xp).reshape(4, quarter, cout)
-    xp.multiply(dz2, top_wins, out=dy[1])  # dz of the windows the top pair wins
-    xp.subtract(dz2, dy[1], out=dy[3])  # ... and of those the bottom pair wins
-    xp.multiply(dy[1], left_wins[0], out=dy[0])
-    xp.subtract(dy[1], dy[0], out=dy[1])
-    xp.multiply(dy[3], left_wins[1], out=dy[2])
-    xp.subtract(dy[3], dy[2], out=dy[3])
-    dy = dy.reshape(4 * quarter, cout)
-    dweight, dbias = grads
-    if activation is not None:
-        dy = ACTIVATIONS[activation][1](dy, activated.reshape(4 * quarter, cout))
-        column_sums(dy, workspace.ones(len(dy), dz.dtype, xp), out=dbias)
-    else:  # every dz lands on exactly one pixel
-        column_sums(dz2, workspace.ones(quarter, dz.dtype, xp), out=dbias)
-    xp.matmul(cols.T, dy, out=dweight)
-    if dx is None:
-        return
-    # Un-pool dy into the zero-bordered buffer that the flipped-kernel correlation reads.
-    (_, top, _), (_, left, _) = geometry(h, wd, (kh, kw), (1, 1), "same")
-    before_h, before_w = kh - 1 - top, kw - 1 - left
-    shape = (n, h + kh - 1, wd + kw - 1, cout)
-    dy_padded = workspace.get(f"{key}.dy_padded", shape, dz.dtype, xp, fill=0)
-    by_quarter = dy.reshape(2, 2, n, hq, wq, cout)
-    for i in (0, 1):
-        for j in (0, 1):
-            rows = slice(before_h + i, before_h + h, 2)
-            cols_ = slice(before_w + j, before_w + wd, 2)
-            dy_padded[:, rows, cols_, :] = by_quarter[i, j]
-    conv2d_input_grad_stride1(workspace, f"{key}.dx", dy_padded, w, out=dx)
