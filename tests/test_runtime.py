@@ -217,3 +217,14 @@ def test_bad_environment_value_does_not_break_the_import(value: str) -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["True", "True", "fast"]
+
+
+def test_single_lane_keeps_every_chunk_on_the_calling_thread(threads_restored) -> None:
+    runtime.set_threads(4)
+    seen: list[tuple[int, str]] = []
+    with runtime.single_lane():
+        runtime.run_lanes(lambda k: seen.append((k, threading.current_thread().name)), 6)
+        assert runtime.current_lane() == 0
+    assert [k for k, _ in seen] == list(range(6))
+    assert {name for _, name in seen} == {threading.current_thread().name}
+    assert getattr(runtime._LOCAL, "lane", None) is None  # restored

@@ -110,6 +110,19 @@ def current_lane() -> int:
     return getattr(_LOCAL, "lane", None) or 0
 
 
+class single_lane:  # noqa: N801 -- used as a context manager
+    """``with single_lane(): ...``: every ``run_lanes`` of this thread inside the block runs its
+    chunks here, one after the other (for work beside work that has the other cores)."""
+
+    def __enter__(self) -> single_lane:
+        self._before = getattr(_LOCAL, "lane", None)
+        _LOCAL.lane = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _LOCAL.lane = self._before
+
+
 class _SingleThreadedBlas:
     """Context: BLAS on one thread inside (re-entrant, thread-safe; restores the count)."""
 
@@ -255,7 +268,11 @@ def get_threads() -> int:
 
 
 def single_threaded_blas() -> _SingleThreadedBlas:
-    """``with single_threaded_blas(): ...`` runs the block with BLAS on one thread."""
+    """``with single_threaded_blas(): ...`` runs the block with BLAS on one thread.
+
+    Enter it on the thread that drives the work, around all of it: with OpenBLAS 0.3.31 a
+    thread-count change made from a helper thread did not take effect (measured), so the
+    count a helper's GEMMs run with is the one its driver set."""
     return RUNTIME.single_threaded_blas
 
 

@@ -17,13 +17,14 @@ memory (no pipes, nothing to drain):
 
 - the worker's progress (:meth:`WorkerSlot.report`), which the parent reads for its in-flight
   status (``poll``, every ``poll_every`` seconds while tasks run);
-- the worker's thread share (numnet's own threads: the conv fast path, whose split depends on
-  sizes only; BLAS stays pinned), set by the parent when ``cores`` is given: one thread per task
-  while tasks wait; once fewer tasks than cores remain, the cores are split among the running
-  ones (the earlier submitted -- the longer, when the caller sorts longest first -- get the
-  remainder), at most ``max_threads`` each. A task follows its share at each
-  :func:`checkpoint` (e.g. from its progress callback); results never depend on the thread
-  count (``numnet.core.runtime``), so a share may change in the middle of a task.
+- the worker's thread share (numnet's own threads: evaluation lanes and an evaluation beside
+  the training, neither of which changes a number; BLAS stays pinned), set by the parent
+  when ``cores`` is given: one thread per task while tasks wait; once fewer tasks than cores
+  remain, the cores are split among the running ones (the earlier submitted -- the longer,
+  when the caller sorts longest first -- get the remainder), at most ``max_threads`` each.
+  A task follows its share at each :func:`checkpoint` (e.g. from its progress callback);
+  results never depend on the thread count (``numnet.core.runtime``), so a share may change
+  in the middle of a task.
 
 A worker whose parent was killed (SIGKILL: no Ctrl-C, no cleanup) ends itself: a watchdog
 thread waits on the parent's sentinel and exits the worker at once (and on Linux the kernel
@@ -110,9 +111,10 @@ def pin_threads(threads: int | None) -> None:
 
 
 def follow_share(threads: int) -> None:
-    """Give numnet's own threads (the conv fast path, ``numnet.core.runtime.set_threads``) a
-    task's thread share. BLAS keeps its pinned count: OpenBLAS's results depend on its thread
-    count for some shapes, numnet's split depends on sizes only."""
+    """Give numnet's own threads (``numnet.core.runtime.set_threads``: evaluation lanes, an
+    evaluation beside the training) a task's thread share. BLAS keeps its pinned count:
+    OpenBLAS's results depend on its thread count for some shapes, numnet's threads change no
+    number."""
     if runtime.get_threads() != threads:
         runtime.set_threads(threads)
 

@@ -170,9 +170,11 @@ def image_to_vector(path: str | Path, method: str = "auto") -> np.ndarray:
 
 
 def predict_vectors(model: Any, x: np.ndarray) -> np.ndarray:
-    """Softmax probabilities ``(n, 10)`` of ``model`` for rows ``x`` ``(n, 784)``."""
-    logits = to_numpy(model.forward(np.asarray(x), train=False)).astype(np.float64)
-    return to_numpy(softmax(logits))
+    """Softmax probabilities ``(n, 10)`` of ``model`` for rows ``x`` ``(n, 784)``. Weights
+    that overflow give non-finite rows, without NumPy warnings: the caller says so itself."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        logits = to_numpy(model.forward(np.asarray(x), train=False)).astype(np.float64)
+        return to_numpy(softmax(logits))
 
 
 def weights_warning(weights: str | Path) -> str | None:

@@ -109,7 +109,8 @@ SHARED_HELP = {
                    "ones (the shapes must still be 28x28 images and labels 0-9)",
     "--quiet": "no progress bars and no line per sweep task: plain log lines on stderr (a few "
                "per run), then the results",
-    "--threads": "threads for numnet (its conv fast path), the BLAS pools and PyTorch alike "
+    "--threads": "threads for numnet (evaluation lanes and an evaluation beside the "
+                 "training), the BLAS pools and PyTorch alike "
                  "(numnet.core.runtime.threads); results do not depend on it; 0 leaves them "
                  "as they are (default: %(default)s)",
     "--kernels": f"the core's kernels: fast (fused, buffered, threaded) or plain (the "

@@ -38,9 +38,8 @@ from numnet.lab.report.internals_section import run_evidence_images
 from numnet.lab.results import QUICK_LABEL, results_csv, results_document
 from numnet.lab.training import RunResult, RunSpec, expected_updates, train_run
 
-#: The most threads one run gets from the cores left idle: the conv fast path splits a batch
-#: in at most two parts (numnet.core.runtime), and the GEMMs of a batch of 100 gain little
-#: from more BLAS threads.
+#: The most threads one run gets from the cores left idle: one to train, one to evaluate beside
+#: it (numnet.lab.training.background); a training step of batch 100 runs on one thread.
 MAX_THREADS_PER_RUN = 2
 
 
@@ -183,7 +182,8 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
                     + (f", {jobs} worker processes" if jobs > 1 else "") + f", output {out}")
     outcome = ReproduceOutcome(out_dir=out, protocol=protocol, results=[])
     done: dict[str, RunResult] = {}
-    ctx = RunContext(out, phash, info["fingerprint"], device)
+    ctx = RunContext(out, phash, info["fingerprint"], device,
+                     background_evaluation=uses_cores(threads))
     worker_cpu = [0.0]
 
     # Each run's evidence figures depend on its record alone: with workers, they are drawn
@@ -260,6 +260,12 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
            if timing["shared_runs"] else "")
         + f", {len(outcome.reused)} reused); outputs in {out}")
     return outcome
+
+
+def uses_cores(threads: int | None) -> bool:
+    """Whether a training may evaluate beside itself on another core: more than one core to
+    run on, and no ``--threads 1`` (the numbers are the same either way)."""
+    return available_cores() > 1 and (threads is None or threads > 1)
 
 
 class _EarlyFigures:
@@ -354,7 +360,8 @@ def train_one(
             display.start_run("[1/1]", spec, total)
             clock = EvaluationClock(display.update)
             with runtime.threads(threads):
-                result = train_run(spec, data, device=device, on_progress=clock)
+                result = train_run(spec, data, device=device, on_progress=clock,
+                                   background_evaluation=uses_cores(threads))
             # no end-of-run line: the caller reports the one run's result (train prints it)
         finally:
             display.close()

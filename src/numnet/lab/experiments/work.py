@@ -39,6 +39,8 @@ class RunContext:
     protocol_hash: str
     fingerprint: str
     device: str = "cpu"
+    #: evaluate curve points beside the training (``train_run``'s ``background_evaluation``)
+    background_evaluation: bool = False
 
 
 def train_group(group: RunGroup, ctx: RunContext, data: Datasets,
@@ -60,7 +62,8 @@ def train_group(group: RunGroup, ctx: RunContext, data: Datasets,
     # and on when a worker's thread share changes. numnet's own threads split by sizes only.
     with runtime.single_threaded_blas():
         save(train_run(group.trained, data, device=ctx.device, on_progress=clock,
-                       shorter=group.shorter, on_shorter=save))
+                       shorter=group.shorter, on_shorter=save,
+                       background_evaluation=ctx.background_evaluation))
     return [done[s.run_id] for s in group.specs]
 
 

@@ -113,9 +113,18 @@ class InternalsRecorder:
 
     def record(self, stepper: Any, update: int) -> None:
         """Take the stepper's snapshot after update ``update`` (an evaluation) and append it."""
+        self.append(self.snapshot(stepper), update)
+
+    def snapshot(self, stepper: Any) -> dict[str, Any]:
+        """The stepper's snapshot now, to be appended once its evaluation is settled."""
         t0 = time.perf_counter()
-        self.evals.append(stepper.internals(self.x_probe), update)
+        snap = stepper.internals(self.x_probe)
         self.seconds += time.perf_counter() - t0
+        return snap
+
+    def append(self, snap: dict[str, Any], update: int) -> None:
+        """Append a snapshot taken after update ``update`` (an evaluation)."""
+        self.evals.append(snap, update)
 
     def record_start(self, stepper: Any, update: int) -> None:
         """A start snapshot: ``update`` 0 (before any step) or 1 (after the first)."""

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from numnet.core import backend, models
+from numnet.core import backend, models, runtime
 from numnet.core.datasets import DataSet, Datasets
 from numnet.core.losses import softmax_cross_entropy
 from numnet.core.optim import SGD
+from numnet.lab.training.background import BackgroundEvaluator
 from numnet.lab.training.internals import (
     PROBE_EXAMPLES,
     InternalsRecorder,
@@ -193,6 +194,7 @@ def train_run(
     stepper: Any = None,
     shorter: Sequence[RunSpec] = (),
     on_shorter: Callable[[RunResult], None] | None = None,
+    background_evaluation: bool = False,
 ) -> RunResult:
     """Train one model as the protocol's loop does and return its learning curves and the
     evaluation of its final weights (``RunResult.final_weights``).
@@ -212,6 +214,12 @@ def train_run(
     to there, its status, its weights copied into a model of its own, ``shared_with`` this
     run -- is passed to ``on_shorter`` there, and equals what ``train_run`` of it alone gives
     (timing aside). numnet's stepper only (the copy is a numnet model).
+
+    ``background_evaluation``: evaluate each curve point on a helper thread, on a copy of the
+    weights, while the training goes on -- numnet's stepper on the CPU, at the points where
+    ``runtime.get_threads()`` is above 1; otherwise in line. The result is the same
+    (``numnet.lab.training.background``); it pays where a core would otherwise wait, e.g. the
+    last run of a protocol on a machine of two cores.
     """
     backend.xp_for(device)  # a clear error before any work when the device is unavailable
     init_seed, shuffle_seed = child_seeds(spec.seed)
@@ -312,51 +320,105 @@ def train_run(
             if on_shorter is not None:
                 on_shorter(result)
 
+    # Evaluations run beside the training (numnet's stepper on the CPU, when asked, whenever
+    # the run may use more than one thread -- a worker's share grows once a core is idle): the
+    # point of update ``pending[0]`` is settled -- put on the curve, or found diverged and the
+    # weights restored -- before anything that depends on it (training.background).
+    background = None
+    if background_evaluation and isinstance(stepper, NumnetStepper) and device == "cpu":
+        background = BackgroundEvaluator(stepper.model, evaluate, (x_tr, y_tr, x_te, y_te),
+                                         spec.eval_batch_size)
+    pending: tuple[int, Any, dict[str, Any], Any] | None = None
+
+    def add_point(update: int, tr_acc: float, tr_loss: float, te_acc: float, te_loss: float,
+                  snapshot: Any = None) -> bool:
+        """The evaluation of update ``update`` on the curve; False (the run diverged there)
+        when a loss is not finite."""
+        nonlocal status, diverged_at, reason
+        if not (np.isfinite(tr_loss) and np.isfinite(te_loss)):
+            status, diverged_at, reason = STATUS_DIVERGED, update, "non-finite evaluation loss"
+            return False
+        samples.append(update * spec.batch_size)
+        curves["tr_acc"].append(tr_acc)
+        curves["te_acc"].append(te_acc)
+        curves["tr_loss"].append(tr_loss)
+        curves["te_loss"].append(te_loss)
+        if recorder is not None:
+            recorder.append(snapshot if snapshot is not None else recorder.snapshot(stepper),
+                            update)
+        report(update)
+        return True
+
+    def settle() -> bool:
+        """Wait for the evaluation in flight and put it on the curve; False when it found the
+        run diverged: the run then ends at its update, with its weights."""
+        nonlocal pending, applied
+        if pending is None:
+            return True
+        update, future, weights, snapshot = pending
+        pending = None
+        if add_point(update, *future.result(), snapshot=snapshot):
+            return True
+        applied = update
+        stepper.model.load_state_dict(weights)
+        return False
+
     start = time.perf_counter()
     i = 0
     applied = 0
     # Overflow in a diverging run is expected and detected below; keep it out of the warnings.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        while train.epochs_completed < spec.epochs:
-            i += 1
-            x, y = train.next_batch(spec.batch_size)
-            if device != "cpu" or x.dtype != dtype:
-                x = backend.to_device(x.astype(dtype, copy=False), device)
-                y = backend.to_device(y, device)
-            batch_loss = stepper.loss(x, y)
-            if not np.isfinite(batch_loss):
-                status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite training loss"
-                break
-            loss_window[0] += batch_loss
-            loss_window[1] += 1
-            stepper.update()
-            applied = i
-            if i == 1 and recorder is not None:
-                recorder.record_start(stepper, 1)
-            if i % spec.eval_every == 0:
-                if not stepper.parameters_finite():
-                    status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite parameters"
+    # BLAS on one thread for the whole run, set here on the calling thread: OpenBLAS takes its
+    # thread count from the thread that sets it, and the evaluation helper's own sets would
+    # not hold -- its GEMMs must round as the in-line evaluation's do.
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), \
+                runtime.single_threaded_blas():
+            while train.epochs_completed < spec.epochs:
+                i += 1
+                x, y = train.next_batch(spec.batch_size)
+                if device != "cpu" or x.dtype != dtype:
+                    x = backend.to_device(x.astype(dtype, copy=False), device)
+                    y = backend.to_device(y, device)
+                batch_loss = stepper.loss(x, y)
+                if not np.isfinite(batch_loss):
+                    if settle():
+                        status, diverged_at, reason = (STATUS_DIVERGED, i,
+                                                       "non-finite training loss")
                     break
-                tr_acc, tr_loss = stepper.evaluate(x_tr, y_tr, spec.eval_batch_size)
-                te_acc, te_loss = stepper.evaluate(x_te, y_te, spec.eval_batch_size)
-                if not (np.isfinite(tr_loss) and np.isfinite(te_loss)):
-                    status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite evaluation loss"
-                    break
-                samples.append(i * spec.batch_size)
-                curves["tr_acc"].append(tr_acc)
-                curves["te_acc"].append(te_acc)
-                curves["tr_loss"].append(tr_loss)
-                curves["te_loss"].append(te_loss)
-                if recorder is not None:
-                    recorder.record(stepper, i)
-                report(i)
-            elif i % progress_every == 0:
-                report(i)
-            if i in ends:
-                end_shorter(ends.pop(i))
-        for end in sorted(ends):  # diverged before these ended: so would they have, alone
-            end_shorter(ends.pop(end))
-        result = finish(spec, stepper.model)
+                loss_window[0] += batch_loss
+                loss_window[1] += 1
+                stepper.update()
+                applied = i
+                if i == 1 and recorder is not None:
+                    recorder.record_start(stepper, 1)
+                if i % spec.eval_every == 0:
+                    if not settle():
+                        break
+                    if not stepper.parameters_finite():
+                        status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite parameters"
+                        break
+                    if background is not None and runtime.get_threads() > 1:
+                        weights = stepper.model.state_dict()
+                        snapshot = recorder.snapshot(stepper) if recorder is not None else None
+                        pending = (i, background.submit(weights), weights, snapshot)
+                    else:
+                        tr_acc, tr_loss = stepper.evaluate(x_tr, y_tr, spec.eval_batch_size)
+                        te_acc, te_loss = stepper.evaluate(x_te, y_te, spec.eval_batch_size)
+                        if not add_point(i, tr_acc, tr_loss, te_acc, te_loss):
+                            break
+                elif i % progress_every == 0:
+                    report(i)
+                if i in ends:
+                    if not settle():
+                        break
+                    end_shorter(ends.pop(i))
+            settle()
+            for end in sorted(ends):  # diverged before these ended: so would they have, alone
+                end_shorter(ends.pop(end))
+            result = finish(spec, stepper.model)
+    finally:
+        if background is not None:
+            background.close()
     wall = time.perf_counter() - start
     report(applied, done=True)
     result.wall_time = wall

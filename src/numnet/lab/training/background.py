@@ -1,0 +1,62 @@
+"""Evaluations beside the training: a curve point's evaluation runs on a helper thread, on a
+copy of the weights at its update, while the training goes on (``loop.train_run``).
+
+An evaluation reads the weights and nothing else, so its numbers are those of the same
+evaluation made in line: the copy model has the same layers and kernels, and a row's logits do
+not depend on how the rows are chunked. The helper runs its chunks on its own thread, 1,000 rows
+at a time: fewer, longer NumPy calls, so it takes the GIL less often from the training thread
+(measured, model 4 on 2 cores: a training step took 5.56 ms alone, 6.34 ms beside an evaluation
+in 256-row chunks, 5.63 ms beside 1,000-row chunks). What the
+loop must keep in order -- the curve, the divergence rule (a non-finite evaluation loss stops
+the run at that update, its weights restored from the copy), the shorter runs' ends -- it
+settles by waiting for the evaluation at those points. One evaluation is in flight at a time:
+the next one waits for it, so the helper never falls behind.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from numnet.core import runtime
+
+CHUNK_ROWS = 1000  # rows per chunk of a helper's evaluation forward
+Evaluate = Callable[[Any, Any, Any, int], tuple[float, float]]
+
+
+class BackgroundEvaluator:
+    """Evaluates copies of ``model``'s weights on ``sets = (x_tr, y_tr, x_te, y_te)`` on one
+    helper thread; ``submit(weights)`` gives a future of ``(tr_acc, tr_loss, te_acc,
+    te_loss)``."""
+
+    def __init__(self, model: Any, evaluate: Evaluate, sets: tuple[Any, Any, Any, Any],
+                 batch_size: int) -> None:  # fmt: skip
+        self._model = copy.deepcopy(model)  # its own buffers: training goes on in the original
+        self._model.eval_chunk = max(self._model.eval_chunk or 0, CHUNK_ROWS)
+        self._evaluate = evaluate
+        self._sets = sets
+        self._batch_size = batch_size
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="numnet-eval")
+
+    def submit(self, weights: dict[str, np.ndarray]) -> Future:
+        """Evaluate ``weights`` (a ``state_dict``, not changed afterwards) on the helper, under
+        the caller's floating-point error settings (they are per thread in NumPy)."""
+        errstate = np.geterr()
+        return self._pool.submit(self._run, weights, errstate)
+
+    def _run(self, weights: dict[str, np.ndarray],
+             errstate: dict[str, str]) -> tuple[float, float, float, float]:  # fmt: skip
+        with np.errstate(**errstate), runtime.single_lane():
+            self._model.load_state_dict(weights)
+            x_tr, y_tr, x_te, y_te = self._sets
+            tr_acc, tr_loss = self._evaluate(self._model, x_tr, y_tr, self._batch_size)
+            te_acc, te_loss = self._evaluate(self._model, x_te, y_te, self._batch_size)
+        return tr_acc, tr_loss, te_acc, te_loss
+
+    def close(self) -> None:
+        """Stop the helper (an evaluation in flight finishes first)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,156 @@
+"""Evaluations beside the training (``train_run(background_evaluation=True)``): the same
+result as in line -- curves, internals, divergence, restored weights, shorter runs -- and the
+evaluations really run on the helper thread (tiny data)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+from tiny_mnist import tiny_datasets
+
+from numnet.core import runtime
+from numnet.lab import training
+from numnet.lab.training import RunSpec, loop, train_run
+
+DATA = tiny_datasets()  # 550 train, 50 validation, 200 test
+TIMING = ("wall_time", "updates_per_second", "internals_time")
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    """Background evaluation happens where numnet may use more than one thread."""
+    with runtime.threads(2):
+        yield
+
+
+def spec_of(**kw) -> RunSpec:
+    base = dict(model="model4", epochs=2, lr=0.003, batch_size=10, eval_every=10,
+                eval_train_examples=110, eval_test_examples=200, eval_batch_size=64, seed=5)
+    return RunSpec(**{**base, **kw})
+
+
+def both(spec: RunSpec, make_stepper=None, **kw) -> tuple[dict, dict, list, list]:
+    """The run in line and beside: their records (timing aside) and final weights."""
+    out = []
+    for background in (False, True):
+        stepper = make_stepper() if make_stepper else None
+        result = train_run(spec, DATA, background_evaluation=background, stepper=stepper, **kw)
+        record = {k: v for k, v in result.to_dict().items() if k not in TIMING}
+        out.append((record, [p.value.copy() for p in result.model.parameters()]))
+    (a, wa), (b, wb) = out
+    return a, b, wa, wb
+
+
+def assert_same_weights(wa: list, wb: list) -> None:
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
+
+
+@pytest.mark.parametrize("model", ["model2", "model4"])
+def test_a_run_evaluated_beside_equals_the_run_evaluated_in_line(model: str) -> None:
+    a, b, wa, wb = both(spec_of(model=model))
+    assert a["status"] == "ok" and a["evaluations"] == 11
+    assert a["internals"]["update"] == b["internals"]["update"] == list(range(10, 111, 10))
+    assert a == b
+    assert_same_weights(wa, wb)
+
+
+def test_the_evaluations_run_on_the_helper_thread(monkeypatch) -> None:
+    names: list[str] = []
+
+    def evaluate(*args):
+        names.append(threading.current_thread().name)
+        return training.evaluate(*args)
+
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    train_run(spec_of(model="model1", epochs=1), DATA, background_evaluation=True)
+    # 5 curve points, train and test sets each, beside; the final weights' in line
+    assert sum(name.startswith("numnet-eval") for name in names) == 10
+    names.clear()
+    train_run(spec_of(model="model1", epochs=1), DATA)  # in line: background not asked for
+    assert names and not any(name.startswith("numnet-eval") for name in names)
+    names.clear()
+    with runtime.threads(1):  # asked for, but one thread: in line
+        train_run(spec_of(model="model1", epochs=1), DATA, background_evaluation=True)
+    assert names and not any(name.startswith("numnet-eval") for name in names)
+
+
+class Poisoned:
+    """A batch source whose batch number ``at`` is all inf (a non-finite training loss)."""
+
+    def __init__(self, source, at: int) -> None:
+        self.source, self.at, self.calls = source, at, 0
+
+    @property
+    def epochs_completed(self) -> int:
+        return self.source.epochs_completed
+
+    @property
+    def num_examples(self) -> int:
+        return self.source.num_examples
+
+    def next_batch(self, b: int):
+        self.calls += 1
+        x, y = self.source.next_batch(b)
+        return (np.full_like(x, np.inf), y) if self.calls == self.at else (x, y)
+
+
+@pytest.mark.parametrize("at", [7, 10, 37])
+def test_a_non_finite_training_loss_stops_both_at_the_same_update(at: int) -> None:
+    spec = spec_of(model="model2")
+    out = [train_run(spec, DATA, background_evaluation=bg,
+                     batch_source=Poisoned(training.make_batch_source(spec, DATA.train), at))
+           for bg in (False, True)]
+    a, b = ({k: v for k, v in r.to_dict().items() if k not in TIMING} for r in out)
+    assert a["status"] == "diverged" and a["diverged_at_update"] == at
+    assert a == b
+
+
+def test_a_non_finite_evaluation_loss_ends_the_run_there_with_its_weights() -> None:
+    """Update 30 leaves a finite weight so large that every logit overflows: the evaluation of
+    update 30 is not finite. In line the run stops there; beside, it has trained on (the loss
+    hidden) when the evaluation comes back, so it ends at update 30 with the weights kept."""
+    spec = spec_of(model="model2")
+
+    def make_stepper():
+        model = training.build_model(spec)
+
+        class Stepper(training.NumnetStepper):
+            updates = 0
+
+            def update(self) -> None:
+                super().update()
+                self.updates += 1
+                if self.updates == 30:
+                    self.model.parameters()[0].value[...] = np.float32(3e38)
+
+            def loss(self, x, y):  # hides the overflow from the batch loss
+                return 0.0 if self.updates >= 30 else super().loss(x, y)
+
+        return Stepper(model, spec.lr, spec.reduction)
+
+    a, b, wa, wb = both(spec, make_stepper)
+    assert (a["status"], a["diverged_at_update"], a["updates"]) == ("diverged", 30, 30)
+    assert a["divergence_reason"] == "non-finite evaluation loss"
+    assert a["evaluations"] == 2
+    assert a == b
+    assert_same_weights(wa, wb)
+    assert wa[0].max() == np.float32(3e38)  # the weights of update 30, not of a later one
+
+
+def test_shorter_runs_end_the_same_beside_and_in_line() -> None:
+    spec = spec_of(model="model4", epochs=2)
+    shorter = dataclasses.replace(spec, epochs=1)
+    ends: list[list] = [[], []]
+    for k, background in enumerate((False, True)):
+        def keep(result, k=k):
+            ends[k].append((result.to_dict(), [p.value.copy() for p in result.model.parameters()]))
+        train_run(spec, DATA, shorter=[shorter], on_shorter=keep,
+                  background_evaluation=background)
+    ((a, wa),), ((b, wb),) = ends
+    assert a["updates"] == training.expected_updates(550, 10, 1) and a["evaluations"] == 5
+    assert {k: v for k, v in a.items() if k not in TIMING} == {
+        k: v for k, v in b.items() if k not in TIMING}
+    assert_same_weights(wa, wb)
