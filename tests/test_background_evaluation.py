@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 import pytest
-from tiny_mnist import tiny_datasets
+from tiny_mnist import PoisonedBatches, tiny_datasets
 
 from numnet.core import runtime
 from numnet.lab import training
@@ -77,31 +77,12 @@ def test_the_evaluations_run_on_the_helper_thread(monkeypatch) -> None:
     assert names and not any(name.startswith("numnet-eval") for name in names)
 
 
-class Poisoned:
-    """A batch source whose batch number ``at`` is all inf (a non-finite training loss)."""
-
-    def __init__(self, source, at: int) -> None:
-        self.source, self.at, self.calls = source, at, 0
-
-    @property
-    def epochs_completed(self) -> int:
-        return self.source.epochs_completed
-
-    @property
-    def num_examples(self) -> int:
-        return self.source.num_examples
-
-    def next_batch(self, b: int):
-        self.calls += 1
-        x, y = self.source.next_batch(b)
-        return (np.full_like(x, np.inf), y) if self.calls == self.at else (x, y)
-
-
 @pytest.mark.parametrize("at", [7, 10, 37])
 def test_a_non_finite_training_loss_stops_both_at_the_same_update(at: int) -> None:
     spec = spec_of(model="model2")
     out = [train_run(spec, DATA, background_evaluation=bg,
-                     batch_source=Poisoned(training.make_batch_source(spec, DATA.train), at))
+                     batch_source=PoisonedBatches(training.make_batch_source(spec, DATA.train),
+                                                  at))
            for bg in (False, True)]
     a, b = ({k: v for k, v in r.to_dict().items() if k not in TIMING} for r in out)
     assert a["status"] == "diverged" and a["diverged_at_update"] == at

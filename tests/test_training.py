@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
-from tiny_mnist import tiny_datasets
+from tiny_mnist import PoisonedBatches, tiny_datasets
 
 from numnet.core.datasets import DataSet
 from numnet.lab import training
@@ -75,28 +75,6 @@ def test_evaluation_uses_first_train_examples_in_file_order() -> None:
     # chunking does not change the numbers beyond rounding
     acc7, loss7 = training.evaluate(model, DATA.test.images, DATA.test.labels, 7)
     assert acc7 == result.test_accuracy[-1] and loss7 == pytest.approx(result.test_loss[-1])
-
-
-class PoisonedBatches:
-    """Normal batches, except that update number ``at`` gets an overflowing input."""
-
-    def __init__(self, source: DataSet, at: int) -> None:
-        self.source, self.at, self.calls = source, at, 0
-
-    @property
-    def epochs_completed(self) -> int:
-        return self.source.epochs_completed
-
-    @property
-    def num_examples(self) -> int:
-        return self.source.num_examples
-
-    def next_batch(self, b: int):
-        self.calls += 1
-        x, y = self.source.next_batch(b)
-        if self.calls == self.at:
-            x = np.full_like(x, np.inf)
-        return x, y
 
 
 @pytest.mark.parametrize("at", [1, 10, 37])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numnet.core.datasets import Datasets, split_like_tensorflow
+from numnet.core.datasets import DataSet, Datasets, split_like_tensorflow
 from numnet.core.idx import write_idx
 
 TEMPLATES = np.random.default_rng(1234).random((10, 5, 5)) > 0.5
@@ -85,3 +85,25 @@ settings = [{ epochs = 1, lr = 0.005 }]
 [models.model4]
 settings = [{ epochs = 1, lr = 0.001 }]
 """
+
+
+class PoisonedBatches:
+    """Normal batches, except that update number ``at`` gets an overflowing input."""
+
+    def __init__(self, source: DataSet, at: int) -> None:
+        self.source, self.at, self.calls = source, at, 0
+
+    @property
+    def epochs_completed(self) -> int:
+        return self.source.epochs_completed
+
+    @property
+    def num_examples(self) -> int:
+        return self.source.num_examples
+
+    def next_batch(self, b: int):
+        self.calls += 1
+        x, y = self.source.next_batch(b)
+        if self.calls == self.at:
+            x = np.full_like(x, np.inf)
+        return x, y
