@@ -19,6 +19,7 @@ from numnet.lab import data as data_mod
 from numnet.lab import executor
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.environment import data_info, environment_info
+from numnet.lab.experiments.figures import EarlyFigures
 from numnet.lab.experiments.plan import RunGroup, estimated_cost, plan_runs, run_groups
 from numnet.lab.experiments.store import claim_folder, load_run, run_paths, save_run
 from numnet.lab.experiments.work import (
@@ -34,7 +35,6 @@ from numnet.lab.progress import InFlight, Log, ProgressDisplay, plural, stderr_l
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, timestamp
 from numnet.lab.report import diagnosis_records, write_report
-from numnet.lab.report.internals_section import run_evidence_images
 from numnet.lab.results import QUICK_LABEL, results_csv, results_document
 from numnet.lab.training import RunResult, RunSpec, expected_updates, train_run
 
@@ -186,13 +186,13 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
                      background_evaluation=uses_cores(threads))
     worker_cpu = [0.0]
 
-    # Each run's evidence figures depend on its record alone: with workers, they are drawn
-    # here while a core is free (the queue empty, a worker idle), not all after the last run.
-    figures = _EarlyFigures(make_report and jobs > 1)
+    # Each run's evidence figures depend on its record alone: with workers, a low-priority
+    # thread draws them once a core is idle, not all after the last run (experiments.figures).
+    figures = EarlyFigures(make_report and jobs > 1)
 
     def ended(result: RunResult, reused: bool = False) -> None:
         done[result.run_id] = result
-        figures.waiting.append(result)
+        figures.add(result)
         display.end_run(f"[{len(done)}/{len(specs)}]", result, totals[result.run_id],
                         reused=reused)
 
@@ -217,7 +217,7 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
                         ended(result)
         if jobs > 1:
             _train_on_workers(groups, ctx, data, jobs, threads, display, ended, worker_cpu,
-                              figures.draw_one)
+                              figures.core_idle)
     except KeyboardInterrupt as exc:
         display.close()
         message = (f"numnet reproduce: interrupted; {len(done)} of {len(specs)} "
@@ -227,6 +227,7 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
         raise
     finally:
         display.close()
+        figures.finish()
 
     outcome.results = [done[s.run_id] for s in specs]
     outcome.trained = [s.run_id for s in specs if s.run_id not in finished]
@@ -266,22 +267,6 @@ def uses_cores(threads: int | None) -> bool:
     """Whether a training may evaluate beside itself on another core: more than one core to
     run on, and no ``--threads 1`` (the numbers are the same either way)."""
     return available_cores() > 1 and (threads is None or threads > 1)
-
-
-class _EarlyFigures:
-    """Finished runs whose evidence figures are not drawn yet, and those drawn (``{run_id:
-    {file name: PNG bytes}}``, what ``write_report`` would draw from the same records)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.waiting: list[RunResult] = []
-        self.drawn: dict[str, dict[str, bytes]] = {}
-
-    def draw_one(self) -> None:
-        """Draw the figures of one waiting run (a second or so: the caller stays responsive)."""
-        if self.enabled and self.waiting:
-            result = self.waiting.pop(0)
-            self.drawn[result.run_id] = run_evidence_images(result.to_dict())
 
 
 def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, jobs: int,
