@@ -262,21 +262,32 @@ sys.exit(main({argv!r}))
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_ctrl_c_with_workers_exits_130_leaves_no_process_and_resumes(protos, tmp_path) -> None:
-    proto = tmp_path / "long.toml"  # long enough to be interrupted in the middle
+def _start_long_reproduce(tmp_path: Path, runs: int, output: int | None
+                          ) -> tuple[subprocess.Popen, Path]:
+    """``numnet reproduce --jobs 2`` of a protocol long enough to be stopped in the middle, in a
+    session of its own, once ``runs`` run records are saved (``output``: where its stdout and
+    stderr go, None for pipes). Returns the process and its output folder (the protocol is
+    ``tmp_path / "long.toml"``)."""
+    proto = tmp_path / "long.toml"
     proto.write_text(SHARED_PROTOCOL.replace("{ epochs = 2, lr = 0.003 }",
                                              "{ epochs = 40, lr = 0.003 }"))
     out = tmp_path / "out"
     code = CLI_SCRIPT.format(tests=str(TESTS_DIR), argv=[
         "reproduce", "--protocol", str(proto), "--out", str(out), "--jobs", "2", "--quiet"])
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    stream = subprocess.PIPE if output is None else output
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=stream, stderr=stream,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while (len(list((out / "runs").glob("*.json"))) < runs and time.monotonic() < deadline
+           and proc.poll() is None):
+        time.sleep(0.02)
+    return proc, out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_ctrl_c_with_workers_exits_130_leaves_no_process_and_resumes(protos, tmp_path) -> None:
+    proc, out = _start_long_reproduce(tmp_path, runs=2, output=None)
     try:
-        deadline = time.monotonic() + 120
-        while (len(list((out / "runs").glob("*.json"))) < 2 and time.monotonic() < deadline
-               and proc.poll() is None):
-            time.sleep(0.02)
         assert proc.poll() is None, proc.communicate()
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
         _, err = proc.communicate(timeout=60)
@@ -295,7 +306,7 @@ def test_ctrl_c_with_workers_exits_130_leaves_no_process_and_resumes(protos, tmp
     for rid in done:
         json.loads((out / "runs" / f"{rid}.json").read_text())
         assert (out / "weights" / f"{rid}.npz").is_file()
-    resumed = run(proto, out, jobs=2)
+    resumed = run(tmp_path / "long.toml", out, jobs=2)
     assert resumed.reused == [r.run_id for r in resumed.results if r.run_id in done]
     assert len(resumed.trained) == 8 - len(done)
 
@@ -304,19 +315,8 @@ def test_ctrl_c_with_workers_exits_130_leaves_no_process_and_resumes(protos, tmp
 def test_workers_end_when_reproduce_is_killed(protos, tmp_path) -> None:
     """SIGKILL leaves no time for cleanup: the workers notice that their parent is gone, the
     idle ones at once, the busy ones at their next step, and no process is left behind."""
-    proto = tmp_path / "long.toml"
-    proto.write_text(SHARED_PROTOCOL.replace("{ epochs = 2, lr = 0.003 }",
-                                             "{ epochs = 40, lr = 0.003 }"))
-    out = tmp_path / "out"
-    code = CLI_SCRIPT.format(tests=str(TESTS_DIR), argv=[
-        "reproduce", "--protocol", str(proto), "--out", str(out), "--jobs", "2", "--quiet"])
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc, out = _start_long_reproduce(tmp_path, runs=3, output=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while (len(list((out / "runs").glob("*.json"))) < 3 and time.monotonic() < deadline
-               and proc.poll() is None):
-            time.sleep(0.02)
         assert proc.poll() is None
         os.kill(proc.pid, signal.SIGKILL)  # the main process alone
         proc.wait()

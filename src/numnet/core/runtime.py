@@ -236,8 +236,8 @@ class Runtime:
                 _LOCAL.lane = None
 
         pool = self._helpers(self._threads - 1)
-        errstate = np.geterr()  # per thread in NumPy: each helper takes the caller's
-        futures = [pool.submit(_in_errstate, lane, errstate, i) for i in range(1, lanes)]
+        helper_lane = with_callers_errstate(lane)
+        futures = [pool.submit(helper_lane, i) for i in range(1, lanes)]
         error: BaseException | None = None
         try:
             lane(0)
@@ -276,10 +276,16 @@ def single_threaded_blas() -> _SingleThreadedBlas:
     return RUNTIME.single_threaded_blas
 
 
-def _in_errstate(fn: Callable[[int], None], errstate: dict[str, str], k: int) -> None:
-    """``fn(k)`` under the floating-point error settings of the thread that asked for it."""
-    with np.errstate(**errstate):
-        fn(k)
+def with_callers_errstate(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` made to run under the floating-point error settings of the thread calling this
+    now (they are per thread in NumPy): for work handed to another thread."""
+    errstate = np.geterr()
+
+    def run(*args: Any) -> Any:
+        with np.errstate(**errstate):
+            return fn(*args)
+
+    return run
 
 
 def run_lanes(fn: Callable[[int], None], count: int, xp: Any = np) -> None:

@@ -44,13 +44,11 @@ class BackgroundEvaluator:
 
     def submit(self, weights: dict[str, np.ndarray]) -> Future:
         """Evaluate ``weights`` (a ``state_dict``, not changed afterwards) on the helper, under
-        the caller's floating-point error settings (they are per thread in NumPy)."""
-        errstate = np.geterr()
-        return self._pool.submit(self._run, weights, errstate)
+        the caller's floating-point error settings."""
+        return self._pool.submit(runtime.with_callers_errstate(self._run), weights)
 
-    def _run(self, weights: dict[str, np.ndarray],
-             errstate: dict[str, str]) -> tuple[float, float, float, float]:  # fmt: skip
-        with np.errstate(**errstate), runtime.single_lane():
+    def _run(self, weights: dict[str, np.ndarray]) -> tuple[float, float, float, float]:
+        with runtime.single_lane():
             self._model.load_state_dict(weights)
             x_tr, y_tr, x_te, y_te = self._sets
             tr_acc, tr_loss = self._evaluate(self._model, x_tr, y_tr, self._batch_size)
