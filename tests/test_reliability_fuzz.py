@@ -196,3 +196,28 @@ def test_report_on_mutated_results_is_one_line_or_a_report(results_doc, tmp_path
     else:
         assert code in (1, 2) and len(err.strip().splitlines()) == 1, err
         assert err.startswith("numnet: error: ")
+
+
+def _mutated(doc: dict, change) -> dict:
+    doc = copy.deepcopy(doc)
+    change(doc["runs"][0]["internals"])
+    return doc
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    (lambda i: i.update(logit_absmax=0), "internals.logit_absmax must be a list of numbers"),
+    (lambda i: i.update(dead_fraction=[0.5]), "internals.dead_fraction must be a JSON object"),
+    (lambda i: i["dead_fraction"].update({"\r": 0}), r"internals.dead_fraction.\r must be"),
+    (lambda i: i.pop("logit_absmax"), None),  # a series not recorded: drawn without it
+], ids=["scalar-series", "list-for-layers", "control-key", "missing-series"])
+def test_report_on_internals_found_by_the_fuzzing(results_doc, tmp_path, capsys, change,
+                                                  error) -> None:
+    """Cases Hypothesis found: a series given as a number, per-layer series given as a list, a
+    key with a carriage return, a series left out (the plot's log axis then has no point)."""
+    (tmp_path / "results.json").write_text(json.dumps(_mutated(results_doc, change)))
+    code = main(["report", str(tmp_path)])
+    err = capsys.readouterr().err
+    if error is None:
+        assert code == 0 and (tmp_path / "report.html").is_file(), err
+    else:
+        assert code == 2 and len(err.strip().splitlines()) == 1 and error in err, err

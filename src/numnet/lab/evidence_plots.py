@@ -34,7 +34,10 @@ STYLES = ({"linestyle": "-", "linewidth": 2.2, "alpha": 0.75, "marker": "o", "ma
 
 
 def _series(xs: list[int], ys: list[float | None], positive: bool = False) -> tuple[list, list]:
-    """The points of ``ys`` that exist (finite and, for a log axis, > 0)."""
+    """The points of ``ys`` that exist (finite and, for a log axis, > 0); none when the run
+    did not record the series (``ys`` empty)."""
+    if not ys:
+        return [], []
     pts = [(x, y) for x, y in zip(xs, ys, strict=True)
            if y is not None and math.isfinite(y) and (y > 0 or not positive)]
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -99,8 +102,9 @@ def internals_figure(runs: list[tuple[str, dict[str, Any]]], title: str = "") ->
             sorted(zero_layers)), ha="center", va="top", fontsize=7.5, color="#c62828",
             transform=ax_ratio.transAxes)
     ax_logit.set_title("Logit scale / confidence (probe)", fontsize=10)
-    ax_logit.set_yscale("log")
-    _plain_log(ax_logit)
+    if any(len(line.get_ydata()) for line in ax_logit.lines):  # a log axis needs a point
+        ax_logit.set_yscale("log")
+        _plain_log(ax_logit)
     ax_logit.set_ylabel("mean max |z|", fontsize=9)
     ax_top.set_ylim(0, 1.02)
     ax_top.axhline(1 / NUM_CLASSES, color="#c2185b", linestyle=":", linewidth=0.8)

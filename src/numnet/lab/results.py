@@ -26,6 +26,7 @@ from numnet.core.names import MODEL_NAMES
 from numnet.lab.environment import environment_info
 from numnet.lab.protocol import MAX_UPDATES_PER_RUN, Protocol, planned_updates
 from numnet.lab.training import RunResult
+from numnet.lab.training.internals import PER_LAYER, SCALARS
 
 RESULTS_FORMAT = "numnet.results/1"
 QUICK_LABEL = "QUICK"
@@ -154,6 +155,16 @@ MAX_RUNS = 10**4
 STATUSES = ("ok", "diverged")
 
 
+#: the internals' series: one per layer (objects of series) or one per run (a series)
+LAYER_SERIES = (*PER_LAYER, "dead_fraction")
+
+
+def _printable(path: str) -> str:
+    """A key path with the document's control characters escaped (the message stays one
+    line)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+
+
 class _Schema:
     """The checks of :func:`validate`: each raises ResultsError naming the file and the key
     path (``runs[2].spec.batch_size``) and saying what is allowed."""
@@ -164,13 +175,14 @@ class _Schema:
     def fail(self, path: str, what: str, value: Any) -> None:
         shown = repr(value)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        raise ResultsError(f"{self.source}: {path} must be {what}, got {shown}; rebuild the "
-                           "file with `numnet reproduce --out DIR` (or restore it)")
+        raise ResultsError(f"{self.source}: {_printable(path)} must be {what}, got {shown}; "
+                           "rebuild the file with `numnet reproduce --out DIR` (or restore it)")
 
     def get(self, table: dict[str, Any], key: str, path: str) -> Any:
         if key not in table:
-            raise ResultsError(f"{self.source}: {path}.{key} is missing; rebuild the file with "
-                               "`numnet reproduce --out DIR` (or restore it)")
+            raise ResultsError(f"{self.source}: {_printable(f'{path}.{key}')} is missing; "
+                               "rebuild the file with `numnet reproduce --out DIR` (or "
+                               "restore it)")
         return table[key]
 
     def table(self, value: Any, path: str) -> dict[str, Any]:
@@ -303,10 +315,11 @@ def _validate_internals(s: _Schema, internals: Any, path: str) -> None:
             s.integer(value, where)
         elif key == "lr":
             s.number(value, where, low=0.0)
-        elif isinstance(value, dict):
-            for layer, series in value.items():
+        elif key in LAYER_SERIES or (isinstance(value, dict) and key not in SCALARS):
+            for layer, series in s.table(value, where).items():
                 s.numbers(series, f"{where}.{layer}", n, none=True)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
+        elif (isinstance(value, int | float) and not isinstance(value, bool)
+              and key not in SCALARS):
             s.number(value, where)  # a scalar of the recording (a count, a time)
         else:
             s.numbers(value, where, n, none=True)
