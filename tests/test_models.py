@@ -4,6 +4,7 @@ train/eval contract, and the plain path against the fast one."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -292,6 +293,55 @@ def test_model4_fast_path_equals_the_general_layers(conv_activation) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+def assert_same_passes(first: tuple, second: tuple) -> None:
+    """Two models' ``(logits, dx, parameter gradients, evaluation logits)`` of the same batch
+    agree within float64 rounding."""
+    (l1, dx1, g1, e1), (l2, dx2, g2, e2) = first, second
+    np.testing.assert_allclose(l1, l2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(e1, e2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(e1, l1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx1, dx2, rtol=1e-10, atol=1e-13)
+    for a, b in zip(g1, g2, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", [False, True])
+def test_a_chain_of_fused_steps_stays_batch_last_and_equals_the_layers(activation) -> None:
+    """Four conv + pool pairs on 28x28: 28 -> 14 -> 7 -> 3 -> 1. Between fused steps the array
+    (and its gradient) stays batch-last; the third and fourth pairs see odd inputs and run
+    their layers one by one inside the chain (batch-last in, batch-last out for the third).
+    Fused and unfused agree, forward, backward and in evaluation."""
+    from numnet.core.layers import Conv2D, Flatten, Linear, MaxPool2D, Reshape, Tanh
+    from numnet.core.models import Sequential
+
+    rng = np.random.default_rng(4)
+
+    def layers() -> list:
+        out: list = [Reshape((28, 28, 1))]
+        for c_in, c_out in ((1, 3), (3, 4), (4, 2), (2, 2)):
+            conv = Conv2D(c_in, c_out, 3, dtype="float64")
+            conv.weight.value[...] = rng.standard_normal(conv.weight.shape)
+            conv.bias.value[...] = rng.standard_normal(conv.bias.shape)
+            out += [conv, Tanh(), MaxPool2D(2)] if activation else [conv, MaxPool2D(2)]
+        return [*out, Flatten(), Linear(2, 5, dtype="float64")]
+
+    fused_layers = layers()
+    fused = Sequential(fused_layers, dtype="float64")
+    general = Sequential(copy.deepcopy(fused_layers), dtype="float64")
+    general.fuse = False
+    steps = [step for step, _ in fused._plan if hasattr(step, "gives_batch_last")]
+    assert [(s.takes_batch_last, s.gives_batch_last) for s in steps] == [
+        (False, True), (True, True), (True, True), (True, False)]
+    x = rng.random((3, 784))
+    dout = rng.standard_normal((3, 5))
+    outputs = []
+    for model in (fused, general):
+        logits = model.forward(x)
+        dx = model.backward(dout, input_grad=True)
+        outputs.append((logits, dx, [p.grad.copy() for p in model.parameters()], model.predict(x)))
+    assert_same_passes(*outputs)
+
+
 def test_evaluation_in_chunks_equals_one_pass() -> None:
     model = build("model4", seed=1, dtype="float64")
     dense = build("model2", seed=1, dtype="float64")
@@ -347,12 +397,7 @@ def test_plain_kernels_equal_the_fast_ones(name: str, conv_activation: str | Non
         _, d = softmax_cross_entropy(logits, y)
         dx = model.backward(d, input_grad=True)
         results.append((logits, dx, [p.grad.copy() for p in model.parameters()], model.predict(x)))
-    (l1, dx1, g1, e1), (l2, dx2, g2, e2) = results
-    np.testing.assert_allclose(l1, l2, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(e1, e2, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(dx1, dx2, rtol=1e-10, atol=1e-13)
-    for a, b in zip(g1, g2, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert_same_passes(*results)
 
 
 def test_kernels_can_be_switched_on_a_built_model() -> None:
