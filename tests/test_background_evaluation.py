@@ -32,12 +32,15 @@ def spec_of(**kw) -> RunSpec:
     return RunSpec(**{**base, **kw})
 
 
-def both(spec: RunSpec, make_stepper=None, **kw) -> tuple[dict, dict, list, list]:
-    """The run in line and beside: their records (timing aside) and final weights."""
+def both(spec: RunSpec, make_stepper=None, defer: bool = False,
+         **kw) -> tuple[dict, dict, list, list]:  # fmt: skip
+    """The run in line and beside (deferred with ``defer``): their records (timing aside) and
+    final weights."""
     out = []
     for background in (False, True):
         stepper = make_stepper() if make_stepper else None
-        result = train_run(spec, DATA, background_evaluation=background, stepper=stepper, **kw)
+        result = train_run(spec, DATA, background_evaluation=background, stepper=stepper,
+                           defer_evaluations=defer and background, **kw)
         record = {k: v for k, v in result.to_dict().items() if k not in TIMING}
         out.append((record, [p.value.copy() for p in result.model.parameters()]))
     (a, wa), (b, wb) = out
@@ -48,9 +51,10 @@ def assert_same_weights(wa: list, wb: list) -> None:
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
 
 
+@pytest.mark.parametrize("defer", [False, True])
 @pytest.mark.parametrize("model", ["model2", "model4"])
-def test_a_run_evaluated_beside_equals_the_run_evaluated_in_line(model: str) -> None:
-    a, b, wa, wb = both(spec_of(model=model))
+def test_a_run_evaluated_beside_equals_the_run_evaluated_in_line(model: str, defer: bool) -> None:
+    a, b, wa, wb = both(spec_of(model=model), defer=defer)
     assert a["status"] == "ok" and a["evaluations"] == 11
     assert a["internals"]["update"] == b["internals"]["update"] == list(range(10, 111, 10))
     assert a == b
@@ -77,10 +81,11 @@ def test_the_evaluations_run_on_the_helper_thread(monkeypatch) -> None:
     assert names and not any(name.startswith("numnet-eval") for name in names)
 
 
+@pytest.mark.parametrize("defer", [False, True])
 @pytest.mark.parametrize("at", [7, 10, 37])
-def test_a_non_finite_training_loss_stops_both_at_the_same_update(at: int) -> None:
+def test_a_non_finite_training_loss_stops_both_at_the_same_update(at: int, defer: bool) -> None:
     spec = spec_of(model="model2")
-    out = [train_run(spec, DATA, background_evaluation=bg,
+    out = [train_run(spec, DATA, background_evaluation=bg, defer_evaluations=defer and bg,
                      batch_source=PoisonedBatches(training.make_batch_source(spec, DATA.train),
                                                   at))
            for bg in (False, True)]
@@ -89,7 +94,10 @@ def test_a_non_finite_training_loss_stops_both_at_the_same_update(at: int) -> No
     assert a == b
 
 
-def test_a_non_finite_evaluation_loss_ends_the_run_there_with_its_weights() -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("defer", [False, True])
+def test_a_non_finite_evaluation_loss_ends_the_run_there_with_its_weights(defer: bool,
+                                                                         threads: int) -> None:
     """Update 30 leaves a finite weight so large that every logit overflows: the evaluation of
     update 30 is not finite. In line the run stops there; beside, it has trained on (the loss
     hidden) when the evaluation comes back, so it ends at update 30 with the weights kept."""
@@ -112,7 +120,8 @@ def test_a_non_finite_evaluation_loss_ends_the_run_there_with_its_weights() -> N
 
         return Stepper(model, spec.lr, spec.reduction)
 
-    a, b, wa, wb = both(spec, make_stepper)
+    with runtime.threads(threads):
+        a, b, wa, wb = both(spec, make_stepper, defer=defer)
     assert (a["status"], a["diverged_at_update"], a["updates"]) == ("diverged", 30, 30)
     assert a["divergence_reason"] == "non-finite evaluation loss"
     assert a["evaluations"] == 2
@@ -121,7 +130,8 @@ def test_a_non_finite_evaluation_loss_ends_the_run_there_with_its_weights() -> N
     assert wa[0].max() == np.float32(3e38)  # the weights of update 30, not of a later one
 
 
-def test_shorter_runs_end_the_same_beside_and_in_line() -> None:
+@pytest.mark.parametrize("defer", [False, True])
+def test_shorter_runs_end_the_same_beside_and_in_line(defer: bool) -> None:
     spec = spec_of(model="model4", epochs=2)
     shorter = dataclasses.replace(spec, epochs=1)
     ends: list[list] = [[], []]
@@ -129,9 +139,45 @@ def test_shorter_runs_end_the_same_beside_and_in_line() -> None:
         def keep(result, k=k):
             ends[k].append((result.to_dict(), [p.value.copy() for p in result.model.parameters()]))
         train_run(spec, DATA, shorter=[shorter], on_shorter=keep,
-                  background_evaluation=background)
+                  background_evaluation=background, defer_evaluations=defer and background)
     ((a, wa),), ((b, wb),) = ends
     assert a["updates"] == training.expected_updates(550, 10, 1) and a["evaluations"] == 5
     assert {k: v for k, v in a.items() if k not in TIMING} == {
         k: v for k, v in b.items() if k not in TIMING}
     assert_same_weights(wa, wb)
+
+
+@pytest.mark.parametrize("max_deferred", [2, 64])
+def test_deferred_points_wait_for_a_free_core_and_change_nothing(monkeypatch,
+                                                                max_deferred: int) -> None:
+    """One thread, evaluations deferred: no curve point is evaluated while it trains -- each
+    waits, at most ``MAX_DEFERRED`` of them, and is evaluated on the training thread when the
+    run must settle (its end) or the queue is full -- and the run equals the run in line."""
+    monkeypatch.setattr(loop, "MAX_DEFERRED", max_deferred)
+    spec = spec_of(model="model2")
+    updates = [0]
+    seen: list[tuple[int, str]] = []  # (updates done, thread) at each evaluation
+
+    class Counting(training.NumnetStepper):
+        def update(self) -> None:
+            super().update()
+            updates[0] += 1
+
+    def evaluate(*args):
+        seen.append((updates[0], threading.current_thread().name))
+        return training.evaluate(*args)
+
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    with runtime.threads(1):
+        a, b, wa, wb = both(spec, lambda: Counting(training.build_model(spec), spec.lr,
+                                                   spec.reduction), defer=True)
+    assert a == b
+    assert_same_weights(wa, wb)
+    total = training.expected_updates(550, 10, 2)
+    deferred = seen[len(seen) // 2:]  # the second run's: 11 points x 2 sets, then the final
+    assert all(name == threading.current_thread().name for _, name in deferred)
+    done_at = [n - total for n, _ in deferred[:-2]]  # updates of the run's second pass
+    if max_deferred >= 11:  # every point waits for the end
+        assert all(n == total for n in done_at)
+    else:  # the oldest evaluated once more than two wait
+        assert min(done_at) < total and done_at == sorted(done_at)

@@ -331,55 +331,32 @@ def test_workers_end_when_reproduce_is_killed(protos, tmp_path) -> None:
         json.loads(path.read_text())
 
 
-def test_evidence_figures_drawn_early_are_the_reports(protos, tmp_path) -> None:
-    """reproduce draws each run's evidence figures from its RunResult on a low-priority thread
-    once a core is idle; the report then embeds those bytes. They equal what ``numnet report
-    DIR`` draws from results.json alone."""
-    from numnet.lab.experiments.figures import EarlyFigures
-    from numnet.lab.report import rebuild
+def test_evidence_figures_drawn_by_the_workers_are_the_reports(protos, tmp_path,
+                                                               monkeypatch) -> None:
+    """With workers, each worker draws its runs' evidence figures as their group ends (this
+    process draws none: here it would fail); the report embeds those bytes. They equal what
+    ``numnet report DIR`` draws from results.json alone, and what ``draw_figures`` draws from
+    the same results in this process."""
+    from numnet.lab.experiments.figures import draw_figures
+    from numnet.lab.report import internals_section, rebuild
 
-    outcome = run(protos["tiny"], tmp_path / "out", jobs=1)
-    early = EarlyFigures(enabled=True)
-    for result in outcome.results:
-        early.add(result)
-    early.core_idle()  # the drawing thread takes them all
-    deadline = time.monotonic() + 120
-    while len(early.drawn) < len(outcome.results) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    drawn = early.finish()
-    assert set(drawn) == {r.run_id for r in outcome.results}
-    assert any(drawn.values())  # the tiny runs record internals (not the diverged)
-    for rid, images in drawn.items():
+    def not_here(run):
+        raise AssertionError(f"{run['run_id']}: drawn by the reproducing process")
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(internals_section, "run_evidence_images", not_here)
+        outcome = experiments.reproduce(protos["tiny"], DATA, out, progress="none",
+                                        log=lambda s: None, jobs=2)
+    figures = sorted((out / "figures").glob("*.png"))
+    assert any(p.name.endswith(".internals.png") for p in figures)
+    written = {f"figures/{p.name}": p.read_bytes() for p in figures}
+    here = draw_figures(outcome.results)
+    assert set(here) == {r.run_id for r in outcome.results}
+    for rid, images in here.items():
         assert all(name.startswith(f"figures/{rid}.") for name in images)
-    rebuilt = rebuild(outcome.out_dir)  # from results.json, nothing drawn before
-    for images in drawn.values():
         for name, data in images.items():
-            assert rebuilt[name].read_bytes() == data
-    # stopped: nothing more is drawn; disabled: nothing at all
-    early.add(outcome.results[0])
-    early.core_idle()
-    assert not early.draw_one()
-    disabled = EarlyFigures(enabled=False)
-    disabled.add(outcome.results[0])
-    disabled.core_idle()
-    assert not disabled.draw_one() and disabled.finish() == {}
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
-def test_the_drawing_thread_alone_runs_at_a_lower_priority() -> None:
-    import threading
-
-    from numnet.lab.experiments import figures
-
-    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    seen: list[int] = []
-
-    def probe() -> None:
-        figures._lower_this_threads_priority()
-        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-
-    thread = threading.Thread(target=probe)
-    thread.start()
-    thread.join()
-    assert seen == [min(19, before + figures.NICE_INCREMENT)]
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # main: as it was
+            assert written[name] == data
+    rebuilt = rebuild(out)  # from results.json, nothing drawn before
+    for name, data in written.items():
+        assert rebuilt[name].read_bytes() == data

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,6 @@ from numnet.lab import data as data_mod
 from numnet.lab import executor
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.environment import data_info, environment_info
-from numnet.lab.experiments.figures import EarlyFigures
 from numnet.lab.experiments.plan import RunGroup, estimated_cost, plan_runs, run_groups
 from numnet.lab.experiments.store import claim_folder, load_run, run_paths, save_run
 from numnet.lab.experiments.work import (
@@ -182,17 +182,16 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
                     + (f", {jobs} worker processes" if jobs > 1 else "") + f", output {out}")
     outcome = ReproduceOutcome(out_dir=out, protocol=protocol, results=[])
     done: dict[str, RunResult] = {}
+    # Each run's evidence figures depend on its record alone: with workers, the worker that
+    # trained a run draws them, not this process after the last run (experiments.figures).
     ctx = RunContext(out, phash, info["fingerprint"], device,
-                     background_evaluation=uses_cores(threads))
+                     background_evaluation=uses_cores(threads),
+                     draw_figures=make_report and jobs > 1)
     worker_cpu = [0.0]
-
-    # Each run's evidence figures depend on its record alone: with workers, a low-priority
-    # thread draws them once a core is idle, not all after the last run (experiments.figures).
-    figures = EarlyFigures(make_report and jobs > 1)
+    drawn: dict[str, dict[str, bytes]] = {}  # run_id -> its evidence figures, drawn already
 
     def ended(result: RunResult, reused: bool = False) -> None:
         done[result.run_id] = result
-        figures.add(result)
         display.end_run(f"[{len(done)}/{len(specs)}]", result, totals[result.run_id],
                         reused=reused)
 
@@ -217,7 +216,7 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
                         ended(result)
         if jobs > 1:
             _train_on_workers(groups, ctx, data, jobs, threads, display, ended, worker_cpu,
-                              figures.core_idle)
+                              drawn)
     except KeyboardInterrupt as exc:
         display.close()
         message = (f"numnet reproduce: interrupted; {len(done)} of {len(specs)} "
@@ -227,7 +226,6 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
         raise
     finally:
         display.close()
-        figures.finish()
 
     outcome.results = [done[s.run_id] for s in specs]
     outcome.trained = [s.run_id for s in specs if s.run_id not in finished]
@@ -253,7 +251,7 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
     write_json(out / "results.json", outcome.results_json)
     write_text(out / "results.csv", results_csv(outcome.results_json))
     if make_report:
-        write_report(out, outcome.results_json, figures.drawn)
+        write_report(out, outcome.results_json, drawn)
     # results.json's wall time ends before the report; the command's includes it
     outcome.wall_time = time.perf_counter() - started
     log(f"numnet reproduce: done in {outcome.wall_time:.1f} s ({len(outcome.trained)} trained"
@@ -272,17 +270,19 @@ def uses_cores(threads: int | None) -> bool:
 def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, jobs: int,
                       threads: int | None, display: ProgressDisplay,
                       ended: Callable[[RunResult], None], worker_cpu: list[float],
-                      on_idle_core: Callable[[], None] = lambda: None) -> None:
+                      drawn: dict[str, dict[str, bytes]]) -> None:
     """The groups on ``jobs`` worker processes (numnet.lab.executor), longest first; every
-    result passed to ``ended`` as its group finishes, ``on_idle_core()`` called now and then
-    while fewer groups than workers are left. A run that fails raises here (its workers
+    result passed to ``ended`` as its group finishes, the evidence figures its worker drew
+    (``ctx.draw_figures``) put in ``drawn``. A run that fails raises here (its workers
     stopped); an interruption stops the workers and removes their half-written files (every
     complete file stays)."""
     order = sorted(groups, key=lambda g: -estimated_cost(g.trained))  # stable among equals
+    if ctx.background_evaluation and order:
+        # The longest run is the critical path: its curve points wait for the cores the
+        # others leave, rather than take turns with its training (training.background).
+        ctx = dataclasses.replace(ctx, defer_evaluations_of=order[0].task_id)
 
     def poll(statuses: list[tuple[RunGroup, list[float], int]]) -> None:
-        if len(statuses) < jobs:
-            on_idle_core()
         display.in_flight([
             InFlight(g.task_id, int(p.get("update", 0)), int(p.get("total", 0)),
                      p.get("test_accuracy"), float(p.get("elapsed", 0.0)), n)
@@ -299,8 +299,9 @@ def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, j
                 if isinstance(failed.exception, NumnetError | ValueError):
                     raise failed.exception
                 raise NumnetError(f"{group.task_id}: {failed.error}")
-            results, cpu = value
+            results, cpu, images = value
             worker_cpu[0] += cpu
+            drawn.update(images)
             for result in results:
                 ended(result)
     finally:

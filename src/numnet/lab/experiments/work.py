@@ -20,6 +20,7 @@ from typing import Any
 from numnet.core import runtime
 from numnet.core.datasets import Datasets
 from numnet.lab import executor
+from numnet.lab.experiments.figures import draw_figures
 from numnet.lab.experiments.plan import RunGroup
 from numnet.lab.experiments.store import save_run
 from numnet.lab.metrics import EvaluationClock
@@ -41,6 +42,11 @@ class RunContext:
     device: str = "cpu"
     #: evaluate curve points beside the training (``train_run``'s ``background_evaluation``)
     background_evaluation: bool = False
+    #: the group whose curve points wait for a free core (``train_run``'s
+    #: ``defer_evaluations``): the longest, the critical path of a reproduce on workers
+    defer_evaluations_of: str | None = None
+    #: workers draw their runs' evidence figures as each group ends (experiments.figures)
+    draw_figures: bool = False
 
 
 def train_group(group: RunGroup, ctx: RunContext, data: Datasets,
@@ -63,7 +69,8 @@ def train_group(group: RunGroup, ctx: RunContext, data: Datasets,
     with runtime.single_threaded_blas():
         save(train_run(group.trained, data, device=ctx.device, on_progress=clock,
                        shorter=group.shorter, on_shorter=save,
-                       background_evaluation=ctx.background_evaluation))
+                       background_evaluation=ctx.background_evaluation,
+                       defer_evaluations=group.task_id == ctx.defer_evaluations_of))
     return [done[s.run_id] for s in group.specs]
 
 
@@ -88,11 +95,15 @@ def _publish(p: Progress) -> None:
     executor.checkpoint()  # follow the thread share (results never depend on it)
 
 
-def work_group(group: RunGroup, ctx: RunContext) -> tuple[list[RunResult], float]:
-    """:func:`train_group` in a worker: ``(results, this process's CPU seconds for it)``."""
+def work_group(group: RunGroup, ctx: RunContext
+               ) -> tuple[list[RunResult], float, dict[str, dict[str, bytes]]]:  # fmt: skip
+    """:func:`train_group` in a worker: ``(results, this process's CPU seconds for it, the
+    runs' evidence figures)`` -- the figures ``{run_id: {file name: PNG bytes}}`` when
+    ``ctx.draw_figures``, else empty."""
     cpu = time.process_time()
     results = train_group(group, ctx, _WORKER_DATA["data"], on_progress=_publish)
-    return results, time.process_time() - cpu
+    images = draw_figures(results) if ctx.draw_figures else {}
+    return results, time.process_time() - cpu, images
 
 
 def progress_of(values: list[float]) -> dict[str, Any]:

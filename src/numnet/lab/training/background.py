@@ -9,8 +9,19 @@ at a time: fewer, longer NumPy calls, so it takes the GIL less often from the tr
 in 256-row chunks, 5.63 ms beside 1,000-row chunks). What the
 loop must keep in order -- the curve, the divergence rule (a non-finite evaluation loss stops
 the run at that update, its weights restored from the copy), the shorter runs' ends -- it
-settles by waiting for the evaluation at those points. One evaluation is in flight at a time:
-the next one waits for it, so the helper never falls behind.
+settles by waiting for the evaluations up to those points.
+
+Two ways to use it (``train_run``):
+
+- beside, one at a time: the evaluation of a point goes to the helper when the run may use
+  a second thread, and the next point waits for it, so the helper never falls behind;
+- deferred (``defer_evaluations``): while no second core is free, a point's weights wait in
+  a queue instead of being evaluated in line; once a core is free, the helper takes them,
+  oldest first, while the training goes on; what is left when the run must settle (its end, a
+  shorter run's end, a divergence check) the training thread evaluates itself, newest first,
+  on a second copy (:meth:`BackgroundEvaluator.evaluate_here`), while the helper works from
+  the oldest. ``reproduce`` defers the evaluations of its longest run, the critical path: the
+  other workers' runs keep their core, and its evaluations fill the cores they leave.
 """
 
 from __future__ import annotations
@@ -36,23 +47,35 @@ class BackgroundEvaluator:
     def __init__(self, model: Any, evaluate: Evaluate, sets: tuple[Any, Any, Any, Any],
                  batch_size: int) -> None:  # fmt: skip
         self._model = copy.deepcopy(model)  # its own buffers: training goes on in the original
+        self._here_chunk = self._model.eval_chunk  # the caller's copy: the model's own chunks
         self._model.eval_chunk = max(self._model.eval_chunk or 0, CHUNK_ROWS)
         self._evaluate = evaluate
         self._sets = sets
         self._batch_size = batch_size
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="numnet-eval")
+        self._here: Any = None  # the caller's copy (evaluate_here), made when first needed
 
     def submit(self, weights: dict[str, np.ndarray]) -> Future:
         """Evaluate ``weights`` (a ``state_dict``, not changed afterwards) on the helper, under
         the caller's floating-point error settings."""
         return self._pool.submit(runtime.with_callers_errstate(self._run), weights)
 
-    def _run(self, weights: dict[str, np.ndarray]) -> tuple[float, float, float, float]:
+    def evaluate_here(self, weights: dict[str, np.ndarray]) -> tuple[float, float, float, float]:
+        """The evaluation of ``weights`` on the calling thread, on a second copy of the model
+        (the helper may be evaluating other weights at the same time)."""
+        if self._here is None:
+            self._here = copy.deepcopy(self._model)
+            self._here.eval_chunk = self._here_chunk
+        return self._run(weights, self._here)
+
+    def _run(self, weights: dict[str, np.ndarray],
+             model: Any = None) -> tuple[float, float, float, float]:  # fmt: skip
+        model = self._model if model is None else model
         with runtime.single_lane():
-            self._model.load_state_dict(weights)
+            model.load_state_dict(weights)
             x_tr, y_tr, x_te, y_te = self._sets
-            tr_acc, tr_loss = self._evaluate(self._model, x_tr, y_tr, self._batch_size)
-            te_acc, te_loss = self._evaluate(self._model, x_te, y_te, self._batch_size)
+            tr_acc, tr_loss = self._evaluate(model, x_tr, y_tr, self._batch_size)
+            te_acc, te_loss = self._evaluate(model, x_te, y_te, self._batch_size)
         return tr_acc, tr_loss, te_acc, te_loss
 
     def close(self) -> None:

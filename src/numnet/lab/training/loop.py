@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -182,6 +183,23 @@ def evaluate_final_weights(stepper: Any, update: int, samples: list[int],
 # ------------------------------------------------------------------------------ the run
 
 
+#: The most curve points a run with ``defer_evaluations`` keeps waiting for a free core; beyond,
+#: the oldest is evaluated in line. Each keeps a copy of the weights (model 4: about 100 KB).
+MAX_DEFERRED = 64
+
+
+@dataclasses.dataclass
+class CurvePoint:
+    """A curve point not yet on the curve: its update, the weights there (a ``state_dict``)
+    and the internals snapshot, then the helper's future or the evaluation's result."""
+
+    update: int
+    weights: dict[str, np.ndarray]
+    snapshot: Any = None
+    future: Any = None
+    result: tuple[float, float, float, float] | None = None
+
+
 def train_run(
     spec: RunSpec,
     data: Datasets,
@@ -195,6 +213,7 @@ def train_run(
     shorter: Sequence[RunSpec] = (),
     on_shorter: Callable[[RunResult], None] | None = None,
     background_evaluation: bool = False,
+    defer_evaluations: bool = False,
 ) -> RunResult:
     """Train one model as the protocol's loop does and return its learning curves and the
     evaluation of its final weights (``RunResult.final_weights``).
@@ -219,7 +238,10 @@ def train_run(
     weights, while the training goes on -- numnet's stepper on the CPU, at the points where
     ``runtime.get_threads()`` is above 1; otherwise in line. The result is the same
     (``numnet.lab.training.background``); it pays where a core would otherwise wait, e.g. the
-    last run of a protocol on a machine of two cores.
+    last run of a protocol on a machine of two cores. ``defer_evaluations`` (with
+    ``background_evaluation``): while no second thread is given, the curve points wait (at
+    most :data:`MAX_DEFERRED`) instead of being evaluated in line, and are evaluated once a
+    core is free or when the run must settle them; the result is again the same.
     """
     backend.xp_for(device)  # a clear error before any work when the device is unavailable
     init_seed, shuffle_seed = child_seeds(spec.seed)
@@ -321,14 +343,16 @@ def train_run(
                 on_shorter(result)
 
     # Evaluations run beside the training (numnet's stepper on the CPU, when asked, whenever
-    # the run may use more than one thread -- a worker's share grows once a core is idle): the
-    # point of update ``pending[0]`` is settled -- put on the curve, or found diverged and the
-    # weights restored -- before anything that depends on it (training.background).
+    # the run may use more than one thread -- a worker's share grows once a core is idle), or
+    # wait for a free core (defer_evaluations): the points not yet on the curve are settled --
+    # put on the curve, or found diverged and the weights restored -- in update order, before
+    # anything that depends on them (training.background).
     background = None
     if background_evaluation and isinstance(stepper, NumnetStepper) and device == "cpu":
         background = BackgroundEvaluator(stepper.model, evaluate, (x_tr, y_tr, x_te, y_te),
                                          spec.eval_batch_size)
-    pending: tuple[int, Any, dict[str, Any], Any] | None = None
+    defer = background is not None and defer_evaluations
+    points: deque[CurvePoint] = deque()  # evaluated (or to be), not yet on the curve
 
     def add_point(update: int, tr_acc: float, tr_loss: float, te_acc: float, te_loss: float,
                   snapshot: Any = None) -> bool:
@@ -346,22 +370,50 @@ def train_run(
         if recorder is not None:
             recorder.append(snapshot if snapshot is not None else recorder.snapshot(stepper),
                             update)
-        report(update)
+        report(max(update, applied))
         return True
 
-    def settle() -> bool:
-        """Wait for the evaluation in flight and put it on the curve; False when it found the
-        run diverged: the run then ends at its update, with its weights."""
-        nonlocal pending, applied
-        if pending is None:
-            return True
-        update, future, weights, snapshot = pending
-        pending = None
-        if add_point(update, *future.result(), snapshot=snapshot):
-            return True
-        applied = update
-        stepper.model.load_state_dict(weights)
-        return False
+    def hand_over() -> None:
+        """The waiting points to the helper, oldest first, when the run may use a second
+        thread now."""
+        if background is not None and runtime.get_threads() > 1:
+            for point in points:
+                if point.future is None and point.result is None:
+                    point.future = background.submit(point.weights)
+
+    def settle(keep: int | None = 0) -> bool:
+        """Put the evaluated points on the curve, in update order: every point (``keep`` 0),
+        the finished ones (None), or enough of the oldest that at most ``keep`` wait. False
+        when one found the run diverged: the run then ends at its update, with its weights."""
+        nonlocal applied
+        hand_over()
+        if keep == 0:  # the newest here, while the helper works from the oldest
+            for point in reversed(points):
+                if point.result is not None:
+                    continue
+                if point.future is not None and not point.future.cancel():
+                    break  # the helper has it, and every older one
+                point.future, point.result = None, background.evaluate_here(point.weights)
+        while points:
+            point = points[0]
+            must = keep is not None and len(points) > keep
+            if point.result is None:
+                if point.future is not None and (must or point.future.done()):
+                    point.result = point.future.result()
+                elif point.future is None and must:  # nothing in flight: the helper is idle
+                    point.result = background.evaluate_here(point.weights)
+                else:
+                    break
+            points.popleft()
+            if not add_point(point.update, *point.result, snapshot=point.snapshot):
+                for later in points:
+                    if later.future is not None:
+                        later.future.cancel()
+                points.clear()
+                applied = point.update
+                stepper.model.load_state_dict(point.weights)
+                return False
+        return True
 
     start = time.perf_counter()
     i = 0
@@ -392,15 +444,18 @@ def train_run(
                 if i == 1 and recorder is not None:
                     recorder.record_start(stepper, 1)
                 if i % spec.eval_every == 0:
-                    if not settle():
+                    if not settle(None if defer else 0):
                         break
                     if not stepper.parameters_finite():
-                        status, diverged_at, reason = STATUS_DIVERGED, i, "non-finite parameters"
+                        if settle():  # an earlier point may have diverged first
+                            status, diverged_at, reason = (STATUS_DIVERGED, i,
+                                                           "non-finite parameters")
                         break
-                    if background is not None and runtime.get_threads() > 1:
-                        weights = stepper.model.state_dict()
+                    if defer or (background is not None and runtime.get_threads() > 1):
                         snapshot = recorder.snapshot(stepper) if recorder is not None else None
-                        pending = (i, background.submit(weights), weights, snapshot)
+                        points.append(CurvePoint(i, stepper.model.state_dict(), snapshot))
+                        if not settle(MAX_DEFERRED):
+                            break
                     else:
                         tr_acc, tr_loss = stepper.evaluate(x_tr, y_tr, spec.eval_batch_size)
                         te_acc, te_loss = stepper.evaluate(x_te, y_te, spec.eval_batch_size)
