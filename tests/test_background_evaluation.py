@@ -102,6 +102,19 @@ def test_a_non_finite_evaluation_loss_ends_the_run_there_with_its_weights(defer:
     update 30 is not finite. In line the run stops there; beside, it has trained on (the loss
     hidden) when the evaluation comes back, so it ends at update 30 with the weights kept."""
     spec = spec_of(model="model2")
+    with runtime.threads(threads):
+        a, b, wa, wb = both(spec, diverging_at_30(spec), defer=defer)
+    assert (a["status"], a["diverged_at_update"], a["updates"]) == ("diverged", 30, 30)
+    assert a["divergence_reason"] == "non-finite evaluation loss"
+    assert a["evaluations"] == 2
+    assert a == b
+    assert_same_weights(wa, wb)
+    assert wa[0].max() == np.float32(3e38)  # the weights of update 30, not of a later one
+
+
+def diverging_at_30(spec: RunSpec):
+    """A stepper factory: update 30 leaves a weight that makes every logit overflow, and the
+    batch losses from there on are hidden (0)."""
 
     def make_stepper():
         model = training.build_model(spec)
@@ -120,26 +133,41 @@ def test_a_non_finite_evaluation_loss_ends_the_run_there_with_its_weights(defer:
 
         return Stepper(model, spec.lr, spec.reduction)
 
-    with runtime.threads(threads):
-        a, b, wa, wb = both(spec, make_stepper, defer=defer)
-    assert (a["status"], a["diverged_at_update"], a["updates"]) == ("diverged", 30, 30)
-    assert a["divergence_reason"] == "non-finite evaluation loss"
-    assert a["evaluations"] == 2
+    return make_stepper
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_divergence_found_late_ends_the_waiting_shorter_run_as_in_line(threads: int) -> None:
+    """Deferred, the evaluation of update 30 comes back after the shorter run's last update
+    (56): the shorter run must end diverged at update 30, as in line."""
+    spec = spec_of(model="model2", epochs=2)
+    shorter = dataclasses.replace(spec, epochs=1)
+    ends: list[list] = [[], []]
+    for k, background in enumerate((False, True)):
+        def keep(result, k=k):
+            ends[k].append({k: v for k, v in result.to_dict().items() if k not in TIMING})
+        with runtime.threads(threads):
+            train_run(spec, DATA, shorter=[shorter], on_shorter=keep,
+                      stepper=diverging_at_30(spec)(), background_evaluation=background,
+                      defer_evaluations=background)
+    (a,), (b,) = ends
+    assert (a["status"], a["diverged_at_update"]) == ("diverged", 30)
     assert a == b
-    assert_same_weights(wa, wb)
-    assert wa[0].max() == np.float32(3e38)  # the weights of update 30, not of a later one
 
 
-@pytest.mark.parametrize("defer", [False, True])
-def test_shorter_runs_end_the_same_beside_and_in_line(defer: bool) -> None:
+@pytest.mark.parametrize(("defer", "threads"), [(False, 2), (True, 2), (True, 1)])
+def test_shorter_runs_end_the_same_beside_and_in_line(defer: bool, threads: int) -> None:
+    """Beside, a shorter run ends at its last update; deferred, once its points are settled
+    (with one thread: at the longer run's end), as the same result."""
     spec = spec_of(model="model4", epochs=2)
     shorter = dataclasses.replace(spec, epochs=1)
     ends: list[list] = [[], []]
     for k, background in enumerate((False, True)):
         def keep(result, k=k):
             ends[k].append((result.to_dict(), [p.value.copy() for p in result.model.parameters()]))
-        train_run(spec, DATA, shorter=[shorter], on_shorter=keep,
-                  background_evaluation=background, defer_evaluations=defer and background)
+        with runtime.threads(threads):
+            train_run(spec, DATA, shorter=[shorter], on_shorter=keep,
+                      background_evaluation=background, defer_evaluations=defer and background)
     ((a, wa),), ((b, wb),) = ends
     assert a["updates"] == training.expected_updates(550, 10, 1) and a["evaluations"] == 5
     assert {k: v for k, v in a.items() if k not in TIMING} == {

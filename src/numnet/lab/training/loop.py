@@ -295,25 +295,30 @@ def train_run(
                 train_loss=total_loss / count * per_example if count else None,
             ))
 
-    def finish(run: RunSpec, model: Any) -> RunResult:
+    def finish(run: RunSpec, model: Any, update: int | None = None,
+               on: Any = None) -> RunResult:  # fmt: skip
         """The result of ``run`` ending now (this run, or a shorter one at its last update):
-        the curves so far, the final model's evidence and the final weights' evaluation."""
+        the curves so far, the final model's evidence and the final weights' evaluation.
+        ``update`` (default: the last applied) and ``on`` (default: the run's stepper) are
+        those of a shorter run ended later than its last update (its points waited)."""
+        update = applied if update is None else update
+        on = stepper if on is None else on
         run_status, run_diverged_at, run_reason = status, diverged_at, reason
         final_weights = None
         if run_status == STATUS_OK:
-            final_weights = evaluate_final_weights(stepper, applied, samples, curves, run,
+            final_weights = evaluate_final_weights(on, update, samples, curves, run,
                                                    (x_tr, y_tr, x_te, y_te))
             if not (np.isfinite(final_weights["train_loss"])
                     and np.isfinite(final_weights["test_loss"])):
-                run_status, run_diverged_at = STATUS_DIVERGED, applied
+                run_status, run_diverged_at = STATUS_DIVERGED, update
                 run_reason, final_weights = "non-finite final weights", None
         evidence = None
-        if recorder is not None and run_status == STATUS_OK and hasattr(stepper, "probabilities"):
-            evidence = recorder.final(stepper, x_te, y_te, run.eval_batch_size, applied)
+        if recorder is not None and run_status == STATUS_OK and hasattr(on, "probabilities"):
+            evidence = recorder.final(on, x_te, y_te, run.eval_batch_size, update)
         return RunResult(
             spec=run,
             status=run_status,
-            updates=applied,
+            updates=update,
             samples=list(samples),
             train_accuracy=list(curves["tr_acc"]),
             test_accuracy=list(curves["te_acc"]),
@@ -331,16 +336,33 @@ def train_run(
             final_model=evidence,
         )
 
-    def end_shorter(runs: list[RunSpec]) -> None:
+    # shorter runs past their last update whose curve points wait: (run, its model, update)
+    late: list[tuple[RunSpec, Any, int]] = []
+
+    def end_shorter(runs: list[RunSpec], wait: bool = False) -> None:
+        """End ``runs`` at this update; with ``wait``, once their curve points are settled."""
         for run in runs:
             copy = build_model(run)  # a model of its own: this run trains on in place
             if device != "cpu":
                 copy.to(device)
             copy.load_state_dict(stepper.model.state_dict())
-            result = finish(run, copy)
-            result.shared_with = spec.run_id
-            if on_shorter is not None:
-                on_shorter(result)
+            if wait:
+                late.append((run, copy, applied))
+            else:
+                shorter_ended(finish(run, copy))
+
+    def shorter_ended(result: RunResult) -> None:
+        result.shared_with = spec.run_id
+        if on_shorter is not None:
+            on_shorter(result)
+
+    def end_late(before: int | None = None) -> None:
+        """End the waiting shorter runs whose points are all on the curve: those whose last
+        update is before ``before`` (None: every one)."""
+        while late and (before is None or late[0][2] < before):
+            run, copy, update = late.pop(0)
+            on = NumnetStepper(copy, run.lr, run.reduction)
+            shorter_ended(finish(run, copy, update, on))
 
     # Evaluations run beside the training (numnet's stepper on the CPU, when asked, whenever
     # the run may use more than one thread -- a worker's share grows once a core is idle), or
@@ -384,18 +406,24 @@ def train_run(
     def settle(keep: int | None = 0) -> bool:
         """Put the evaluated points on the curve, in update order: every point (``keep`` 0),
         the finished ones (None), or enough of the oldest that at most ``keep`` wait. False
-        when one found the run diverged: the run then ends at its update, with its weights."""
+        when one found the run diverged: the run then ends at its update, with its weights.
+        Deferred, settling every point, this thread evaluates the newest ones that no helper
+        has started while the helper works from the oldest. Shorter runs whose points are
+        all on the curve end here."""
         nonlocal applied
         hand_over()
-        if keep == 0:  # the newest here, while the helper works from the oldest
+        if keep == 0 and defer:  # the newest here, while the helper works from the oldest
             for point in reversed(points):
                 if point.result is not None:
                     continue
+                report(applied)  # the progress callback also updates this run's thread share
+                hand_over()  # a core may have become free meanwhile
                 if point.future is not None and not point.future.cancel():
                     break  # the helper has it, and every older one
                 point.future, point.result = None, background.evaluate_here(point.weights)
         while points:
             point = points[0]
+            end_late(before=point.update)
             must = keep is not None and len(points) > keep
             if point.result is None:
                 if point.future is not None and (must or point.future.done()):
@@ -410,9 +438,14 @@ def train_run(
                     if later.future is not None:
                         later.future.cancel()
                 points.clear()
+                for run, _, end in late:  # diverged before they ended: end them as it did
+                    ends.setdefault(end, []).append(run)
+                late.clear()
                 applied = point.update
                 stepper.model.load_state_dict(point.weights)
                 return False
+        if not points:
+            end_late()
         return True
 
     start = time.perf_counter()
@@ -464,9 +497,12 @@ def train_run(
                 elif i % progress_every == 0:
                     report(i)
                 if i in ends:
-                    if not settle():
+                    if defer:  # its points keep waiting; it ends when they are settled
+                        end_shorter(ends.pop(i), wait=True)
+                    elif not settle():
                         break
-                    end_shorter(ends.pop(i))
+                    else:
+                        end_shorter(ends.pop(i))
             settle()
             for end in sorted(ends):  # diverged before these ended: so would they have, alone
                 end_shorter(ends.pop(end))
