@@ -60,6 +60,11 @@ class BackgroundEvaluator:
         the caller's floating-point error settings."""
         return self._pool.submit(runtime.with_callers_errstate(self._run), weights)
 
+    def training_done(self) -> None:
+        """The training has ended: the helper's evaluations from now on use the model's own
+        chunks (faster; the long ones only spared the training thread GIL hand-overs)."""
+        self._model.eval_chunk = self._here_chunk
+
     def evaluate_here(self, weights: dict[str, np.ndarray]) -> tuple[float, float, float, float]:
         """The evaluation of ``weights`` on the calling thread, on a second copy of the model
         (the helper may be evaluating other weights at the same time)."""

@@ -503,6 +503,8 @@ def train_run(
                         break
                     else:
                         end_shorter(ends.pop(i))
+            if background is not None:
+                background.training_done()
             settle()
             for end in sorted(ends):  # diverged before these ended: so would they have, alone
                 end_shorter(ends.pop(end))
