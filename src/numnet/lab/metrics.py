@@ -13,7 +13,9 @@ record: ``runs/<run_id>.metrics.csv`` (``tasks/<task_id>.metrics.csv`` in a swee
   ``test`` (the first ``eval_test_examples`` test examples);
 - ``loss``: mean cross-entropy per example on that split; ``accuracy``: fraction correct;
 - ``wall_time``: seconds from the start of the run's training loop to the end of that
-  evaluation; empty when it was not recorded (a file rebuilt from an older record);
+  evaluation -- when it was put on the curve: the points of ``reproduce``'s longest run wait
+  for a free core (``training.background``), so theirs come late and close together; empty
+  when it was not recorded (a file rebuilt from an older record);
 - ``point``: ``curve`` for the protocol's learning-curve evaluations (every ``eval_every``
   updates), ``final`` for the evaluation of the final weights after the last update (those
   saved and used by ``numnet predict``), present when the run's record has one.
