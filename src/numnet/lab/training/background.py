@@ -27,6 +27,7 @@ Two ways to use it (``train_run``):
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -37,6 +38,24 @@ from numnet.core import runtime
 
 CHUNK_ROWS = 1000  # rows per chunk of a helper's evaluation forward
 Evaluate = Callable[[Any, Any, Any, int], tuple[float, float]]
+
+
+#: The most curve points a run with ``defer_evaluations`` (``loop.train_run``) keeps waiting
+#: for a free core; beyond, the oldest is evaluated in line. Each keeps a copy of the weights
+#: (model 4: about 100 KB).
+MAX_DEFERRED = 64
+
+
+@dataclasses.dataclass
+class CurvePoint:
+    """A curve point not yet on the curve: its update, the weights there (a ``state_dict``)
+    and the internals snapshot, then the helper's future or the evaluation's result."""
+
+    update: int
+    weights: dict[str, np.ndarray]
+    snapshot: Any = None
+    future: Any = None
+    result: tuple[float, float, float, float] | None = None
 
 
 class BackgroundEvaluator:

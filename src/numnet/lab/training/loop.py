@@ -15,7 +15,7 @@ from numnet.core import backend, models, runtime
 from numnet.core.datasets import DataSet, Datasets
 from numnet.core.losses import softmax_cross_entropy
 from numnet.core.optim import SGD
-from numnet.lab.training.background import BackgroundEvaluator
+from numnet.lab.training.background import MAX_DEFERRED, BackgroundEvaluator, CurvePoint
 from numnet.lab.training.internals import (
     PROBE_EXAMPLES,
     InternalsRecorder,
@@ -181,23 +181,6 @@ def evaluate_final_weights(stepper: Any, update: int, samples: list[int],
 
 
 # ------------------------------------------------------------------------------ the run
-
-
-#: The most curve points a run with ``defer_evaluations`` keeps waiting for a free core; beyond,
-#: the oldest is evaluated in line. Each keeps a copy of the weights (model 4: about 100 KB).
-MAX_DEFERRED = 64
-
-
-@dataclasses.dataclass
-class CurvePoint:
-    """A curve point not yet on the curve: its update, the weights there (a ``state_dict``)
-    and the internals snapshot, then the helper's future or the evaluation's result."""
-
-    update: int
-    weights: dict[str, np.ndarray]
-    snapshot: Any = None
-    future: Any = None
-    result: tuple[float, float, float, float] | None = None
 
 
 def train_run(
