@@ -123,7 +123,8 @@ def padded_input(
     workspace: Workspace, key: str, x: Array, pads: tuple[int, int, int, int]
 ) -> Array:
     """``x`` ``(N, H, W, C)`` written into the interior of the kept zero-bordered buffer ``key``;
-    ``pads`` = (top, bottom, left, right)."""
+    ``pads`` = (top, bottom, left, right). Only axes 1 and 2 are padded, so a batch-last
+    ``(C, H, W, N)`` array (any strides: ``fused.batch_last`` of an NHWC one) works the same."""
     xp = array_module(x)
     n, h, w, c = x.shape
     top, bottom, left, right = pads

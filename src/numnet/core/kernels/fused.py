@@ -38,7 +38,7 @@ from __future__ import annotations
 from typing import Any
 
 from numnet.core.backend import array_module
-from numnet.core.kernels.fast import Workspace
+from numnet.core.kernels.fast import Workspace, padded_input
 from numnet.core.kernels.plain import ACTIVATIONS, geometry
 from numnet.core.runtime import single_threaded_blas
 
@@ -78,20 +78,6 @@ def batch_last(x: Array) -> Array:
 def batch_first(x: Array) -> Array:
     """An NHWC copy ``(N, H, W, C)`` of a batch-last array ``(C, H, W, N)``."""
     return array_module(x).ascontiguousarray(x.transpose(3, 1, 2, 0))
-
-
-def padded_batch_last(workspace: Workspace, key: str, x: Array,
-                      pads: tuple[int, int, int, int]) -> Array:  # fmt: skip
-    """``x`` ``(C, H, W, N)`` (any strides: an NHWC array's ``batch_last`` view is copied
-    once, here) written into the interior of the kept zero-bordered buffer ``key``; ``pads`` =
-    (top, bottom, left, right)."""
-    xp = array_module(x)
-    c, h, w, n = x.shape
-    top, bottom, left, right = pads
-    shape = (c, top + h + bottom, left + w + right, n)
-    padded = workspace.get(key, shape, x.dtype, xp, fill=0)
-    padded[:, top : top + h, left : left + w, :] = x
-    return padded
 
 
 def window_patches(workspace: Workspace, key: str, padded: Array, kernel: tuple[int, int]) -> Array:
@@ -188,7 +174,7 @@ def convpool2x2_forward_batch_last(
     key = "fused.train" if train else "fused.eval"
     with single_threaded_blas():
         (_, top, bottom), (_, left, right) = geometry(h, wd, (kh, kw), (1, 1), "same")
-        padded = padded_batch_last(workspace, f"{key}.padded", x, (top, bottom, left, right))
+        padded = padded_input(workspace, f"{key}.padded", x, (top, bottom, left, right))
         patches = window_patches(workspace, f"{key}.patches", padded, (kh, kw))
         big = window_weight(w, workspace, f"{key}.weight")
         pixels = workspace.get(f"{key}.pixels", (4 * cout, windows), x.dtype, xp)
