@@ -221,3 +221,16 @@ def test_report_on_internals_found_by_the_fuzzing(results_doc, tmp_path, capsys,
         assert code == 0 and (tmp_path / "report.html").is_file(), err
     else:
         assert code == 2 and len(err.strip().splitlines()) == 1 and error in err, err
+
+
+def test_report_on_a_run_without_its_setting_found_by_the_fuzzing(results_doc, tmp_path,
+                                                                  capsys) -> None:
+    """Hypothesis found it: a run's spec without ``setting`` (numnet always writes it, null for
+    an ad hoc run) is one line naming the key, not a KeyError in the figures."""
+    doc = copy.deepcopy(results_doc)
+    del doc["runs"][0]["spec"]["setting"]
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    code = main(["report", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "runs[0].spec.setting is missing" in err, err

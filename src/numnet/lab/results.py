@@ -344,7 +344,7 @@ def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: in
         if key in spec:
             s.integer(spec[key], f"{sp}.{key}", 1)
     s.integer(s.get(spec, "seed", sp), f"{sp}.seed")
-    s.integer(spec.get("setting"), f"{sp}.setting", 1, none=True)
+    s.integer(s.get(spec, "setting", sp), f"{sp}.setting", 1, none=True)  # null: ad hoc run
     status = s.get(run, "status", path)
     if status not in STATUSES:
         s.fail(f"{path}.status", f"one of {', '.join(STATUSES)}", status)
