@@ -1,19 +1,26 @@
-"""Evaluations beside the training (``train_run(background_evaluation=True)``): the same
-result as in line -- curves, internals, divergence, restored weights, shorter runs -- and the
-evaluations really run on the helper thread (tiny data)."""
+"""Evaluations beside the training (``train_run(background_evaluation=True)``), on a helper
+thread or in an evaluation service (``training.service``, here on a thread of this process,
+reached through a real connection): the same result as in line -- curves, internals,
+divergence, restored weights, shorter runs -- and the evaluations really run where they should
+(tiny data)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
 from tiny_mnist import PoisonedBatches, tiny_datasets
 
 from numnet.core import runtime
+from numnet.core.errors import NumnetError
 from numnet.lab import training
-from numnet.lab.training import RunSpec, loop, train_run
+from numnet.lab.training import RunSpec, loop, service, train_run
+from numnet.lab.training.background import RemoteEvaluator
 
 DATA = tiny_datasets()  # 550 train, 50 validation, 200 test
 TIMING = ("wall_time", "updates_per_second", "internals_time")
@@ -32,15 +39,27 @@ def spec_of(**kw) -> RunSpec:
     return RunSpec(**{**base, **kw})
 
 
-def both(spec: RunSpec, make_stepper=None, defer: bool = False,
+@contextlib.contextmanager
+def serving(on: bool = True):
+    """An evaluation service on this process's data, and its address (None when not ``on``)."""
+    if not on:
+        yield None
+        return
+    with service.EvaluationService(DATA) as running:
+        yield running.address
+
+
+def both(spec: RunSpec, make_stepper=None, defer: bool = False, remote: bool = False,
          **kw) -> tuple[dict, dict, list, list]:  # fmt: skip
-    """The run in line and beside (deferred with ``defer``): their records (timing aside) and
-    final weights."""
+    """The run in line and beside (deferred with ``defer``; in an evaluation service with
+    ``remote``): their records (timing aside) and final weights."""
     out = []
     for background in (False, True):
         stepper = make_stepper() if make_stepper else None
-        result = train_run(spec, DATA, background_evaluation=background, stepper=stepper,
-                           defer_evaluations=defer and background, **kw)
+        with serving(remote and background) as address:
+            result = train_run(spec, DATA, background_evaluation=background, stepper=stepper,
+                               defer_evaluations=defer and background,
+                               evaluation_service=address, **kw)
         record = {k: v for k, v in result.to_dict().items() if k not in TIMING}
         out.append((record, [p.value.copy() for p in result.model.parameters()]))
     (a, wa), (b, wb) = out
@@ -51,10 +70,13 @@ def assert_same_weights(wa: list, wb: list) -> None:
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
 
 
-@pytest.mark.parametrize("defer", [False, True])
+WHERE = [{"defer": False}, {"defer": True}, {"remote": True}]
+
+
+@pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("model", ["model2", "model4"])
-def test_a_run_evaluated_beside_equals_the_run_evaluated_in_line(model: str, defer: bool) -> None:
-    a, b, wa, wb = both(spec_of(model=model), defer=defer)
+def test_a_run_evaluated_beside_equals_the_run_evaluated_in_line(model: str, where) -> None:
+    a, b, wa, wb = both(spec_of(model=model), **where)
     assert a["status"] == "ok" and a["evaluations"] == 11
     assert a["internals"]["update"] == b["internals"]["update"] == list(range(10, 111, 10))
     assert a == b
@@ -81,29 +103,32 @@ def test_the_evaluations_run_on_the_helper_thread(monkeypatch) -> None:
     assert names and not any(name.startswith("numnet-eval") for name in names)
 
 
-@pytest.mark.parametrize("defer", [False, True])
+@pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("at", [7, 10, 37])
-def test_a_non_finite_training_loss_stops_both_at_the_same_update(at: int, defer: bool) -> None:
+def test_a_non_finite_training_loss_stops_both_at_the_same_update(at: int, where) -> None:
     spec = spec_of(model="model2")
-    out = [train_run(spec, DATA, background_evaluation=bg, defer_evaluations=defer and bg,
-                     batch_source=PoisonedBatches(training.make_batch_source(spec, DATA.train),
-                                                  at))
-           for bg in (False, True)]
+    out = []
+    for bg in (False, True):
+        with serving(bg and where.get("remote", False)) as address:
+            out.append(train_run(
+                spec, DATA, background_evaluation=bg,
+                defer_evaluations=bg and where.get("defer", False), evaluation_service=address,
+                batch_source=PoisonedBatches(training.make_batch_source(spec, DATA.train), at)))
     a, b = ({k: v for k, v in r.to_dict().items() if k not in TIMING} for r in out)
     assert a["status"] == "diverged" and a["diverged_at_update"] == at
     assert a == b
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("defer", [False, True])
-def test_a_non_finite_evaluation_loss_ends_the_run_there_with_its_weights(defer: bool,
+@pytest.mark.parametrize("where", WHERE)
+def test_a_non_finite_evaluation_loss_ends_the_run_there_with_its_weights(where,
                                                                          threads: int) -> None:
     """Update 30 leaves a finite weight so large that every logit overflows: the evaluation of
     update 30 is not finite. In line the run stops there; beside, it has trained on (the loss
     hidden) when the evaluation comes back, so it ends at update 30 with the weights kept."""
     spec = spec_of(model="model2")
     with runtime.threads(threads):
-        a, b, wa, wb = both(spec, diverging_at_30(spec), defer=defer)
+        a, b, wa, wb = both(spec, diverging_at_30(spec), **where)
     assert (a["status"], a["diverged_at_update"], a["updates"]) == ("diverged", 30, 30)
     assert a["divergence_reason"] == "non-finite evaluation loss"
     assert a["evaluations"] == 2
@@ -136,8 +161,10 @@ def diverging_at_30(spec: RunSpec):
     return make_stepper
 
 
+@pytest.mark.parametrize("remote", [False, True])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_a_divergence_found_late_ends_the_waiting_shorter_run_as_in_line(threads: int) -> None:
+def test_a_divergence_found_late_ends_the_waiting_shorter_run_as_in_line(threads: int,
+                                                                         remote: bool) -> None:
     """Deferred, the evaluation of update 30 comes back after the shorter run's last update
     (56): the shorter run must end diverged at update 30, as in line."""
     spec = spec_of(model="model2", epochs=2)
@@ -146,17 +173,18 @@ def test_a_divergence_found_late_ends_the_waiting_shorter_run_as_in_line(threads
     for k, background in enumerate((False, True)):
         def keep(result, k=k):
             ends[k].append({k: v for k, v in result.to_dict().items() if k not in TIMING})
-        with runtime.threads(threads):
+        with runtime.threads(threads), serving(remote and background) as address:
             train_run(spec, DATA, shorter=[shorter], on_shorter=keep,
                       stepper=diverging_at_30(spec)(), background_evaluation=background,
-                      defer_evaluations=background)
+                      defer_evaluations=background, evaluation_service=address)
     (a,), (b,) = ends
     assert (a["status"], a["diverged_at_update"]) == ("diverged", 30)
     assert a == b
 
 
-@pytest.mark.parametrize(("defer", "threads"), [(False, 2), (True, 2), (True, 1)])
-def test_shorter_runs_end_the_same_beside_and_in_line(defer: bool, threads: int) -> None:
+@pytest.mark.parametrize(("where", "threads"), [({"defer": False}, 2), ({"defer": True}, 2),
+                                               ({"defer": True}, 1), ({"remote": True}, 1)])
+def test_shorter_runs_end_the_same_beside_and_in_line(where, threads: int) -> None:
     """Beside, a shorter run ends at its last update; deferred, once its points are settled
     (with one thread: at the longer run's end), as the same result."""
     spec = spec_of(model="model4", epochs=2)
@@ -165,9 +193,11 @@ def test_shorter_runs_end_the_same_beside_and_in_line(defer: bool, threads: int)
     for k, background in enumerate((False, True)):
         def keep(result, k=k):
             ends[k].append((result.to_dict(), [p.value.copy() for p in result.model.parameters()]))
-        with runtime.threads(threads):
+        with runtime.threads(threads), serving(background and "remote" in where) as address:
             train_run(spec, DATA, shorter=[shorter], on_shorter=keep,
-                      background_evaluation=background, defer_evaluations=defer and background)
+                      background_evaluation=background,
+                      defer_evaluations=background and where.get("defer", False),
+                      evaluation_service=address)
     ((a, wa),), ((b, wb),) = ends
     assert a["updates"] == training.expected_updates(550, 10, 1) and a["evaluations"] == 5
     assert {k: v for k, v in a.items() if k not in TIMING} == {
@@ -209,3 +239,51 @@ def test_deferred_points_wait_for_a_free_core_and_change_nothing(monkeypatch,
         assert all(n == total for n in done_at)
     else:  # the oldest evaluated once more than two wait
         assert min(done_at) < total and done_at == sorted(done_at)
+
+
+def test_the_service_evaluates_the_points_on_its_own_lowest_priority_thread(monkeypatch) -> None:
+    """Every curve point goes to the service as it comes: one thread, the training's, never
+    evaluates a point while it trains (no second core); the service's thread does, at Linux's
+    SCHED_IDLE where it runs, and the points it did not get to by the end the training
+    evaluates itself."""
+    seen: list[tuple[str, int | None]] = []  # (thread, its scheduling policy) per evaluation
+
+    def evaluate(*args):
+        policy = (os.sched_getscheduler(threading.get_native_id())
+                  if service.available() else None)
+        seen.append((threading.current_thread().name, policy))
+        return training.evaluate(*args)
+
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    spec = spec_of(model="model1", epochs=2)
+    with runtime.threads(1):
+        a, b, _, _ = both(spec, remote=True)
+    assert a == b
+    remote = seen[len(seen) // 2:]  # the second run's: 11 points x 2 sets, then the final
+    served = [policy for name, policy in remote if name.startswith("numnet-service")]
+    here = [name for name, _ in remote if not name.startswith("numnet-service")]
+    # each point once (train and test set), but for the one where the two sides meet: the
+    # service may start it as the run takes it (their messages cross), and both evaluate it
+    assert 2 * 11 + 2 <= len(served) + len(here) <= 2 * 11 + 2 + 2
+    assert served, "the service evaluated no point"
+    if service.available():
+        assert set(served) == {os.SCHED_IDLE}
+
+
+def test_a_failing_evaluation_in_the_service_fails_the_run_in_one_line(monkeypatch) -> None:
+    class Broken(service.BackgroundEvaluator):  # the service's evaluations only
+        def evaluate_here(self, weights):
+            raise MemoryError("no room for the evaluation")
+
+    monkeypatch.setattr(service, "BackgroundEvaluator", Broken)
+    here = RemoteEvaluator.evaluate_here
+
+    def slowly(self, weights):  # so that the service starts a point before the run takes all
+        time.sleep(0.5)
+        return here(self, weights)
+
+    monkeypatch.setattr(RemoteEvaluator, "evaluate_here", slowly)
+    with serving() as address, pytest.raises(NumnetError) as error:
+        train_run(spec_of(model="model1", epochs=1), DATA, background_evaluation=True,
+                  evaluation_service=address)
+    assert str(error.value) == "evaluation service: MemoryError: no room for the evaluation"

@@ -73,9 +73,21 @@ def shared(protos, tmp_path_factory) -> experiments.ReproduceOutcome:
 # ----------------------------------------------------------------------------- workers
 
 
-def test_jobs_1_and_2_give_identical_results(protos, tmp_path) -> None:
+def test_jobs_1_and_2_give_identical_results(protos, tmp_path, monkeypatch) -> None:
+    """... and with workers, the longest run sends its curve points to this process's
+    evaluation service (training.service), where the platform has one."""
+    served = []
+    serve = training.service.EvaluationService._serve
+
+    def counting(self, conn):
+        served.append(conn)
+        return serve(self, conn)
+
+    monkeypatch.setattr(training.service.EvaluationService, "_serve", counting)
     one = run(protos["tiny"], tmp_path / "one", jobs=1)
+    assert not served
     two = run(protos["tiny"], tmp_path / "two", jobs=2)
+    assert len(served) == (1 if training.service.available() else 0)
     a, b = load(one.out_dir), load(two.out_dir)
     assert (a["timing"]["jobs"], b["timing"]["jobs"]) == (1, 2)
     assert b["timing"]["threads_per_run"] == "1, up to 2 once cores are idle (BLAS 1)"

@@ -37,6 +37,7 @@ from numnet.lab.records import default_out_dir, timestamp
 from numnet.lab.report import diagnosis_records, write_report
 from numnet.lab.results import QUICK_LABEL, results_csv, results_document
 from numnet.lab.training import RunResult, RunSpec, expected_updates, train_run
+from numnet.lab.training import service as service_mod
 
 #: The most threads one run gets from the cores left idle: one to train, one to evaluate beside
 #: it (numnet.lab.training.background); a training step of batch 100 runs on one thread.
@@ -277,10 +278,16 @@ def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, j
     stopped); an interruption stops the workers and removes their half-written files (every
     complete file stays)."""
     order = sorted(groups, key=lambda g: -estimated_cost(g.trained))  # stable among equals
+    service = None
     if ctx.background_evaluation and order:
-        # The longest run is the critical path: its curve points wait for the cores the
-        # others leave, rather than take turns with its training (training.background).
+        # The longest run is the critical path: its curve points are evaluated on the cores
+        # the others leave -- by this process, idle meanwhile (training.service), or where
+        # it cannot run at the lowest priority, by that worker once a core is free
+        # (training.background) -- rather than take turns with its training.
         ctx = dataclasses.replace(ctx, defer_evaluations_of=order[0].task_id)
+        if service_mod.available():
+            service = service_mod.EvaluationService(data).__enter__()
+            ctx = dataclasses.replace(ctx, evaluation_service=service.address)
 
     def poll(statuses: list[tuple[RunGroup, list[float], int]]) -> None:
         display.in_flight([
@@ -306,6 +313,8 @@ def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, j
                 ended(result)
     finally:
         outcomes.close()  # stops and joins the workers when interrupted or failed
+        if service is not None:
+            service.close()
         for folder in ("runs", "weights"):
             remove_stale_parts(ctx.out_dir / folder, older_than_s=0)
 

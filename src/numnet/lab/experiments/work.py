@@ -25,6 +25,7 @@ from numnet.lab.experiments.plan import RunGroup
 from numnet.lab.experiments.store import save_run
 from numnet.lab.metrics import EvaluationClock
 from numnet.lab.training import Progress, RunResult, train_run
+from numnet.lab.training.background import ServiceAddress
 
 #: What a worker publishes in its slot: update, total updates, evaluations, last train and
 #: test accuracy (NaN before the first evaluation), seconds since the run started.
@@ -45,14 +46,19 @@ class RunContext:
     #: the group whose curve points wait for a free core (``train_run``'s
     #: ``defer_evaluations``): the longest, the critical path of a reproduce on workers
     defer_evaluations_of: str | None = None
+    #: where that group sends its curve points to be evaluated (``train_run``'s
+    #: ``evaluation_service``): the reproducing process, on the cores the workers leave
+    evaluation_service: ServiceAddress | None = None
     #: workers draw their runs' evidence figures as each group ends (experiments.figures)
     draw_figures: bool = False
 
 
 def train_group(group: RunGroup, ctx: RunContext, data: Datasets,
-                on_progress: Callable[[Progress], None] | None = None) -> list[RunResult]:
-    """Train ``group.trained``, take its shorter runs from it, save each run as it ends; the
-    results (models dropped, saved) in ``group.specs`` order."""
+                on_progress: Callable[[Progress], None] | None = None,
+                figures: dict[str, dict[str, bytes]] | None = None) -> list[RunResult]:
+    """Train ``group.trained``, take its shorter runs from it, save each run as it ends (and
+    draw its evidence figures into ``figures`` when given: a shorter run's overlap the rest
+    of the group); the results (models dropped, saved) in ``group.specs`` order."""
     done: dict[str, RunResult] = {}
     clock = EvaluationClock(on_progress)  # a shorter run's evaluations are the first ones
 
@@ -60,17 +66,21 @@ def train_group(group: RunGroup, ctx: RunContext, data: Datasets,
         save_run(ctx.out_dir, result, ctx.protocol_hash, ctx.fingerprint,
                  train_examples=data.train.num_examples,
                  evaluation_times=clock.times[:result.evaluations])
+        if figures is not None:
+            figures.update(draw_figures([result]))
         result.model = None  # saved; do not keep (or send) every model
         done[result.run_id] = result
 
     # BLAS on one thread: OpenBLAS's sums depend on its thread count for some GEMM shapes (a
     # batch of 100 through 784 -> 32), so a run's numbers would depend on --threads, --jobs
     # and on when a worker's thread share changes. numnet's own threads split by sizes only.
+    critical = group.task_id == ctx.defer_evaluations_of
     with runtime.single_threaded_blas():
         save(train_run(group.trained, data, device=ctx.device, on_progress=clock,
                        shorter=group.shorter, on_shorter=save,
                        background_evaluation=ctx.background_evaluation,
-                       defer_evaluations=group.task_id == ctx.defer_evaluations_of))
+                       defer_evaluations=critical,
+                       evaluation_service=ctx.evaluation_service if critical else None))
     return [done[s.run_id] for s in group.specs]
 
 
@@ -101,8 +111,9 @@ def work_group(group: RunGroup, ctx: RunContext
     runs' evidence figures)`` -- the figures ``{run_id: {file name: PNG bytes}}`` when
     ``ctx.draw_figures``, else empty."""
     cpu = time.process_time()
-    results = train_group(group, ctx, _WORKER_DATA["data"], on_progress=_publish)
-    images = draw_figures(results) if ctx.draw_figures else {}
+    images: dict[str, dict[str, bytes]] = {}
+    results = train_group(group, ctx, _WORKER_DATA["data"], on_progress=_publish,
+                          figures=images if ctx.draw_figures else None)
     return results, time.process_time() - cpu, images
 
 

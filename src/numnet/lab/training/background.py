@@ -28,13 +28,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from multiprocessing.connection import Client
 from typing import Any
 
 import numpy as np
 
 from numnet.core import runtime
+from numnet.core.errors import NumnetError
 
 CHUNK_ROWS = 1000  # rows per chunk of a helper's evaluation forward
 Evaluate = Callable[[Any, Any, Any, int], tuple[float, float]]
@@ -71,12 +75,19 @@ class BackgroundEvaluator:
         self._evaluate = evaluate
         self._sets = sets
         self._batch_size = batch_size
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="numnet-eval")
+        self._pool: ThreadPoolExecutor | None = None  # the helper, started when first needed
         self._here: Any = None  # the caller's copy (evaluate_here), made when first needed
+
+    def has_core(self) -> bool:
+        """Whether a point handed over now is evaluated beside the training rather than taking
+        turns with it: the run may use a second thread."""
+        return runtime.get_threads() > 1
 
     def submit(self, weights: dict[str, np.ndarray]) -> Future:
         """Evaluate ``weights`` (a ``state_dict``, not changed afterwards) on the helper, under
         the caller's floating-point error settings."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="numnet-eval")
         return self._pool.submit(runtime.with_callers_errstate(self._run), weights)
 
     def training_done(self) -> None:
@@ -104,4 +115,109 @@ class BackgroundEvaluator:
 
     def close(self) -> None:
         """Stop the helper (an evaluation in flight finishes first)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: Where an :class:`~numnet.lab.training.service.EvaluationService` listens: its
+#: ``multiprocessing.connection`` address and authentication key (picklable).
+ServiceAddress = tuple[Any, bytes]
+#: How often a side of the connection that waits for a message checks whether it should stop.
+POLL_SECONDS = 0.2
+
+
+class RemoteEvaluator(BackgroundEvaluator):
+    """A :class:`BackgroundEvaluator` whose helper is an
+    :class:`~numnet.lab.training.service.EvaluationService` in another process (the one that
+    started the training's worker): ``submit`` sends the weights there and never blocks the
+    training, and the future completes when the service's answer comes back.
+
+    The service takes the points oldest first; a point whose future is cancelled before the
+    service's "started" came back (``Future.cancel`` is True: the training evaluates it
+    itself, :meth:`evaluate_here`) is skipped there -- unless the two messages crossed, and
+    then both evaluate it, and the service's answer is dropped: one evaluation wasted where
+    the two sides meet. The two evaluations are the same code on the same weights, so the
+    numbers do not depend on which side made them."""
+
+    def __init__(self, model: Any, evaluate: Evaluate, sets: tuple[Any, Any, Any, Any],
+                 batch_size: int, spec: Any, address: ServiceAddress) -> None:  # fmt: skip
+        super().__init__(model, evaluate, sets, batch_size)
+        where, authkey = address
+        self._conn = Client(where, authkey=authkey)
+        self._conn.send(("run", spec))
+        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._futures: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._sender = threading.Thread(target=self._send_all, name="numnet-eval-send",
+                                        daemon=True)
+        self._receiver = threading.Thread(target=self._receive_all, name="numnet-eval-receive",
+                                          daemon=True)
+        self._sender.start()
+        self._receiver.start()
+
+    def has_core(self) -> bool:
+        return True  # the service runs where a core is free; the training keeps its own
+
+    def submit(self, weights: dict[str, np.ndarray]) -> Future:
+        future: Future = Future()
+        with self._lock:
+            key = len(self._futures)
+            self._futures[key] = future
+        future.add_done_callback(
+            lambda f: f.cancelled() and self._outbox.put(("cancel", key)))
+        self._outbox.put(("point", key, weights))
+        return future
+
+    def training_done(self) -> None:
+        pass  # the service's copy uses the model's own chunks already
+
+    def _send_all(self) -> None:
+        """Send the outbox in order (on this thread: a full pipe must not stop the training)."""
+        while True:
+            message = self._outbox.get()
+            try:
+                self._conn.send(message)
+            except OSError:
+                return  # the service is gone: _receive_all fails the futures
+            if message[0] == "close":
+                return
+
+    def _receive_all(self) -> None:
+        """The service's answers: a point started, its result, or its error."""
+        while not self._closing.is_set():
+            try:
+                if not self._conn.poll(POLL_SECONDS):
+                    continue
+                kind, key, value = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            with self._lock:
+                future = self._futures[key]
+            try:
+                if kind == "started":
+                    future.set_running_or_notify_cancel()  # False: cancelled, evaluated here
+                elif kind == "result" and not future.cancelled():
+                    future.set_result(value)
+                elif kind == "error" and not future.cancelled():
+                    future.set_exception(NumnetError(f"evaluation service: {value}"))
+            except InvalidStateError:
+                pass  # cancelled meanwhile: the training evaluated it itself
+        if self._closing.is_set():
+            return
+        with self._lock:
+            futures = list(self._futures.values())
+        for future in futures:  # the service went away: no answer will come
+            try:
+                future.set_exception(NumnetError("evaluation service: connection lost"))
+            except InvalidStateError:
+                pass  # answered, or cancelled and evaluated here
+
+    def close(self) -> None:
+        """Tell the service this run is over and close the connection."""
+        self._outbox.put(("close",))
+        self._sender.join()
+        self._closing.set()
+        self._receiver.join()
+        self._conn.close()
+        super().close()

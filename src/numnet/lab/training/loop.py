@@ -15,7 +15,13 @@ from numnet.core import backend, models, runtime
 from numnet.core.datasets import DataSet, Datasets
 from numnet.core.losses import softmax_cross_entropy
 from numnet.core.optim import SGD
-from numnet.lab.training.background import MAX_DEFERRED, BackgroundEvaluator, CurvePoint
+from numnet.lab.training.background import (
+    MAX_DEFERRED,
+    BackgroundEvaluator,
+    CurvePoint,
+    RemoteEvaluator,
+    ServiceAddress,
+)
 from numnet.lab.training.internals import (
     PROBE_EXAMPLES,
     InternalsRecorder,
@@ -108,6 +114,20 @@ def evaluate(model: Any, x: Any, y: Any, batch_size: int = 1000) -> tuple[float,
     return correct / n, loss_sum / n
 
 
+def evaluation_sets(spec: RunSpec, data: Datasets, device: str = "cpu"
+                    ) -> tuple[Any, Any, Any, Any]:  # fmt: skip
+    """``(x_tr, y_tr, x_te, y_te)``: the examples a run's curve points are evaluated on, as
+    the protocol says (docs/protocol.md §6) -- the first ``spec.eval_train_examples`` of train
+    in file order and the first ``spec.eval_test_examples`` of test; images ``(n, 784)`` in
+    the run's dtype, one-hot labels ``(n, 10)``, on ``device``."""
+    dtype = np.dtype(spec.dtype)
+    n_tr, n_te = spec.eval_train_examples, spec.eval_test_examples
+    return (backend.to_device(data.train.images[:n_tr].astype(dtype, copy=False), device),
+            backend.to_device(data.train.labels[:n_tr], device),
+            backend.to_device(data.test.images[:n_te].astype(dtype, copy=False), device),
+            backend.to_device(data.test.labels[:n_te], device))
+
+
 def parameters_finite(model: Any) -> bool:
     """True when every parameter value of ``model`` is finite."""
     for p in model.parameters():
@@ -197,6 +217,7 @@ def train_run(
     on_shorter: Callable[[RunResult], None] | None = None,
     background_evaluation: bool = False,
     defer_evaluations: bool = False,
+    evaluation_service: ServiceAddress | None = None,
 ) -> RunResult:
     """Train one model as the protocol's loop does and return its learning curves and the
     evaluation of its final weights (``RunResult.final_weights``).
@@ -225,6 +246,9 @@ def train_run(
     ``background_evaluation``): while no second thread is given, the curve points wait (at
     most :data:`MAX_DEFERRED`) instead of being evaluated in line, and are evaluated once a
     core is free or when the run must settle them; the result is again the same.
+    ``evaluation_service`` (with ``background_evaluation``; the address of a
+    ``numnet.lab.training.service.EvaluationService``): the points are deferred and sent
+    there as they come, to be evaluated in that process; again the same result.
     """
     backend.xp_for(device)  # a clear error before any work when the device is unavailable
     init_seed, shuffle_seed = child_seeds(spec.seed)
@@ -236,12 +260,7 @@ def train_run(
     train = batch_source if batch_source is not None else make_batch_source(spec, data.train)
 
     dtype = np.dtype(spec.dtype)
-    n_tr, n_te = spec.eval_train_examples, spec.eval_test_examples
-    # The protocol (docs/protocol.md §6): the first 20% of train in file order, and the test set.
-    x_tr = backend.to_device(data.train.images[:n_tr].astype(dtype, copy=False), device)
-    y_tr = backend.to_device(data.train.labels[:n_tr], device)
-    x_te = backend.to_device(data.test.images[:n_te].astype(dtype, copy=False), device)
-    y_te = backend.to_device(data.test.labels[:n_te], device)
+    x_tr, y_tr, x_te, y_te = evaluation_sets(spec, data, device)
 
     recorder = None
     if spec.internals and hasattr(stepper, "internals"):
@@ -354,9 +373,13 @@ def train_run(
     # anything that depends on them (training.background).
     background = None
     if background_evaluation and isinstance(stepper, NumnetStepper) and device == "cpu":
-        background = BackgroundEvaluator(stepper.model, evaluate, (x_tr, y_tr, x_te, y_te),
-                                         spec.eval_batch_size)
-    defer = background is not None and defer_evaluations
+        sets = (x_tr, y_tr, x_te, y_te)
+        background = (
+            BackgroundEvaluator(stepper.model, evaluate, sets, spec.eval_batch_size)
+            if evaluation_service is None else
+            RemoteEvaluator(stepper.model, evaluate, sets, spec.eval_batch_size, spec,
+                            evaluation_service))
+    defer = background is not None and (defer_evaluations or evaluation_service is not None)
     points: deque[CurvePoint] = deque()  # evaluated (or to be), not yet on the curve
 
     def add_point(update: int, tr_acc: float, tr_loss: float, te_acc: float, te_loss: float,
@@ -379,9 +402,9 @@ def train_run(
         return True
 
     def hand_over() -> None:
-        """The waiting points to the helper, oldest first, when the run may use a second
-        thread now."""
-        if background is not None and runtime.get_threads() > 1:
+        """The waiting points to the helper, oldest first, when it has a core of its own
+        now."""
+        if background is not None and background.has_core():
             for point in points:
                 if point.future is None and point.result is None:
                     point.future = background.submit(point.weights)
@@ -391,12 +414,13 @@ def train_run(
         the finished ones (None), or enough of the oldest that at most ``keep`` wait. False
         when one found the run diverged: the run then ends at its update, with its weights.
         Deferred, settling every point, this thread evaluates the newest ones that no helper
-        has started while the helper works from the oldest. Shorter runs whose points are
-        all on the curve end here."""
-        nonlocal applied
+        has started while the helper works from the oldest; a shorter run whose points the
+        helper has put on the curve meanwhile ends between two of them (its end -- saving,
+        figures -- overlaps the helper's work). Shorter runs whose points are all on the
+        curve end here."""
         hand_over()
         if keep == 0 and defer:  # the newest here, while the helper works from the oldest
-            for point in reversed(points):
+            for point in reversed(list(points)):
                 if point.result is not None:
                     continue
                 report(applied)  # the progress callback also updates this run's thread share
@@ -404,12 +428,23 @@ def train_run(
                 if point.future is not None and not point.future.cancel():
                     break  # the helper has it, and every older one
                 point.future, point.result = None, background.evaluate_here(point.weights)
+                if late and not put_on_curve(None):
+                    return False
+        return put_on_curve(keep)
+
+    def put_on_curve(keep: int | None) -> bool:
+        """:func:`settle`'s second half: the points on the curve, oldest first, waiting for
+        (or making) their evaluations as ``keep`` says."""
+        nonlocal applied
         while points:
             point = points[0]
             end_late(before=point.update)
             must = keep is not None and len(points) > keep
             if point.result is None:
-                if point.future is not None and (must or point.future.done()):
+                if defer and must and point.future is not None and point.future.cancel():
+                    # not started (a helper behind, or a service with no core): here, now
+                    point.future, point.result = None, background.evaluate_here(point.weights)
+                elif point.future is not None and (must or point.future.done()):
                     point.result = point.future.result()
                 elif point.future is None and must:  # nothing in flight: the helper is idle
                     point.result = background.evaluate_here(point.weights)
