@@ -11,6 +11,8 @@ import dataclasses
 import os
 import threading
 import time
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client
 
 import numpy as np
 import pytest
@@ -287,3 +289,15 @@ def test_a_failing_evaluation_in_the_service_fails_the_run_in_one_line(monkeypat
         train_run(spec_of(model="model1", epochs=1), DATA, background_evaluation=True,
                   evaluation_service=address)
     assert str(error.value) == "evaluation service: MemoryError: no room for the evaluation"
+
+
+def test_a_client_with_the_wrong_key_is_refused_and_the_service_serves_on() -> None:
+    spec = spec_of(model="model1", epochs=1)
+    alone = train_run(spec, DATA).to_dict()
+    with serving() as address:
+        with pytest.raises(AuthenticationError):
+            Client(address[0], authkey=b"not the key")
+        served = train_run(spec, DATA, background_evaluation=True,
+                           evaluation_service=address).to_dict()
+    assert ({k: v for k, v in alone.items() if k not in TIMING}
+            == {k: v for k, v in served.items() if k not in TIMING})

@@ -24,6 +24,7 @@ import os
 import secrets
 import sys
 import threading
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
@@ -98,8 +99,8 @@ class EvaluationService:
         while not self._closed.is_set():
             try:
                 conn = self._listener.accept()
-            except OSError:  # a client that failed the handshake, or the listener closed
-                continue
+            except (OSError, EOFError, AuthenticationError):  # a client that failed the
+                continue  # handshake (or went away in it); the listener closed: checked above
             if self._closed.is_set():
                 conn.close()
                 return
