@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -278,7 +279,7 @@ def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, j
     stopped); an interruption stops the workers and removes their half-written files (every
     complete file stays)."""
     order = sorted(groups, key=lambda g: -estimated_cost(g.trained))  # stable among equals
-    service = None
+    services = contextlib.ExitStack()
     if ctx.background_evaluation and order:
         # The longest run is the critical path: its curve points are evaluated on the cores
         # the others leave -- by this process, idle meanwhile (training.service), or where
@@ -286,7 +287,7 @@ def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, j
         # (training.background) -- rather than take turns with its training.
         ctx = dataclasses.replace(ctx, defer_evaluations_of=order[0].task_id)
         if service_mod.available():
-            service = service_mod.EvaluationService(data).__enter__()
+            service = services.enter_context(service_mod.EvaluationService(data))
             ctx = dataclasses.replace(ctx, evaluation_service=service.address)
 
     def poll(statuses: list[tuple[RunGroup, list[float], int]]) -> None:
@@ -313,8 +314,7 @@ def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, j
                 ended(result)
     finally:
         outcomes.close()  # stops and joins the workers when interrupted or failed
-        if service is not None:
-            service.close()
+        services.close()  # after the workers: no run is left to serve
         for folder in ("runs", "weights"):
             remove_stale_parts(ctx.out_dir / folder, older_than_s=0)
 

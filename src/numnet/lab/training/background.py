@@ -11,7 +11,7 @@ loop must keep in order -- the curve, the divergence rule (a non-finite evaluati
 the run at that update, its weights restored from the copy), the shorter runs' ends -- it
 settles by waiting for the evaluations up to those points.
 
-Two ways to use it (``train_run``):
+Three ways to use it (``train_run``):
 
 - beside, one at a time: the evaluation of a point goes to the helper when the run may use
   a second thread, and the next point waits for it, so the helper never falls behind;
@@ -20,8 +20,12 @@ Two ways to use it (``train_run``):
   oldest first, while the training goes on; what is left when the run must settle (its end, a
   shorter run's end, a divergence check) the training thread evaluates itself, newest first,
   on a second copy (:meth:`BackgroundEvaluator.evaluate_here`), while the helper works from
-  the oldest. ``reproduce`` defers the evaluations of its longest run, the critical path: the
-  other workers' runs keep their core, and its evaluations fill the cores they leave.
+  the oldest;
+- in another process (``evaluation_service``, :class:`RemoteEvaluator`): deferred, each
+  point sent as it comes to the ``numnet.lab.training.service.EvaluationService`` of the
+  process that started the worker, which evaluates it on a core the workers leave.
+  ``reproduce`` does this (or, where it cannot, defers) for its longest run, the critical
+  path: the other workers' runs keep their core, and its evaluations fill the cores they leave.
 """
 
 from __future__ import annotations
@@ -168,9 +172,6 @@ class RemoteEvaluator(BackgroundEvaluator):
             lambda f: f.cancelled() and self._outbox.put(("cancel", key)))
         self._outbox.put(("point", key, weights))
         return future
-
-    def training_done(self) -> None:
-        pass  # the service's copy uses the model's own chunks already
 
     def _send_all(self) -> None:
         """Send the outbox in order (on this thread: a full pipe must not stop the training)."""

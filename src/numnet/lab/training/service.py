@@ -12,7 +12,7 @@ the whole core once the other worker is done -- and the critical worker only tra
 
 One connection per run (a ``multiprocessing.connection`` listener, random authentication
 key): the run sends ``("run", spec)``, then ``("point", key, weights)`` for each point and
-``("cancel", key)`` for a point it evaluated itself; the service answers ``("started", key)``
+``("cancel", key)`` for a point it evaluated itself; the service answers ``("started", key, None)``
 before it evaluates a point (oldest first) and ``("result", key, (tr_acc, tr_loss, te_acc,
 te_loss))`` or ``("error", key, text)`` after. The evaluation is :func:`loop.evaluate` on the
 run's evaluation sets with BLAS on one thread, as in the worker, so the numbers are the same.
