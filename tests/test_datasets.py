@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
-from numnet.core.datasets import check_images, check_labels, check_pair, check_shapes
+from numnet.core.datasets import (
+    check_images,
+    check_labels,
+    check_pair,
+    check_shapes,
+    compact_pixels,
+    pixels_to_images,
+)
 from numnet.core.errors import DataError
 from numnet.lab.data import DataSet, one_hot, split_like_tensorflow
 
@@ -229,8 +238,6 @@ def _bits(a: np.ndarray) -> np.ndarray:
 def test_converted_pixels_pickle_as_pixels_bit_for_bit() -> None:
     """A DataSet of converted uint8 pixels travels to a worker as the pixels: a quarter of the
     bytes, the same float32 bits and the same batch state on the other side."""
-    import pickle
-
     rng = np.random.default_rng(3)
     pixels = rng.integers(0, 256, size=(600, 28, 28), dtype=np.uint8)
     pixels[0, :16, :16] = np.arange(256, dtype=np.uint8).reshape(16, 16)  # every value
@@ -256,10 +263,6 @@ def test_images_that_are_not_converted_pixels_pickle_as_they_are(
 ) -> None:
     """One value that no uint8 pixel converts to (one unit in the last place off, -0.0, NaN,
     above 1) keeps the whole array as floats; a round trip is exact in every bit."""
-    import pickle
-
-    from numnet.core.datasets import compact_pixels, pixels_to_images
-
     monkeypatch.setattr("numnet.core.datasets._COMPACT_ROWS", 16)  # the check runs by blocks
     images = pixels_to_images(np.arange(256, dtype=np.uint8).repeat(40).reshape(80, 128))
     assert np.array_equal(compact_pixels(images), np.arange(256).repeat(40).reshape(80, 128))

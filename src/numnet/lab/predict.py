@@ -35,6 +35,7 @@ import numpy as np
 
 from numnet.core import serialize
 from numnet.core.backend import to_numpy
+from numnet.core.datasets import pixels_to_images
 from numnet.core.errors import DataError, NumnetError, WeightsFileError
 from numnet.core.io import read_json
 from numnet.core.losses import softmax
@@ -163,10 +164,10 @@ def image_to_vector(path: str | Path, method: str = "auto") -> np.ndarray:
         gray = mnist_frame(gray, path)
     elif method == "area":
         gray = _resize(gray, SIDE, SIDE)
-    # MNIST pixels are bytes: quantise, then convert exactly as numnet.lab.data does, so a PNG
-    # of a data-set image gives back the very same row.
+    # MNIST pixels are bytes: quantise, then convert as the data sets do, so a PNG of a data-set
+    # image gives back the very same row.
     u8 = np.clip(np.round(gray * 255.0), 0, 255).astype(np.uint8)
-    return u8.reshape(SIDE * SIDE).astype(np.float32) * np.float32(1.0 / 255.0)
+    return pixels_to_images(u8.reshape(SIDE * SIDE))
 
 
 def predict_vectors(model: Any, x: np.ndarray) -> np.ndarray:
