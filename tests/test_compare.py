@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import struct
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -238,3 +241,28 @@ def test_numnet_imports_without_torch() -> None:
                          timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+def test_a_folder_in_use_is_refused_before_anything_is_written(
+    tiny: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two compares into one folder never mix: the second is one line naming the holder's
+    pid, exit 2, and nothing of it lands in the folder (not even its protocol.toml)."""
+    out = tmp_path / "held"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from numnet.core.io import folder_lock\n"
+         f"with folder_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        code = main(["compare", "--protocol", str(tiny["protocol"]), "--models", "1",
+                     "--out", str(out), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err
+        assert f"in use by another numnet process (pid {holder.pid})" in err
+        assert sorted(p.name for p in out.iterdir()) == [".numnet.lock"]
+    finally:
+        holder.kill()
+        holder.wait()

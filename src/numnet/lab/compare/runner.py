@@ -10,6 +10,8 @@ from typing import Any
 
 from numnet.core import runtime
 from numnet.core.datasets import Datasets
+from numnet.core.io import folder_lock
+from numnet.lab import protocol as protocol_mod
 from numnet.lab.compare.agreement import (
     AGREEMENT_UPDATES,
     TOLERANCE,
@@ -20,7 +22,8 @@ from numnet.lab.compare.agreement import (
 from numnet.lab.compare.record import compare_document, compare_record, save_document
 from numnet.lab.compare.render import write_outputs
 from numnet.lab.environment import environment_info
-from numnet.lab.experiments.runner import set_up
+from numnet.lab.experiments.plan import plan_runs
+from numnet.lab.experiments.runner import output_folder, set_up
 from numnet.lab.progress import Log, ProgressDisplay, plural, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import timestamp
@@ -81,9 +84,22 @@ def run_compare(
     output) when a run fails the float64 agreement.
     """
     import_torch()  # before runtime.threads, which sets PyTorch's threads once it is imported
+    resolved = protocol_mod.resolve(protocol, seed, quick)
+    plan_runs(resolved, models)  # an unknown model is said before the folder is made
+    # Locked before anything is written into it: two compares never mix their outputs.
+    with folder_lock(output_folder(resolved, out_dir, "compare"), "numnet compare") as out:
+        return _run_compare(resolved, data, out, models, agreement_updates, channels_last,
+                            threads, data_dir, progress, log, tolerance, device, verify)
+
+
+def _run_compare(protocol: Protocol, data: Datasets | None, out_dir: Path,
+                 models: list[str] | None, agreement_updates: int, channels_last: bool,
+                 threads: int | None, data_dir: str | Path | None, progress: str, log: Log,
+                 tolerance: float, device: str, verify: bool) -> CompareOutcome:
+    """:func:`run_compare` once the folder is locked."""
     started = time.perf_counter()
     started_at = timestamp()
-    protocol, specs, out, data, info = set_up(protocol, seed, quick, models, out_dir, data,
+    protocol, specs, out, data, info = set_up(protocol, None, False, models, out_dir, data,
                                               data_dir, progress, kind="compare",
                                               verify=verify)
 
