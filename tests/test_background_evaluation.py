@@ -257,6 +257,13 @@ def test_the_service_evaluates_the_points_on_its_own_lowest_priority_thread(monk
         return training.evaluate(*args)
 
     monkeypatch.setattr(loop, "evaluate", evaluate)
+    here_first = RemoteEvaluator.evaluate_here
+
+    def slowly(self, weights):  # a fast machine ends the run before the service's first poll
+        time.sleep(0.5)
+        return here_first(self, weights)
+
+    monkeypatch.setattr(RemoteEvaluator, "evaluate_here", slowly)
     spec = spec_of(model="model1", epochs=2)
     with runtime.threads(1):
         a, b, _, _ = both(spec, remote=True)
