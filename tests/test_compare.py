@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import struct
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from folder_support import held_by_another_process
 from tiny_mnist import tiny_datasets
 
 import numnet
@@ -250,12 +248,7 @@ def test_a_folder_in_use_is_refused_before_anything_is_written(
     pid, exit 2, and nothing of it lands in the folder (not even its protocol.toml)."""
     out = tmp_path / "held"
     out.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from numnet.core.io import folder_lock\n"
-         f"with folder_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ})
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with held_by_another_process(out) as holder:
         capsys.readouterr()
         code = main(["compare", "--protocol", str(tiny["protocol"]), "--models", "1",
                      "--out", str(out), "--quiet"])
@@ -263,6 +256,3 @@ def test_a_folder_in_use_is_refused_before_anything_is_written(
         assert code == 2 and "\n" not in err
         assert f"in use by another numnet process (pid {holder.pid})" in err
         assert sorted(p.name for p in out.iterdir()) == [".numnet.lock"]
-    finally:
-        holder.kill()
-        holder.wait()

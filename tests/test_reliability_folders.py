@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from folder_support import held_by_another_process
 from test_reliability_cli import TRAIN, one_line_error
 from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
@@ -52,19 +51,11 @@ def test_stale_parts_of_a_killed_process_are_removed(proto, tmp_path, capsys) ->
 def test_a_second_process_is_refused_with_the_holder_pid(proto, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from numnet.core.io import folder_lock\n"
-         f"with folder_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ})
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(out) as holder:
         assert reproduce(proto, out) == 2
         one_line_error(capsys, f"in use by another numnet process (pid {holder.pid})")
         assert main([*TRAIN, "--lr", "0.01", "--out", str(out)]) == 2
         one_line_error(capsys, f"pid {holder.pid}")
-    finally:
-        holder.kill()
-        holder.wait()
     # the kernel released the lock of the killed holder: the folder is usable again
     assert reproduce(proto, out) == 0
 
