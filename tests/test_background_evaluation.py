@@ -21,7 +21,7 @@ from tiny_mnist import PoisonedBatches, tiny_datasets
 from numnet.core import runtime
 from numnet.core.errors import NumnetError
 from numnet.lab import training
-from numnet.lab.training import RunSpec, loop, service, train_run
+from numnet.lab.training import RunSpec, loop, service, stepper, train_run
 from numnet.lab.training.background import RemoteEvaluator
 
 DATA = tiny_datasets()  # 550 train, 50 validation, 200 test
@@ -68,6 +68,14 @@ def both(spec: RunSpec, make_stepper=None, defer: bool = False, remote: bool = F
     return a, b, wa, wb
 
 
+def watch_evaluations(monkeypatch, evaluate) -> None:
+    """Every evaluation of a run goes through ``evaluate``: those made in line (the stepper's)
+    and those on a copy of the weights (the helper's, the service's, the training thread's
+    own)."""
+    monkeypatch.setattr(stepper, "evaluate", evaluate)
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+
+
 def assert_same_weights(wa: list, wb: list) -> None:
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
 
@@ -92,7 +100,7 @@ def test_the_evaluations_run_on_the_helper_thread(monkeypatch) -> None:
         names.append(threading.current_thread().name)
         return training.evaluate(*args)
 
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    watch_evaluations(monkeypatch, evaluate)
     train_run(spec_of(model="model1", epochs=1), DATA, background_evaluation=True)
     # 5 curve points, train and test sets each, beside; the final weights' in line
     assert sum(name.startswith("numnet-eval") for name in names) == 10
@@ -227,7 +235,7 @@ def test_deferred_points_wait_for_a_free_core_and_change_nothing(monkeypatch,
         seen.append((updates[0], threading.current_thread().name))
         return training.evaluate(*args)
 
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    watch_evaluations(monkeypatch, evaluate)
     with runtime.threads(1):
         a, b, wa, wb = both(spec, lambda: Counting(training.build_model(spec), spec.lr,
                                                    spec.reduction), defer=True)
@@ -256,7 +264,7 @@ def test_the_service_evaluates_the_points_on_its_own_lowest_priority_thread(monk
         seen.append((threading.current_thread().name, policy))
         return training.evaluate(*args)
 
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    watch_evaluations(monkeypatch, evaluate)
     here_first = RemoteEvaluator.evaluate_here
 
     def slowly(self, weights):  # a fast machine ends the run before the service's first poll

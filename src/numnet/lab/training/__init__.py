@@ -41,18 +41,16 @@ the evaluation losses) were found non-finite.
 """
 
 from numnet.lab.training.loop import (
-    NumnetStepper,
     build_model,
     child_seeds,
-    evaluate,
     expected_evaluations,
     expected_updates,
     make_batch_source,
-    parameters_finite,
     prefix_key,
     train_run,
 )
 from numnet.lab.training.spec import STATUS_DIVERGED, STATUS_OK, Progress, RunResult, RunSpec
+from numnet.lab.training.stepper import NumnetStepper, evaluate, parameters_finite
 
 __all__ = [
     "STATUS_DIVERGED",

@@ -13,8 +13,6 @@ import numpy as np
 
 from numnet.core import backend, models, runtime
 from numnet.core.datasets import DataSet, Datasets
-from numnet.core.losses import softmax_cross_entropy
-from numnet.core.optim import SGD
 from numnet.lab.training.background import (
     MAX_DEFERRED,
     BackgroundEvaluator,
@@ -22,13 +20,14 @@ from numnet.lab.training.background import (
     RemoteEvaluator,
     ServiceAddress,
 )
-from numnet.lab.training.internals import (
-    PROBE_EXAMPLES,
-    InternalsRecorder,
-    numnet_probabilities,
-    numnet_snapshot,
-)
+from numnet.lab.training.internals import PROBE_EXAMPLES, InternalsRecorder
 from numnet.lab.training.spec import STATUS_DIVERGED, STATUS_OK, Progress, RunResult, RunSpec
+from numnet.lab.training.stepper import (
+    NumnetStepper,
+    evaluate,
+    evaluate_final_weights,
+    evaluation_sets,
+)
 
 # ------------------------------------------------------------------------------ seeds, counts
 
@@ -89,117 +88,6 @@ def expected_evaluations(num_examples: int, batch_size: int, epochs: int, eval_e
     return expected_updates(num_examples, batch_size, epochs) // eval_every
 
 
-# ------------------------------------------------------------------------------ evaluation
-
-
-def evaluate(model: Any, x: Any, y: Any, batch_size: int = 1000) -> tuple[float, float]:
-    """``(accuracy, mean cross-entropy)`` of ``model`` on images ``x`` (n, 784) and one-hot
-    labels ``y`` (n, 10), the loss summed in chunks of ``batch_size`` (no training caches
-    kept).
-
-    One evaluation forward over all of ``x``: the model cuts it into its own chunks
-    (``Sequential.eval_chunk`` rows) and spreads them over the runtime's lanes, so a helper
-    thread wakes once per evaluation rather than once per chunk. A row's logits do not depend
-    on the chunking, and the loss is summed chunk by chunk as before."""
-    xp = backend.array_module(x)
-    n = len(x)
-    correct = 0
-    loss_sum = 0.0
-    every_logit = model.forward(x, train=False)
-    for start in range(0, n, batch_size):
-        logits, yb = every_logit[start : start + batch_size], y[start : start + batch_size]
-        correct += int(xp.sum(xp.argmax(logits, axis=1) == xp.argmax(yb, axis=1)))
-        loss, _ = softmax_cross_entropy(logits, yb, reduction="sum")
-        loss_sum += float(loss)
-    return correct / n, loss_sum / n
-
-
-def evaluation_sets(spec: RunSpec, data: Datasets, device: str = "cpu"
-                    ) -> tuple[Any, Any, Any, Any]:  # fmt: skip
-    """``(x_tr, y_tr, x_te, y_te)``: the examples a run's curve points are evaluated on, as
-    the protocol says (docs/protocol.md §6) -- the first ``spec.eval_train_examples`` of train
-    in file order and the first ``spec.eval_test_examples`` of test; images ``(n, 784)`` in
-    the run's dtype, one-hot labels ``(n, 10)``, on ``device``."""
-    dtype = np.dtype(spec.dtype)
-    n_tr, n_te = spec.eval_train_examples, spec.eval_test_examples
-    return (backend.to_device(data.train.images[:n_tr].astype(dtype, copy=False), device),
-            backend.to_device(data.train.labels[:n_tr], device),
-            backend.to_device(data.test.images[:n_te].astype(dtype, copy=False), device),
-            backend.to_device(data.test.labels[:n_te], device))
-
-
-def parameters_finite(model: Any) -> bool:
-    """True when every parameter value of ``model`` is finite."""
-    for p in model.parameters():
-        xp = backend.array_module(p.value)
-        if not bool(xp.isfinite(p.value).all()):
-            return False
-    return True
-
-
-# ------------------------------------------------------------------------------ the step
-
-
-class NumnetStepper:
-    """numnet's training step, as :func:`train_run` drives it.
-
-    A *stepper* is what the loop needs from an implementation: ``loss(x, y)`` (forward and loss
-    of a training batch, a Python float; keeps what the update needs), ``update()`` (backward
-    and one SGD step for that batch), ``parameters_finite()``, ``evaluate(x, y, batch_size)``
-    -> ``(accuracy, mean loss)``, and a ``model`` attribute; for the run's internals (optional:
-    the loop records them when the stepper has them) ``internals(x_probe)`` -> one snapshot
-    (``numnet.lab.training.internals``) and ``probabilities(x, batch_size)`` -> softmax
-    probabilities ``(N, 10)`` as a NumPy array. ``numnet compare`` passes a
-    PyTorch stepper (``numnet.lab.reference_torch.ReferenceTrainer``) so that both implementations
-    run through this same loop, batches, evaluations and divergence rule.
-    """
-
-    def __init__(self, model: Any, lr: float, reduction: str) -> None:
-        self.model = model
-        self.optimizer = SGD(model.parameters(), lr)
-        self.reduction = reduction
-        self._dlogits: Any = None
-
-    def loss(self, x: Any, y: Any) -> float:
-        logits = self.model.forward(x)
-        loss, self._dlogits = softmax_cross_entropy(logits, y, reduction=self.reduction)
-        return float(loss)
-
-    def update(self) -> None:
-        self.model.backward(self._dlogits)
-        self.optimizer.step()
-
-    def parameters_finite(self) -> bool:
-        return parameters_finite(self.model)
-
-    def evaluate(self, x: Any, y: Any, batch_size: int) -> tuple[float, float]:
-        return evaluate(self.model, x, y, batch_size)
-
-    def internals(self, x_probe: Any) -> dict[str, Any]:
-        return numnet_snapshot(self.model, x_probe)
-
-    def probabilities(self, x: Any, batch_size: int) -> Any:
-        return numnet_probabilities(self.model, x, batch_size)
-
-
-def evaluate_final_weights(stepper: Any, update: int, samples: list[int],
-                           curves: dict[str, list[float]], spec: RunSpec,
-                           sets: tuple[Any, Any, Any, Any]) -> dict[str, Any]:
-    """The evaluation of the weights after the last update (those saved and used by
-    ``predict``), on the curves' examples ``sets = (x_tr, y_tr, x_te, y_te)``:
-    ``{"update", "train_accuracy", "test_accuracy", "train_loss", "test_loss"}``. When the last
-    update was also the last curve point that point is reused (same weights, same numbers)."""
-    if samples and samples[-1] == update * spec.batch_size:
-        tr_acc, te_acc = curves["tr_acc"][-1], curves["te_acc"][-1]
-        tr_loss, te_loss = curves["tr_loss"][-1], curves["te_loss"][-1]
-    else:
-        x_tr, y_tr, x_te, y_te = sets
-        tr_acc, tr_loss = stepper.evaluate(x_tr, y_tr, spec.eval_batch_size)
-        te_acc, te_loss = stepper.evaluate(x_te, y_te, spec.eval_batch_size)
-    return {"update": update, "train_accuracy": tr_acc, "test_accuracy": te_acc,
-            "train_loss": tr_loss, "test_loss": te_loss}
-
-
 # ------------------------------------------------------------------------------ the run
 
 
@@ -250,87 +138,234 @@ def train_run(
     ``numnet.lab.training.service.EvaluationService``): the points are deferred and sent
     there as they come, to be evaluated in that process; again the same result.
     """
-    backend.xp_for(device)  # a clear error before any work when the device is unavailable
-    init_seed, shuffle_seed = child_seeds(spec.seed)
-    if stepper is None:
-        model = initial_model if initial_model is not None else build_model(spec)
-        if device != "cpu":
-            model.to(device)
-        stepper = NumnetStepper(model, spec.lr, spec.reduction)
-    train = batch_source if batch_source is not None else make_batch_source(spec, data.train)
+    return _Run(spec, data, device=device, on_progress=on_progress, initial_model=initial_model,
+                batch_source=batch_source, progress_every=progress_every, stepper=stepper,
+                shorter=shorter, on_shorter=on_shorter,
+                background_evaluation=background_evaluation,
+                defer_evaluations=defer_evaluations,
+                evaluation_service=evaluation_service).train()
 
-    dtype = np.dtype(spec.dtype)
-    x_tr, y_tr, x_te, y_te = evaluation_sets(spec, data, device)
 
-    recorder = None
-    if spec.internals and hasattr(stepper, "internals"):
-        # a fixed probe: the first train examples in file order
-        x_probe = backend.to_device(
-            data.train.images[:PROBE_EXAMPLES].astype(dtype, copy=False), device)
-        recorder = InternalsRecorder(spec.lr, x_probe)
-        recorder.record_start(stepper, 0)
+class _Run:
+    """One :func:`train_run` in progress: its curve so far, the curve points not yet on it, the
+    shorter runs it carries, and the steps of its loop (:meth:`train`).
 
-    total = expected_updates(train.num_examples, spec.batch_size, spec.epochs)
-    ends: dict[int, list[RunSpec]] = {}  # update -> the shorter runs whose last update it is
-    for other in shorter:
-        if prefix_key(other) != prefix_key(spec) or other.epochs > spec.epochs:
-            raise ValueError(f"{other.run_id} is not a prefix of {spec.run_id}")
-        end = expected_updates(train.num_examples, other.batch_size, other.epochs)
-        ends.setdefault(end, []).append(other)
-    samples: list[int] = []
-    curves: dict[str, list[float]] = {k: [] for k in ("tr_acc", "te_acc", "tr_loss", "te_loss")}
-    status, diverged_at, reason = STATUS_OK, None, None
+    The order it keeps: evaluations run beside the training (numnet's stepper on the CPU, when
+    asked, whenever the run may use more than one thread -- a worker's share grows once a core
+    is idle), or wait for a free core (``defer_evaluations``); the points not yet on the curve
+    (:attr:`points`) are *settled* -- put on the curve, or found diverged and the weights
+    restored -- in update order, before anything that depends on them: a divergence check, a
+    shorter run's end, this run's end (``numnet.lab.training.background``)."""
 
-    # Training loss per example since the last report (the progress bar shows it).
-    per_example = 1.0 / spec.batch_size if spec.reduction == "sum" else 1.0
-    loss_window = [0.0, 0]
+    def __init__(self, spec: RunSpec, data: Datasets, *, device: str,
+                 on_progress: Callable[[Progress], None] | None, initial_model: Any,
+                 batch_source: Any, progress_every: int, stepper: Any,
+                 shorter: Sequence[RunSpec], on_shorter: Callable[[RunResult], None] | None,
+                 background_evaluation: bool, defer_evaluations: bool,
+                 evaluation_service: ServiceAddress | None) -> None:  # fmt: skip
+        backend.xp_for(device)  # a clear error before any work when the device is unavailable
+        self.spec, self.device = spec, device
+        self.on_progress, self.progress_every = on_progress, progress_every
+        self.on_shorter = on_shorter
+        self.init_seed, self.shuffle_seed = child_seeds(spec.seed)
+        if stepper is None:
+            model = initial_model if initial_model is not None else build_model(spec)
+            if device != "cpu":
+                model.to(device)
+            stepper = NumnetStepper(model, spec.lr, spec.reduction)
+        self.stepper = stepper
+        self.batches = (batch_source if batch_source is not None
+                        else make_batch_source(spec, data.train))
+        self.dtype = np.dtype(spec.dtype)
+        self.sets = evaluation_sets(spec, data, device)  # (x_tr, y_tr, x_te, y_te)
 
-    def report(i: int, done: bool = False) -> None:
-        if on_progress is not None:
-            total_loss, count = loss_window
-            loss_window[:] = [0.0, 0]
-            on_progress(Progress(
-                spec, i, total, len(samples),
-                curves["tr_acc"][-1] if samples else None,
-                curves["te_acc"][-1] if samples else None,
-                time.perf_counter() - start, done,
-                train_loss=total_loss / count * per_example if count else None,
-            ))
+        self.recorder = None
+        if spec.internals and hasattr(stepper, "internals"):
+            # a fixed probe: the first train examples in file order
+            x_probe = backend.to_device(
+                data.train.images[:PROBE_EXAMPLES].astype(self.dtype, copy=False), device)
+            self.recorder = InternalsRecorder(spec.lr, x_probe)
+            self.recorder.record_start(stepper, 0)
 
-    def finish(run: RunSpec, model: Any, update: int | None = None,
+        self.total = expected_updates(self.batches.num_examples, spec.batch_size, spec.epochs)
+        #: update -> the shorter runs whose last update it is
+        self.ends: dict[int, list[RunSpec]] = {}
+        for other in shorter:
+            if prefix_key(other) != prefix_key(spec) or other.epochs > spec.epochs:
+                raise ValueError(f"{other.run_id} is not a prefix of {spec.run_id}")
+            end = expected_updates(self.batches.num_examples, other.batch_size, other.epochs)
+            self.ends.setdefault(end, []).append(other)
+        #: shorter runs past their last update whose curve points wait: (run, its model, update)
+        self.late: list[tuple[RunSpec, Any, int]] = []
+
+        self.samples: list[int] = []
+        self.curves: dict[str, list[float]] = {
+            k: [] for k in ("tr_acc", "te_acc", "tr_loss", "te_loss")}
+        self.status, self.diverged_at, self.reason = STATUS_OK, None, None
+        self.applied = 0  # the last update applied to the weights
+        # Training loss per example since the last report (the progress bar shows it).
+        self.per_example = 1.0 / spec.batch_size if spec.reduction == "sum" else 1.0
+        self.loss_sum, self.loss_count = 0.0, 0
+
+        self.background: BackgroundEvaluator | None = None
+        if background_evaluation and isinstance(stepper, NumnetStepper) and device == "cpu":
+            self.background = (
+                BackgroundEvaluator(stepper.model, evaluate, self.sets, spec.eval_batch_size)
+                if evaluation_service is None else
+                RemoteEvaluator(stepper.model, evaluate, self.sets, spec.eval_batch_size, spec,
+                                evaluation_service))
+        self.defer = self.background is not None and (
+            defer_evaluations or evaluation_service is not None)
+        #: evaluated (or to be), not yet on the curve, oldest first
+        self.points: deque[CurvePoint] = deque()
+        self.start = time.perf_counter()
+
+    # -------------------------------------------------------------------- the loop
+
+    def train(self) -> RunResult:
+        """Run the loop to its end (or its divergence) and return the run's result."""
+        spec, stepper, batches = self.spec, self.stepper, self.batches
+        self.start = time.perf_counter()
+        i = 0
+        # Overflow in a diverging run is expected and detected below; keep it out of the
+        # warnings. BLAS on one thread for the whole run, set here on the calling thread:
+        # OpenBLAS takes its thread count from the thread that sets it, and the evaluation
+        # helper's own sets would not hold -- its GEMMs must round as the in-line evaluation's
+        # do.
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), \
+                    runtime.single_threaded_blas():
+                while batches.epochs_completed < spec.epochs:
+                    i += 1
+                    x, y = batches.next_batch(spec.batch_size)
+                    if self.device != "cpu" or x.dtype != self.dtype:
+                        x = backend.to_device(x.astype(self.dtype, copy=False), self.device)
+                        y = backend.to_device(y, self.device)
+                    batch_loss = stepper.loss(x, y)
+                    if not np.isfinite(batch_loss):
+                        if self.settle():
+                            self.diverge(i, "non-finite training loss")
+                        break
+                    self.loss_sum += batch_loss
+                    self.loss_count += 1
+                    stepper.update()
+                    self.applied = i
+                    if i == 1 and self.recorder is not None:
+                        self.recorder.record_start(stepper, 1)
+                    if i % spec.eval_every == 0:
+                        if not self.curve_point(i):
+                            break
+                    elif i % self.progress_every == 0:
+                        self.report(i)
+                    if i in self.ends and not self.shorter_runs_end(i):
+                        break
+                if self.background is not None:
+                    self.background.training_done()
+                self.settle()
+                for end in sorted(self.ends):  # diverged before these ended: so would they
+                    self.end_shorter(self.ends.pop(end))  # have, alone
+                result = self.finish(spec, stepper.model)
+        finally:
+            if self.background is not None:
+                self.background.close()
+        wall = time.perf_counter() - self.start
+        self.report(self.applied, done=True)
+        result.wall_time = wall
+        return result
+
+    def curve_point(self, update: int) -> bool:
+        """The curve point of ``update`` (the last applied): evaluated in line, or kept with
+        a copy of the weights for the helper, the points before it settled as the mode says.
+        False when the run ends here (it diverged at this point or an earlier one)."""
+        if not self.settle(None if self.defer else 0):
+            return False
+        if not self.stepper.parameters_finite():
+            if self.settle():  # an earlier point may have diverged first
+                self.diverge(update, "non-finite parameters")
+            return False
+        if self.defer or (self.background is not None and runtime.get_threads() > 1):
+            snapshot = self.recorder.snapshot(self.stepper) if self.recorder is not None else None
+            self.points.append(CurvePoint(update, self.stepper.model.state_dict(), snapshot))
+            return self.settle(MAX_DEFERRED)
+        x_tr, y_tr, x_te, y_te = self.sets
+        tr_acc, tr_loss = self.stepper.evaluate(x_tr, y_tr, self.spec.eval_batch_size)
+        te_acc, te_loss = self.stepper.evaluate(x_te, y_te, self.spec.eval_batch_size)
+        return self.add_point(update, tr_acc, tr_loss, te_acc, te_loss)
+
+    def diverge(self, update: int, reason: str) -> None:
+        """The run diverged at ``update``, for ``reason``."""
+        self.status, self.diverged_at, self.reason = STATUS_DIVERGED, update, reason
+
+    def report(self, update: int, done: bool = False) -> None:
+        """Tell ``on_progress`` where the run stands at ``update``."""
+        if self.on_progress is None:
+            return
+        total_loss, count = self.loss_sum, self.loss_count
+        self.loss_sum, self.loss_count = 0.0, 0
+        has_points = bool(self.samples)
+        self.on_progress(Progress(
+            self.spec, update, self.total, len(self.samples),
+            self.curves["tr_acc"][-1] if has_points else None,
+            self.curves["te_acc"][-1] if has_points else None,
+            time.perf_counter() - self.start, done,
+            train_loss=total_loss / count * self.per_example if count else None,
+        ))
+
+    def add_point(self, update: int, tr_acc: float, tr_loss: float, te_acc: float,
+                  te_loss: float, snapshot: Any = None) -> bool:  # fmt: skip
+        """The evaluation of update ``update`` on the curve; False (the run diverged there)
+        when a loss is not finite."""
+        if not (np.isfinite(tr_loss) and np.isfinite(te_loss)):
+            self.diverge(update, "non-finite evaluation loss")
+            return False
+        self.samples.append(update * self.spec.batch_size)
+        self.curves["tr_acc"].append(tr_acc)
+        self.curves["te_acc"].append(te_acc)
+        self.curves["tr_loss"].append(tr_loss)
+        self.curves["te_loss"].append(te_loss)
+        if self.recorder is not None:
+            self.recorder.append(
+                snapshot if snapshot is not None else self.recorder.snapshot(self.stepper),
+                update)
+        self.report(max(update, self.applied))
+        return True
+
+    def finish(self, run: RunSpec, model: Any, update: int | None = None,
                on: Any = None) -> RunResult:  # fmt: skip
         """The result of ``run`` ending now (this run, or a shorter one at its last update):
         the curves so far, the final model's evidence and the final weights' evaluation.
         ``update`` (default: the last applied) and ``on`` (default: the run's stepper) are
         those of a shorter run ended later than its last update (its points waited)."""
-        update = applied if update is None else update
-        on = stepper if on is None else on
-        run_status, run_diverged_at, run_reason = status, diverged_at, reason
+        update = self.applied if update is None else update
+        on = self.stepper if on is None else on
+        status, diverged_at, reason = self.status, self.diverged_at, self.reason
+        curves, recorder = self.curves, self.recorder
         final_weights = None
-        if run_status == STATUS_OK:
-            final_weights = evaluate_final_weights(on, update, samples, curves, run,
-                                                   (x_tr, y_tr, x_te, y_te))
+        if status == STATUS_OK:
+            final_weights = evaluate_final_weights(on, update, self.samples, curves, run,
+                                                   self.sets)
             if not (np.isfinite(final_weights["train_loss"])
                     and np.isfinite(final_weights["test_loss"])):
-                run_status, run_diverged_at = STATUS_DIVERGED, update
-                run_reason, final_weights = "non-finite final weights", None
+                status, diverged_at = STATUS_DIVERGED, update
+                reason, final_weights = "non-finite final weights", None
         evidence = None
-        if recorder is not None and run_status == STATUS_OK and hasattr(on, "probabilities"):
+        if recorder is not None and status == STATUS_OK and hasattr(on, "probabilities"):
+            _, _, x_te, y_te = self.sets
             evidence = recorder.final(on, x_te, y_te, run.eval_batch_size, update)
         return RunResult(
             spec=run,
-            status=run_status,
+            status=status,
             updates=update,
-            samples=list(samples),
+            samples=list(self.samples),
             train_accuracy=list(curves["tr_acc"]),
             test_accuracy=list(curves["te_acc"]),
             train_loss=list(curves["tr_loss"]),
             test_loss=list(curves["te_loss"]),
-            init_seed=init_seed,
-            shuffle_seed=shuffle_seed,
-            diverged_at_update=run_diverged_at,
-            divergence_reason=run_reason,
-            wall_time=time.perf_counter() - start,
+            init_seed=self.init_seed,
+            shuffle_seed=self.shuffle_seed,
+            diverged_at_update=diverged_at,
+            divergence_reason=reason,
+            wall_time=time.perf_counter() - self.start,
             final_weights=final_weights,
             model=model,
             internals=recorder.to_dict() if recorder is not None else None,
@@ -338,78 +373,56 @@ def train_run(
             final_model=evidence,
         )
 
-    # shorter runs past their last update whose curve points wait: (run, its model, update)
-    late: list[tuple[RunSpec, Any, int]] = []
+    # -------------------------------------------------------------------- the shorter runs
 
-    def end_shorter(runs: list[RunSpec], wait: bool = False) -> None:
+    def shorter_runs_end(self, update: int) -> bool:
+        """The shorter runs whose last update is ``update`` end: now, once the points before
+        are settled, or (deferred) later, once theirs are. False when settling found the run
+        diverged (they then end with it, as diverged)."""
+        if self.defer:  # their points keep waiting; they end when those are settled
+            self.end_shorter(self.ends.pop(update), wait=True)
+        elif not self.settle():
+            return False
+        else:
+            self.end_shorter(self.ends.pop(update))
+        return True
+
+    def end_shorter(self, runs: list[RunSpec], wait: bool = False) -> None:
         """End ``runs`` at this update; with ``wait``, once their curve points are settled."""
         for run in runs:
             copy = build_model(run)  # a model of its own: this run trains on in place
-            if device != "cpu":
-                copy.to(device)
-            copy.load_state_dict(stepper.model.state_dict())
+            if self.device != "cpu":
+                copy.to(self.device)
+            copy.load_state_dict(self.stepper.model.state_dict())
             if wait:
-                late.append((run, copy, applied))
+                self.late.append((run, copy, self.applied))
             else:
-                shorter_ended(finish(run, copy))
+                self.shorter_ended(self.finish(run, copy))
 
-    def shorter_ended(result: RunResult) -> None:
-        result.shared_with = spec.run_id
-        if on_shorter is not None:
-            on_shorter(result)
+    def shorter_ended(self, result: RunResult) -> None:
+        result.shared_with = self.spec.run_id
+        if self.on_shorter is not None:
+            self.on_shorter(result)
 
-    def end_late(before: int | None = None) -> None:
+    def end_late(self, before: int | None = None) -> None:
         """End the waiting shorter runs whose points are all on the curve: those whose last
         update is before ``before`` (None: every one)."""
-        while late and (before is None or late[0][2] < before):
-            run, copy, update = late.pop(0)
+        while self.late and (before is None or self.late[0][2] < before):
+            run, copy, update = self.late.pop(0)
             on = NumnetStepper(copy, run.lr, run.reduction)
-            shorter_ended(finish(run, copy, update, on))
+            self.shorter_ended(self.finish(run, copy, update, on))
 
-    # Evaluations run beside the training (numnet's stepper on the CPU, when asked, whenever
-    # the run may use more than one thread -- a worker's share grows once a core is idle), or
-    # wait for a free core (defer_evaluations): the points not yet on the curve are settled --
-    # put on the curve, or found diverged and the weights restored -- in update order, before
-    # anything that depends on them (training.background).
-    background = None
-    if background_evaluation and isinstance(stepper, NumnetStepper) and device == "cpu":
-        sets = (x_tr, y_tr, x_te, y_te)
-        background = (
-            BackgroundEvaluator(stepper.model, evaluate, sets, spec.eval_batch_size)
-            if evaluation_service is None else
-            RemoteEvaluator(stepper.model, evaluate, sets, spec.eval_batch_size, spec,
-                            evaluation_service))
-    defer = background is not None and (defer_evaluations or evaluation_service is not None)
-    points: deque[CurvePoint] = deque()  # evaluated (or to be), not yet on the curve
+    # -------------------------------------------------------------------- the waiting points
 
-    def add_point(update: int, tr_acc: float, tr_loss: float, te_acc: float, te_loss: float,
-                  snapshot: Any = None) -> bool:
-        """The evaluation of update ``update`` on the curve; False (the run diverged there)
-        when a loss is not finite."""
-        nonlocal status, diverged_at, reason
-        if not (np.isfinite(tr_loss) and np.isfinite(te_loss)):
-            status, diverged_at, reason = STATUS_DIVERGED, update, "non-finite evaluation loss"
-            return False
-        samples.append(update * spec.batch_size)
-        curves["tr_acc"].append(tr_acc)
-        curves["te_acc"].append(te_acc)
-        curves["tr_loss"].append(tr_loss)
-        curves["te_loss"].append(te_loss)
-        if recorder is not None:
-            recorder.append(snapshot if snapshot is not None else recorder.snapshot(stepper),
-                            update)
-        report(max(update, applied))
-        return True
-
-    def hand_over() -> None:
+    def hand_over(self) -> None:
         """The waiting points to the helper, oldest first, when it has a core of its own
         now."""
-        if background is not None and background.has_core():
-            for point in points:
+        if self.background is not None and self.background.has_core():
+            for point in self.points:
                 if point.future is None and point.result is None:
-                    point.future = background.submit(point.weights)
+                    point.future = self.background.submit(point.weights)
 
-    def settle(keep: int | None = 0) -> bool:
+    def settle(self, keep: int | None = 0) -> bool:
         """Put the evaluated points on the curve, in update order: every point (``keep`` 0),
         the finished ones (None), or enough of the oldest that at most ``keep`` wait. False
         when one found the run diverged: the run then ends at its update, with its weights.
@@ -418,30 +431,32 @@ def train_run(
         helper has put on the curve meanwhile ends between two of them (its end -- saving,
         figures -- overlaps the helper's work). Shorter runs whose points are all on the
         curve end here."""
-        hand_over()
-        if keep == 0 and defer:  # the newest here, while the helper works from the oldest
-            for point in reversed(list(points)):
+        self.hand_over()
+        if keep == 0 and self.defer:  # the newest here, while the helper works from the oldest
+            assert self.background is not None
+            for point in reversed(list(self.points)):
                 if point.result is not None:
                     continue
-                report(applied)  # the progress callback also updates this run's thread share
-                hand_over()  # a core may have become free meanwhile
+                self.report(self.applied)  # the progress callback also sets this run's threads
+                self.hand_over()  # a core may have become free meanwhile
                 if point.future is not None and not point.future.cancel():
                     break  # the helper has it, and every older one
-                point.future, point.result = None, background.evaluate_here(point.weights)
-                if late and not put_on_curve(None):
+                point.future, point.result = None, self.background.evaluate_here(point.weights)
+                if self.late and not self.put_on_curve(None):
                     return False
-        return put_on_curve(keep)
+        return self.put_on_curve(keep)
 
-    def put_on_curve(keep: int | None) -> bool:
-        """:func:`settle`'s second half: the points on the curve, oldest first, waiting for
+    def put_on_curve(self, keep: int | None) -> bool:
+        """:meth:`settle`'s second half: the points on the curve, oldest first, waiting for
         (or making) their evaluations as ``keep`` says."""
-        nonlocal applied
+        points, background = self.points, self.background
         while points:
             point = points[0]
-            end_late(before=point.update)
+            self.end_late(before=point.update)
             must = keep is not None and len(points) > keep
             if point.result is None:
-                if defer and must and point.future is not None and point.future.cancel():
+                assert background is not None
+                if self.defer and must and point.future is not None and point.future.cancel():
                     # not started (a helper behind, or a service with no core): here, now
                     point.future, point.result = None, background.evaluate_here(point.weights)
                 elif point.future is not None and (must or point.future.done()):
@@ -451,86 +466,17 @@ def train_run(
                 else:
                     break
             points.popleft()
-            if not add_point(point.update, *point.result, snapshot=point.snapshot):
+            if not self.add_point(point.update, *point.result, snapshot=point.snapshot):
                 for later in points:
                     if later.future is not None:
                         later.future.cancel()
                 points.clear()
-                for run, _, end in late:  # diverged before they ended: end them as it did
-                    ends.setdefault(end, []).append(run)
-                late.clear()
-                applied = point.update
-                stepper.model.load_state_dict(point.weights)
+                for run, _, end in self.late:  # diverged before they ended: end them as it did
+                    self.ends.setdefault(end, []).append(run)
+                self.late.clear()
+                self.applied = point.update
+                self.stepper.model.load_state_dict(point.weights)
                 return False
         if not points:
-            end_late()
+            self.end_late()
         return True
-
-    start = time.perf_counter()
-    i = 0
-    applied = 0
-    # Overflow in a diverging run is expected and detected below; keep it out of the warnings.
-    # BLAS on one thread for the whole run, set here on the calling thread: OpenBLAS takes its
-    # thread count from the thread that sets it, and the evaluation helper's own sets would
-    # not hold -- its GEMMs must round as the in-line evaluation's do.
-    try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), \
-                runtime.single_threaded_blas():
-            while train.epochs_completed < spec.epochs:
-                i += 1
-                x, y = train.next_batch(spec.batch_size)
-                if device != "cpu" or x.dtype != dtype:
-                    x = backend.to_device(x.astype(dtype, copy=False), device)
-                    y = backend.to_device(y, device)
-                batch_loss = stepper.loss(x, y)
-                if not np.isfinite(batch_loss):
-                    if settle():
-                        status, diverged_at, reason = (STATUS_DIVERGED, i,
-                                                       "non-finite training loss")
-                    break
-                loss_window[0] += batch_loss
-                loss_window[1] += 1
-                stepper.update()
-                applied = i
-                if i == 1 and recorder is not None:
-                    recorder.record_start(stepper, 1)
-                if i % spec.eval_every == 0:
-                    if not settle(None if defer else 0):
-                        break
-                    if not stepper.parameters_finite():
-                        if settle():  # an earlier point may have diverged first
-                            status, diverged_at, reason = (STATUS_DIVERGED, i,
-                                                           "non-finite parameters")
-                        break
-                    if defer or (background is not None and runtime.get_threads() > 1):
-                        snapshot = recorder.snapshot(stepper) if recorder is not None else None
-                        points.append(CurvePoint(i, stepper.model.state_dict(), snapshot))
-                        if not settle(MAX_DEFERRED):
-                            break
-                    else:
-                        tr_acc, tr_loss = stepper.evaluate(x_tr, y_tr, spec.eval_batch_size)
-                        te_acc, te_loss = stepper.evaluate(x_te, y_te, spec.eval_batch_size)
-                        if not add_point(i, tr_acc, tr_loss, te_acc, te_loss):
-                            break
-                elif i % progress_every == 0:
-                    report(i)
-                if i in ends:
-                    if defer:  # its points keep waiting; it ends when they are settled
-                        end_shorter(ends.pop(i), wait=True)
-                    elif not settle():
-                        break
-                    else:
-                        end_shorter(ends.pop(i))
-            if background is not None:
-                background.training_done()
-            settle()
-            for end in sorted(ends):  # diverged before these ended: so would they have, alone
-                end_shorter(ends.pop(end))
-            result = finish(spec, stepper.model)
-    finally:
-        if background is not None:
-            background.close()
-    wall = time.perf_counter() - start
-    report(applied, done=True)
-    result.wall_time = wall
-    return result

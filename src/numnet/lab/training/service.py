@@ -14,7 +14,7 @@ One connection per run (a ``multiprocessing.connection`` listener, random authen
 key): the run sends ``("run", spec)``, then ``("point", key, weights)`` for each point and
 ``("cancel", key)`` for a point it evaluated itself; the service answers ``("started", key, None)``
 before it evaluates a point (oldest first) and ``("result", key, (tr_acc, tr_loss, te_acc,
-te_loss))`` or ``("error", key, text)`` after. The evaluation is :func:`loop.evaluate` on the
+te_loss))`` or ``("error", key, text)`` after. The evaluation is :func:`stepper.evaluate` on the
 run's evaluation sets with BLAS on one thread, as in the worker, so the numbers are the same.
 """
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from numnet.core import runtime
 from numnet.core.datasets import Datasets
-from numnet.lab.training import loop
+from numnet.lab.training import loop, stepper
 from numnet.lab.training.background import POLL_SECONDS, BackgroundEvaluator, ServiceAddress
 
 
@@ -125,8 +125,8 @@ class EvaluationService:
                     if kind == "run":
                         spec = rest[0]
                         evaluator = BackgroundEvaluator(
-                            loop.build_model(spec), loop.evaluate,
-                            loop.evaluation_sets(spec, self._data), spec.eval_batch_size)
+                            loop.build_model(spec), stepper.evaluate,
+                            stepper.evaluation_sets(spec, self._data), spec.eval_batch_size)
                     elif kind == "point":
                         pending[rest[0]] = rest[1]
                     elif kind == "cancel":

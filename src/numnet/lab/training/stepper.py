@@ -1,0 +1,126 @@
+"""What the training loop (:mod:`numnet.lab.training.loop`) asks of an implementation: a
+*stepper* -- numnet's is :class:`NumnetStepper` -- and the evaluations of a run's curve points
+and final weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numnet.core import backend
+from numnet.core.datasets import Datasets
+from numnet.core.losses import softmax_cross_entropy
+from numnet.core.optim import SGD
+from numnet.lab.training.internals import numnet_probabilities, numnet_snapshot
+from numnet.lab.training.spec import RunSpec
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def evaluate(model: Any, x: Any, y: Any, batch_size: int = 1000) -> tuple[float, float]:
+    """``(accuracy, mean cross-entropy)`` of ``model`` on images ``x`` (n, 784) and one-hot
+    labels ``y`` (n, 10), the loss summed in chunks of ``batch_size`` (no training caches
+    kept).
+
+    One evaluation forward over all of ``x``: the model cuts it into its own chunks
+    (``Sequential.eval_chunk`` rows) and spreads them over the runtime's lanes, so a helper
+    thread wakes once per evaluation rather than once per chunk. A row's logits do not depend
+    on the chunking, and the loss is summed chunk by chunk as before."""
+    xp = backend.array_module(x)
+    n = len(x)
+    correct = 0
+    loss_sum = 0.0
+    every_logit = model.forward(x, train=False)
+    for start in range(0, n, batch_size):
+        logits, yb = every_logit[start : start + batch_size], y[start : start + batch_size]
+        correct += int(xp.sum(xp.argmax(logits, axis=1) == xp.argmax(yb, axis=1)))
+        loss, _ = softmax_cross_entropy(logits, yb, reduction="sum")
+        loss_sum += float(loss)
+    return correct / n, loss_sum / n
+
+
+def evaluation_sets(spec: RunSpec, data: Datasets, device: str = "cpu"
+                    ) -> tuple[Any, Any, Any, Any]:  # fmt: skip
+    """``(x_tr, y_tr, x_te, y_te)``: the examples a run's curve points are evaluated on, as
+    the protocol says (docs/protocol.md §6) -- the first ``spec.eval_train_examples`` of train
+    in file order and the first ``spec.eval_test_examples`` of test; images ``(n, 784)`` in
+    the run's dtype, one-hot labels ``(n, 10)``, on ``device``."""
+    dtype = np.dtype(spec.dtype)
+    n_tr, n_te = spec.eval_train_examples, spec.eval_test_examples
+    return (backend.to_device(data.train.images[:n_tr].astype(dtype, copy=False), device),
+            backend.to_device(data.train.labels[:n_tr], device),
+            backend.to_device(data.test.images[:n_te].astype(dtype, copy=False), device),
+            backend.to_device(data.test.labels[:n_te], device))
+
+
+def parameters_finite(model: Any) -> bool:
+    """True when every parameter value of ``model`` is finite."""
+    for p in model.parameters():
+        xp = backend.array_module(p.value)
+        if not bool(xp.isfinite(p.value).all()):
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------------ the step
+
+
+class NumnetStepper:
+    """numnet's training step, as :func:`train_run` drives it.
+
+    A *stepper* is what the loop needs from an implementation: ``loss(x, y)`` (forward and loss
+    of a training batch, a Python float; keeps what the update needs), ``update()`` (backward
+    and one SGD step for that batch), ``parameters_finite()``, ``evaluate(x, y, batch_size)``
+    -> ``(accuracy, mean loss)``, and a ``model`` attribute; for the run's internals (optional:
+    the loop records them when the stepper has them) ``internals(x_probe)`` -> one snapshot
+    (``numnet.lab.training.internals``) and ``probabilities(x, batch_size)`` -> softmax
+    probabilities ``(N, 10)`` as a NumPy array. ``numnet compare`` passes a
+    PyTorch stepper (``numnet.lab.reference_torch.ReferenceTrainer``) so that both implementations
+    run through this same loop, batches, evaluations and divergence rule.
+    """
+
+    def __init__(self, model: Any, lr: float, reduction: str) -> None:
+        self.model = model
+        self.optimizer = SGD(model.parameters(), lr)
+        self.reduction = reduction
+        self._dlogits: Any = None
+
+    def loss(self, x: Any, y: Any) -> float:
+        logits = self.model.forward(x)
+        loss, self._dlogits = softmax_cross_entropy(logits, y, reduction=self.reduction)
+        return float(loss)
+
+    def update(self) -> None:
+        self.model.backward(self._dlogits)
+        self.optimizer.step()
+
+    def parameters_finite(self) -> bool:
+        return parameters_finite(self.model)
+
+    def evaluate(self, x: Any, y: Any, batch_size: int) -> tuple[float, float]:
+        return evaluate(self.model, x, y, batch_size)
+
+    def internals(self, x_probe: Any) -> dict[str, Any]:
+        return numnet_snapshot(self.model, x_probe)
+
+    def probabilities(self, x: Any, batch_size: int) -> Any:
+        return numnet_probabilities(self.model, x, batch_size)
+
+
+def evaluate_final_weights(stepper: Any, update: int, samples: list[int],
+                           curves: dict[str, list[float]], spec: RunSpec,
+                           sets: tuple[Any, Any, Any, Any]) -> dict[str, Any]:
+    """The evaluation of the weights after the last update (those saved and used by
+    ``predict``), on the curves' examples ``sets = (x_tr, y_tr, x_te, y_te)``:
+    ``{"update", "train_accuracy", "test_accuracy", "train_loss", "test_loss"}``. When the last
+    update was also the last curve point that point is reused (same weights, same numbers)."""
+    if samples and samples[-1] == update * spec.batch_size:
+        tr_acc, te_acc = curves["tr_acc"][-1], curves["te_acc"][-1]
+        tr_loss, te_loss = curves["tr_loss"][-1], curves["te_loss"][-1]
+    else:
+        x_tr, y_tr, x_te, y_te = sets
+        tr_acc, tr_loss = stepper.evaluate(x_tr, y_tr, spec.eval_batch_size)
+        te_acc, te_loss = stepper.evaluate(x_te, y_te, spec.eval_batch_size)
+    return {"update": update, "train_accuracy": tr_acc, "test_accuracy": te_acc,
+            "train_loss": tr_loss, "test_loss": te_loss}
