@@ -49,7 +49,7 @@ def test_reproduce_report_and_resume(proto, tmp_path, capsys, tiny_data) -> None
     env = json.loads((out / "results.json").read_text())["environment"]
     pools = env["blas"]["threadpools"]
     assert pools and {p["num_threads"] for p in pools} == {1}  # --threads 1: BLAS too
-    assert env["threads_setting"] == 1 and env["numnet_conv_threads"] == 1
+    assert env["threads_setting"] == 1 and env["numnet_threads"] == 1
     # again: everything reused
     assert main(argv) == 0
     assert "(0 trained, 3 reused)" in capsys.readouterr().err
@@ -70,7 +70,7 @@ def test_reproduce_quick_is_labelled(proto, tmp_path, capsys) -> None:
     assert doc["label"] == "QUICK"
     # no --threads: the thread counts are left as they are, and recorded as such
     assert doc["environment"]["threads_setting"] is None
-    assert doc["environment"]["numnet_conv_threads"] == before == runtime.get_threads()
+    assert doc["environment"]["numnet_threads"] == before == runtime.get_threads()
 
 
 @pytest.mark.parametrize("command", [

@@ -67,7 +67,7 @@ def environment_info(threads: int | None = None) -> dict[str, Any]:
             "cpu_count": os.cpu_count(),
         },
         "threads_setting": threads,
-        "numnet_conv_threads": runtime.get_threads(),
+        "numnet_threads": runtime.get_threads(),  # numnet.core.runtime: its kernels' lanes
     }
 
 
