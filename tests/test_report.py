@@ -155,11 +155,15 @@ def test_format_summary_text(written) -> None:
     doc = json.loads((written / "results.json").read_text())
     lines = report.format_summary(doc).splitlines()
     assert lines[0].split() == ["Setting", "1", "Setting", "2", "Setting", "3"]
-    assert lines[2].split()[-1] == "diverged@3" and len(lines) == 6
-    # the final weights' test accuracy with the verdict beside it; the last line says which
+    # each model's row is two lines: the final weights' test accuracy, the verdict under it
+    assert len(lines) == 1 + 4 * 2 + 1 and lines[3].startswith("Model 2  ")
+    assert lines[3].split()[-1] == "diverged@3" and lines[4].startswith(" " * 9)
     m1s1 = next(r for r in doc["runs"] if r["run_id"] == "model1-setting1")
     verdict = report.diagnose_all(doc["runs"])["model1-setting1"].summary()
-    assert f"{m1s1['final_weights']['test_accuracy']:.4f} ({verdict})" in lines[1]
+    column = lines[0].index("Setting 1")
+    assert lines[1][column:].startswith(f"{m1s1['final_weights']['test_accuracy']:.4f} ")
+    assert lines[2][column:].startswith(f"{verdict}  ")
+    assert max(len(line) for line in lines[:-1]) <= 80 and lines[1] == lines[1].rstrip()
     assert lines[-1] == "test accuracy of the final weights (after the last update)"
 
 
@@ -169,9 +173,9 @@ def test_summary_shows_failed_verdicts_and_older_records_are_marked() -> None:
     doc["runs"][0] = run_dict(chance, chance)  # model1-setting1 at chance
     del doc["runs"][1]["final_weights"]  # a record made before the final-weights evaluation
     text = report.format_summary(doc)
-    row = text.splitlines()[1]
-    assert "(NOT LEARNING)" in row
-    assert f"{doc['runs'][1]['final_test_accuracy']:.4f}*" in row
+    accuracies, verdicts = text.splitlines()[1:3]
+    assert verdicts.split()[0] == "NOT" and "NOT LEARNING" in verdicts
+    assert f"{doc['runs'][1]['final_test_accuracy']:.4f}*" in accuracies
     assert text.splitlines()[-1].endswith("* last curve point (record without a final-weights "
                                           "evaluation)")
 

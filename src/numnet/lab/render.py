@@ -146,12 +146,18 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list
 
 
 def text_table(rows: Sequence[Sequence[str]], rstrip: bool = False) -> str:
-    """Rows (header first) as left-aligned text columns two spaces apart, for terminals;
+    """Rows (header first) as left-aligned text columns two spaces apart, for terminals; a
+    cell of several lines (``"0.9861\nover-fitting"``) makes its row as many lines tall.
     ``rstrip`` drops the padding at the end of each line."""
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    lines = ("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-             for row in rows)
-    return "\n".join(line.rstrip() if rstrip else line for line in lines)
+    split = [[cell.split("\n") for cell in row] for row in rows]
+    widths = [max(len(line) for row in split for line in row[c]) for c in range(len(rows[0]))]
+    lines = []
+    for row in split:
+        for k in range(max(len(cell) for cell in row)):
+            line = "  ".join((cell[k] if k < len(cell) else "").ljust(w)
+                             for cell, w in zip(row, widths, strict=True))
+            lines.append(line.rstrip() if rstrip else line)
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ numbers

@@ -80,7 +80,7 @@ def _cell(run: dict[str, Any] | None, diverged: str,
           diagnoses: dict[str, Diagnosis] | None = None) -> str:
     """A summary cell: a dash (no run), ``diverged`` with the update, or the final test
     accuracy (the final weights', else the last curve point's, marked ``*``) and, given the
-    diagnoses, the verdict labels (upper case when the run failed)."""
+    diagnoses, the verdict labels under it (upper case when the run failed)."""
     if run is None:
         return "—"
     if run["status"] == "diverged":
@@ -91,12 +91,13 @@ def _cell(run: dict[str, Any] | None, diverged: str,
     if not diagnoses:
         return text
     d = diagnoses[run["run_id"]]
-    return f"{text} ({d.summary().upper() if d.failed else d.summary()})"
+    return f"{text}\n{d.summary().upper() if d.failed else d.summary()}"
 
 
 def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
-    """The summary table as text rows (header first), with each run's diagnosis: for terminals
-    and the closing log."""
+    """The summary table as text rows (header first), with each run's diagnosis on a second
+    line of its cell (``render.text_table``), so that three settings fit in 80 columns: for
+    terminals and the closing log."""
     diagnoses = diagnose_all(doc["runs"])
     return grid_table(doc, lambda m, s, run: _cell(run, "diverged@{}", diagnoses))
 
@@ -106,7 +107,7 @@ def format_summary(doc: dict[str, Any]) -> str:
     note = "test accuracy of the final weights (after the last update)"
     if any(not r.get("final_weights") and r["status"] != "diverged" for r in doc["runs"]):
         note += "; * last curve point (record without a final-weights evaluation)"
-    return text_table(summary_rows(doc)) + "\n" + note
+    return text_table(summary_rows(doc), rstrip=True) + "\n" + note
 
 
 __all__ = ["FINAL_NOTE", "format_summary", "render_markdown", "summary_rows"]
