@@ -251,6 +251,24 @@ def test_deferred_points_wait_for_a_free_core_and_change_nothing(monkeypatch,
         assert min(done_at) < total and done_at == sorted(done_at)
 
 
+def test_the_progress_of_a_deferred_run_counts_the_points_not_yet_on_the_curve() -> None:
+    """A point taken is pending until it is on the curve: the progress says how many, so an
+    accuracy older than the update does not pass for the current one; at the end none is."""
+    spec = spec_of(model="model1", epochs=2)
+    events: list[training.Progress] = []
+    with runtime.threads(1):  # no second core: every point waits for the run's end
+        result = train_run(spec, DATA, background_evaluation=True, defer_evaluations=True,
+                           on_progress=events.append, progress_every=5)
+    taken = [e.update // spec.eval_every for e in events]
+    assert all(e.evaluations + e.pending <= n for e, n in zip(events, taken, strict=True))
+    assert max(e.pending for e in events) == 11  # all of them, as the run settles them
+    assert events[-1].done and events[-1].pending == 0
+    assert events[-1].evaluations == len(result.test_accuracy) == 11
+    in_line: list[training.Progress] = []
+    train_run(spec, DATA, on_progress=in_line.append, progress_every=5)
+    assert not any(e.pending for e in in_line)
+
+
 def test_the_service_evaluates_the_points_on_its_own_lowest_priority_thread(monkeypatch) -> None:
     """Every curve point goes to the service as it comes: one thread, the training's, never
     evaluates a point while it trains (no second core); the service's thread does, at Linux's

@@ -19,7 +19,7 @@ from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 from numnet.core import serialize
 from numnet.core.errors import WeightsFileError
 from numnet.lab import experiments, plots, predict, report, training
-from numnet.lab.progress import ProgressDisplay, describe_run
+from numnet.lab.progress import InFlight, ProgressDisplay, describe_run
 from numnet.lab.results import CSV_COLUMNS, results_csv
 from numnet.lab.training import RunResult, RunSpec, train_run
 
@@ -109,6 +109,17 @@ def test_end_line_of_a_run_at_chance_says_not_learning() -> None:
     assert "final weights (update 4001): train 0.1110" in line
     record["final_weights"] = None  # a record made before the final-weights evaluation
     assert "last curve point: train 0.1100" in describe_run(RunResult.from_dict(record))
+
+
+def test_a_run_in_flight_says_how_many_curve_points_are_pending() -> None:
+    waiting = InFlight("model4-setting3", 4125, 16501, 0.9812, 25.0, 1, pending=12)
+    assert waiting.describe() == ("model4-setting3 4125/16501 (165 upd/s, 1 thread, "
+                                  "test 0.9812, 12 curve points pending)")
+    assert waiting.short() == "model4-setting3 25%, 12 curve points pending"
+    one = InFlight("model2-setting1", 100, 1101, None, 0.5, 2, pending=1)
+    assert one.describe() == (
+        "model2-setting1 100/1101 (200 upd/s, 2 threads, 1 curve point pending)")
+    assert InFlight("model1-setting1", 0, 1101, None, 0.0, 1).short() == "model1-setting1 0%"
 
 
 # ----------------------------------------------------------------------------- a reproduce

@@ -81,6 +81,8 @@ class ProgressDisplay:
             parts.append(f"loss/example {p.train_loss:.3f}")
         if p.train_accuracy is not None:
             parts.append(f"train {p.train_accuracy:.4f}, test {p.test_accuracy:.4f}")
+        if p.pending:
+            parts.append(pending_text(p.pending)[2:])
         acc = ", ".join(parts)
         if self.mode == "bars":
             self._bar.update(step)
@@ -102,8 +104,7 @@ class ProgressDisplay:
             self._counted[r.run_id] = r.update
         if self.mode == "bars":
             self._overall.update(step)
-            self._overall.set_postfix_str(", ".join(
-                f"{r.run_id} {100 * r.update / max(r.total, 1):.0f}%" for r in runs))
+            self._overall.set_postfix_str("; ".join(r.short() for r in runs))
         elif self.mode == "log" and time.monotonic() - self._last_log >= self.log_every_s:
             self._last_log = time.monotonic()
             self.log("  in flight: " + "; ".join(r.describe() for r in runs))
@@ -145,12 +146,27 @@ class InFlight:
     test_accuracy: float | None
     elapsed: float
     threads: int
+    #: curve points taken but not yet on the curve (``Progress.pending``): the accuracy
+    #: shown is the last point's on it, older than the update
+    pending: int = 0
 
     def describe(self) -> str:
         rate = self.update / self.elapsed if self.elapsed > 0 else 0.0
         acc = "" if self.test_accuracy is None else f", test {self.test_accuracy:.4f}"
         return (f"{self.run_id} {self.update}/{self.total} ({rate:.0f} upd/s, "
-                f"{self.threads} thread{'s' if self.threads > 1 else ''}{acc})")
+                f"{self.threads} thread{'s' if self.threads > 1 else ''}{acc}"
+                f"{pending_text(self.pending)})")
+
+    def short(self) -> str:
+        """For the overall bar: ``model4-setting3 41%`` (``, 12 points pending``)."""
+        return (f"{self.run_id} {100 * self.update / max(self.total, 1):.0f}%"
+                f"{pending_text(self.pending)}")
+
+
+def pending_text(pending: int) -> str:
+    """``", 12 curve points pending"`` (their evaluations wait for a core or are under way),
+    or nothing."""
+    return f", {plural(pending, 'curve point')} pending" if pending else ""
 
 
 def describe_run(result: RunResult, reused: bool = False) -> str:

@@ -293,7 +293,8 @@ def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, j
     def poll(statuses: list[tuple[RunGroup, list[float], int]]) -> None:
         display.in_flight([
             InFlight(g.task_id, int(p.get("update", 0)), int(p.get("total", 0)),
-                     p.get("test_accuracy"), float(p.get("elapsed", 0.0)), n)
+                     p.get("test_accuracy"), float(p.get("elapsed", 0.0)), n,
+                     int(p.get("pending", 0)))
             for g, values, n in statuses for p in [progress_of(values)]])
 
     outcomes = executor.iter_local(

@@ -28,9 +28,10 @@ from numnet.lab.training import Progress, RunResult, train_run
 from numnet.lab.training.background import ServiceAddress
 
 #: What a worker publishes in its slot: update, total updates, evaluations, last train and
-#: test accuracy (NaN before the first evaluation), seconds since the run started.
+#: test accuracy (NaN before the first evaluation), seconds since the run started, curve
+#: points not yet on the curve.
 PROGRESS_FIELDS = ("update", "total", "evaluations", "train_accuracy", "test_accuracy",
-                   "elapsed")
+                   "elapsed", "pending")
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def _publish(p: Progress) -> None:
         nan = math.nan
         slot.report([p.update, p.total_updates, p.evaluations,
                      nan if p.train_accuracy is None else p.train_accuracy,
-                     nan if p.test_accuracy is None else p.test_accuracy, p.elapsed])
+                     nan if p.test_accuracy is None else p.test_accuracy, p.elapsed,
+                     p.pending])
     executor.checkpoint()  # follow the thread share (results never depend on it)
 
 

@@ -309,6 +309,7 @@ class _Run:
             self.curves["te_acc"][-1] if has_points else None,
             time.perf_counter() - self.start, done,
             train_loss=total_loss / count * self.per_example if count else None,
+            pending=len(self.points),
         ))
 
     def add_point(self, update: int, tr_acc: float, tr_loss: float, te_acc: float,

@@ -200,7 +200,9 @@ class Progress:
 
     ``train_loss``: the mean training loss *per example* of the batches since the previous
     report (a summed batch loss divided by the batch size), None before the first update;
-    ln 10 = 2.30 is a uniform guess over the 10 classes."""
+    ln 10 = 2.30 is a uniform guess over the 10 classes. ``pending``: curve points taken (their
+    weights copied) but not yet on the curve -- evaluated beside the training, or waiting for
+    a free core -- so the accuracies are those of the last point on it."""
 
     spec: RunSpec
     update: int
@@ -211,3 +213,4 @@ class Progress:
     elapsed: float
     done: bool = False
     train_loss: float | None = None
+    pending: int = 0
