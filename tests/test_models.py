@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import numnet
-from numnet.core import gradcheck
+from numnet.core import gradcheck, runtime
 from numnet.core.errors import KernelsError
 from numnet.core.losses import softmax_cross_entropy
 from numnet.core.models import build
@@ -351,6 +351,23 @@ def test_evaluation_in_chunks_equals_one_pass() -> None:
         np.testing.assert_allclose(m.predict(x), m.forward(x), rtol=1e-13, atol=1e-13)
         m.eval_chunk = 7
         np.testing.assert_allclose(m.predict(x), m.forward(x), rtol=1e-13, atol=1e-13)
+
+
+def test_a_rows_float32_logits_do_not_depend_on_the_evaluation_chunk() -> None:
+    """Bit for bit, with BLAS on one thread as in a run: a curve point evaluated beside the
+    training (1,000-row chunks) is the one evaluated in line (the model's own chunks), and the
+    default chunk may change without changing a result. (A dense GEMM of a few rows, e.g. 7,
+    may take another BLAS kernel and round differently; the chunks here are the ones used.)"""
+    x = np.random.default_rng(3).random((300, 784), dtype=np.float32)
+    for name, chunks in (("model4", (7, 64, 256, 1000)), ("model2", (64, 256, 500, 1000))):
+        m = build(name, seed=1)
+        first = m.eval_chunk
+        every = []
+        with runtime.single_threaded_blas():
+            for chunk in (first, *chunks):
+                m.eval_chunk = chunk
+                every.append(m.forward(x, train=False))
+        assert all(np.array_equal(every[0], logits) for logits in every[1:]), name
 
 
 def test_sequential_plans_any_layer_list() -> None:
