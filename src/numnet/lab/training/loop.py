@@ -218,7 +218,7 @@ class _Run:
             defer_evaluations or evaluation_service is not None)
         #: evaluated (or to be), not yet on the curve, oldest first
         self.points: deque[CurvePoint] = deque()
-        self.start = time.perf_counter()
+        self.start = 0.0  # time.perf_counter() when the loop starts (train)
 
     # -------------------------------------------------------------------- the loop
 
