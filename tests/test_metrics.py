@@ -14,8 +14,8 @@ import numnet.lab.data
 from numnet.lab import protocol as protocol_mod
 from numnet.lab import sweep
 from numnet.lab.cli import main
-from numnet.lab.metrics import METRICS_COLUMNS, EvaluationClock, metrics_csv, metrics_rows
-from numnet.lab.training import Progress, RunSpec
+from numnet.lab.metrics import METRICS_COLUMNS, metrics_csv, metrics_rows
+from numnet.lab.training import RunSpec, train_run
 
 DATA = tiny_datasets()
 TRAIN = ["train", "--model", "1", "--epochs", "2", "--lr", "0.01", "--batch-size", "10",
@@ -96,13 +96,12 @@ def test_metrics_rows_include_the_final_weights_when_the_record_has_them() -> No
     assert metrics_csv(run).splitlines()[0] == ",".join(METRICS_COLUMNS)
 
 
-def test_evaluation_clock_notes_each_evaluation_and_forwards() -> None:
-    seen = []
-    clock = EvaluationClock(seen.append)
-    spec = RunSpec(model="model1", epochs=1, lr=0.1)
-    for update, evals, elapsed in ((5, 0, 0.1), (10, 1, 0.2), (15, 1, 0.3), (20, 2, 0.4)):
-        clock(Progress(spec, update, 20, evals, None, None, elapsed))
-    assert clock.times == [0.2, 0.4] and len(seen) == 4
+def test_a_run_notes_the_time_of_each_evaluation() -> None:
+    result = train_run(RunSpec(model="model1", epochs=1, lr=0.1, batch_size=10, eval_every=10,
+                               eval_train_examples=100, eval_test_examples=100), tiny_datasets())
+    times = result.evaluation_times
+    assert len(times) == result.evaluations > 1
+    assert times == sorted(times) and 0 < times[-1] <= result.wall_time
 
 
 def test_sweep_writes_a_metrics_csv_per_task(tmp_path) -> None:

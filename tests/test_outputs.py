@@ -21,7 +21,7 @@ from numnet.core.errors import WeightsFileError
 from numnet.lab import experiments, plots, predict, report, training
 from numnet.lab.progress import InFlight, ProgressDisplay, describe_run
 from numnet.lab.results import CSV_COLUMNS, results_csv
-from numnet.lab.training import RunResult, RunSpec, train_run
+from numnet.lab.training import Reporter, RunResult, RunSpec, train_run
 
 DATA = tiny_datasets()  # 550 train, 200 test
 
@@ -77,8 +77,8 @@ def test_progress_reports_the_training_loss_per_example() -> None:
     first = {}
     for reduction in ("sum", "mean"):
         seen = []
-        train_run(tiny_spec(reduction=reduction, epochs=1), DATA, progress_every=1,
-                  on_progress=seen.append)
+        train_run(tiny_spec(reduction=reduction, epochs=1), DATA,
+                  plugins=[Reporter(seen.append, every=1)])
         assert seen[0].update == 1 and seen[-1].done
         first[reduction] = seen[0].train_loss
     assert first["sum"] == pytest.approx(first["mean"], rel=1e-5)
@@ -90,7 +90,7 @@ def test_log_lines_show_the_loss_and_the_end_line_the_verdict() -> None:
     display = ProgressDisplay("log", lines.append, total_updates=111, log_every_s=0.0)
     spec = tiny_spec()
     display.start_run("[1/1]", spec, 111)
-    result = train_run(spec, DATA, on_progress=display.update)
+    result = train_run(spec, DATA, plugins=[Reporter(display.update)])
     display.end_run("[1/1]", result, 111)
     assert any("loss/example " in line for line in lines[1:-1])
     end = lines[-1]
@@ -111,14 +111,13 @@ def test_end_line_of_a_run_at_chance_says_not_learning() -> None:
     assert "last curve point: train 0.1100" in describe_run(RunResult.from_dict(record))
 
 
-def test_a_run_in_flight_says_how_many_curve_points_are_pending() -> None:
-    waiting = InFlight("model4-setting3", 4125, 16501, 0.9812, 25.0, 1, pending=12)
-    assert waiting.describe() == ("model4-setting3 4125/16501 (165 upd/s, 1 thread, "
-                                  "test 0.9812, 12 curve points pending)")
-    assert waiting.short() == "model4-setting3 25%, 12 curve points pending"
-    one = InFlight("model2-setting1", 100, 1101, None, 0.5, 2, pending=1)
-    assert one.describe() == (
-        "model2-setting1 100/1101 (200 upd/s, 2 threads, 1 curve point pending)")
+def test_a_run_in_flight_says_where_it_is() -> None:
+    running = InFlight("model4-setting3", 4125, 16501, 0.9812, 25.0, 1)
+    assert running.describe() == ("model4-setting3 4125/16501 (165 upd/s, 1 thread, "
+                                  "test 0.9812)")
+    assert running.short() == "model4-setting3 25%"
+    one = InFlight("model2-setting1", 100, 1101, None, 0.5, 2)
+    assert one.describe() == "model2-setting1 100/1101 (200 upd/s, 2 threads)"
     assert InFlight("model1-setting1", 0, 1101, None, 0.0, 1).short() == "model1-setting1 0%"
 
 

@@ -19,7 +19,7 @@ from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
 from numnet.core import serialize
 from numnet.core.errors import NumnetError
-from numnet.lab import executor, experiments, protocol, training
+from numnet.lab import experiments, protocol, training
 from numnet.lab.cli import main
 from numnet.lab.records import strip_timing
 
@@ -73,24 +73,12 @@ def shared(protos, tmp_path_factory) -> experiments.ReproduceOutcome:
 # ----------------------------------------------------------------------------- workers
 
 
-def test_jobs_1_and_2_give_identical_results(protos, tmp_path, monkeypatch) -> None:
-    """... and with workers, the longest run sends its curve points to this process's
-    evaluation service (training.service), where the platform has one."""
-    served = []
-    serve = training.service.EvaluationService._serve
-
-    def counting(self, conn):
-        served.append(conn)
-        return serve(self, conn)
-
-    monkeypatch.setattr(training.service.EvaluationService, "_serve", counting)
+def test_jobs_1_and_2_give_identical_results(protos, tmp_path) -> None:
     one = run(protos["tiny"], tmp_path / "one", jobs=1)
-    assert not served
     two = run(protos["tiny"], tmp_path / "two", jobs=2)
-    assert len(served) == (1 if training.service.available() else 0)
     a, b = load(one.out_dir), load(two.out_dir)
     assert (a["timing"]["jobs"], b["timing"]["jobs"]) == (1, 2)
-    assert b["timing"]["threads_per_run"] == "1, up to 2 once cores are idle (BLAS 1)"
+    assert b["timing"]["threads_per_run"] == experiments.runner.WORKER_THREADS
     assert strip_timing(a) == strip_timing(b)
     assert ((one.out_dir / "results.csv").read_text()
             == (two.out_dir / "results.csv").read_text())
@@ -132,16 +120,6 @@ def test_a_failing_run_on_a_worker_is_one_error(protos, tmp_path) -> None:
     with pytest.raises(protocol.ProtocolError, match="eval_test_examples = 200 is larger"):
         experiments.reproduce(protos["tiny"], bad, tmp_path / "bad", progress="none",
                               log=lambda s: None, jobs=2)
-
-
-def test_thread_shares() -> None:
-    # while runs wait, one thread per run; then the idle cores go to the running ones
-    assert executor.thread_shares(2, 2, waiting=True, max_threads=2) == [1, 1]
-    assert executor.thread_shares(1, 2, waiting=False, max_threads=2) == [2]
-    assert executor.thread_shares(3, 8, waiting=False, max_threads=None) == [3, 3, 2]
-    assert executor.thread_shares(3, 8, waiting=False, max_threads=2) == [2, 2, 2]
-    assert executor.thread_shares(4, 2, waiting=False, max_threads=2) == [1, 1, 1, 1]
-    assert executor.thread_shares(0, 2, waiting=False, max_threads=2) == []
 
 
 # ----------------------------------------------------------------------------- shared starts
@@ -241,7 +219,7 @@ def test_prefix_must_share_everything_but_the_epochs() -> None:
     spec = experiments.plan_runs(protocol.loads(SHARED_PROTOCOL))[0]
     other = dataclasses.replace(spec, lr=spec.lr * 2, epochs=1)
     with pytest.raises(ValueError, match="is not a prefix"):
-        training.train_run(spec, DATA, shorter=[other])
+        training.train_run(spec, DATA, plugins=[training.ShorterRuns([other], print)])
 
 
 # ----------------------------------------------------------------------------- Ctrl-C

@@ -81,7 +81,7 @@ def test_evaluation_uses_first_train_examples_in_file_order() -> None:
 def test_divergence_stops_at_the_right_update(at: int) -> None:
     spec = tiny_spec()
     source = PoisonedBatches(training.make_batch_source(spec, DATA.train), at)
-    result = train_run(spec, DATA, batch_source=source)
+    result = train_run(spec, DATA, batches=source)
     assert result.status == "diverged" and result.diverged
     assert result.diverged_at_update == at
     assert result.divergence_reason == "non-finite training loss"
@@ -157,14 +157,14 @@ def test_initial_model_is_trained_in_place_and_data_left_alone() -> None:
     spec = tiny_spec()
     model = training.build_model(spec)
     before = DATA.train.epochs_completed
-    result = train_run(spec, DATA, initial_model=model)
+    result = train_run(spec, DATA, stepper=training.NumnetStepper(model, spec.lr, spec.reduction))
     assert result.model is model
     assert DATA.train.epochs_completed == before
 
 
 def test_progress_callback() -> None:
     events: list[training.Progress] = []
-    result = train_run(tiny_spec(), DATA, on_progress=events.append, progress_every=5)
+    result = train_run(tiny_spec(), DATA, plugins=[training.Reporter(events.append, every=5)])
     updates = [e.update for e in events]
     assert updates == sorted(updates)
     assert events[-1].done and events[-1].update == result.updates

@@ -12,19 +12,10 @@ inherited threads or locks) and yields each outcome as it finishes:
   terminated and joined before the generator returns: no worker outlives it. Workers ignore
   SIGINT (a terminal sends it to the whole process group), so only the parent decides.
 
-Every task runs in a *slot* (0 .. jobs-1, one per task in flight), a few numbers in shared
-memory (no pipes, nothing to drain):
-
-- the worker's progress (:meth:`WorkerSlot.report`), which the parent reads for its in-flight
-  status (``poll``, every ``poll_every`` seconds while tasks run);
-- the worker's thread share (numnet's own threads: evaluation lanes and an evaluation beside
-  the training, neither of which changes a number; BLAS stays pinned), set by the parent
-  when ``cores`` is given: one thread per task while tasks wait; once fewer tasks than cores
-  remain, the cores are split among the running ones (the earlier submitted -- the longer,
-  when the caller sorts longest first -- get the remainder), at most ``max_threads`` each.
-  A task follows its share at each :func:`checkpoint` (e.g. from its progress callback);
-  results never depend on the thread count (``numnet.core.runtime``), so a share may change
-  in the middle of a task.
+Every task runs in a *slot* (0 .. jobs-1, one per task in flight): a few numbers in shared
+memory where the worker publishes its progress (:meth:`WorkerSlot.report`) and the parent
+reads it for its in-flight status (``poll``, every ``poll_every`` seconds while tasks run).
+Display only: nothing flows back to the task.
 
 A worker whose parent was killed (SIGKILL: no Ctrl-C, no cleanup) ends itself: a watchdog
 thread waits on the parent's sentinel and exits the worker at once (and on Linux the kernel
@@ -80,7 +71,7 @@ def failure(task: Any, exc: BaseException, tb: Any = None, attempts: int = 1) ->
 #: What :func:`iter_local` yields per task: ``(task, result, None)`` or ``(task, None, failure)``.
 Outcome = tuple[Any, Any, TaskFailure | None]
 #: ``poll(statuses)``: the tasks in flight, in submission order, as ``(task, values, threads)``
-#: -- the numbers its worker last reported (:meth:`WorkerSlot.report`) and its thread share.
+#: -- the numbers its worker last reported (:meth:`WorkerSlot.report`) and its thread count.
 Poll = Callable[[list[tuple[Any, list[float], int]]], None]
 
 
@@ -110,26 +101,16 @@ def pin_threads(threads: int | None) -> None:
     _PINNED.append(setting)
 
 
-def follow_share(threads: int) -> None:
-    """Give numnet's own threads (``numnet.core.runtime.set_threads``: evaluation lanes, an
-    evaluation beside the training) a task's thread share. BLAS keeps its pinned count:
-    OpenBLAS's results depend on its thread count for some shapes, numnet's threads change no
-    number."""
-    if runtime.get_threads() != threads:
-        runtime.set_threads(threads)
-
-
 # ------------------------------------------------------------------------------ slots
 
 
 class Slots:
-    """Shared memory of the tasks in flight: per slot a thread share (the parent writes it)
-    and ``fields`` progress numbers (the worker writes them). Lock-free: one writer per value,
-    and a torn read only shows a progress line a moment old."""
+    """Shared memory of the tasks in flight: per slot ``fields`` progress numbers (the worker
+    writes them). Lock-free: one writer per value, and a torn read only shows a progress line
+    a moment old."""
 
     def __init__(self, jobs: int, fields: int, ctx: Any) -> None:
         self.jobs, self.fields = jobs, fields
-        self.threads = ctx.RawArray("i", [1] * jobs)
         self.values = ctx.RawArray("d", jobs * fields)
 
     def read(self, slot: int) -> list[float]:
@@ -152,10 +133,6 @@ class WorkerSlot:
         n = min(len(values), f)
         self.slots.values[self.index * f:self.index * f + n] = [float(v) for v in values[:n]]
 
-    def thread_share(self) -> int:
-        """The thread count the parent gives this task now (at least 1)."""
-        return max(1, int(self.slots.threads[self.index]))
-
 
 _WORKER: dict[str, Any] = {"slots": None, "slot": None}
 
@@ -164,15 +141,6 @@ def current_slot() -> WorkerSlot | None:
     """The running task's slot in a worker of :func:`iter_local`; None anywhere else (the
     parent process, a Dask worker)."""
     return _WORKER["slot"]
-
-
-def checkpoint() -> None:
-    """Called by a running task now and then, between two steps (e.g. from its progress
-    callback): gives numnet's threads the share the parent gives the task now. A no-op
-    outside :func:`iter_local`'s workers."""
-    slot = current_slot()
-    if slot is not None:
-        follow_share(slot.thread_share())
 
 
 def _watch_parent() -> None:
@@ -219,23 +187,9 @@ def _init_worker(slots: Slots, threads: int | None, initializer: Callable[..., N
 def _run_in_slot(index: int, fn: Callable[..., Any], *args: Any) -> Any:
     _WORKER["slot"] = WorkerSlot(_WORKER["slots"], index)
     try:
-        checkpoint()
         return fn(*args)
     finally:
         _WORKER["slot"] = None
-
-
-def thread_shares(running: int, cores: int, waiting: bool, max_threads: int | None) -> list[int]:
-    """Threads of each of ``running`` tasks (in submission order): 1 each while tasks are
-    ``waiting`` (every core has a task), else ``cores`` split among them, the first ones
-    getting the remainder, at most ``max_threads`` each."""
-    if running == 0:
-        return []
-    if waiting or running >= cores:
-        return [1] * running
-    base, extra = divmod(cores, running)
-    shares = [base + (1 if k < extra else 0) for k in range(running)]
-    return [min(s, max_threads) if max_threads else s for s in shares]
 
 
 # ------------------------------------------------------------------------------ the executor
@@ -249,8 +203,6 @@ def iter_local(
     jobs: int,
     retries: int = 0,
     threads: int | None = 1,
-    cores: int | None = None,
-    max_threads: int | None = None,
     initializer: Callable[..., None] | None = None,
     initargs: tuple[Any, ...] = (),
     fields: int = 8,
@@ -263,8 +215,7 @@ def iter_local(
     given (sort longest first); yield ``(task, result, None)`` or ``(task, None, failure)`` as
     each finishes (see the module docstring for faults, interruption and slots).
 
-    ``threads``: every worker's pinned thread count at start (None: left alone). ``cores``:
-    hand out thread shares over this many cores (None: no shares; tasks keep ``threads``).
+    ``threads``: every worker's pinned thread count (None: left alone).
     ``initializer(*initargs)`` runs once in every worker after the threads are pinned (e.g. to
     install data). ``fn`` and ``initializer`` must be importable by the workers. ``what``
     names the command in log lines."""
@@ -280,14 +231,6 @@ def iter_local(
         return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                       initargs=(slots, threads, initializer, initargs))
 
-    def share_threads() -> None:
-        if cores is None:
-            return
-        order = sorted(in_flight.values(), key=lambda ts: ts[1])  # by submission
-        for (_, slot), n in zip(order, thread_shares(len(order), cores, bool(pending),
-                                                     max_threads), strict=True):
-            slots.threads[slot] = n
-
     pool = new_pool()
     in_flight: dict[cf.Future, tuple[Any, int]] = {}  # future -> (task, slot)
     finished = False
@@ -298,7 +241,6 @@ def iter_local(
             while pending and len(in_flight) < jobs:
                 task, slot = pending.popleft(), free.pop(0)
                 slots.clear(slot)
-                slots.threads[slot] = 1 if cores is not None else (threads or 1)
                 try:
                     fut = pool.submit(_run_in_slot, slot, fn, task, *args)
                 except cf.process.BrokenProcessPool:  # broke since the last wait
@@ -307,7 +249,6 @@ def iter_local(
                     broken = True
                     break
                 in_flight[fut] = (task, slot)
-            share_threads()
             if not broken:
                 while True:
                     done, _ = cf.wait(in_flight, timeout=poll_every if poll else None,
@@ -315,7 +256,7 @@ def iter_local(
                     if done:
                         break
                     if poll is not None:
-                        poll([(t, slots.read(s), int(slots.threads[s]))
+                        poll([(t, slots.read(s), threads or 1)
                               for t, s in sorted(in_flight.values(), key=lambda ts: ts[1])])
                 broken = any(isinstance(f.exception(), cf.process.BrokenProcessPool)
                              for f in done)
@@ -326,7 +267,6 @@ def iter_local(
                 task, _ = in_flight.pop(fut)
                 exc = fut.exception()
                 if exc is None:
-                    share_threads()  # before the consumer's turn: the others speed up now
                     yield task, fut.result(), None
                 elif isinstance(exc, cf.process.BrokenProcessPool):
                     died[task.task_id] = died.get(task.task_id, 0) + 1

@@ -13,9 +13,8 @@ record: ``runs/<run_id>.metrics.csv`` (``tasks/<task_id>.metrics.csv`` in a swee
   ``test`` (the first ``eval_test_examples`` test examples);
 - ``loss``: mean cross-entropy per example on that split; ``accuracy``: fraction correct;
 - ``wall_time``: seconds from the start of the run's training loop to the end of that
-  evaluation -- when it was put on the curve: the points of ``reproduce``'s longest run wait
-  for a free core (``training.background``), so theirs come late and close together; empty
-  when it was not recorded (a file rebuilt from an older record);
+  evaluation (``RunResult.evaluation_times``); empty when it was not recorded (a file rebuilt
+  from an older record);
 - ``point``: ``curve`` for the protocol's learning-curve evaluations (every ``eval_every``
   updates), ``final`` for the evaluation of the final weights after the last update (those
   saved and used by ``numnet predict``), present when the run's record has one.
@@ -30,35 +29,17 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from numnet.core.io import write_text
-from numnet.lab.training import Progress
 from numnet.lab.training.internals import internals_cells, internals_columns
 
 METRICS_COLUMNS = ("update", "epoch", "samples_seen", "split", "loss", "accuracy", "wall_time",
                    "point")
 SPLITS = ("train", "test")
 SUFFIX = ".metrics.csv"
-
-
-class EvaluationClock:
-    """An ``on_progress`` callback for ``train_run`` that notes the elapsed time of each
-    evaluation (``times[k]``: seconds at the end of the k-th), then passes the progress on to
-    ``forward`` (e.g. the progress display) when given."""
-
-    def __init__(self, forward: Callable[[Progress], None] | None = None) -> None:
-        self.forward = forward
-        self.times: list[float] = []
-
-    def __call__(self, progress: Progress) -> None:
-        # train_run reports right after every evaluation; ``evaluations`` counts them.
-        while len(self.times) < progress.evaluations:
-            self.times.append(progress.elapsed)
-        if self.forward is not None:
-            self.forward(progress)
 
 
 def metrics_path(record_path: str | Path) -> Path:
@@ -76,7 +57,7 @@ def metrics_rows(run: dict[str, Any], train_examples: int | None = None,
     """The rows of the metrics CSV of ``run`` (a ``RunResult.to_dict()``), header excluded.
 
     ``train_examples``: the size of the train split (for ``epoch``); ``times``: the elapsed
-    seconds of each curve evaluation (:class:`EvaluationClock`); either may be None."""
+    seconds of each curve evaluation (``RunResult.evaluation_times``); either may be None."""
     batch = int(run["spec"]["batch_size"])
 
     def epoch(samples: int) -> str:

@@ -81,8 +81,6 @@ class ProgressDisplay:
             parts.append(f"loss/example {p.train_loss:.3f}")
         if p.train_accuracy is not None:
             parts.append(f"train {p.train_accuracy:.4f}, test {p.test_accuracy:.4f}")
-        if p.pending:
-            parts.append(pending_text(p.pending))
         acc = ", ".join(parts)
         if self.mode == "bars":
             self._bar.update(step)
@@ -146,27 +144,16 @@ class InFlight:
     test_accuracy: float | None
     elapsed: float
     threads: int
-    #: curve points taken but not yet on the curve (``Progress.pending``): the accuracy
-    #: shown is the last point's on it, older than the update
-    pending: int = 0
 
     def describe(self) -> str:
         rate = self.update / self.elapsed if self.elapsed > 0 else 0.0
         acc = "" if self.test_accuracy is None else f", test {self.test_accuracy:.4f}"
         return (f"{self.run_id} {self.update}/{self.total} ({rate:.0f} upd/s, "
-                f"{self.threads} thread{'s' if self.threads > 1 else ''}{acc}{self._pending()})")
+                f"{self.threads} thread{'s' if self.threads > 1 else ''}{acc})")
 
     def short(self) -> str:
-        """For the overall bar: ``model4-setting3 41%`` (``, 12 curve points pending``)."""
-        return f"{self.run_id} {100 * self.update / max(self.total, 1):.0f}%{self._pending()}"
-
-    def _pending(self) -> str:
-        return f", {pending_text(self.pending)}" if self.pending else ""
-
-
-def pending_text(pending: int) -> str:
-    """``"12 curve points pending"``: their evaluations wait for a core or are under way."""
-    return f"{plural(pending, 'curve point')} pending"
+        """For the overall bar: ``model4-setting3 41%``."""
+        return f"{self.run_id} {100 * self.update / max(self.total, 1):.0f}%"
 
 
 def describe_run(result: RunResult, reused: bool = False) -> str:

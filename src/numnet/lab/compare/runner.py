@@ -29,7 +29,14 @@ from numnet.lab.protocol import Protocol
 from numnet.lab.records import timestamp
 from numnet.lab.reference_torch import ReferenceTrainer, import_torch, reference_from_numnet
 from numnet.lab.results import QUICK_LABEL
-from numnet.lab.training import RunResult, RunSpec, build_model, expected_updates, train_run
+from numnet.lab.training import (
+    Reporter,
+    RunResult,
+    RunSpec,
+    build_model,
+    expected_updates,
+    train_run,
+)
 
 
 @dataclass
@@ -129,7 +136,8 @@ def _run_compare(protocol: Protocol, data: Datasets | None, out_dir: Path,
                 total = totals[spec.run_id]
                 label = f"[{k}/{len(specs)}]"
                 display.start_run(f"{label} numnet", spec, total)
-                numnet_run = train_run(spec, data, device=device, on_progress=display.update)
+                numnet_run = train_run(spec, data, device=device,
+                                       plugins=[Reporter(display.update)])
                 display.end_run(f"{label} numnet", numnet_run, total)
 
                 def torch_run(cl: bool, spec: RunSpec = spec, label: str = label,
@@ -140,7 +148,8 @@ def _run_compare(protocol: Protocol, data: Datasets | None, out_dir: Path,
                     stepper = ReferenceTrainer(twin, lr=spec.lr, reduction=spec.reduction,
                                                channels_last=cl)
                     display.start_run(name, spec, total)
-                    result = train_run(spec, data, on_progress=display.update, stepper=stepper)
+                    result = train_run(spec, data, stepper=stepper,
+                                       plugins=[Reporter(display.update)])
                     display.end_run(name, result, total)
                     return result
 

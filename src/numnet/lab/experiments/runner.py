@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,18 +29,16 @@ from numnet.lab.experiments.work import (
     train_group,
     work_group,
 )
-from numnet.lab.metrics import EvaluationClock, metrics_path, write_metrics
+from numnet.lab.metrics import metrics_path, write_metrics
 from numnet.lab.progress import InFlight, Log, ProgressDisplay, plural, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, timestamp
 from numnet.lab.report import diagnosis_records, write_report
 from numnet.lab.results import QUICK_LABEL, results_csv, results_document
-from numnet.lab.training import RunResult, RunSpec, expected_updates, train_run
-from numnet.lab.training import service as service_mod
+from numnet.lab.training import Reporter, RunResult, RunSpec, expected_updates, train_run
 
-#: The most threads one run gets from the cores left idle: one to train, one to evaluate beside
-#: it (numnet.lab.training.background); a training step of batch 100 runs on one thread.
-MAX_THREADS_PER_RUN = 2
+#: numnet threads of each worker process (evaluation lanes; a training step runs on one)
+WORKER_THREADS = 1
 
 
 @dataclass
@@ -187,7 +183,6 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
     # Each run's evidence figures depend on its record alone: with workers, the worker that
     # trained a run draws them, not this process after the last run (experiments.figures).
     ctx = RunContext(out, phash, info["fingerprint"], device,
-                     background_evaluation=uses_cores(threads),
                      draw_figures=make_report and jobs > 1)
     worker_cpu = [0.0]
     drawn: dict[str, dict[str, bytes]] = {}  # run_id -> its evidence figures, drawn already
@@ -243,8 +238,7 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
         "reused_runs": list(outcome.reused),
         # worker processes (1: this process) and their threads; results depend on neither
         "jobs": jobs,
-        "threads_per_run": (threads if threads or jobs == 1
-                            else f"1, up to {MAX_THREADS_PER_RUN} once cores are idle (BLAS 1)"),
+        "threads_per_run": threads if threads or jobs == 1 else WORKER_THREADS,
         "shared_runs": {r.run_id: r.shared_with for r in trained if r.shared_with},
     }
     outcome.results_json = results_document(
@@ -263,12 +257,6 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
     return outcome
 
 
-def uses_cores(threads: int | None) -> bool:
-    """Whether a training may evaluate beside itself on another core: more than one core to
-    run on, and no ``--threads 1`` (the numbers are the same either way)."""
-    return available_cores() > 1 and (threads is None or threads > 1)
-
-
 def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, jobs: int,
                       threads: int | None, display: ProgressDisplay,
                       ended: Callable[[RunResult], None], worker_cpu: list[float],
@@ -279,27 +267,15 @@ def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, j
     stopped); an interruption stops the workers and removes their half-written files (every
     complete file stays)."""
     order = sorted(groups, key=lambda g: -estimated_cost(g.trained))  # stable among equals
-    services = contextlib.ExitStack()
-    if ctx.background_evaluation and order:
-        # The longest run is the critical path: its curve points are evaluated on the cores
-        # the others leave -- by this process, idle meanwhile (training.service), or where
-        # it cannot run at the lowest priority, by that worker once a core is free
-        # (training.background) -- rather than take turns with its training.
-        ctx = dataclasses.replace(ctx, defer_evaluations_of=order[0].task_id)
-        if service_mod.available():
-            service = services.enter_context(service_mod.EvaluationService(data))
-            ctx = dataclasses.replace(ctx, evaluation_service=service.address)
 
     def poll(statuses: list[tuple[RunGroup, list[float], int]]) -> None:
         display.in_flight([
             InFlight(g.task_id, int(p.get("update", 0)), int(p.get("total", 0)),
-                     p.get("test_accuracy"), float(p.get("elapsed", 0.0)), n,
-                     int(p.get("pending", 0)))
+                     p.get("test_accuracy"), float(p.get("elapsed", 0.0)), n)
             for g, values, n in statuses for p in [progress_of(values)]])
 
     outcomes = executor.iter_local(
-        order, work_group, (ctx,), jobs=jobs, threads=threads or 1,
-        cores=None if threads else available_cores(), max_threads=MAX_THREADS_PER_RUN,
+        order, work_group, (ctx,), jobs=jobs, threads=threads or WORKER_THREADS,
         initializer=install_data, initargs=(data,), fields=len(PROGRESS_FIELDS), poll=poll,
         log=display.message, what="numnet reproduce")
     try:
@@ -315,7 +291,6 @@ def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, j
                 ended(result)
     finally:
         outcomes.close()  # stops and joins the workers when interrupted or failed
-        services.close()  # after the workers: no run is left to serve
         for folder in ("runs", "weights"):
             remove_stale_parts(ctx.out_dir / folder, older_than_s=0)
 
@@ -354,13 +329,12 @@ def train_one(
         display = ProgressDisplay(progress, log, total)
         try:
             display.start_run("[1/1]", spec, total)
-            clock = EvaluationClock(display.update)
             with runtime.threads(threads):
-                result = train_run(spec, data, device=device, on_progress=clock,
-                                   background_evaluation=uses_cores(threads))
+                result = train_run(spec, data, device=device,
+                                   plugins=[Reporter(display.update)])
             # no end-of-run line: the caller reports the one run's result (train prints it)
         finally:
             display.close()
         save_run(out, result, protocol_hash="", fingerprint=fingerprint,
-                 train_examples=data.train.num_examples, evaluation_times=clock.times)
+                 train_examples=data.train.num_examples)
     return result

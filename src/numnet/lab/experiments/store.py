@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +58,9 @@ def load_run(out_dir: Path, spec: RunSpec, protocol_hash: str,
 
 
 def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: str, *,
-             train_examples: int | None = None,
-             evaluation_times: Sequence[float] | None = None) -> None:
+             train_examples: int | None = None) -> None:
     """Save a finished run: its weights first, its metrics CSV (``train_examples``: the train
-    split's size, for the epoch column; ``evaluation_times``: seconds at each evaluation, from
-    :class:`numnet.lab.metrics.EvaluationClock`), then its record (the 'finished' marker)."""
+    split's size, for the epoch column), then its record (the 'finished' marker)."""
     record_path, weights_path = run_paths(out_dir, result.run_id)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     if result.model is not None:  # serialize.save is atomic
@@ -74,7 +72,8 @@ def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: 
             "final_test_accuracy": result.final_test_accuracy,
             "final_weights": result.final_weights,
         })
-    write_metrics(record_path, result.to_dict(), train_examples, evaluation_times)
+    write_metrics(record_path, result.to_dict(), train_examples,
+                  result.evaluation_times or None)
     write_json(record_path, {
         "format": RUN_FORMAT,
         "protocol_hash": protocol_hash,

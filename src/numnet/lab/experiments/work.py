@@ -23,15 +23,12 @@ from numnet.lab import executor
 from numnet.lab.experiments.figures import draw_figures
 from numnet.lab.experiments.plan import RunGroup
 from numnet.lab.experiments.store import save_run
-from numnet.lab.metrics import EvaluationClock
-from numnet.lab.training import Progress, RunResult, train_run
-from numnet.lab.training.background import ServiceAddress
+from numnet.lab.training import Progress, Reporter, RunResult, ShorterRuns, train_run
 
 #: What a worker publishes in its slot: update, total updates, evaluations, last train and
-#: test accuracy (NaN before the first evaluation), seconds since the run started, curve
-#: points not yet on the curve.
+#: test accuracy (NaN before the first evaluation), seconds since the run started.
 PROGRESS_FIELDS = ("update", "total", "evaluations", "train_accuracy", "test_accuracy",
-                   "elapsed", "pending")
+                   "elapsed")
 
 
 @dataclass(frozen=True)
@@ -42,14 +39,6 @@ class RunContext:
     protocol_hash: str
     fingerprint: str
     device: str = "cpu"
-    #: evaluate curve points beside the training (``train_run``'s ``background_evaluation``)
-    background_evaluation: bool = False
-    #: the group whose curve points wait for a free core (``train_run``'s
-    #: ``defer_evaluations``): the longest, the critical path of a reproduce on workers
-    defer_evaluations_of: str | None = None
-    #: where that group sends its curve points to be evaluated (``train_run``'s
-    #: ``evaluation_service``): the reproducing process, on the cores the workers leave
-    evaluation_service: ServiceAddress | None = None
     #: workers draw their runs' evidence figures as each group ends (experiments.figures)
     draw_figures: bool = False
 
@@ -61,12 +50,10 @@ def train_group(group: RunGroup, ctx: RunContext, data: Datasets,
     draw its evidence figures into ``figures`` when given: a shorter run's overlap the rest
     of the group); the results (models dropped, saved) in ``group.specs`` order."""
     done: dict[str, RunResult] = {}
-    clock = EvaluationClock(on_progress)  # a shorter run's evaluations are the first ones
 
     def save(result: RunResult) -> None:
         save_run(ctx.out_dir, result, ctx.protocol_hash, ctx.fingerprint,
-                 train_examples=data.train.num_examples,
-                 evaluation_times=clock.times[:result.evaluations])
+                 train_examples=data.train.num_examples)
         if figures is not None:
             figures.update(draw_figures([result]))
         result.model = None  # saved; do not keep (or send) every model
@@ -75,13 +62,10 @@ def train_group(group: RunGroup, ctx: RunContext, data: Datasets,
     # BLAS on one thread: OpenBLAS's sums depend on its thread count for some GEMM shapes (a
     # batch of 100 through 784 -> 32), so a run's numbers would depend on --threads, --jobs
     # and on when a worker's thread share changes. numnet's own threads split by sizes only.
-    critical = group.task_id == ctx.defer_evaluations_of
+    plugins = [Reporter(on_progress)] if on_progress is not None else []
     with runtime.single_threaded_blas():
-        save(train_run(group.trained, data, device=ctx.device, on_progress=clock,
-                       shorter=group.shorter, on_shorter=save,
-                       background_evaluation=ctx.background_evaluation,
-                       defer_evaluations=critical,
-                       evaluation_service=ctx.evaluation_service if critical else None))
+        save(train_run(group.trained, data, device=ctx.device,
+                       plugins=[*plugins, ShorterRuns(group.shorter, save)]))
     return [done[s.run_id] for s in group.specs]
 
 
@@ -102,9 +86,7 @@ def _publish(p: Progress) -> None:
         nan = math.nan
         slot.report([p.update, p.total_updates, p.evaluations,
                      nan if p.train_accuracy is None else p.train_accuracy,
-                     nan if p.test_accuracy is None else p.test_accuracy, p.elapsed,
-                     p.pending])
-    executor.checkpoint()  # follow the thread share (results never depend on it)
+                     nan if p.test_accuracy is None else p.test_accuracy, p.elapsed])
 
 
 def work_group(group: RunGroup, ctx: RunContext

@@ -15,7 +15,6 @@ from numnet.core.errors import NumnetError
 from numnet.lab import data as data_mod
 from numnet.lab.environment import blas_thread_counts, data_info
 from numnet.lab.executor import pin_threads
-from numnet.lab.metrics import EvaluationClock
 from numnet.lab.sweep.outcome import TASK_FORMAT
 from numnet.lab.sweep.plan import DataRef, SweepTask
 from numnet.lab.training import RunSpec, train_run
@@ -56,8 +55,7 @@ def run_task(
     pin_threads(threads)
     datasets, info = load_data(data)
     check_data_fits(task.spec, datasets)
-    clock = EvaluationClock()
-    result = train_run(task.spec, datasets, device=device, on_progress=clock)
+    result = train_run(task.spec, datasets, device=device)
     return {
         "format": TASK_FORMAT,
         "task_id": task.task_id,
@@ -68,7 +66,7 @@ def run_task(
         "result": result.to_dict(),
         # seconds at each evaluation, for the task's metrics CSV ("timing": left out when
         # records are compared, numnet.lab.records.strip_timing)
-        "timing": {"evaluation_wall_times": clock.times},
+        "timing": {"evaluation_wall_times": result.evaluation_times},
         "worker": {"host": socket.gethostname(), "pid": os.getpid(),
                    "blas_threads": blas_thread_counts(),
                    "numnet_threads": runtime.get_threads()},

@@ -15,23 +15,35 @@ Everything random in a run comes from ``spec.seed``, split into two independent 
 So another implementation (the PyTorch reference) starts from the same weights and sees the
 same batches by calling these two functions.
 
-The loop is the protocol's (docs/protocol.md §2), verbatim::
+The loop is the protocol's (docs/protocol.md §2), and :func:`train_run` reads as it does::
 
     i = 0
-    while train.epochs_completed < num_epochs:
+    while batches.epochs_completed < spec.epochs:
         i += 1
-        x, y = train.next_batch(batch_size)
-        update the model on (x, y)
-        if i % eval_every == 0: evaluate
+        x, y = batches.next_batch(spec.batch_size)
+        loss = stepper.loss(x, y)           # forward and loss (numnet.core.losses)
+        if not finite(loss): diverged; break
+        stepper.update()                    # backward (model.backward) and one SGD step
+        if i % spec.eval_every == 0: evaluate the curve point (train and test examples)
 
 With 55,000 examples and batch 100 a run of E epochs makes 550*E + 1 updates and
 floor((550*E + 1) / 200) evaluations (:func:`expected_updates`, :func:`expected_evaluations`).
 After the loop the final weights (after update 550*E + 1, the ones saved) are evaluated once
 more on the same examples (``RunResult.final_weights``); the curves stay the protocol's.
 
-A run that is a prefix of another (:func:`prefix_key`: the same spec and seed, fewer epochs)
-need not be trained on its own: ``train_run(longer, ..., shorter=[run])`` hands over its
-result at its last update, identical to training it alone.
+One training step from the loop to the GEMM, in the order the code runs:
+``NumnetStepper.loss`` (``stepper.py``) -> ``Sequential.forward`` (``numnet.core.models``) ->
+each layer's ``forward`` (``numnet.core.layers``) -> its kernel (``numnet.core.kernels``:
+``linear_forward`` is ``x @ W + b``, one GEMM) -> ``softmax_cross_entropy``
+(``numnet.core.losses``); then ``NumnetStepper.update`` -> ``Sequential.backward`` -> each
+layer's ``backward`` (``linear_backward``: ``dW = x.T @ dy``, ``dx = dy @ W.T``) ->
+``SGD.step`` (``numnet.core.optim``).
+
+What is optional is a plug-in (:class:`Plugin`) that a reader can skip: the progress reports
+(:class:`Reporter`, display only), the training internals (:class:`Internals`, when
+``spec.internals``) and the runs taken from this one (:class:`ShorterRuns`): a run that is a
+prefix of another (:func:`prefix_key`: the same spec and seed, fewer epochs) ends inside it at
+its last update, identical to training it alone.
 
 Divergence: the batch loss is checked at every update (a scalar, free) and the parameters at
 every evaluation. A non-finite value stops the run with status ``"diverged"``; its curves end
@@ -41,6 +53,11 @@ the evaluation losses) were found non-finite.
 """
 
 from numnet.lab.training.loop import (
+    Internals,
+    Plugin,
+    Reporter,
+    Run,
+    ShorterRuns,
     build_model,
     child_seeds,
     expected_evaluations,
@@ -55,8 +72,13 @@ from numnet.lab.training.stepper import NumnetStepper, evaluate, parameters_fini
 __all__ = [
     "STATUS_DIVERGED",
     "STATUS_OK",
+    "Internals",
     "NumnetStepper",
+    "Plugin",
     "Progress",
+    "Reporter",
+    "Run",
+    "ShorterRuns",
     "RunResult",
     "RunSpec",
     "build_model",

@@ -1,11 +1,16 @@
-"""The training loop of one run, its evaluations and divergence detection (the rules are in
-:mod:`numnet.lab.training`)."""
+"""The training loop of one run (the rules are in :mod:`numnet.lab.training`).
+
+Read :func:`train_run` first: it is the protocol's loop, a screen long. What is optional --
+the progress display, the training internals, the shorter runs taken from this one -- is a
+*plug-in* (:class:`Plugin`): an object the loop calls at fixed moments, which a reader can
+skip. :class:`Run` holds what the loop builds up (the curves, the status) and makes the
+:class:`RunResult`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,21 +18,9 @@ import numpy as np
 
 from numnet.core import backend, models, runtime
 from numnet.core.datasets import DataSet, Datasets
-from numnet.lab.training.background import (
-    MAX_DEFERRED,
-    BackgroundEvaluator,
-    CurvePoint,
-    RemoteEvaluator,
-    ServiceAddress,
-)
 from numnet.lab.training.internals import PROBE_EXAMPLES, InternalsRecorder
 from numnet.lab.training.spec import STATUS_DIVERGED, STATUS_OK, Progress, RunResult, RunSpec
-from numnet.lab.training.stepper import (
-    NumnetStepper,
-    evaluate,
-    evaluate_final_weights,
-    evaluation_sets,
-)
+from numnet.lab.training.stepper import NumnetStepper, evaluate_final_weights, evaluation_sets
 
 # ------------------------------------------------------------------------------ seeds, counts
 
@@ -88,396 +81,275 @@ def expected_evaluations(num_examples: int, batch_size: int, epochs: int, eval_e
     return expected_updates(num_examples, batch_size, epochs) // eval_every
 
 
-# ------------------------------------------------------------------------------ the run
+# ------------------------------------------------------------------------------ the loop
 
 
-def train_run(
-    spec: RunSpec,
-    data: Datasets,
-    *,
-    device: str = "cpu",
-    on_progress: Callable[[Progress], None] | None = None,
-    initial_model: Any = None,
-    batch_source: Any = None,
-    progress_every: int = 25,
-    stepper: Any = None,
-    shorter: Sequence[RunSpec] = (),
-    on_shorter: Callable[[RunResult], None] | None = None,
-    background_evaluation: bool = False,
-    defer_evaluations: bool = False,
-    evaluation_service: ServiceAddress | None = None,
-) -> RunResult:
-    """Train one model as the protocol's loop does and return its learning curves and the
+def train_run(spec: RunSpec, data: Datasets, *, device: str = "cpu", stepper: Any = None,
+              batches: Any = None, plugins: Sequence[Plugin] = ()) -> RunResult:
+    """Train one model as the protocol's loop does; return its learning curves and the
     evaluation of its final weights (``RunResult.final_weights``).
 
-    ``data``: the protocol's splits (only ``train`` and ``test`` are used; ``train``'s own batch
-    state is left alone). ``initial_model`` replaces :func:`build_model` (it is trained in place);
-    ``batch_source`` (anything with ``next_batch(b)`` and ``epochs_completed``, fresh) replaces
-    :func:`make_batch_source`. ``on_progress`` is called every ``progress_every`` updates, after
-    every evaluation and at the end. ``device`` is "cpu" or "cuda" (numnet.core.backend raises a
-    clear error when CUDA is not available). ``stepper`` (see :class:`NumnetStepper`) replaces
-    numnet's training step and evaluation, e.g. by PyTorch's for ``numnet compare``; it then
-    owns the model (``initial_model`` and ``device`` are not used for it).
-
-    ``shorter``: runs this one is a prefix-extension of (:func:`prefix_key` equal, at most
-    ``spec.epochs`` epochs). Each ends inside this run, after its own last update (550*E + 1
-    for E epochs; the loop's condition is checked before each batch): its result -- curves up
-    to there, its status, its weights copied into a model of its own, ``shared_with`` this
-    run -- is passed to ``on_shorter`` there, and equals what ``train_run`` of it alone gives
-    (timing aside). numnet's stepper only (the copy is a numnet model).
-
-    ``background_evaluation``: evaluate each curve point on a helper thread, on a copy of the
-    weights, while the training goes on -- numnet's stepper on the CPU, at the points where
-    ``runtime.get_threads()`` is above 1; otherwise in line. The result is the same
-    (``numnet.lab.training.background``); it pays where a core would otherwise wait, e.g. the
-    last run of a protocol on a machine of two cores. ``defer_evaluations`` (with
-    ``background_evaluation``): while no second thread is given, the curve points wait (at
-    most :data:`MAX_DEFERRED`) instead of being evaluated in line, and are evaluated once a
-    core is free or when the run must settle them; the result is again the same.
-    ``evaluation_service`` (with ``background_evaluation``; the address of a
-    ``numnet.lab.training.service.EvaluationService``): the points are deferred and sent
-    there as they come, to be evaluated in that process; again the same result.
+    ``data``: the protocol's splits (only ``train`` and ``test`` are used; ``train``'s own
+    batch state is left alone). ``device``: "cpu" or "cuda". ``stepper`` (see
+    :class:`NumnetStepper`) replaces numnet's training step on the run's initial model, e.g. by
+    PyTorch's for ``numnet compare``. ``batches`` (anything with ``next_batch(b)`` and
+    ``epochs_completed``, fresh) replaces :func:`make_batch_source`. ``plugins``: the optional
+    parts (:class:`Progress` reports, :class:`ShorterRuns`); the training internals are one
+    too, added when ``spec.internals``.
     """
-    return _Run(spec, data, device=device, on_progress=on_progress, initial_model=initial_model,
-                batch_source=batch_source, progress_every=progress_every, stepper=stepper,
-                shorter=shorter, on_shorter=on_shorter,
-                background_evaluation=background_evaluation,
-                defer_evaluations=defer_evaluations,
-                evaluation_service=evaluation_service).train()
-
-
-class _Run:
-    """One :func:`train_run` in progress: its curve so far, the curve points not yet on it, the
-    shorter runs it carries, and the steps of its loop (:meth:`train`).
-
-    The order it keeps: evaluations run beside the training (numnet's stepper on the CPU, when
-    asked, whenever the run may use more than one thread -- a worker's share grows once a core
-    is idle), or wait for a free core (``defer_evaluations``); the points not yet on the curve
-    (:attr:`points`) are *settled* -- put on the curve, or found diverged and the weights
-    restored -- in update order, before anything that depends on them: a divergence check, a
-    shorter run's end, this run's end (``numnet.lab.training.background``)."""
-
-    def __init__(self, spec: RunSpec, data: Datasets, *, device: str,
-                 on_progress: Callable[[Progress], None] | None, initial_model: Any,
-                 batch_source: Any, progress_every: int, stepper: Any,
-                 shorter: Sequence[RunSpec], on_shorter: Callable[[RunResult], None] | None,
-                 background_evaluation: bool, defer_evaluations: bool,
-                 evaluation_service: ServiceAddress | None) -> None:  # fmt: skip
+    if stepper is None:
         backend.xp_for(device)  # a clear error before any work when the device is unavailable
-        self.spec, self.device = spec, device
-        self.on_progress, self.progress_every = on_progress, progress_every
-        self.on_shorter = on_shorter
+        model = build_model(spec)
+        if device != "cpu":
+            model.to(device)
+        stepper = NumnetStepper(model, spec.lr, spec.reduction)
+    batches = batches if batches is not None else make_batch_source(spec, data.train)
+    run = Run(spec, data, stepper, device, plugins)
+    i = 0
+    # Overflow in a diverging run is expected and detected (the divergence rule); BLAS on one
+    # thread: OpenBLAS's sums for some shapes depend on its thread count.
+    with np.errstate(all="ignore"), runtime.single_threaded_blas():
+        run.started(batches)
+        while batches.epochs_completed < spec.epochs:
+            i += 1
+            x, y = run.on_device(*batches.next_batch(spec.batch_size))
+            loss = stepper.loss(x, y)
+            if not np.isfinite(loss):
+                run.diverge(i, "non-finite training loss")  # this update is not applied
+                break
+            stepper.update()
+            run.updated(i, loss)
+            if i % spec.eval_every == 0 and not run.evaluate(i):
+                break
+        return run.finish()
+
+
+class Plugin:
+    """An optional part of the loop. Each method is called at one moment of :func:`train_run`
+    and does nothing by default; ``run`` is the :class:`Run` (its spec, stepper, curves)."""
+
+    def started(self, run: Run) -> None:
+        """Before the first update."""
+
+    def updated(self, run: Run, update: int, loss: float) -> None:
+        """After update ``update`` was applied; ``loss`` is its batch loss."""
+
+    def evaluated(self, run: Run, update: int) -> None:
+        """After the curve point of update ``update`` was put on the curve."""
+
+    def finished(self, run: Run, result: RunResult) -> None:
+        """The run's result is made (its ``wall_time`` is set after)."""
+
+
+class Run:
+    """What :func:`train_run` builds up: the curves, the status, the last applied update, and
+    the result of the run (or of a shorter run ending inside it, :meth:`result`)."""
+
+    def __init__(self, spec: RunSpec, data: Datasets, stepper: Any, device: str,
+                 plugins: Sequence[Plugin]) -> None:
+        self.spec, self.stepper, self.device = spec, stepper, device
         self.init_seed, self.shuffle_seed = child_seeds(spec.seed)
-        if stepper is None:
-            model = initial_model if initial_model is not None else build_model(spec)
-            if device != "cpu":
-                model.to(device)
-            stepper = NumnetStepper(model, spec.lr, spec.reduction)
-        self.stepper = stepper
-        self.batches = (batch_source if batch_source is not None
-                        else make_batch_source(spec, data.train))
         self.dtype = np.dtype(spec.dtype)
         self.sets = evaluation_sets(spec, data, device)  # (x_tr, y_tr, x_te, y_te)
-
-        self.recorder = None
+        self.recorder: InternalsRecorder | None = None
+        self.plugins = list(plugins)
         if spec.internals and hasattr(stepper, "internals"):
             # a fixed probe: the first train examples in file order
-            x_probe = backend.to_device(
-                data.train.images[:PROBE_EXAMPLES].astype(self.dtype, copy=False), device)
-            self.recorder = InternalsRecorder(spec.lr, x_probe)
-            self.recorder.record_start(stepper, 0)
-
-        self.total = expected_updates(self.batches.num_examples, spec.batch_size, spec.epochs)
-        #: update -> the shorter runs whose last update it is
-        self.ends: dict[int, list[RunSpec]] = {}
-        for other in shorter:
-            if prefix_key(other) != prefix_key(spec) or other.epochs > spec.epochs:
-                raise ValueError(f"{other.run_id} is not a prefix of {spec.run_id}")
-            end = expected_updates(self.batches.num_examples, other.batch_size, other.epochs)
-            self.ends.setdefault(end, []).append(other)
-        #: shorter runs past their last update whose curve points wait: (run, its model, update)
-        self.late: list[tuple[RunSpec, Any, int]] = []
-
+            probe = data.train.images[:PROBE_EXAMPLES].astype(self.dtype, copy=False)
+            self.recorder = InternalsRecorder(spec.lr, backend.to_device(probe, device))
+            self.plugins.insert(0, Internals(self.recorder))
+        self.examples = self.total = 0  # train examples, updates to make (set when it starts)
+        self.applied = 0  # the last update applied to the weights
         self.samples: list[int] = []
         self.curves: dict[str, list[float]] = {
             k: [] for k in ("tr_acc", "te_acc", "tr_loss", "te_loss")}
+        #: seconds from the start of the loop to the end of each curve evaluation
+        self.evaluation_times: list[float] = []
         self.status, self.diverged_at, self.reason = STATUS_OK, None, None
-        self.applied = 0  # the last update applied to the weights
-        # Training loss per example since the last report (the progress bar shows it).
-        self.per_example = 1.0 / spec.batch_size if spec.reduction == "sum" else 1.0
-        self.loss_sum, self.loss_count = 0.0, 0
-
-        self.background: BackgroundEvaluator | None = None
-        if background_evaluation and isinstance(stepper, NumnetStepper) and device == "cpu":
-            self.background = (
-                BackgroundEvaluator(stepper.model, evaluate, self.sets, spec.eval_batch_size)
-                if evaluation_service is None else
-                RemoteEvaluator(stepper.model, evaluate, self.sets, spec.eval_batch_size, spec,
-                                evaluation_service))
-        self.defer = self.background is not None and (
-            defer_evaluations or evaluation_service is not None)
-        #: evaluated (or to be), not yet on the curve, oldest first
-        self.points: deque[CurvePoint] = deque()
-        self.start = 0.0  # time.perf_counter() when the loop starts (train)
-
-    # -------------------------------------------------------------------- the loop
-
-    def train(self) -> RunResult:
-        """Run the loop to its end (or its divergence) and return the run's result."""
-        spec, stepper, batches = self.spec, self.stepper, self.batches
         self.start = time.perf_counter()
-        i = 0
-        # Overflow in a diverging run is expected and detected below; keep it out of the
-        # warnings. BLAS on one thread for the whole run, set here on the calling thread:
-        # OpenBLAS takes its thread count from the thread that sets it, and the evaluation
-        # helper's own sets would not hold -- its GEMMs must round as the in-line evaluation's
-        # do.
-        try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), \
-                    runtime.single_threaded_blas():
-                while batches.epochs_completed < spec.epochs:
-                    i += 1
-                    x, y = batches.next_batch(spec.batch_size)
-                    if self.device != "cpu" or x.dtype != self.dtype:
-                        x = backend.to_device(x.astype(self.dtype, copy=False), self.device)
-                        y = backend.to_device(y, self.device)
-                    batch_loss = stepper.loss(x, y)
-                    if not np.isfinite(batch_loss):
-                        if self.settle():
-                            self.diverge(i, "non-finite training loss")
-                        break
-                    self.loss_sum += batch_loss
-                    self.loss_count += 1
-                    stepper.update()
-                    self.applied = i
-                    if i == 1 and self.recorder is not None:
-                        self.recorder.record_start(stepper, 1)
-                    if i % spec.eval_every == 0:
-                        if not self.curve_point(i):
-                            break
-                    elif i % self.progress_every == 0:
-                        self.report(i)
-                    if i in self.ends and not self.shorter_runs_end(i):
-                        break
-                if self.background is not None:
-                    self.background.training_done()
-                self.settle()
-                for end in sorted(self.ends):  # diverged before these ended: so would they
-                    self.end_shorter(self.ends.pop(end))  # have, alone
-                result = self.finish(spec, stepper.model)
-        finally:
-            if self.background is not None:
-                self.background.close()
-        wall = time.perf_counter() - self.start
-        self.report(self.applied, done=True)
-        result.wall_time = wall
-        return result
 
-    def curve_point(self, update: int) -> bool:
-        """The curve point of ``update`` (the last applied): evaluated in line, or kept with
-        a copy of the weights for the helper, the points before it settled as the mode says.
-        False when the run ends here (it diverged at this point or an earlier one)."""
-        if not self.settle(None if self.defer else 0):
-            return False
+    # -------------------------------------------------------------------- the loop's steps
+
+    def started(self, batches: Any) -> None:
+        self.examples = batches.num_examples  # in the train split
+        self.total = expected_updates(self.examples, self.spec.batch_size, self.spec.epochs)
+        self.start = time.perf_counter()
+        for plugin in self.plugins:
+            plugin.started(self)
+
+    def on_device(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """A batch in the run's dtype on the run's device (no copy when it already is)."""
+        if self.device != "cpu" or x.dtype != self.dtype:
+            x = backend.to_device(x.astype(self.dtype, copy=False), self.device)
+            y = backend.to_device(y, self.device)
+        return x, y
+
+    def updated(self, update: int, loss: float) -> None:
+        self.applied = update
+        for plugin in self.plugins:
+            plugin.updated(self, update, loss)
+
+    def evaluate(self, update: int) -> bool:
+        """The curve point of ``update``: the parameters checked, then the model evaluated on
+        the curves' examples. False when the run diverged here (it then ends)."""
         if not self.stepper.parameters_finite():
-            if self.settle():  # an earlier point may have diverged first
-                self.diverge(update, "non-finite parameters")
+            self.diverge(update, "non-finite parameters")
             return False
-        if self.defer or (self.background is not None and runtime.get_threads() > 1):
-            snapshot = self.recorder.snapshot(self.stepper) if self.recorder is not None else None
-            self.points.append(CurvePoint(update, self.stepper.model.state_dict(), snapshot))
-            return self.settle(MAX_DEFERRED)
         x_tr, y_tr, x_te, y_te = self.sets
         tr_acc, tr_loss = self.stepper.evaluate(x_tr, y_tr, self.spec.eval_batch_size)
         te_acc, te_loss = self.stepper.evaluate(x_te, y_te, self.spec.eval_batch_size)
-        return self.add_point(update, tr_acc, tr_loss, te_acc, te_loss)
+        if not (np.isfinite(tr_loss) and np.isfinite(te_loss)):
+            self.diverge(update, "non-finite evaluation loss")
+            return False
+        self.samples.append(update * self.spec.batch_size)
+        for key, value in zip(self.curves, (tr_acc, te_acc, tr_loss, te_loss), strict=True):
+            self.curves[key].append(value)
+        self.evaluation_times.append(self.elapsed())
+        for plugin in self.plugins:
+            plugin.evaluated(self, update)
+        return True
 
     def diverge(self, update: int, reason: str) -> None:
         """The run diverged at ``update``, for ``reason``."""
         self.status, self.diverged_at, self.reason = STATUS_DIVERGED, update, reason
 
-    def report(self, update: int, done: bool = False) -> None:
-        """Tell ``on_progress`` where the run stands at ``update``."""
-        if self.on_progress is None:
-            return
-        total_loss, count = self.loss_sum, self.loss_count
-        self.loss_sum, self.loss_count = 0.0, 0
-        has_points = bool(self.samples)
-        self.on_progress(Progress(
-            self.spec, update, self.total, len(self.samples),
-            self.curves["tr_acc"][-1] if has_points else None,
-            self.curves["te_acc"][-1] if has_points else None,
-            time.perf_counter() - self.start, done,
-            train_loss=total_loss / count * self.per_example if count else None,
-            pending=len(self.points),
-        ))
+    def finish(self) -> RunResult:
+        """This run's result, passed to every plug-in."""
+        result = self.result(self.spec, self.stepper)
+        for plugin in self.plugins:
+            plugin.finished(self, result)
+        result.wall_time = self.elapsed()
+        return result
 
-    def add_point(self, update: int, tr_acc: float, tr_loss: float, te_acc: float,
-                  te_loss: float, snapshot: Any = None) -> bool:  # fmt: skip
-        """The evaluation of update ``update`` on the curve; False (the run diverged there)
-        when a loss is not finite."""
-        if not (np.isfinite(tr_loss) and np.isfinite(te_loss)):
-            self.diverge(update, "non-finite evaluation loss")
-            return False
-        self.samples.append(update * self.spec.batch_size)
-        self.curves["tr_acc"].append(tr_acc)
-        self.curves["te_acc"].append(te_acc)
-        self.curves["tr_loss"].append(tr_loss)
-        self.curves["te_loss"].append(te_loss)
-        if self.recorder is not None:
-            self.recorder.append(
-                snapshot if snapshot is not None else self.recorder.snapshot(self.stepper),
-                update)
-        self.report(max(update, self.applied))
-        return True
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
 
-    def finish(self, run: RunSpec, model: Any, update: int | None = None,
-               on: Any = None) -> RunResult:  # fmt: skip
-        """The result of ``run`` ending now (this run, or a shorter one at its last update):
-        the curves so far, the final model's evidence and the final weights' evaluation.
-        ``update`` (default: the last applied) and ``on`` (default: the run's stepper) are
-        those of a shorter run ended later than its last update (its points waited)."""
-        update = self.applied if update is None else update
-        on = self.stepper if on is None else on
-        status, diverged_at, reason = self.status, self.diverged_at, self.reason
-        curves, recorder = self.curves, self.recorder
-        final_weights = None
+    # -------------------------------------------------------------------- results
+
+    def result(self, spec: RunSpec, stepper: Any) -> RunResult:
+        """The result of ``spec`` ending now, at the last applied update, with ``stepper``'s
+        model (this run's, or a copy for a shorter run): the curves so far, the evaluation of
+        the final weights, the internals and the final model's evidence."""
+        update, status = self.applied, self.status
+        diverged_at, reason, final_weights = self.diverged_at, self.reason, None
         if status == STATUS_OK:
-            final_weights = evaluate_final_weights(on, update, self.samples, curves, run,
-                                                   self.sets)
+            final_weights = evaluate_final_weights(stepper, update, self.samples, self.curves,
+                                                   spec, self.sets)
             if not (np.isfinite(final_weights["train_loss"])
                     and np.isfinite(final_weights["test_loss"])):
                 status, diverged_at = STATUS_DIVERGED, update
                 reason, final_weights = "non-finite final weights", None
-        evidence = None
-        if recorder is not None and status == STATUS_OK and hasattr(on, "probabilities"):
+        recorder, evidence = self.recorder, None
+        if recorder is not None and status == STATUS_OK and hasattr(stepper, "probabilities"):
             _, _, x_te, y_te = self.sets
-            evidence = recorder.final(on, x_te, y_te, run.eval_batch_size, update)
+            evidence = recorder.final(stepper, x_te, y_te, spec.eval_batch_size, update)
         return RunResult(
-            spec=run,
-            status=status,
-            updates=update,
-            samples=list(self.samples),
-            train_accuracy=list(curves["tr_acc"]),
-            test_accuracy=list(curves["te_acc"]),
-            train_loss=list(curves["tr_loss"]),
-            test_loss=list(curves["te_loss"]),
-            init_seed=self.init_seed,
-            shuffle_seed=self.shuffle_seed,
-            diverged_at_update=diverged_at,
-            divergence_reason=reason,
-            wall_time=time.perf_counter() - self.start,
-            final_weights=final_weights,
-            model=model,
+            spec=spec, status=status, updates=update, samples=list(self.samples),
+            train_accuracy=list(self.curves["tr_acc"]),
+            test_accuracy=list(self.curves["te_acc"]),
+            train_loss=list(self.curves["tr_loss"]), test_loss=list(self.curves["te_loss"]),
+            init_seed=self.init_seed, shuffle_seed=self.shuffle_seed,
+            diverged_at_update=diverged_at, divergence_reason=reason,
+            wall_time=self.elapsed(), final_weights=final_weights, model=stepper.model,
             internals=recorder.to_dict() if recorder is not None else None,
             internals_time=recorder.seconds if recorder is not None else 0.0,
-            final_model=evidence,
+            final_model=evidence, evaluation_times=list(self.evaluation_times),
         )
 
-    # -------------------------------------------------------------------- the shorter runs
 
-    def shorter_runs_end(self, update: int) -> bool:
-        """The shorter runs whose last update is ``update`` end: now, once the points before
-        are settled, or (deferred) later, once theirs are. False when settling found the run
-        diverged (they then end with it, as diverged)."""
-        if self.defer:  # their points keep waiting; they end when those are settled
-            self.end_shorter(self.ends.pop(update), wait=True)
-        elif not self.settle():
-            return False
-        else:
-            self.end_shorter(self.ends.pop(update))
-        return True
+# ------------------------------------------------------------------------------ plug-ins
 
-    def end_shorter(self, runs: list[RunSpec], wait: bool = False) -> None:
-        """End ``runs`` at this update; with ``wait``, once their curve points are settled."""
-        for run in runs:
-            copy = build_model(run)  # a model of its own: this run trains on in place
-            if self.device != "cpu":
-                copy.to(self.device)
-            copy.load_state_dict(self.stepper.model.state_dict())
-            if wait:
-                self.late.append((run, copy, self.applied))
-            else:
-                self.shorter_ended(self.finish(run, copy))
 
-    def shorter_ended(self, result: RunResult) -> None:
-        result.shared_with = self.spec.run_id
-        if self.on_shorter is not None:
-            self.on_shorter(result)
+class Internals(Plugin):
+    """The training internals (``numnet.lab.training.internals``): a snapshot before the first
+    update, after it, and at every curve point. They never change a number."""
 
-    def end_late(self, before: int | None = None) -> None:
-        """End the waiting shorter runs whose points are all on the curve: those whose last
-        update is before ``before`` (None: every one)."""
-        while self.late and (before is None or self.late[0][2] < before):
-            run, copy, update = self.late.pop(0)
-            on = NumnetStepper(copy, run.lr, run.reduction)
-            self.shorter_ended(self.finish(run, copy, update, on))
+    def __init__(self, recorder: InternalsRecorder) -> None:
+        self.recorder = recorder
 
-    # -------------------------------------------------------------------- the waiting points
+    def started(self, run: Run) -> None:
+        self.recorder.record_start(run.stepper, 0)
 
-    def hand_over(self) -> None:
-        """The waiting points to the helper, oldest first, when it has a core of its own
-        now."""
-        if self.background is not None and self.background.has_core():
-            for point in self.points:
-                if point.future is None and point.result is None:
-                    point.future = self.background.submit(point.weights)
+    def updated(self, run: Run, update: int, loss: float) -> None:
+        if update == 1:
+            self.recorder.record_start(run.stepper, 1)
 
-    def settle(self, keep: int | None = 0) -> bool:
-        """Put the evaluated points on the curve, in update order: every point (``keep`` 0),
-        the finished ones (None), or enough of the oldest that at most ``keep`` wait. False
-        when one found the run diverged: the run then ends at its update, with its weights.
-        Deferred, settling every point, this thread evaluates the newest ones that no helper
-        has started while the helper works from the oldest; a shorter run whose points the
-        helper has put on the curve meanwhile ends between two of them (its end -- saving,
-        figures -- overlaps the helper's work). Shorter runs whose points are all on the
-        curve end here."""
-        self.hand_over()
-        if keep == 0 and self.defer:  # the newest here, while the helper works from the oldest
-            assert self.background is not None
-            for point in reversed(list(self.points)):
-                if point.result is not None:
-                    continue
-                self.report(self.applied)  # the progress callback also sets this run's threads
-                self.hand_over()  # a core may have become free meanwhile
-                if point.future is not None and not point.future.cancel():
-                    break  # the helper has it, and every older one
-                point.future, point.result = None, self.background.evaluate_here(point.weights)
-                if self.late and not self.put_on_curve(None):
-                    return False
-        return self.put_on_curve(keep)
+    def evaluated(self, run: Run, update: int) -> None:
+        self.recorder.record(run.stepper, update)
 
-    def put_on_curve(self, keep: int | None) -> bool:
-        """:meth:`settle`'s second half: the points on the curve, oldest first, waiting for
-        (or making) their evaluations as ``keep`` says."""
-        points, background = self.points, self.background
-        while points:
-            point = points[0]
-            self.end_late(before=point.update)
-            must = keep is not None and len(points) > keep
-            if point.result is None:
-                assert background is not None
-                if self.defer and must and point.future is not None and point.future.cancel():
-                    # not started (a helper behind, or a service with no core): here, now
-                    point.future, point.result = None, background.evaluate_here(point.weights)
-                elif point.future is not None and (must or point.future.done()):
-                    point.result = point.future.result()
-                elif point.future is None and must:  # nothing in flight: the helper is idle
-                    point.result = background.evaluate_here(point.weights)
-                else:
-                    break
-            points.popleft()
-            if not self.add_point(point.update, *point.result, snapshot=point.snapshot):
-                for later in points:
-                    if later.future is not None:
-                        later.future.cancel()
-                points.clear()
-                for run, _, end in self.late:  # diverged before they ended: end them as it did
-                    self.ends.setdefault(end, []).append(run)
-                self.late.clear()
-                self.applied = point.update
-                self.stepper.model.load_state_dict(point.weights)
-                return False
-        if not points:
-            self.end_late()
-        return True
+
+class Reporter(Plugin):
+    """Calls ``on_progress`` with a :class:`Progress` every ``every`` updates, after every
+    curve point and at the end: display only, it controls nothing."""
+
+    def __init__(self, on_progress: Callable[[Progress], None], every: int = 25) -> None:
+        self.on_progress, self.every = on_progress, every
+        self.loss_sum, self.loss_count = 0.0, 0
+
+    def updated(self, run: Run, update: int, loss: float) -> None:
+        self.loss_sum += loss
+        self.loss_count += 1
+        if update % self.every == 0 and update % run.spec.eval_every != 0:
+            self.report(run, update)
+
+    def evaluated(self, run: Run, update: int) -> None:
+        self.report(run, update)
+
+    def finished(self, run: Run, result: RunResult) -> None:
+        self.report(run, run.applied, done=True)
+
+    def report(self, run: Run, update: int, done: bool = False) -> None:
+        # the mean training loss per example since the last report (a summed batch loss is
+        # divided by the batch size)
+        per_example = 1.0 / run.spec.batch_size if run.spec.reduction == "sum" else 1.0
+        count, self.loss_count = self.loss_count, 0
+        loss = self.loss_sum / count * per_example if count else None
+        self.loss_sum = 0.0
+        has_points = bool(run.samples)
+        self.on_progress(Progress(
+            run.spec, update, run.total, len(run.samples),
+            run.curves["tr_acc"][-1] if has_points else None,
+            run.curves["te_acc"][-1] if has_points else None,
+            run.elapsed(), done, train_loss=loss))
+
+
+class ShorterRuns(Plugin):
+    """Runs that this one extends (:func:`prefix_key` equal, at most as many epochs): each
+    ends inside this run, after its own last update (550*E + 1 for E epochs), with the curve
+    so far and a copy of the weights; its result goes to ``on_result``, identical to training
+    it alone (timing aside), ``shared_with`` this run. A run that diverges first ends them
+    with it, as diverged, as they would have alone. numnet's stepper only (the copy is a
+    numnet model)."""
+
+    def __init__(self, runs: Sequence[RunSpec], on_result: Callable[[RunResult], None]) -> None:
+        self.runs, self.on_result = list(runs), on_result
+        self.ends: dict[int, list[RunSpec]] = {}  # update -> the runs whose last it is
+
+    def started(self, run: Run) -> None:
+        for other in self.runs:
+            if prefix_key(other) != prefix_key(run.spec) or other.epochs > run.spec.epochs:
+                raise ValueError(f"{other.run_id} is not a prefix of {run.spec.run_id}")
+            end = expected_updates(run.examples, other.batch_size, other.epochs)
+            self.ends.setdefault(end, []).append(other)
+
+    def updated(self, run: Run, update: int, loss: float) -> None:
+        if update in self.ends and update % run.spec.eval_every != 0:
+            self.end(run, self.ends.pop(update))
+
+    def evaluated(self, run: Run, update: int) -> None:
+        if update in self.ends:  # its last update is a curve point: ends after it
+            self.end(run, self.ends.pop(update))
+
+    def finished(self, run: Run, result: RunResult) -> None:
+        for update in sorted(self.ends):  # the run diverged before they ended
+            self.end(run, self.ends.pop(update))
+
+    def end(self, run: Run, specs: list[RunSpec]) -> None:
+        for spec in specs:
+            copy = build_model(spec)  # a model of its own: this run trains on in place
+            if run.device != "cpu":
+                copy.to(run.device)
+            copy.load_state_dict(run.stepper.model.state_dict())
+            result = run.result(spec, NumnetStepper(copy, spec.lr, spec.reduction))
+            result.shared_with = run.spec.run_id
+            self.on_result(result)

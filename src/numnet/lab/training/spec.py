@@ -108,6 +108,9 @@ class RunResult:
     final_model: dict[str, Any] | None = field(default=None, repr=False)
     #: seconds of ``wall_time`` spent recording the internals (not in ``to_dict``)
     internals_time: float = field(default=0.0, repr=False, compare=False)
+    #: seconds from the start of the loop to the end of each curve evaluation (not in
+    #: ``to_dict``: the metrics CSV's ``wall_time`` column)
+    evaluation_times: list[float] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def run_id(self) -> str:
@@ -200,9 +203,7 @@ class Progress:
 
     ``train_loss``: the mean training loss *per example* of the batches since the previous
     report (a summed batch loss divided by the batch size), None before the first update;
-    ln 10 = 2.30 is a uniform guess over the 10 classes. ``pending``: curve points taken (their
-    weights copied) but not yet on the curve -- evaluated beside the training, or waiting for
-    a free core -- so the accuracies are those of the last point on it."""
+    ln 10 = 2.30 is a uniform guess over the 10 classes."""
 
     spec: RunSpec
     update: int
@@ -213,4 +214,3 @@ class Progress:
     elapsed: float
     done: bool = False
     train_loss: float | None = None
-    pending: int = 0
