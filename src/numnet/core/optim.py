@@ -153,21 +153,21 @@ class Optimizer:
         return {n: p.default for n, p in sig.items() if n not in ("self", "params")}
 
     @classmethod
-    def check_hyper(cls, where: str, hyper: Mapping[str, Any], require_lr: bool = True,
+    def check_hyper(cls, where: str, hyper: Mapping[str, Any],
                     complete: bool = False) -> dict[str, Any]:
-        """Checked hyper-parameters with the defaults filled in (``lr`` left out when absent and
-        not ``require_lr``); ``complete``: every one must be given (a saved state)."""
+        """Checked hyper-parameters with the defaults filled in, except ``lr``: present only
+        when given (the constructors always give it; a spec may leave it to the caller).
+        ``complete``: every one must be given (a saved state)."""
         defaults = cls.defaults()
         check_keys(where, hyper, tuple(defaults), f"type {cls.name!r}")
-        missing = [n for n in defaults if n not in hyper and (
-            complete or (n == "lr" and require_lr and defaults[n] is inspect.Parameter.empty))]
+        missing = [n for n in defaults if complete and n not in hyper]
         if missing:
             raise OptimizerError(f"{where}: missing {', '.join(missing)}")
         full = {**defaults, **hyper}
-        if full["lr"] is inspect.Parameter.empty:
-            del full["lr"]
+        if "lr" in hyper:
+            full["lr"] = _nonnegative(where, "lr", hyper["lr"])
         else:
-            full["lr"] = _nonnegative(where, "lr", full["lr"])
+            del full["lr"]
         full["weight_decay"] = _nonnegative(where, "weight_decay", full["weight_decay"])
         cls._check(where, full)
         return full
@@ -507,8 +507,7 @@ def check_spec(spec: Mapping[str, Any], where: str = "optimizer") -> dict[str, A
     or key, or a bad value, raises a one-line :class:`OptimizerError` that starts with
     ``where`` and says what would be accepted ("did you mean ...")."""
     kind = check_type(where, spec, OPTIMIZERS)
-    hyper = CLASSES[kind].check_hyper(where, {k: v for k, v in spec.items() if k != "type"},
-                                      require_lr=False)
+    hyper = CLASSES[kind].check_hyper(where, {k: v for k, v in spec.items() if k != "type"})
     if "betas" in hyper:
         hyper["betas"] = list(hyper["betas"])
     return {"type": kind, **hyper}
@@ -521,6 +520,7 @@ def build(params: Iterable[Parameter], spec: Mapping[str, Any], lr: float | None
     hyper = check_spec(spec, where)
     kind = hyper.pop("type")
     if lr is not None:
+        lr = _nonnegative(where, "lr", lr)
         if "lr" in hyper and hyper["lr"] != lr:
             raise OptimizerError(f"{where}: lr is given twice, {hyper['lr']!r} in the spec and "
                                  f"{_show(lr)} by the caller")
