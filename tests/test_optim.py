@@ -3,8 +3,11 @@ step on models 2 and 4, exact save and resume, the protocol's SGD bit for bit, b
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -464,3 +467,51 @@ def test_state_from_arrays_refuses_strange_keys() -> None:
         optim.state_from_arrays({**arrays, "state.5.exp_avg": np.zeros(1)})
     with pytest.raises(OptimizerError, match="missing num_params"):
         optim.state_from_arrays({k: v for k, v in arrays.items() if k != "num_params"})
+
+
+# ------------------------------------------------------------------ docs/optimizers.md
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "optimizers.md"
+# [`module.Qual.name`](../src/numnet/core/module.py): `quoted code` (as docs/derivations.md)
+CODE_LINK = re.compile(
+    r"\[`(?P<name>[A-Za-z_][\w.]*)`\]\((?P<path>[^)#\s]+\.py)\)(?::\s+`(?P<code>[^`]+)`)?")
+
+
+def _doc_code_links() -> list[re.Match[str]]:
+    return list(CODE_LINK.finditer(DOC.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("link", _doc_code_links(), ids=lambda m: f"{m['name']}: {m['code']}")
+def test_doc_code_links_quote_the_named_function(link: re.Match[str]) -> None:
+    """Each link names a function (module, then qualified name) and quotes code it holds."""
+    stem, *qualname = link["name"].split(".")
+    path = (DOC.parent / link["path"]).resolve()
+    assert path.stem == stem and qualname and link["code"], link[0]
+    obj = importlib.import_module(f"numnet.core.{stem}")
+    for part in qualname:
+        obj = getattr(obj, part)
+    squash = " ".join
+    assert squash(link["code"].split()) in squash(inspect.getsource(obj).split()), link[0]
+
+
+def test_doc_cites_every_rule_and_its_links_and_math_hold() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    cited = {m["name"] for m in _doc_code_links()}
+    assert {"optim.SGD.step", "optim.Adam.step", "optim.RMSprop.step",
+            "schedules.Schedule.lr_at", "schedules.Step._after_warmup",
+            "schedules.Cosine._after_warmup"} <= cited
+    anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+               for h in re.findall(r"^#+\s+(.*)$", text, flags=re.MULTILINE)}
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith("#"):
+            assert target[1:] in anchors, target
+        else:
+            assert (DOC.parent / target.split("#")[0]).exists(), target
+    prose = re.sub(r"```.*?```", "", re.sub(r"`[^`\n]*`", "", text), flags=re.DOTALL)
+    blocks = prose.split("$$")
+    assert len(blocks) % 2 == 1, "odd number of $$"
+    for paragraph in "\n\n".join(blocks[0::2]).split("\n\n"):
+        assert paragraph.count("$") % 2 == 0, paragraph[:80]
+    for formula in blocks[1::2]:
+        assert formula.count("{") - formula.count("\\{") == formula.count("}") - formula.count(
+            "\\}"), formula
