@@ -405,9 +405,8 @@ class Adam(Optimizer):
             else:
                 g = self._grad(k, p)
             state = self._state(k, p)
-            if not state:
-                state["exp_avg"], state["exp_avg_sq"] = xp.zeros_like(p.value), xp.zeros_like(
-                    p.value)
+            if not state:  # the first step: m_0 = v_0 = 0
+                state.update({n: xp.zeros_like(p.value) for n in ("exp_avg", "exp_avg_sq")})
             m, v, tmp = state["exp_avg"], state["exp_avg_sq"], self._tmp(k, "update", p)
             m *= dtype(beta1)
             xp.multiply(g, dtype(1 - beta1), out=tmp)
@@ -472,7 +471,7 @@ class RMSprop(Optimizer):
             xp, dtype = array_module(p.value), p.value.dtype.type
             g = self._grad(k, p)
             state = self._state(k, p)
-            if not state:
+            if not state:  # the first step: s_0 = b_0 = 0
                 state.update({n: xp.zeros_like(p.value) for n in self.buffer_names(self.hyper())})
             s, tmp = state["square_avg"], self._tmp(k, "update", p)
             s *= dtype(self.alpha)
