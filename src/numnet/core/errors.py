@@ -53,3 +53,9 @@ class FolderError(NumnetError):
 class ResultsError(NumnetError):
     """A results document (results.json) does not match its schema; the message names the key
     path (``runs[2].spec.batch_size``) and what is allowed."""
+
+
+class OptimizerError(NumnetError, ValueError):
+    """An optimiser or learning-rate schedule got a bad argument, an unknown spec type or key
+    (the message says which, with a "did you mean"), or a saved state that does not fit it.
+    A ValueError too, as PyTorch's optimisers raise for bad arguments."""

@@ -19,3 +19,9 @@ DEFAULT_KERNELS = "fast"
 DATASET_NAMES = ("mnist", "fashion-mnist")
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28, 1)  # NHWC per image
+#: optimisers (``numnet.core.optim``), PyTorch's names in lower case; "sgd" is the protocol's
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+DEFAULT_OPTIMIZER = "sgd"
+#: learning-rate schedules (``numnet.core.schedules``); "constant" is the protocol's
+SCHEDULES = ("constant", "step", "cosine")
+DEFAULT_SCHEDULE = "constant"
