@@ -40,7 +40,7 @@ import numpy as np
 from numnet import __version__
 from numnet.core import serialize
 from numnet.core.backend import to_numpy
-from numnet.core.errors import NumnetError, OutputError
+from numnet.core.errors import NumnetError
 from numnet.core.io import check_output_dir, read_json, write_bytes
 from numnet.core.kernels.plain import geometry, pair
 from numnet.core.names import IMAGE_SHAPE
@@ -242,8 +242,14 @@ def _batch_norm(g: _Graph, name: str, layer: Any) -> None:
     inputs = [g.tensor] + [
         g.constant(f"{name}.{part}", to_numpy(value)) for part, value in (
             ("weight", layer.weight.value), ("bias", layer.bias.value),
-            ("running_mean", layer.running_mean), ("running_var", layer.running_var))]
+            ("running_mean", _array(layer.running_mean)),
+            ("running_var", _array(layer.running_var)))]
     g.node("BatchNormalization", inputs, name, epsilon=float(layer.eps), training_mode=0)
+
+
+def _array(value: Any) -> Any:
+    """An array held as it is or in a Parameter (``.value``)."""
+    return getattr(value, "value", value)
 
 
 def _activation(op: str) -> Callable[[_Graph, str, Any], None]:
@@ -440,9 +446,11 @@ def export_weights(weights: str | os.PathLike[str], out: str | os.PathLike[str] 
     With ``check`` and onnxruntime installed, onnxruntime first runs the graph on
     :func:`check_images` and its logits must be within :data:`CHECK_TOLERANCE` of numnet's,
     else ExportCheckError and nothing is written. Refused with an ExportError (nothing
-    written) when ``weights`` is a folder or not an .npz archive, when the output exists and
-    ``force`` is False, is a folder, or lies where no file can be written (checked before the
-    work); a missing or damaged weights file is a WeightsFileError naming it.
+    written) when ``weights`` is a folder or not an .npz archive, or when the output exists
+    and ``force`` is False; a missing or damaged weights file is a WeightsFileError naming it;
+    an output folder that cannot take the file (a file in the way, read-only, no permission)
+    is an OutputError naming it, found before the work. ``out`` may be a folder: the file goes
+    into it, named after the weights.
     """
     weights = Path(weights)
     target = Path(out) if out is not None else weights.with_suffix(".onnx")
@@ -452,19 +460,17 @@ def export_weights(weights: str | os.PathLike[str], out: str | os.PathLike[str] 
     if weights.is_file() and not zipfile.is_zipfile(weights):  # an .onnx, a text, an image...
         raise ExportError(f"{weights} is not a numnet weights file (not an .npz archive); give "
                           "a file saved by numnet train/reproduce (weights/<run>.npz)")
-    if target.is_dir():
-        raise ExportError(f"{target} is a folder; give the output file's name with -o "
-                          "(e.g. -o model.onnx)")
+    if target.is_dir():  # as cp does: the file goes into the folder, under the weights' stem
+        target = target / weights.with_suffix(".onnx").name
     if target.exists() and not force:
         raise ExportError(f"{target} already exists; pass --force to replace it, or choose "
                           "another name with -o")
     _onnx()  # before the weights are read: a missing package is said first
     model = serialize.load(weights)  # every array checked against the header's SHA-256
     header = serialize.read_header(weights)
-    try:  # refuse a folder that cannot take the file before the work, as bad input
-        check_output_dir(target.parent)
-    except OutputError as exc:
-        raise ExportError(f"{target}: its folder cannot take the file -- {exc}") from None
+    # A folder that cannot take the file is refused before the work: an OutputError naming
+    # it (exit 1, as every command's unwritable output), nothing written.
+    check_output_dir(target.parent)
     data = to_onnx_bytes(model, weights_metadata(weights, header))
     runtime = _onnxruntime() if check else None
     difference = None

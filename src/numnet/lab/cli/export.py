@@ -1,9 +1,10 @@
 """``numnet export``: the parser (the handler is in :mod:`numnet.lab.cli.commands.export`).
 
-Exit codes: 0 written; 1 onnxruntime's logits differ from numnet's (nothing written), or a write
-failed (no space, read-only, no permission); 2 bad usage or bad input -- a missing, damaged or
-foreign weights file, a folder, an output that exists without ``--force``, or no ``onnx``
-package -- printed as one line.
+Exit codes (as for every numnet command): 0 written; 1 onnxruntime's logits differ from
+numnet's, or the output cannot be written (a file in the way, read-only, no permission, no
+space) -- nothing written either way; 2 bad usage or bad input -- a missing, damaged or foreign
+weights file, a folder given as the weights, an output that exists without ``--force``, or no
+``onnx`` package. Every error is one line.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("weights", metavar="WEIGHTS",
                    help="a weights file saved by train/reproduce (weights/<run>.npz)")
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="the ONNX file to write (default: beside WEIGHTS, same name, .onnx)")
+                   help="the ONNX file to write, or a folder to write it into (default: beside "
+                        "WEIGHTS, same name, .onnx)")
     p.add_argument("--force", action="store_true", help="replace the output file if it exists")
     p.add_argument("--no-check", action="store_true",
                    help="do not run the file with onnxruntime before writing it")
