@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_mnist import make_digits, tiny_datasets
+from tiny_mnist import TINY_PROTOCOL, make_digits, tiny_datasets
 
 from numnet.core import layers as core_layers
 from numnet.core import models, serialize
@@ -40,7 +40,7 @@ from numnet.core.layers import (
 )
 from numnet.core.losses import softmax, softmax_cross_entropy
 from numnet.core.optim import SGD
-from numnet.lab import export
+from numnet.lab import export, protocol
 from numnet.lab.cli import main
 
 onnx = pytest.importorskip("onnx")
@@ -333,16 +333,19 @@ def test_window_geometry_on_odd_images(padding, kernel, stride, kind, images) ->
 
 @pytest.fixture
 def weights(tmp_path):
-    """A run folder as numnet reproduce leaves it: weights, the run record, results.json."""
+    """A run folder as numnet reproduce leaves it: protocol.toml, the weights (with the header
+    metadata reproduce writes), the run record."""
     folder = tmp_path / "run"
+    (folder / "runs").mkdir(parents=True)
+    (folder / "protocol.toml").write_text(TINY_PROTOCOL)
+    protocol_hash = protocol.load(folder / "protocol.toml").hash
     path = serialize.save(folder / "weights" / "model4-setting2.npz", models.build(4, seed=2),
                           metadata={"run_id": "model4-setting2", "status": "ok",
-                                    "final_test_accuracy": 0.9827,
+                                    "final_test_accuracy": 0.9811,
+                                    "final_weights": {"test_accuracy": 0.9827, "update": 2751},
                                     "spec": {"seed": 17, "epochs": 5, "lr": 0.001}})
-    (folder / "runs").mkdir()
-    (folder / "runs" / "model4-setting2.json").write_text(json.dumps({"protocol_hash": "abc"}))
-    (folder / "results.json").write_text(json.dumps({"protocol": {"name": "assignment",
-                                                                  "hash": "abc"}}))
+    (folder / "runs" / "model4-setting2.json").write_text(
+        json.dumps({"protocol_hash": protocol_hash}))
     return path
 
 
@@ -354,8 +357,10 @@ def test_cli_writes_the_onnx_file_beside_the_weights(weights, capsys) -> None:
     onnx.checker.check_model(proto, full_check=True)
     meta = props(proto)
     assert meta["run_id"] == "model4-setting2"
-    assert (meta["protocol_name"], meta["protocol_hash"]) == ("assignment", "abc")
-    assert (meta["seed"], meta["final_test_accuracy"], meta["lr"]) == ("17", "0.9827", "0.001")
+    assert meta["protocol_name"] == "tiny" and meta["quick"] == "false"
+    assert meta["protocol_hash"] == protocol.load(weights.parents[1] / "protocol.toml").hash
+    assert (meta["seed"], meta["lr"]) == ("17", "0.001")
+    assert (meta["test_accuracy"], meta["final_test_accuracy"]) == ("0.9827", "0.9811")
     assert meta["numnet_version"] == export.__version__
     model = serialize.load(weights)
     x = np.random.default_rng(0).random((20, 784), dtype=np.float32)
@@ -363,6 +368,12 @@ def test_cli_writes_the_onnx_file_beside_the_weights(weights, capsys) -> None:
     np.testing.assert_allclose(logits, model.predict(x), atol=TOLERANCE)
     assert sorted(p.name for p in out.parent.iterdir()) == ["model4-setting2.npz",
                                                             "model4-setting2.onnx"]
+
+
+def test_metadata_outside_a_run_folder_is_the_header_alone(tmp_path) -> None:
+    path = serialize.save(tmp_path / "w.npz", models.build(1, seed=5))
+    meta = export.weights_metadata(path, serialize.read_header(path))
+    assert meta == {"source_weights": "w.npz", "seed": 5}
 
 
 def test_cli_says_what_onnxruntime_found(weights, capsys) -> None:

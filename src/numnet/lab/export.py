@@ -44,6 +44,7 @@ from numnet.core.errors import NumnetError
 from numnet.core.io import check_output_dir, read_json, write_bytes
 from numnet.core.kernels.plain import geometry, pair
 from numnet.core.names import IMAGE_SHAPE
+from numnet.lab import protocol
 
 #: ONNX operator set the graph uses (BatchNormalization-15, Softmax-13 along one axis).
 OPSET = 17
@@ -369,17 +370,30 @@ def to_onnx(model: Any, path: str | os.PathLike[str],
 
 
 def weights_metadata(weights: str | os.PathLike[str], header: dict[str, Any]) -> dict[str, Any]:
-    """What a weights file says about its run, for ``metadata_props``: from its header (run id,
-    seed, status, final accuracies, epochs and learning rate) and, when the weights sit in a
-    ``numnet reproduce``/``train`` folder, the run record ``../runs/<stem>.json`` (protocol
-    hash) and ``../results.json`` (protocol name). Absent facts are left out."""
+    """What a weights file says about its run, for ``metadata_props``.
+
+    From its header (``numnet reproduce``/``train`` write them): ``run_id``, ``status``,
+    ``test_accuracy`` (of the final weights, the figure of the summary table),
+    ``final_test_accuracy``/``final_train_accuracy`` (the last curve point), ``final_weights``,
+    ``epochs``, ``lr``, ``reduction``, ``batch_size`` and ``seed`` (the run's seed; the
+    model's initial-weights seed is in ``model_config``). When the weights sit in a run folder
+    (``<folder>/weights/<run>.npz``): ``protocol_hash`` from the run record
+    ``<folder>/runs/<run>.json`` and ``protocol_name`` from the folder's ``protocol.toml`` when
+    its hash is the record's (``numnet train`` records no protocol: ad hoc runs). Facts the
+    files do not hold are left out.
+    """
     path = Path(weights)
     meta = header.get("metadata") or {}
     spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
     config = header.get("config") or {}
     out: dict[str, Any] = {"source_weights": path.name}
-    for key in ("run_id", "status", "final_test_accuracy", "final_train_accuracy",
-                "final_weights"):
+    for key in ("run_id", "status"):
+        if meta.get(key) is not None:
+            out[key] = meta[key]
+    final = meta.get("final_weights")
+    if isinstance(final, dict) and final.get("test_accuracy") is not None:
+        out["test_accuracy"] = final["test_accuracy"]
+    for key in ("final_test_accuracy", "final_train_accuracy", "final_weights"):
         if meta.get(key) is not None:
             out[key] = meta[key]
     for key in ("epochs", "lr", "reduction", "batch_size"):
@@ -388,22 +402,33 @@ def weights_metadata(weights: str | os.PathLike[str], header: dict[str, Any]) ->
     seed = spec.get("seed", config.get("seed"))
     if seed is not None:
         out["seed"] = seed
-    folder = path.parent.parent
-    try:
-        record = read_json(folder / "runs" / f"{path.stem}.json")
-        if isinstance(record, dict) and record.get("protocol_hash"):
-            out["protocol_hash"] = record["protocol_hash"]
-    except NumnetError:
-        pass  # weights outside a run folder: nothing more to say
-    try:
-        protocol = read_json(folder / "results.json").get("protocol")
-        if isinstance(protocol, dict):
-            for key in ("name", "hash"):
-                if protocol.get(key) and not (key == "hash" and "protocol_hash" in out):
-                    out[f"protocol_{key}"] = protocol[key]
-    except (NumnetError, AttributeError):
-        pass
+    out.update(_protocol_facts(path.parent.parent, path.stem))
     return out
+
+
+def _protocol_facts(folder: Path, run_id: str) -> dict[str, Any]:
+    """``protocol_hash`` (and ``protocol_name``, ``quick``) of run ``run_id`` in a run folder;
+    ``{}`` outside one, or when its files are missing or unreadable (they add facts, they are
+    not needed for the export)."""
+    try:
+        record = read_json(folder / "runs" / f"{run_id}.json")
+    except NumnetError:
+        return {}
+    protocol_hash = record.get("protocol_hash") if isinstance(record, dict) else None
+    if not isinstance(protocol_hash, str) or not protocol_hash:
+        return {}
+    facts: dict[str, Any] = {"protocol_hash": protocol_hash}
+    if not (folder / "protocol.toml").is_file():
+        return facts
+    try:
+        proto = protocol.load(folder / "protocol.toml")
+    except (NumnetError, OSError):
+        return facts
+    for candidate in (proto, proto.quick_variant()):
+        if candidate.hash == protocol_hash:
+            facts["protocol_name"] = candidate.name
+            facts["quick"] = candidate.quick
+    return facts
 
 
 @dataclass(frozen=True)
