@@ -188,6 +188,15 @@ def test_unknown_layer_is_one_line_naming_it() -> None:
         export.model_proto(model)
 
 
+def test_layers_that_do_not_fit_together_are_refused() -> None:
+    with pytest.raises(export.ExportError, match=r"'fc' \(Linear\) takes 100 features, but its "
+                                                 r"input has 784"):
+        export.model_proto(models.Sequential([("fc", Linear(100, 10))]))
+    with pytest.raises(export.ExportError, match=r"'conv' \(Conv2D\) takes 3 channels"):
+        export.model_proto(models.Sequential([("reshape", Reshape((28, 28, 1))),
+                                              ("conv", Conv2D(3, 2, 3))]))
+
+
 def test_a_model_that_does_not_end_in_logits_is_refused() -> None:
     model = models.Sequential([("reshape", Reshape((28, 28, 1))),
                                ("conv", Conv2D(1, 2, 3))])
@@ -219,7 +228,7 @@ def every_layer_model(batch_norm, dropout, avg_pool) -> models.Sequential:
     return models.Sequential([
         ("reshape", Reshape((28, 28, 1))),
         ("conv1", Conv2D(1, 4, 3, stride=2, padding="same")),  # 28 -> 14, pad (0, 1)
-        ("bn1", batch_norm(4)),
+        ("bn1", batch_norm(4, 0.9, 1e-3)),  # (num_features, momentum, eps)
         ("relu1", ReLU()),
         ("pool1", MaxPool2D(3, 2, padding="same")),  # 14 -> 7
         ("conv2", Conv2D(4, 6, (3, 2), stride=1, padding="valid")),  # 7x7 -> 5x6
@@ -227,7 +236,7 @@ def every_layer_model(batch_norm, dropout, avg_pool) -> models.Sequential:
         ("pool2", avg_pool(2, 2, "same")),  # 5x6 -> 3x3, a padded row at the bottom
         ("flatten", Flatten()),
         ("fc1", Linear(54, 16)),
-        ("bn2", batch_norm(16)),
+        ("bn2", batch_norm(16, 0.9, 1e-5)),
         ("sigmoid", Sigmoid()),
         ("drop", dropout(0.5)),
         ("fc2", Linear(16, 10)),

@@ -155,7 +155,7 @@ class _Graph:
 # ----------------------------------------------------------------------------------------------
 
 
-def _window_pads(g: _Graph, layer: Any, kernel: tuple[int, int], stride: tuple[int, int],
+def _window_pads(g: _Graph, kernel: tuple[int, int], stride: tuple[int, int],
                  padding: str) -> tuple[list[int], tuple[int, int]]:
     """ONNX ``pads`` ``[top, left, bottom, right]`` of a window over the current image, and the
     output (height, width) -- TensorFlow's SAME/VALID as numnet's kernels compute them."""
@@ -186,6 +186,9 @@ def _linear(g: _Graph, name: str, layer: Any) -> None:
                           f"{g.shape} per example; put a Flatten before it")
     weight = to_numpy(layer.weight.value)  # (in, out): y = x @ W + b is Gemm with transB=0
     bias = to_numpy(layer.bias.value)
+    if weight.shape[0] != g.shape[0]:
+        raise ExportError(f"layer {name!r} (Linear) takes {weight.shape[0]} features, but its "
+                          f"input has {g.shape[0]}")
     w = g.constant(f"{name}.weight", weight)
     b = g.constant(f"{name}.bias", bias)
     g.node("Gemm", [g.tensor, w, b], name)
@@ -195,8 +198,11 @@ def _linear(g: _Graph, name: str, layer: Any) -> None:
 def _conv2d(g: _Graph, name: str, layer: Any) -> None:
     g.to_nchw(name)
     weight = to_numpy(layer.weight.value)  # HWIO (kh, kw, c_in, c_out)
+    if weight.shape[2] != g.shape[2]:
+        raise ExportError(f"layer {name!r} (Conv2D) takes {weight.shape[2]} channels, but its "
+                          f"input has {g.shape[2]}")
     kernel, stride = (weight.shape[0], weight.shape[1]), pair(layer.stride)
-    pads, (ho, wo) = _window_pads(g, layer, kernel, stride, layer.padding)
+    pads, (ho, wo) = _window_pads(g, kernel, stride, layer.padding)
     w = g.constant(f"{name}.weight", weight.transpose(3, 2, 0, 1))  # -> OIHW
     b = g.constant(f"{name}.bias", to_numpy(layer.bias.value))
     g.node("Conv", [g.tensor, w, b], name, kernel_shape=list(kernel), strides=list(stride),
@@ -208,7 +214,7 @@ def _max_pool2d(g: _Graph, name: str, layer: Any) -> None:
     # numnet pads SAME with -inf; ONNX's MaxPool never lets its pads win a max: the same.
     g.to_nchw(name)
     kernel, stride = pair(layer.pool_size), pair(layer.stride)
-    pads, (ho, wo) = _window_pads(g, layer, kernel, stride, layer.padding)
+    pads, (ho, wo) = _window_pads(g, kernel, stride, layer.padding)
     g.node("MaxPool", [g.tensor], name, kernel_shape=list(kernel), strides=list(stride),
            pads=pads)
     g.shape = (ho, wo, g.shape[2])
@@ -219,7 +225,7 @@ def _avg_pool2d(g: _Graph, name: str, layer: Any) -> None:
     # count_include_pad=0 with explicit pads.
     g.to_nchw(name)
     kernel, stride = pair(layer.pool_size), pair(layer.stride)
-    pads, (ho, wo) = _window_pads(g, layer, kernel, stride, layer.padding)
+    pads, (ho, wo) = _window_pads(g, kernel, stride, layer.padding)
     g.node("AveragePool", [g.tensor], name, kernel_shape=list(kernel), strides=list(stride),
            pads=pads, count_include_pad=0)
     g.shape = (ho, wo, g.shape[2])
@@ -327,7 +333,7 @@ def model_proto(model: Any, metadata: dict[str, Any] | None = None) -> Any:
     g.nodes.append(helper.make_node("Softmax", [LOGITS], [PROBABILITIES], name=PROBABILITIES,
                                     axis=1))
     graph = helper.make_graph(
-        g.nodes, str(getattr(model, "config", {}).get("name") or "numnet"),
+        g.nodes, str((getattr(model, "config", None) or {}).get("name") or "numnet"),
         inputs=[helper.make_tensor_value_info(INPUT, tensor_proto.FLOAT, ["N", INPUT_FEATURES])],
         outputs=[helper.make_tensor_value_info(out, tensor_proto.FLOAT, ["N", classes])
                  for out in (LOGITS, PROBABILITIES)],
@@ -348,7 +354,11 @@ def model_proto(model: Any, metadata: dict[str, Any] | None = None) -> Any:
                                "its weights were cast to float32 for this float32 graph")
     props.update(metadata or {})
     helper.set_model_props(proto, {str(k): _metadata_text(v) for k, v in props.items()})
-    onnx.checker.check_model(proto, full_check=True)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"the ONNX graph of this model fails onnx's checker ({exc}); this is "
+                          "a bug of numnet export: please report it with the model") from None
     return proto
 
 
