@@ -30,7 +30,8 @@ PACKAGE = "numnet"
 
 #: Optional dependencies an import inside a function may load (top-level package names).
 OPTIONAL = frozenset({"torch", "dask", "distributed", "cupy", "matplotlib", "PIL",
-                      "threadpoolctl", "tqdm", "nbformat", "nbclient", "jax"})
+                      "threadpoolctl", "tqdm", "nbformat", "nbclient", "jax", "onnx",
+                      "onnxruntime"})
 #: The ones the core may load that way (the thread runtime, the CUDA backend, a torch check).
 CORE_OPTIONAL = frozenset({"threadpoolctl", "cupy", "torch"})
 #: Modules allowed to import by name at run time (``importlib.import_module``/``__import__``).

@@ -1,10 +1,11 @@
 """The ``numnet`` command line.
 
-Each group of subcommands has a parser module here (``run``, ``data``, ``compare``, ``sweep``)
-with ``register(subparsers)``, and a handler module under ``numnet.lab.cli.commands`` holding
-the functions that run them. Parsers name their handler as ``"<module>:<function>"`` (the
-``handler`` default); :func:`main` imports that one module when the command runs -- the one
-lazy import of the command line, so that ``numnet --help`` does not load the application.
+Each group of subcommands has a parser module here (``run``, ``data``, ``export``, ``compare``,
+``sweep``) with ``register(subparsers)``, and a handler module under
+``numnet.lab.cli.commands`` holding the functions that run them. Parsers name their handler as
+``"<module>:<function>"`` (the ``handler`` default); :func:`main` imports that one module when
+the command runs -- the one lazy import of the command line, so that ``numnet --help`` does not
+load the application.
 
 Exit codes: 0 success; 1 a run failed or diverged where that is an error, or a write failed
 (:class:`~numnet.core.errors.OutputError`: no space, read-only, a file in the way); 2 bad usage
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 from numnet import __version__
 from numnet.core.errors import NumnetError, OutputError
-from numnet.lab.cli import compare, data, run, sweep
+from numnet.lab.cli import compare, data, export, run, sweep
 from numnet.lab.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -42,7 +43,7 @@ from numnet.lab.cli.common import (
 )
 
 #: The parser modules, in the order of ``numnet --help``.
-COMMAND_MODULES = (run, data, compare, sweep)
+COMMAND_MODULES = (run, data, export, compare, sweep)
 HANDLERS = "numnet.lab.cli.commands"
 #: What every command checks first (NUMNET_THREADS): a handler like the others.
 ENVIRONMENT_CHECK = "environment:check"
