@@ -34,7 +34,8 @@ from numnet.core.errors import OptimizerError
 from numnet.core.names import SCHEDULES
 from numnet.core.optim import check_int, check_keys, check_real, check_type
 
-__all__ = ["SCHEDULES", "Constant", "Cosine", "Schedule", "Step", "build", "check_spec"]
+__all__ = ["SCHEDULES", "Constant", "Cosine", "Schedule", "Step", "build", "check_spec",
+           "depends_on_length"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,12 @@ def check_spec(spec: Mapping[str, Any], where: str = "schedule") -> dict[str, An
     if kind == "cosine":
         full["min_lr"] = check_real(where, "min_lr", full["min_lr"], lambda x: x >= 0, ">= 0")
     return {"type": kind, **full}
+
+
+def depends_on_length(spec: Mapping[str, Any]) -> bool:
+    """Whether a schedule's rates depend on the run's total updates (``cosine``: it decays
+    over the whole run), so that a shorter run is no prefix of a longer one."""
+    return check_spec(spec)["type"] == "cosine"
 
 
 def build(spec: Mapping[str, Any], where: str = "schedule") -> Schedule:

@@ -4,6 +4,7 @@ the same in every command (``--threads``, ``--device``, ``--kernels``, ``--proto
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import re
 import sys
@@ -11,8 +12,8 @@ from typing import NoReturn
 
 from numnet.core import backend
 from numnet.core.errors import NumnetError
-from numnet.core.names import DEFAULT_KERNELS, DEVICES, KERNELS
-from numnet.lab.protocol import BUILTIN_PROTOCOLS
+from numnet.core.names import DATASET_NAMES, DEFAULT_KERNELS, DEVICES, KERNELS
+from numnet.lab.protocol import BUILTIN_PROTOCOLS, Protocol
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -105,6 +106,8 @@ SHARED_HELP = {
     "--data-dir": "folder holding the four IDX files (.gz or raw), e.g. TensorFlow's "
                   "MNIST_data/ (default: $NUMNET_DATA_DIR, else numnet's data cache, filled "
                   "on first use); a sweep's workers read it at the same path",
+    "--dataset": f"the data set, one of {', '.join(DATASET_NAMES)} (default: the protocol's "
+                 "[data] dataset; for data fetch mnist, for data info every one)",
     "--no-verify": "accept IDX files in --data-dir whose checksums differ from the pinned "
                    "ones (the shapes must still be 28x28 images and labels 0-9)",
     "--quiet": "no progress bars and no line per sweep task: plain log lines on stderr (a few "
@@ -147,6 +150,19 @@ def add_data(p: argparse.ArgumentParser) -> None:
     """``--data-dir DIR`` and ``--no-verify``: every command that loads a data set."""
     p.add_argument("--data-dir", default=None, metavar="DIR", help=SHARED_HELP["--data-dir"])
     p.add_argument("--no-verify", action="store_true", help=SHARED_HELP["--no-verify"])
+
+
+def add_dataset(p: argparse.ArgumentParser) -> None:
+    """``--dataset NAME``: every command that trains (it replaces the protocol's)."""
+    p.add_argument("--dataset", choices=DATASET_NAMES, default=None,
+                   help=SHARED_HELP["--dataset"])
+
+
+def with_dataset(protocol: Protocol, args: argparse.Namespace) -> Protocol:
+    """``protocol`` on the data set ``--dataset`` names (unchanged when it names none)."""
+    if getattr(args, "dataset", None) in (None, protocol.dataset):
+        return protocol
+    return dataclasses.replace(protocol, dataset=args.dataset)
 
 
 def add_quiet(p: argparse.ArgumentParser) -> None:

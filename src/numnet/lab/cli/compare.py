@@ -44,6 +44,7 @@ def register(subparsers: Any) -> None:
     # it stays robust when other processes share the cores.
     common.add_threads(p, 1)
     common.add_device(p)
+    common.add_dataset(p)
     common.add_data(p)
     common.add_quiet(p)
     p.set_defaults(handler="compare:compare")

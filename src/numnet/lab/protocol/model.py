@@ -35,6 +35,14 @@ MODEL_OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "bias_init": BIAS_INITS,
     "conv_activation": CONV_ACTIVATIONS,
 }
+#: Options a protocol may set in [defaults], per model and per setting (the setting wins),
+#: beside :data:`MODEL_OPTION_DEFAULTS`: the optimiser (a table, ``{ type = "adam", ... }``:
+#: ``numnet.core.optim.check_spec``), its weight decay and the learning-rate schedule (a table,
+#: ``numnet.core.schedules.check_spec``). Absent: plain SGD at a constant rate (the protocol).
+TRAINING_OPTIONS = ("optimizer", "weight_decay", "schedule")
+#: Every option a setting may override (its model's ``layers`` too: a variant of the model
+#: that starts from the same draws, e.g. with batch normalisation, under shared starts).
+SETTING_OPTIONS = (*MODEL_OPTION_DEFAULTS, *TRAINING_OPTIONS, "layers")
 TRAINING_DEFAULTS: dict[str, Any] = {
     "batch_size": 100,
     "eval_every": 200,
@@ -54,15 +62,24 @@ QUICK_DEFAULTS: dict[str, int] = {
 
 @dataclass(frozen=True)
 class Setting:
-    """One hyper-parameter setting of the protocol's table: ``(num_epochs, learning_rate)``."""
+    """One hyper-parameter setting of the protocol's table: ``(num_epochs, learning_rate)``,
+    optionally a ``label`` (shown in reports) and ``options`` that override the model's
+    (:data:`SETTING_OPTIONS`), as sorted ``(key, canonical JSON)`` pairs."""
 
     epochs: int
     lr: float
+    label: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class ModelPlan:
-    """One model of a protocol: its build options, its loss reduction and its settings."""
+    """One model of a protocol: its build options, its loss reduction and its settings.
+
+    ``layers``: a custom model's definition (canonical JSON of its layer list,
+    ``numnet.core.models.build``); None for the built-in models 1-4. ``optimizer`` and
+    ``schedule``: canonical JSON of their tables, None for plain SGD at a constant rate;
+    ``weight_decay``: None for none."""
 
     name: str
     reduction: str
@@ -70,11 +87,10 @@ class ModelPlan:
     bias_init: str
     conv_activation: str
     settings: tuple[Setting, ...]
-
-    @property
-    def number(self) -> int:
-        """The model's number in the protocol ("model4" -> 4)."""
-        return int(self.name.removeprefix("model"))
+    layers: str | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,16 @@ class Protocol:
             d.pop(key)
         if not d["shared_start"]:
             del d["shared_start"]  # absent before the option existed: keep those hashes
+        # Options at their defaults are left out, so that the hashes of protocols written
+        # before they existed stay as they were.
+        for model in d["models"]:
+            for key in ("layers", *TRAINING_OPTIONS):
+                if model[key] is None:
+                    del model[key]
+            for setting in model["settings"]:
+                for key in ("label", "options"):
+                    if not setting[key]:
+                        del setting[key]
         return d
 
     def metadata(self) -> dict[str, Any]:
@@ -129,6 +155,8 @@ class Protocol:
             "quick_options": self.quick_options if self.quick else None,
             "models": [m.name for m in self.models],
             "settings": {m.name: [[s.epochs, s.lr] for s in m.settings] for m in self.models},
+            **({"labels": {m.name: [s.label for s in m.settings] for m in self.models}}
+               if any(s.label for m in self.models for s in m.settings) else {}),
             "batch_size": self.batch_size,
             "eval_every": self.eval_every,
             "eval_train_examples": self.eval_train_examples,
@@ -161,7 +189,8 @@ class Protocol:
         q = self.quick_options
         models = tuple(
             dataclasses.replace(
-                m, settings=tuple(Setting(q["epochs"], s.lr) for s in m.settings)
+                m, settings=tuple(dataclasses.replace(s, epochs=q["epochs"])
+                                  for s in m.settings)
             )
             for m in self.models
         )

@@ -3,6 +3,9 @@ against the schema of :mod:`numnet.lab.protocol` strictly (unknown keys are erro
 
 from __future__ import annotations
 
+import difflib
+import json
+import math
 import os
 import re
 import tomllib
@@ -10,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from numnet.core import models, optim, schedules
 from numnet.core.errors import ProtocolError
 from numnet.core.names import DTYPES, MODEL_NAMES
 from numnet.lab.protocol.checks import (
@@ -28,7 +32,9 @@ from numnet.lab.protocol.model import (
     MODEL_OPTION_CHOICES,
     MODEL_OPTION_DEFAULTS,
     QUICK_DEFAULTS,
+    SETTING_OPTIONS,
     TRAINING_DEFAULTS,
+    TRAINING_OPTIONS,
     ModelPlan,
     Protocol,
     Setting,
@@ -164,50 +170,22 @@ def parse(
     check_updates(q["epochs"], t["batch_size"], n_train, "quick.epochs", source)
 
     defaults = get_table(raw, "defaults", "", source)
-    check_keys(defaults, set(MODEL_OPTION_DEFAULTS), "defaults", source)
+    check_keys(defaults, {*MODEL_OPTION_DEFAULTS, *TRAINING_OPTIONS}, "defaults", source)
+    model_defaults: dict[str, Any] = {**MODEL_OPTION_DEFAULTS,
+                                      **dict.fromkeys(TRAINING_OPTIONS)}
     for key, value in defaults.items():
-        check_choice(value, MODEL_OPTION_CHOICES[key], f"defaults.{key}", source)
-    model_defaults = {**MODEL_OPTION_DEFAULTS, **defaults}
+        model_defaults[key] = check_option(key, value, f"defaults.{key}", source)
 
     models_raw = get_table(raw, "models", "", source)
     if not models_raw:
         raise ProtocolError(f"{source}: the protocol names no models; add a [models.model1] table")
-    plans = []
-    for model_name, body in models_raw.items():
-        path = f"models.{model_name}"
-        if model_name not in MODEL_NAMES:
-            raise ProtocolError(
-                f"{source}: {path}: unknown model {model_name!r}; use one of {list(MODEL_NAMES)}"
-            )
-        if not isinstance(body, dict):
-            raise ProtocolError(f"{source}: {path} must be a table ([models.{model_name}])")
-        check_keys(body, {"settings", *MODEL_OPTION_DEFAULTS}, path, source)
-        options = dict(model_defaults)
-        for key in MODEL_OPTION_DEFAULTS:
-            if key in body:
-                check_choice(body[key], MODEL_OPTION_CHOICES[key], f"{path}.{key}", source)
-                options[key] = body[key]
-        settings_raw = body.get("settings")
-        if not isinstance(settings_raw, list) or not settings_raw:
-            raise ProtocolError(
-                f"{source}: {path}.settings must be a non-empty array of "
-                "{ epochs = E, lr = LR } tables"
-            )
-        settings = []
-        for i, s in enumerate(settings_raw):
-            spath = f"{path}.settings[{i}]"
-            if not isinstance(s, dict):
-                raise ProtocolError(f"{source}: {spath} must be a table {{ epochs = E, lr = LR }}")
-            check_keys(s, {"epochs", "lr"}, spath, source)
-            for key in ("epochs", "lr"):
-                if key not in s:
-                    raise ProtocolError(f"{source}: {spath}.{key} is missing")
-            check_int(s["epochs"], f"{spath}.epochs", source, minimum=1)
-            check_updates(s["epochs"], t["batch_size"], n_train, f"{spath}.epochs", source)
-            check_positive_float(s["lr"], f"{spath}.lr", source)
-            settings.append(Setting(int(s["epochs"]), float(s["lr"])))
-        plans.append(ModelPlan(name=model_name, settings=tuple(settings), **options))
-    plans.sort(key=lambda m: m.number)
+    if len(models_raw) > MAX_MODELS:
+        raise ProtocolError(f"{source}: the protocol names {len(models_raw)} models; at most "
+                            f"{MAX_MODELS} are allowed")
+    plans = [parse_model(model_name, body, model_defaults, t["batch_size"], n_train, source)
+             for model_name, body in models_raw.items()]
+    if all(plan.name in MODEL_NAMES for plan in plans):
+        plans.sort(key=lambda m: MODEL_NAMES.index(m.name))  # the protocol's order, 1 to 4
 
     return Protocol(
         name=name,
@@ -258,3 +236,120 @@ def resolve(
     if seed is not None:
         protocol = protocol.with_seed(seed)
     return protocol.quick_variant() if quick else protocol
+
+
+#: What a custom model's name may hold: it is part of run ids and file names.
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
+MAX_MODELS = 64
+MAX_SETTINGS = 64
+
+
+def parse_model(model_name: str, body: Any, model_defaults: dict[str, Any], batch_size: int,
+                n_train: int, source: str) -> ModelPlan:
+    """One ``[models.NAME]`` table: a built-in model (model1..model4) or a custom one with its
+    ``layers``; its options over ``model_defaults``; its settings, each overriding them."""
+    path = f"models.{model_name}"
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{source}: {path} must be a table ([models.{model_name}])")
+    builtin = model_name in MODEL_NAMES
+    if not builtin and not MODEL_NAME_PATTERN.fullmatch(model_name):
+        raise ProtocolError(
+            f"{source}: {path}: a model's name must start with a letter and hold 1 to 40 "
+            "letters, digits, '-' or '_' (it names the runs' files)")
+    check_keys(body, {"settings", *SETTING_OPTIONS}, path, source)
+    if builtin and "layers" in body:
+        raise ProtocolError(f"{source}: {path}.layers: {model_name} is a built-in model "
+                            "(docs/protocol.md); give your own model another name, e.g. "
+                            f"[models.my-{model_name}]")
+    if not builtin and "layers" not in body:
+        close = difflib.get_close_matches(model_name, MODEL_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ProtocolError(
+            f"{source}: {path}: unknown model {model_name!r}{hint}; use one of "
+            f"{list(MODEL_NAMES)} or define it with layers = [ {{ type = \"linear\", "
+            "units = 10 }, ... ]")
+    options = dict(model_defaults)
+    for key in SETTING_OPTIONS:
+        if key in body:
+            options[key] = check_option(key, body[key], f"{path}.{key}", source,
+                                        model=model_name)
+    settings_raw = body.get("settings")
+    if not isinstance(settings_raw, list) or not settings_raw:
+        raise ProtocolError(f"{source}: {path}.settings must be a non-empty array of "
+                            "{ epochs = E, lr = LR } tables")
+    if len(settings_raw) > MAX_SETTINGS:
+        raise ProtocolError(f"{source}: {path}.settings has {len(settings_raw)} settings; at "
+                            f"most {MAX_SETTINGS} are allowed")
+    settings = []
+    for i, s in enumerate(settings_raw):
+        spath = f"{path}.settings[{i}]"
+        if not isinstance(s, dict):
+            raise ProtocolError(f"{source}: {spath} must be a table {{ epochs = E, lr = LR }}")
+        check_keys(s, {"epochs", "lr", "label", *SETTING_OPTIONS}, spath, source)
+        for key in ("epochs", "lr"):
+            if key not in s:
+                raise ProtocolError(f"{source}: {spath}.{key} is missing")
+        check_int(s["epochs"], f"{spath}.epochs", source, minimum=1)
+        check_updates(s["epochs"], batch_size, n_train, f"{spath}.epochs", source)
+        check_positive_float(s["lr"], f"{spath}.lr", source)
+        label = s.get("label")
+        if label is not None and (not isinstance(label, str) or not 0 < len(label) <= 40
+                                  or not label.isprintable()):
+            raise ProtocolError(f"{source}: {spath}.label must be a printable string of 1 to "
+                                f"40 characters, got {label!r}")
+        overrides = {key: check_option(key, s[key], f"{spath}.{key}", source, model=model_name)
+                     for key in SETTING_OPTIONS if key in s}
+        if "layers" in overrides and builtin:
+            raise ProtocolError(f"{source}: {spath}.layers: {model_name} is a built-in model; "
+                                "give the variant its own [models.NAME] table")
+        settings.append(Setting(int(s["epochs"]), float(s["lr"]), label,
+                                tuple(sorted((k, canonical(v)) for k, v in overrides.items()))))
+    return ModelPlan(name=model_name, settings=tuple(settings),
+                     **{k: options[k] for k in MODEL_OPTION_DEFAULTS},
+                     layers=None if options.get("layers") is None
+                     else canonical(options["layers"]),
+                     optimizer=None if options["optimizer"] is None
+                     else canonical(options["optimizer"]),
+                     weight_decay=options["weight_decay"],
+                     schedule=None if options["schedule"] is None
+                     else canonical(options["schedule"]))
+
+
+def canonical(value: Any) -> str:
+    """A value as canonical JSON (sorted keys, no spaces): equal options, equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def check_option(key: str, value: Any, where: str, source: str, model: str = "") -> Any:
+    """A model option from a protocol, checked (a ProtocolError naming ``where`` otherwise):
+    a choice (:data:`MODEL_OPTION_CHOICES`), a weight decay (a number >= 0), an optimiser or a
+    schedule table (their core checks), or a model's ``layers`` (``models.check_definition``,
+    which also infers every layer's shape). Returns the value as it is kept."""
+    if key in MODEL_OPTION_CHOICES:
+        check_choice(value, MODEL_OPTION_CHOICES[key], where, source)
+        return value
+    if key == "weight_decay":
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or value < 0):
+            raise ProtocolError(f"{source}: {where} must be a finite number >= 0, got {value!r}")
+        return float(value)
+    checks = {"optimizer": optim.check_spec, "schedule": schedules.check_spec}
+    try:
+        if key in checks:
+            if not isinstance(value, dict):
+                raise ProtocolError(f"{source}: {where} must be a table, e.g. "
+                                    + ('{ type = "adam" }' if key == "optimizer"
+                                       else '{ type = "cosine", warmup_updates = 100 }'))
+            checks[key](value, where=f"{source}: {where}")
+            return dict(value)
+        if not isinstance(value, list):
+            raise ProtocolError(f"{source}: {where} must be an array of layer tables, e.g. "
+                                '[ { type = "linear", units = 10 } ]')
+        models.check_definition(value, name=model)
+        return [dict(layer) for layer in value]
+    except ProtocolError:
+        raise
+    except ValueError as exc:  # the core's one-line errors (DefinitionError, OptimizerError...)
+        text = str(exc)
+        raise ProtocolError(text if text.startswith(source) else f"{source}: {where}: {text}"
+                            ) from None

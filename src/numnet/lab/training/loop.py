@@ -10,13 +10,14 @@ skip. :class:`Run` holds what the loop builds up (the curves, the status) and ma
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from numnet.core import backend, models, runtime
+from numnet.core import backend, models, runtime, schedules
 from numnet.core.datasets import DataSet, Datasets
 from numnet.lab.training.internals import PROBE_EXAMPLES, InternalsRecorder
 from numnet.lab.training.spec import STATUS_DIVERGED, STATUS_OK, Progress, RunResult, RunSpec
@@ -36,6 +37,10 @@ def build_model(spec: RunSpec) -> Any:
     """The run's initial model: ``models.build`` with the spec's options, kernels and init
     seed."""
     init_seed, _ = child_seeds(spec.seed)
+    if spec.layers is not None:
+        return models.build(json.loads(spec.layers), seed=init_seed, dtype=spec.dtype,
+                            name=spec.model, bias_init=spec.bias_init, kernels=spec.kernels,
+                            weight_init=spec.weight_init)
     return models.build(
         spec.model,
         seed=init_seed,
@@ -58,8 +63,11 @@ def prefix_key(spec: RunSpec) -> RunSpec:
     """What a run shares with the runs it is a prefix of: its spec without the epochs and the
     setting label. Two runs with equal keys (same seed, so same initial weights and batch
     order) and E1 <= E2 epochs: the first is the second's first ``expected_updates(E1)``
-    updates, exactly."""
-    return dataclasses.replace(spec, epochs=0, setting=None)
+    updates, exactly. Not so under a schedule whose rates depend on the run's length (a
+    cosine decays over the whole run): its epochs stay in the key."""
+    keep_epochs = spec.schedule is not None and schedules.depends_on_length(
+        json.loads(spec.schedule))
+    return dataclasses.replace(spec, epochs=spec.epochs if keep_epochs else 0, setting=None)
 
 
 def expected_updates(num_examples: int, batch_size: int, epochs: int) -> int:
@@ -97,13 +105,14 @@ def train_run(spec: RunSpec, data: Datasets, *, device: str = "cpu", stepper: An
     parts (:class:`Progress` reports, :class:`ShorterRuns`); the training internals are one
     too, added when ``spec.internals``.
     """
+    batches = batches if batches is not None else make_batch_source(spec, data.train)
     if stepper is None:
         backend.xp_for(device)  # a clear error before any work when the device is unavailable
         model = build_model(spec)
         if device != "cpu":
             model.to(device)
-        stepper = NumnetStepper(model, spec.lr, spec.reduction)
-    batches = batches if batches is not None else make_batch_source(spec, data.train)
+        total = expected_updates(batches.num_examples, spec.batch_size, spec.epochs)
+        stepper = NumnetStepper.for_run(model, spec, total)
     run = Run(spec, data, stepper, device, plugins)
     i = 0
     # Overflow in a diverging run is expected and detected (the divergence rule); BLAS on one

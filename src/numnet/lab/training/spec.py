@@ -25,6 +25,13 @@ class RunSpec:
     ``internals`` (default True) records the training internals at each evaluation
     (``numnet.lab.training.internals``); they never change the results, and the field is in
     ``to_dict`` only when False.
+
+    ``layers``: a custom model's definition (canonical JSON of its layer list,
+    ``numnet.core.models.build``); None for the built-in ``model`` 1-4. ``optimizer``: the
+    optimiser's table as canonical JSON (``numnet.core.optim.build``: its type, its
+    hyper-parameters and weight decay; the learning rate is ``lr``), None for plain SGD;
+    ``schedule``: the learning-rate schedule's table (``numnet.core.schedules.build``), None
+    for a constant rate. Each is left out of ``to_dict`` when None.
     """
 
     model: str
@@ -44,6 +51,9 @@ class RunSpec:
     setting: int | None = None
     kernels: str = DEFAULT_KERNELS
     internals: bool = True
+    layers: str | None = None
+    optimizer: str | None = None
+    schedule: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -58,6 +68,9 @@ class RunSpec:
             del d["kernels"]
         if d["internals"]:
             del d["internals"]
+        for key in ("layers", "optimizer", "schedule"):
+            if d[key] is None:
+                del d[key]
         return d
 
     @classmethod

@@ -4,11 +4,12 @@ and final weights."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 
-from numnet.core import backend
+from numnet.core import backend, optim, schedules
 from numnet.core.datasets import Datasets
 from numnet.core.losses import softmax_cross_entropy
 from numnet.core.optim import SGD
@@ -80,11 +81,26 @@ class NumnetStepper:
     run through this same loop, batches, evaluations and divergence rule.
     """
 
-    def __init__(self, model: Any, lr: float, reduction: str) -> None:
+    def __init__(self, model: Any, lr: float, reduction: str, optimizer: Any = None,
+                 schedule: Any = None, total_updates: int | None = None) -> None:
         self.model = model
-        self.optimizer = SGD(model.parameters(), lr)
+        self.optimizer = optimizer if optimizer is not None else SGD(model.parameters(), lr)
         self.reduction = reduction
+        #: the learning rate of each update (``numnet.core.schedules``) over a run of
+        #: ``total_updates``; None keeps ``lr`` throughout
+        self.schedule, self.lr, self.total_updates = schedule, lr, total_updates
+        self.updates = 0  # made so far
         self._dlogits: Any = None
+
+    @classmethod
+    def for_run(cls, model: Any, spec: RunSpec, total_updates: int) -> NumnetStepper:
+        """The stepper of a run: its optimiser (``spec.optimizer``, else plain SGD) at
+        ``spec.lr``, its schedule over ``total_updates`` updates."""
+        optimizer = None
+        if spec.optimizer is not None:
+            optimizer = optim.build(model.parameters(), json.loads(spec.optimizer), lr=spec.lr)
+        schedule = None if spec.schedule is None else schedules.build(json.loads(spec.schedule))
+        return cls(model, spec.lr, spec.reduction, optimizer, schedule, total_updates)
 
     def loss(self, x: Any, y: Any) -> float:
         logits = self.model.forward(x)
@@ -92,8 +108,11 @@ class NumnetStepper:
         return float(loss)
 
     def update(self) -> None:
+        if self.schedule is not None:
+            self.optimizer.lr = self.schedule.lr_at(self.updates, self.lr, self.total_updates)
         self.model.backward(self._dlogits)
         self.optimizer.step()
+        self.updates += 1
 
     def parameters_finite(self) -> bool:
         return parameters_finite(self.model)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from numnet.core.errors import NumnetError
 from numnet.lab import compare as compare_mod
+from numnet.lab import protocol
 from numnet.lab.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -13,6 +15,7 @@ from numnet.lab.cli.common import (
     check_device,
     progress,
     threads,
+    with_dataset,
 )
 from numnet.lab.experiments import parse_models
 from numnet.lab.reference_torch import import_torch
@@ -23,11 +26,16 @@ def compare(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.agreement_updates < 0:
         raise UserError(f"--agreement-updates must be >= 0, got {args.agreement_updates}")
+    proto = with_dataset(protocol.load(args.protocol), args)
+    try:
+        models = parse_models(args.models, [m.name for m in proto.models])
+    except NumnetError as exc:
+        raise UserError(str(exc)) from None
     try:
         result = compare_mod.run_compare(
-            args.protocol,
+            proto,
             out_dir=args.out,
-            models=parse_models(args.models),
+            models=models,
             quick=args.quick,
             seed=args.seed,
             agreement_updates=args.agreement_updates,

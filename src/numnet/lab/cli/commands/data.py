@@ -27,7 +27,7 @@ def no_action(args: argparse.Namespace) -> int:
 
 
 def fetch(args: argparse.Namespace) -> int:
-    spec = get_spec(args.dataset)
+    spec = get_spec(args.dataset or "mnist")
     result, arrays = acquire(
         spec,
         data_dir=args.data_dir,

@@ -21,12 +21,14 @@ from numnet.lab.cli.common import (
     check_seed,
     progress,
     threads,
+    with_dataset,
 )
 from numnet.lab.experiments.collect import folder_results
 from numnet.lab.experiments.store import run_paths
 from numnet.lab.metrics import metrics_path
 from numnet.lab.progress import describe_run
 from numnet.lab.protocol import MODEL_OPTION_DEFAULTS, Protocol
+from numnet.lab.protocol.model import Setting
 from numnet.lab.records import default_out_dir
 from numnet.lab.training import RunSpec
 
@@ -44,11 +46,11 @@ def reproduce(args: argparse.Namespace) -> int:
     check_device(args.device)
     check_seed(args.seed)
     n_threads = threads(args)
-    proto = protocol.load(args.protocol)
+    proto = with_dataset(protocol.load(args.protocol), args)
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     try:
-        models = experiments.parse_models(args.models)
+        models = experiments.parse_models(args.models, [m.name for m in proto.models])
     except NumnetError as exc:
         raise UserError(str(exc)) from None
     if args.out is not None:  # before any work: a folder numnet cannot write is said now
@@ -102,6 +104,9 @@ def train_spec(args: argparse.Namespace, proto: Protocol, model: str) -> RunSpec
                             f"{' and '.join(missing)}")
         plan = proto.model(model) if model in names else None
         options = {k: getattr(plan, k) if plan else v for k, v in MODEL_OPTION_DEFAULTS.items()}
+        if plan is not None:  # the model's own: a custom model's layers, optimiser, schedule
+            options = experiments.plan.setting_options(plan, Setting(args.epochs, args.lr))
+            del options["weight_decay"]  # in the optimiser's table
         base = RunSpec(
             model=model, epochs=args.epochs, lr=args.lr, batch_size=proto.batch_size,
             eval_every=proto.eval_every, eval_train_examples=proto.eval_train_examples,
@@ -118,8 +123,9 @@ def train_spec(args: argparse.Namespace, proto: Protocol, model: str) -> RunSpec
 
 def train(args: argparse.Namespace) -> int:
     check_device(args.device)
+    proto = with_dataset(protocol.load(args.protocol), args)
     try:
-        model = experiments.parse_model(args.model)
+        model = experiments.parse_model(args.model, known=[m.name for m in proto.models])
     except NumnetError as exc:
         raise UserError(str(exc)) from None
     for name in ("epochs", "batch_size", "eval_every", "eval_train_examples",
@@ -131,7 +137,6 @@ def train(args: argparse.Namespace) -> int:
         raise UserError(f"--lr must be positive and finite, got {args.lr}")
     check_seed(args.seed)
     n_threads = threads(args)
-    proto = protocol.load(args.protocol)
     spec = train_spec(args, proto, model)
     updates = protocol.planned_updates(spec.epochs, spec.batch_size, TRAIN_EXAMPLES)
     if updates > protocol.MAX_UPDATES_PER_RUN:

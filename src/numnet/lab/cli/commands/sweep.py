@@ -7,7 +7,7 @@ import argparse
 from numnet.core.errors import NumnetError
 from numnet.lab import protocol
 from numnet.lab import sweep as sweep_mod
-from numnet.lab.cli.common import EXIT_FAILED, EXIT_OK, UserError, threads
+from numnet.lab.cli.common import EXIT_FAILED, EXIT_OK, UserError, threads, with_dataset
 from numnet.lab.experiments import parse_models
 from numnet.lab.progress import stderr_log
 
@@ -23,14 +23,14 @@ def sweep(args: argparse.Namespace) -> int:
         raise UserError("--jobs and --scheduler exclude each other: the Dask cluster's "
                         "workers set the parallelism")
     n_threads = threads(args)
+    proto = with_dataset(protocol.resolve(args.protocol, args.seed, args.quick), args)
     try:
         if args.scheduler is not None:
             sweep_mod.check_scheduler(args.scheduler)
-        models = parse_models(args.models)
+        models = parse_models(args.models, [m.name for m in proto.models])
         grid = sweep_mod.parse_grid(args.grid)
     except NumnetError as exc:
         raise UserError(str(exc)) from None
-    proto = protocol.resolve(args.protocol, args.seed, args.quick)
     data = sweep_mod.DataRef(proto.dataset, args.data_dir,
                              validation_size=proto.validation_size, verify=not args.no_verify)
 
