@@ -63,6 +63,19 @@ def grad_norms(model: Any) -> dict[str, float]:
     return {name: _norm(layer.weight.grad) for name, layer in weight_layers(model)}
 
 
+def weights(model: Any) -> dict[str, Array]:
+    """``{layer name: a copy of W}`` of every layer with a weight (before an update)."""
+    return {name: array_module(layer.weight.value).array(layer.weight.value)
+            for name, layer in weight_layers(model)}
+
+
+def update_norms(model: Any, before: dict[str, Array]) -> dict[str, float]:
+    """``{layer name: ||W - W_before||_F}``: the size of the update made since ``before``
+    (:func:`weights`), whatever the optimiser."""
+    return {name: _norm(layer.weight.value - before[name])
+            for name, layer in weight_layers(model)}
+
+
 def forward_trace(
     model: Any, x: Array, keep: Callable[[str, Layer], bool]
 ) -> tuple[Array, dict[str, Array]]:

@@ -7,7 +7,9 @@ examples, file order):
 
 - per parametrised layer (by its numnet name, "fc1", "conv1", ...): ``weight_norm`` ||W||,
   ``grad_norm`` ||dL/dW|| of the last step (the gradient the update used) and
-  ``update_ratio`` = lr * ||dL/dW|| / ||W|| (the usual heuristic wants about 1e-3);
+  ``update_ratio`` = ||update|| / ||W|| of that step (the usual heuristic wants about 1e-3):
+  lr * ||dL/dW|| / ||W|| for plain SGD at a constant rate, else the update measured by the
+  stepper (``update_norm`` in the snapshot: momentum, Adam, a schedule);
 - per ReLU layer: ``dead_fraction``, the fraction of units that are 0 on every probe example;
 - ``logit_absmax`` (mean over the probe of max |z|), ``logit_std`` and ``top_prob`` (mean
   largest softmax probability; 0.1 is a uniform guess).
@@ -79,9 +81,11 @@ class Series:
         """Append one snapshot taken after update ``update``; ``gradient=False`` (before the
         first step) records no gradient norm or ratio."""
         self.update.append(int(update))
+        measured = snap.get("update_norm")
         for name, w in snap["weight_norm"].items():
             g = snap["grad_norm"][name] if gradient else math.nan
-            ratio = self.lr * g / w if w > 0 else math.nan
+            step = measured[name] if measured is not None and gradient else self.lr * g
+            ratio = step / w if w > 0 else math.nan
             for key, value in (("weight_norm", w), ("grad_norm", g), ("update_ratio", ratio)):
                 self.layers[key].setdefault(name, []).append(_finite(value))
         for name, value in snap["dead_fraction"].items():

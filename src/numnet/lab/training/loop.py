@@ -278,10 +278,19 @@ class Internals(Plugin):
 
     def started(self, run: Run) -> None:
         self.recorder.record_start(run.stepper, 0)
+        self.measure(run, 1)
 
     def updated(self, run: Run, update: int, loss: float) -> None:
         if update == 1:
             self.recorder.record_start(run.stepper, 1)
+        self.measure(run, update + 1)
+
+    @staticmethod
+    def measure(run: Run, update: int) -> None:
+        """Ask the stepper to measure update ``update`` when a snapshot will report it."""
+        if hasattr(run.stepper, "measure_next_update") and (
+                update == 1 or update % run.spec.eval_every == 0):
+            run.stepper.measure_next_update = True
 
     def evaluated(self, run: Run, update: int) -> None:
         self.recorder.record(run.stepper, update)

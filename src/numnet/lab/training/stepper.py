@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from numnet.core import backend, optim, schedules
+from numnet.core import backend, introspect, optim, schedules
 from numnet.core.datasets import Datasets
 from numnet.core.losses import softmax_cross_entropy
 from numnet.core.optim import SGD
@@ -90,6 +90,12 @@ class NumnetStepper:
         #: ``total_updates``; None keeps ``lr`` throughout
         self.schedule, self.lr, self.total_updates = schedule, lr, total_updates
         self.updates = 0  # made so far
+        #: set by the internals before an update they will report: that update's size per
+        #: layer, ||W_after - W_before||, is measured (``last_update_norms``). Plain SGD at a
+        #: constant rate needs no measurement: its update is exactly lr * ||dL/dW||.
+        self.measure_next_update = False
+        self.last_update_norms: dict[str, float] | None = None
+        self._plain_sgd = optimizer is None and schedule is None
         self._dlogits: Any = None
 
     @classmethod
@@ -111,8 +117,12 @@ class NumnetStepper:
         if self.schedule is not None:
             self.optimizer.lr = self.schedule.lr_at(self.updates, self.lr, self.total_updates)
         self.model.backward(self._dlogits)
+        measure, self.measure_next_update = self.measure_next_update, False
+        before = introspect.weights(self.model) if measure and not self._plain_sgd else None
         self.optimizer.step()
         self.updates += 1
+        if before is not None:
+            self.last_update_norms = introspect.update_norms(self.model, before)
 
     def parameters_finite(self) -> bool:
         return parameters_finite(self.model)
@@ -121,7 +131,10 @@ class NumnetStepper:
         return evaluate(self.model, x, y, batch_size)
 
     def internals(self, x_probe: Any) -> dict[str, Any]:
-        return numnet_snapshot(self.model, x_probe)
+        snap = numnet_snapshot(self.model, x_probe)
+        if self.last_update_norms is not None:
+            snap["update_norm"] = self.last_update_norms
+        return snap
 
     def probabilities(self, x: Any, batch_size: int) -> Any:
         return numnet_probabilities(self.model, x, batch_size)
