@@ -47,11 +47,16 @@ def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 class _Stateful:
     """Runs a forward/backward pair that keeps a cache between the two (and, on the fast
-    path, a Workspace across calls, as a layer does)."""
+    path, Workspaces across calls, one for training passes and one for evaluations, as a
+    layer does)."""
 
     def __init__(self, fwd: Callable, bwd: Callable) -> None:
         self.fwd, self.bwd, self.cache = fwd, bwd, None
         self.workspace = fast.Workspace()
+        self.eval_workspace = fast.Workspace()
+
+    def buffers(self, train: bool) -> fast.Workspace:
+        return self.workspace if train else self.eval_workspace
 
     def forward(self, a: Arrays, train: bool) -> np.ndarray:
         y, cache = self.fwd(self, a, train)
@@ -78,17 +83,12 @@ def _linear_cases() -> list[Case]:
             dx, dw, db = loops.linear_backward_loops(a["x"], a["w"], dy)
             return loops.linear_forward_loops(a["x"], a["w"], a["b"]), {"x": dx, "w": dw, "b": db}
 
-        def plain_bwd(s, a, dy):
+        def bwd(s, a, dy):
             dx, dw, db = plain.linear_backward(dy, s.cache)
             return {"x": dx, "w": dw, "b": db}
 
-        def fast_bwd(s, a, dy):
-            dw, db = np.empty_like(a["w"]), np.empty_like(a["b"])
-            dx, _, _ = fast.linear_backward(dy, s.cache, dw=dw, db=db)
-            return {"x": dx, "w": dw, "b": db}
-
-        for impl, fwd, bwd in (("plain", plain.linear_forward, plain_bwd),
-                               ("fast", fast.linear_forward, fast_bwd)):  # fmt: skip
+        # fast.linear_* are the plain functions (test_fast_has_plains_interface), run once
+        for impl, fwd in (("plain", plain.linear_forward),):
             run = _Stateful(lambda s, a, train, fwd=fwd: fwd(a["x"], a["w"], a["b"]), bwd)
             cases.append(Case(f"linear-{impl}-{n}x{din}x{dout}", make, run.forward, run.backward,
                               ref))  # fmt: skip
@@ -152,25 +152,18 @@ def _conv_cases() -> list[Case]:
                 "b": loops.conv2d_bias_grad_loops(dy),
             }
 
-        def plain_fwd(s, a, train, stride=stride, padding=padding):
-            return plain.conv2d_forward(a["x"], a["w"], a["b"], stride, padding)
+        def fwd(s, a, train, stride=stride, padding=padding):
+            return s.ops.conv2d_forward(a["x"], a["w"], a["b"], stride, padding,
+                                        workspace=s.buffers(train))  # fmt: skip
 
-        def plain_bwd(s, a, dy):
-            dx, dw, db = plain.conv2d_backward(dy, s.cache)
-            return {"x": dx, "w": dw, "b": db}
-
-        def fast_fwd(s, a, train, stride=stride, padding=padding):
-            return fast.conv2d_forward(a["x"], a["w"], a["b"], stride, padding,
-                                       workspace=s.workspace, train=train)  # fmt: skip
-
-        def fast_bwd(s, a, dy):
-            dw, db = np.empty_like(a["w"]), np.empty_like(a["b"])
-            dx, _, _ = fast.conv2d_backward(dy, s.cache, workspace=s.workspace, dw=dw, db=db)
+        def bwd(s, a, dy):
+            dx, dw, db = s.ops.conv2d_backward(dy, s.cache, workspace=s.buffers(True))
             return {"x": dx, "w": dw, "b": db}
 
         tag = f"{n}x{h}x{w}x{cin}-{cout}-k{kh}x{kw}-s{stride}-{padding}"
-        for impl, fwd, bwd in (("plain", plain_fwd, plain_bwd), ("fast", fast_fwd, fast_bwd)):
+        for impl, ops in (("plain", plain), ("fast", fast)):  # one call, either module
             run = _Stateful(fwd, bwd)
+            run.ops = ops
             cases.append(Case(f"conv2d-{impl}-{tag}", make, run.forward, run.backward, ref))
     return cases
 
@@ -335,7 +328,7 @@ def test_kernel_equals_loops_and_finite_differences(case: Case, thread_count: No
 def test_every_implementation_is_covered() -> None:
     kinds = {tuple(c.name.split("-")[:2]) for c in CASES}
     assert kinds >= {
-        ("linear", "plain"), ("linear", "fast"), ("relu", "plain"), ("sigmoid", "plain"),
+        ("linear", "plain"), ("relu", "plain"), ("sigmoid", "plain"),
         ("tanh", "plain"), ("conv2d", "plain"), ("conv2d", "fast"), ("maxpool2d", "plain"),
         ("maxpool2d", "fast"), ("convpool2x2", "fused"), ("softmax_cross_entropy", "plain"),
     }  # fmt: skip
@@ -397,3 +390,26 @@ def test_fused_evaluation_forward_equals_the_loops_and_the_training_forward(
         np.testing.assert_allclose(evaluated, trained, rtol=1e-13, atol=1e-13)
     finally:
         runtime.set_threads(before)
+
+
+def test_fast_has_plains_interface() -> None:
+    """One interface: every public function of ``plain`` exists in ``fast`` under the same
+    name with the same parameters (a layer calls ``layer.ops.<name>(...)`` whichever module
+    ``ops`` is); where fast has no faster version it is the plain function itself."""
+    import inspect
+
+    own = {"conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward"}
+    for name, f in vars(plain).items():
+        if name.startswith("_") or not inspect.isfunction(f) or f.__module__ != plain.__name__:
+            continue
+        g = getattr(fast, name, None)
+        assert g is not None, f"fast has no {name}"
+        if name in own:
+            assert g is not f, name
+            params = [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
+            fast_params = [(p.name, p.kind, p.default)
+                           for p in inspect.signature(g).parameters.values()]  # fmt: skip
+            assert params == fast_params, name
+        else:
+            assert g is f, f"fast.{name} should be the plain function (no measured gain)"
+    assert fast.ACTIVATIONS is plain.ACTIVATIONS

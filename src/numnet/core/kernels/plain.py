@@ -13,6 +13,11 @@ Layouts (TensorFlow's):
   Convolutions pad with zeros, max-pooling with ``-inf``.
 
 The arrays may be NumPy or CuPy: every array function comes from ``xp = array_module(x)``.
+
+``fast.py`` has every function of this file under the same name and signature (a layer holds
+one of the two modules as ``layer.ops`` and calls ``layer.ops.conv2d_forward(...)``, never a
+branch). So that one call fits both, the kernels the fast module keeps buffers for
+(``conv2d_forward`` / ``conv2d_backward``) take a keyword ``workspace`` here too, and ignore it.
 """
 
 from __future__ import annotations
@@ -174,13 +179,15 @@ def im2col(
 
 
 def conv2d_forward(
-    x: Array, w: Array, b: Array, stride: int | tuple = 1, padding: str = "same"
-) -> tuple[Array, tuple]:
+    x: Array, w: Array, b: Array, stride: int | tuple = 1, padding: str = "same", *,
+    workspace: Any = None,
+) -> tuple[Array, tuple]:  # fmt: skip
     """2-d convolution (a cross-correlation, as TensorFlow and PyTorch) by im2col + one GEMM.
 
     x: ``(N, H, W, c_in)``; w: HWIO ``(kh, kw, c_in, c_out)``; b: ``(c_out,)``; stride: int or
     (sh, sw); padding: "same" or "valid". Returns y ``(N, Ho, Wo, c_out)`` with
     ``y[n, i, j, o] = b[o] + sum_{u, v, c} xpad[n, i*sh + u, j*sw + v, c] * w[u, v, c, o]``.
+    ``workspace``: ignored (the fast kernel's buffers; the plain one keeps none).
     """
     xp = array_module(x)
     n, h, wd, c = x.shape
@@ -194,10 +201,10 @@ def conv2d_forward(
 
 
 def conv2d_backward(
-    dy: Array, cache: tuple, input_grad: bool = True
+    dy: Array, cache: tuple, input_grad: bool = True, *, workspace: Any = None
 ) -> tuple[Array | None, Array, Array]:
     """Gradients of ``conv2d_forward`` from dy ``(N, Ho, Wo, c_out)``: ``(dx, dw, db)`` shaped
-    like x, w and b (dx None unless ``input_grad``).
+    like x, w and b (dx None unless ``input_grad``; ``workspace`` ignored).
 
     dW and db are the linear layer's, on the im2col matrix. dL/dX is a correlation of dy with
     the flipped kernel ``w[::-1, ::-1]`` whose in/out channels are swapped: dy is first
