@@ -33,6 +33,11 @@ from numnet.core.io import atomic_writer
 from numnet.core.layers import check_kernels
 from numnet.core.names import DEFAULT_KERNELS
 
+__all__ = [
+    "ARCHITECTURE_KEYS", "FORMAT", "HEADER_KEY", "VERSION", "load", "load_into", "read_header",
+    "save", "verify",
+]  # fmt: skip
+
 FORMAT = "numnet-weights"
 VERSION = 1
 HEADER_KEY = "__numnet__"

@@ -140,8 +140,8 @@ def im2col_into(view: Array, buffer: Array, taps_major: bool) -> Array:
 
 
 def columns(workspace: Workspace, key: str, view: Array) -> Array:
-    """im2col of the window view ``view`` into the kept buffer ``key`` (taps-major when a window row is
-    short: fewer than 8 values)."""
+    """im2col of the window view ``view`` into the kept buffer ``key`` (taps-major when a
+    window row is short: fewer than 8 values)."""
     xp = array_module(view)
     *_, kw, c = view.shape
     buffer = workspace.get(key, (view.size,), view.dtype, xp)
