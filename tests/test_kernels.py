@@ -255,6 +255,92 @@ def _fused_cases() -> list[Case]:
     return cases
 
 
+# -- average pooling, batch norm, dropout -------------------------------------------------------
+
+AVGPOOL_SHAPES = [
+    # (N, H, W, C, pool, stride, padding)
+    (2, 6, 4, 3, 2, 2, "same"),
+    (2, 7, 5, 3, 2, 2, "same"),  # odd sizes: the last window holds fewer elements
+    (2, 7, 5, 2, 2, 2, "valid"),
+    (1, 5, 5, 2, 3, 1, "same"),  # overlapping windows, padding on both sides
+    (2, 6, 7, 1, (2, 3), (1, 2), "valid"),
+    (1, 7, 6, 2, 3, 2, "same"),
+]
+
+
+def _avgpool_cases() -> list[Case]:
+    cases = []
+    for n, h, w, c, pool, stride, padding in AVGPOOL_SHAPES:
+
+        def make(rng, shape=(n, h, w, c)):
+            return {"x": rng.standard_normal(shape)}
+
+        def ref(a, dy, pool=pool, stride=stride, padding=padding):
+            y, dx = loops.avgpool2d_loops(a["x"], pool, stride, padding, dy)
+            return y, {"x": dx}
+
+        run = _Stateful(
+            lambda s, a, train, p=pool, st=stride, pad=padding:
+                plain.avgpool2d_forward(a["x"], p, st, pad),
+            lambda s, a, dy: {"x": plain.avgpool2d_backward(dy, s.cache)},
+        )  # fmt: skip
+        tag = f"{n}x{h}x{w}x{c}-p{pool}-s{stride}-{padding}"
+        cases.append(Case(f"avgpool2d-plain-{tag}", make, run.forward, run.backward, ref))
+    return cases
+
+
+def _batchnorm_cases() -> list[Case]:
+    """Training mode on every call (fresh running statistics each time, which the training
+    output does not depend on), so the finite differences see the function backward derives."""
+    cases = []
+    for shape in ((6, 4), (3, 4, 5, 2), (2, 1)):
+
+        def make(rng, shape=shape):
+            f = shape[-1]
+            return {"x": rng.standard_normal(shape) * 2 + 1, "gamma": rng.standard_normal(f),
+                    "beta": rng.standard_normal(f)}  # fmt: skip
+
+        def fwd(s, a, train):
+            f = a["x"].shape[-1]
+            return plain.batchnorm_forward(a["x"], a["gamma"], a["beta"], np.zeros(f), np.ones(f))
+
+        def bwd(s, a, dy):
+            dx, dgamma, dbeta = plain.batchnorm_backward(dy, s.cache)
+            return {"x": dx, "gamma": dgamma, "beta": dbeta}
+
+        def ref(a, dy):
+            y, (dx, dgamma, dbeta), _ = loops.batchnorm_loops(a["x"], a["gamma"], a["beta"], dy)
+            return y, {"x": dx, "gamma": dgamma, "beta": dbeta}
+
+        run = _Stateful(fwd, bwd)
+        name = f"batchnorm-plain-{'x'.join(map(str, shape))}"
+        cases.append(Case(name, make, run.forward, run.backward, ref))
+    return cases
+
+
+def _dropout_cases() -> list[Case]:
+    """A fixed mask: the Generator is re-seeded on every call."""
+    cases = []
+    for shape, rate in (((4, 9), 0.25), ((2, 3, 3, 2), 0.5), ((3, 5), 0.0)):
+
+        def make(rng, shape=shape):
+            return {"x": rng.standard_normal(shape)}
+
+        def fwd(s, a, train, rate=rate):
+            return plain.dropout_forward(a["x"], rate, np.random.default_rng(7))
+
+        def ref(a, dy, rate=rate):
+            _, mask = plain.dropout_forward(a["x"], rate, np.random.default_rng(7))
+            assert set(np.unique(mask)) <= {0.0, 1 / (1 - rate)}
+            y, dx = loops.dropout_loops(a["x"], mask, dy)
+            return y, {"x": dx}
+
+        run = _Stateful(fwd, lambda s, a, dy: {"x": plain.dropout_backward(dy, s.cache)})
+        name = f"dropout-plain-{'x'.join(map(str, shape))}-r{rate}"
+        cases.append(Case(name, make, run.forward, run.backward, ref))
+    return cases
+
+
 # -- softmax cross-entropy ----------------------------------------------------------------------
 
 
@@ -281,7 +367,8 @@ def _loss_cases() -> list[Case]:
 
 
 CASES = [*_linear_cases(), *_activation_cases(), *_conv_cases(), *_pool_cases(),
-         *_fused_cases(), *_loss_cases()]  # fmt: skip
+         *_fused_cases(), *_avgpool_cases(), *_batchnorm_cases(), *_dropout_cases(),
+         *_loss_cases()]  # fmt: skip
 
 
 @pytest.fixture
@@ -331,6 +418,7 @@ def test_every_implementation_is_covered() -> None:
         ("linear", "plain"), ("relu", "plain"), ("sigmoid", "plain"),
         ("tanh", "plain"), ("conv2d", "plain"), ("conv2d", "fast"), ("maxpool2d", "plain"),
         ("maxpool2d", "fast"), ("convpool2x2", "fused"), ("softmax_cross_entropy", "plain"),
+        ("avgpool2d", "plain"), ("batchnorm", "plain"), ("dropout", "plain"),
     }  # fmt: skip
     assert {c.threads for c in CASES if c.threads} == {1, 2}
 

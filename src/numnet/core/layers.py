@@ -12,11 +12,14 @@ Layouts (TensorFlow's, the public layout whatever happens inside):
 - ``Linear``: weight ``(in, out)``, bias ``(out,)``, ``y = x @ W + b``;
 - ``Conv2D``: weight HWIO ``(kh, kw, c_in, c_out)``, bias ``(c_out,)``;
 - ``Flatten``: ``(N, H, W, C) -> (N, H*W*C)`` in (height, width, channel) order;
+- ``BatchNorm``: over the last axis (features of ``(N, F)``, channels of NHWC), ``(F,)``
+  weight (gamma), bias (beta) and running statistics;
 - SAME padding as TensorFlow computes it (``kernels.plain.output_size``).
 
 Protocol of every layer:
 - ``forward(x, train=True) -> y``. With ``train=True`` the layer keeps what ``backward`` needs;
-  with ``train=False`` it keeps nothing (evaluation).
+  with ``train=False`` it keeps nothing (evaluation): dropout is then the identity and batch
+  norm uses its running statistics (which only a training forward updates).
 - ``backward(dy, input_grad=True) -> dx`` for the most recent training forward. It *overwrites*
   each parameter's ``.grad`` (no accumulation) and returns dL/dx, or ``None`` when
   ``input_grad=False`` (the first layer of a model: the input gradient is not needed to train).
@@ -43,9 +46,9 @@ from numnet.core.names import DEFAULT_KERNELS, KERNELS
 Array = Any  # numpy.ndarray or cupy.ndarray
 
 __all__ = [
-    "ACTIVATIONS", "PADDINGS", "Activation", "Conv2D", "Flatten", "Layer", "Linear", "MaxPool2D",
-    "Parameter", "ReLU", "Reshape", "Sigmoid", "Tanh", "activation", "check_kernels",
-    "output_size",
+    "ACTIVATIONS", "PADDINGS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout",
+    "Flatten", "Layer", "Linear", "MaxPool2D", "Parameter", "ReLU", "Reshape", "Sigmoid", "Tanh",
+    "activation", "check_kernels", "output_size",
 ]  # fmt: skip
 
 
@@ -408,3 +411,140 @@ class MaxPool2D(Layer):
         return (
             f"MaxPool2D(pool_size={self.pool_size}, stride={self.stride}, padding={self.padding!r})"
         )
+
+
+class AvgPool2D(Layer):
+    """Average pooling over ``pool_size`` windows moved by ``stride``, NHWC in and out, no
+    parameters (``kernels.plain.avgpool2d_forward`` / ``avgpool2d_backward``), as TensorFlow's
+    ``tf.nn.avg_pool``: SAME pads at the end and divides each window by the number of its
+    elements inside the image (padding is not averaged in); VALID divides by ``kh * kw``.
+
+    x: ``(N, H, W, C)`` -> y: ``(N, Ho, Wo, C)``, the sizes of ``MaxPool2D``.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = 2,
+        stride: int | tuple[int, int] | None = None,
+        padding: str = "valid",
+        kernels: str = DEFAULT_KERNELS,
+    ) -> None:
+        super().__init__(kernels)
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        self.pool_size = pair(pool_size)
+        self.stride = pair(stride) if stride is not None else self.pool_size
+        self.padding = padding
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        h, w, c = input_shape
+        (ho, _, _), (wo, _, _) = plain.geometry(h, w, self.pool_size, self.stride, self.padding)
+        return (ho, wo, c)
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        y, cache = self.ops.avgpool2d_forward(x, self.pool_size, self.stride, self.padding)
+        self._keep(cache, train)
+        return y
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        return self.ops.avgpool2d_backward(dy, self._cache) if input_grad else None
+
+    def __repr__(self) -> str:
+        return (
+            f"AvgPool2D(pool_size={self.pool_size}, stride={self.stride}, padding={self.padding!r})"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch normalisation and dropout: layers whose training pass differs from their evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over the last axis -- the features of ``(N, F)``, the channels of
+    NHWC ``(N, H, W, C)`` (``kernels.plain.batchnorm_forward`` / ``batchnorm_backward``, with
+    PyTorch's conventions).
+
+    Parameters: ``weight`` (gamma, ones) and ``bias`` (beta, zeros), ``(num_features,)``.
+    Buffers (state that is saved and loaded with the weights but not trained):
+    ``running_mean`` (zeros) and ``running_var`` (ones). A training forward normalises with
+    the batch's mean and biased variance and updates the running statistics,
+    ``running = (1 - momentum) * running + momentum * batch`` (the variance's with the unbiased
+    batch variance); an evaluation forward (``train=False``) normalises with the running
+    statistics, row by row (so evaluating in chunks changes nothing).
+    """
+
+    param_names = ("weight", "bias")
+    buffer_names = ("running_mean", "running_var")
+
+    def __init__(
+        self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, dtype: Any = "float32",
+        kernels: str = DEFAULT_KERNELS,
+    ) -> None:  # fmt: skip
+        super().__init__(kernels)
+        self.num_features = num_features
+        # Python floats: a NumPy float64 scalar would promote a float32 model's arrays
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        self.weight = Parameter(np.ones((num_features,), dtype=dtype))
+        self.bias = Parameter(np.zeros((num_features,), dtype=dtype))
+        self.running_mean = np.zeros((num_features,), dtype=dtype)
+        self.running_var = np.ones((num_features,), dtype=dtype)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if input_shape[-1] != self.num_features:
+            raise ValueError(f"BatchNorm expects {self.num_features} features (last axis), "
+                             f"got {input_shape[-1]}")  # fmt: skip
+        return input_shape
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        y, cache = self.ops.batchnorm_forward(
+            x, self.weight.value, self.bias.value, self.running_mean, self.running_var,
+            train, self.momentum, self.eps,
+        )  # fmt: skip
+        self._keep(cache, train)
+        return y
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        dx, dgamma, dbeta = self.ops.batchnorm_backward(dy, self._cache, input_grad)
+        self._store_grads(dgamma, dbeta)
+        return dx
+
+    def __repr__(self) -> str:
+        return f"BatchNorm({self.num_features}, momentum={self.momentum}, eps={self.eps})"
+
+
+class Dropout(Layer):
+    """Inverted dropout (``kernels.plain.dropout_forward``): a training forward keeps each
+    element with probability ``1 - rate`` and scales it by ``1 / (1 - rate)``; an evaluation
+    forward is the identity. ``rate`` in [0, 1).
+
+    ``rng``: the ``numpy.random.Generator`` the masks are drawn from (``seed``: an int or a
+    Generator; ``models.build`` seeds it from the model's seed, apart from the weights' draws).
+    ``last_mask``: the mask of the last training forward, an array of x's shape and dtype
+    holding 0 (dropped) or ``1 / (1 - rate)`` (kept) -- ``y = x * last_mask`` -- so that a
+    PyTorch twin can apply numnet's exact masks; None before the first.
+    """
+
+    def __init__(self, rate: float, seed: int | np.random.Generator = 0,
+                 kernels: str = DEFAULT_KERNELS) -> None:  # fmt: skip
+        super().__init__(kernels)
+        if not 0 <= rate < 1:  # NaN fails too
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.rng = np.random.default_rng(seed)
+        self.last_mask: Array | None = None
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        if not train:
+            return x
+        y, mask = self.ops.dropout_forward(x, self.rate, self.rng)
+        self.last_mask = mask
+        self._keep(mask, train)
+        return y
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        return self.ops.dropout_backward(dy, self._cache) if input_grad else None
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate})"
