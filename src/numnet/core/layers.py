@@ -526,7 +526,7 @@ class Dropout(Layer):
     PyTorch twin can apply numnet's exact masks; None before the first.
     """
 
-    def __init__(self, rate: float, seed: int | np.random.Generator = 0,
+    def __init__(self, rate: float, seed: int | np.random.SeedSequence | np.random.Generator = 0,
                  kernels: str = DEFAULT_KERNELS) -> None:  # fmt: skip
         super().__init__(kernels)
         if not 0 <= rate < 1:  # NaN fails too
