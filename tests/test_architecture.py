@@ -302,6 +302,21 @@ def test_every_cli_handler_resolves_and_help_loads_none() -> None:
     assert res.stdout.strip() == "[]"
 
 
+def test_short_names_re_export_their_core_module_and_nothing_imports_them() -> None:
+    """``src/numnet/<name>.py`` (``numnet.models``, ...) each star-import ``numnet.core.<name>``
+    and nothing else; numnet's own modules import the core modules, never the short names (a
+    short name is for users; inside the package it would hide which layer a module uses)."""
+    import numnet
+
+    short = {f"numnet.{name}" for name in numnet.CORE_SHORT_NAMES}
+    assert short <= set(sources()), sorted(short - set(sources()))
+    for name in sorted(short):
+        own = [i for i in imports() if i.importer == name and i.top == PACKAGE]
+        assert [(i.target, i.names) for i in own] == [(f"numnet.core.{name[7:]}", ("*",))], name
+    bad = [i.where() for i in imports() if i.target in short and i.importer != "numnet"]
+    assert not bad, "import numnet.core.<name>, not the short name:\n" + "\n".join(bad)
+
+
 def _string_sets(tree: ast.Module) -> list[tuple[int, set[str]]]:
     """The string literals of every tuple, list and set (``__all__`` left out: module names)."""
     exports = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)

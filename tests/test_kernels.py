@@ -47,11 +47,16 @@ def _distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 class _Stateful:
     """Runs a forward/backward pair that keeps a cache between the two (and, on the fast
-    path, a Workspace across calls, as a layer does)."""
+    path, Workspaces across calls, one for training passes and one for evaluations, as a
+    layer does)."""
 
     def __init__(self, fwd: Callable, bwd: Callable) -> None:
         self.fwd, self.bwd, self.cache = fwd, bwd, None
         self.workspace = fast.Workspace()
+        self.eval_workspace = fast.Workspace()
+
+    def buffers(self, train: bool) -> fast.Workspace:
+        return self.workspace if train else self.eval_workspace
 
     def forward(self, a: Arrays, train: bool) -> np.ndarray:
         y, cache = self.fwd(self, a, train)
@@ -78,17 +83,12 @@ def _linear_cases() -> list[Case]:
             dx, dw, db = loops.linear_backward_loops(a["x"], a["w"], dy)
             return loops.linear_forward_loops(a["x"], a["w"], a["b"]), {"x": dx, "w": dw, "b": db}
 
-        def plain_bwd(s, a, dy):
+        def bwd(s, a, dy):
             dx, dw, db = plain.linear_backward(dy, s.cache)
             return {"x": dx, "w": dw, "b": db}
 
-        def fast_bwd(s, a, dy):
-            dw, db = np.empty_like(a["w"]), np.empty_like(a["b"])
-            dx, _, _ = fast.linear_backward(dy, s.cache, dw=dw, db=db)
-            return {"x": dx, "w": dw, "b": db}
-
-        for impl, fwd, bwd in (("plain", plain.linear_forward, plain_bwd),
-                               ("fast", fast.linear_forward, fast_bwd)):  # fmt: skip
+        # fast.linear_* are the plain functions (test_fast_has_plains_interface), run once
+        for impl, fwd in (("plain", plain.linear_forward),):
             run = _Stateful(lambda s, a, train, fwd=fwd: fwd(a["x"], a["w"], a["b"]), bwd)
             cases.append(Case(f"linear-{impl}-{n}x{din}x{dout}", make, run.forward, run.backward,
                               ref))  # fmt: skip
@@ -152,25 +152,18 @@ def _conv_cases() -> list[Case]:
                 "b": loops.conv2d_bias_grad_loops(dy),
             }
 
-        def plain_fwd(s, a, train, stride=stride, padding=padding):
-            return plain.conv2d_forward(a["x"], a["w"], a["b"], stride, padding)
+        def fwd(s, a, train, stride=stride, padding=padding):
+            return s.ops.conv2d_forward(a["x"], a["w"], a["b"], stride, padding,
+                                        workspace=s.buffers(train))  # fmt: skip
 
-        def plain_bwd(s, a, dy):
-            dx, dw, db = plain.conv2d_backward(dy, s.cache)
-            return {"x": dx, "w": dw, "b": db}
-
-        def fast_fwd(s, a, train, stride=stride, padding=padding):
-            return fast.conv2d_forward(a["x"], a["w"], a["b"], stride, padding,
-                                       workspace=s.workspace, train=train)  # fmt: skip
-
-        def fast_bwd(s, a, dy):
-            dw, db = np.empty_like(a["w"]), np.empty_like(a["b"])
-            dx, _, _ = fast.conv2d_backward(dy, s.cache, workspace=s.workspace, dw=dw, db=db)
+        def bwd(s, a, dy):
+            dx, dw, db = s.ops.conv2d_backward(dy, s.cache, workspace=s.buffers(True))
             return {"x": dx, "w": dw, "b": db}
 
         tag = f"{n}x{h}x{w}x{cin}-{cout}-k{kh}x{kw}-s{stride}-{padding}"
-        for impl, fwd, bwd in (("plain", plain_fwd, plain_bwd), ("fast", fast_fwd, fast_bwd)):
+        for impl, ops in (("plain", plain), ("fast", fast)):  # one call, either module
             run = _Stateful(fwd, bwd)
+            run.ops = ops
             cases.append(Case(f"conv2d-{impl}-{tag}", make, run.forward, run.backward, ref))
     return cases
 
@@ -262,6 +255,92 @@ def _fused_cases() -> list[Case]:
     return cases
 
 
+# -- average pooling, batch norm, dropout -------------------------------------------------------
+
+AVGPOOL_SHAPES = [
+    # (N, H, W, C, pool, stride, padding)
+    (2, 6, 4, 3, 2, 2, "same"),
+    (2, 7, 5, 3, 2, 2, "same"),  # odd sizes: the last window holds fewer elements
+    (2, 7, 5, 2, 2, 2, "valid"),
+    (1, 5, 5, 2, 3, 1, "same"),  # overlapping windows, padding on both sides
+    (2, 6, 7, 1, (2, 3), (1, 2), "valid"),
+    (1, 7, 6, 2, 3, 2, "same"),
+]
+
+
+def _avgpool_cases() -> list[Case]:
+    cases = []
+    for n, h, w, c, pool, stride, padding in AVGPOOL_SHAPES:
+
+        def make(rng, shape=(n, h, w, c)):
+            return {"x": rng.standard_normal(shape)}
+
+        def ref(a, dy, pool=pool, stride=stride, padding=padding):
+            y, dx = loops.avgpool2d_loops(a["x"], pool, stride, padding, dy)
+            return y, {"x": dx}
+
+        run = _Stateful(
+            lambda s, a, train, p=pool, st=stride, pad=padding:
+                plain.avgpool2d_forward(a["x"], p, st, pad),
+            lambda s, a, dy: {"x": plain.avgpool2d_backward(dy, s.cache)},
+        )  # fmt: skip
+        tag = f"{n}x{h}x{w}x{c}-p{pool}-s{stride}-{padding}"
+        cases.append(Case(f"avgpool2d-plain-{tag}", make, run.forward, run.backward, ref))
+    return cases
+
+
+def _batchnorm_cases() -> list[Case]:
+    """Training mode on every call (fresh running statistics each time, which the training
+    output does not depend on), so the finite differences see the function backward derives."""
+    cases = []
+    for shape in ((6, 4), (3, 4, 5, 2), (2, 1)):
+
+        def make(rng, shape=shape):
+            f = shape[-1]
+            return {"x": rng.standard_normal(shape) * 2 + 1, "gamma": rng.standard_normal(f),
+                    "beta": rng.standard_normal(f)}  # fmt: skip
+
+        def fwd(s, a, train):
+            f = a["x"].shape[-1]
+            return plain.batchnorm_forward(a["x"], a["gamma"], a["beta"], np.zeros(f), np.ones(f))
+
+        def bwd(s, a, dy):
+            dx, dgamma, dbeta = plain.batchnorm_backward(dy, s.cache)
+            return {"x": dx, "gamma": dgamma, "beta": dbeta}
+
+        def ref(a, dy):
+            y, (dx, dgamma, dbeta), _ = loops.batchnorm_loops(a["x"], a["gamma"], a["beta"], dy)
+            return y, {"x": dx, "gamma": dgamma, "beta": dbeta}
+
+        run = _Stateful(fwd, bwd)
+        name = f"batchnorm-plain-{'x'.join(map(str, shape))}"
+        cases.append(Case(name, make, run.forward, run.backward, ref))
+    return cases
+
+
+def _dropout_cases() -> list[Case]:
+    """A fixed mask: the Generator is re-seeded on every call."""
+    cases = []
+    for shape, rate in (((4, 9), 0.25), ((2, 3, 3, 2), 0.5), ((3, 5), 0.0)):
+
+        def make(rng, shape=shape):
+            return {"x": rng.standard_normal(shape)}
+
+        def fwd(s, a, train, rate=rate):
+            return plain.dropout_forward(a["x"], rate, np.random.default_rng(7))
+
+        def ref(a, dy, rate=rate):
+            _, mask = plain.dropout_forward(a["x"], rate, np.random.default_rng(7))
+            assert set(np.unique(mask)) <= {0.0, 1 / (1 - rate)}
+            y, dx = loops.dropout_loops(a["x"], mask, dy)
+            return y, {"x": dx}
+
+        run = _Stateful(fwd, lambda s, a, dy: {"x": plain.dropout_backward(dy, s.cache)})
+        name = f"dropout-plain-{'x'.join(map(str, shape))}-r{rate}"
+        cases.append(Case(name, make, run.forward, run.backward, ref))
+    return cases
+
+
 # -- softmax cross-entropy ----------------------------------------------------------------------
 
 
@@ -288,7 +367,8 @@ def _loss_cases() -> list[Case]:
 
 
 CASES = [*_linear_cases(), *_activation_cases(), *_conv_cases(), *_pool_cases(),
-         *_fused_cases(), *_loss_cases()]  # fmt: skip
+         *_fused_cases(), *_avgpool_cases(), *_batchnorm_cases(), *_dropout_cases(),
+         *_loss_cases()]  # fmt: skip
 
 
 @pytest.fixture
@@ -335,9 +415,10 @@ def test_kernel_equals_loops_and_finite_differences(case: Case, thread_count: No
 def test_every_implementation_is_covered() -> None:
     kinds = {tuple(c.name.split("-")[:2]) for c in CASES}
     assert kinds >= {
-        ("linear", "plain"), ("linear", "fast"), ("relu", "plain"), ("sigmoid", "plain"),
+        ("linear", "plain"), ("relu", "plain"), ("sigmoid", "plain"),
         ("tanh", "plain"), ("conv2d", "plain"), ("conv2d", "fast"), ("maxpool2d", "plain"),
         ("maxpool2d", "fast"), ("convpool2x2", "fused"), ("softmax_cross_entropy", "plain"),
+        ("avgpool2d", "plain"), ("batchnorm", "plain"), ("dropout", "plain"),
     }  # fmt: skip
     assert {c.threads for c in CASES if c.threads} == {1, 2}
 
@@ -397,3 +478,26 @@ def test_fused_evaluation_forward_equals_the_loops_and_the_training_forward(
         np.testing.assert_allclose(evaluated, trained, rtol=1e-13, atol=1e-13)
     finally:
         runtime.set_threads(before)
+
+
+def test_fast_has_plains_interface() -> None:
+    """One interface: every public function of ``plain`` exists in ``fast`` under the same
+    name with the same parameters (a layer calls ``layer.ops.<name>(...)`` whichever module
+    ``ops`` is); where fast has no faster version it is the plain function itself."""
+    import inspect
+
+    own = {"conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward"}
+    for name, f in vars(plain).items():
+        if name.startswith("_") or not inspect.isfunction(f) or f.__module__ != plain.__name__:
+            continue
+        g = getattr(fast, name, None)
+        assert g is not None, f"fast has no {name}"
+        if name in own:
+            assert g is not f, name
+            params = [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
+            fast_params = [(p.name, p.kind, p.default)
+                           for p in inspect.signature(g).parameters.values()]  # fmt: skip
+            assert params == fast_params, name
+        else:
+            assert g is f, f"fast.{name} should be the plain function (no measured gain)"
+    assert fast.ACTIVATIONS is plain.ACTIVATIONS

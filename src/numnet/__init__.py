@@ -14,8 +14,13 @@ appears only as an optional reference in the tests, benchmarks and ``numnet comp
 Layouts used throughout (TensorFlow's): images NHWC, Linear weights (in, out) with
 ``y = x @ W + b``, Conv2D weights HWIO ``(kh, kw, c_in, c_out)``.
 
-The short names ``numnet.models``, ``numnet.layers``, ``numnet.data``, ... are imported on first
-use (``numnet.models.build(...)`` works after ``import numnet``), so the command line starts fast.
+Short names: each module of the core has one directly under ``numnet`` -- a two-line module
+``src/numnet/models.py`` that re-exports ``numnet.core.models`` -- so that every import form
+works as a Python user expects: ``from numnet.models import build``, ``import numnet.losses``,
+``from numnet.layers import Conv2D``, ``from numnet.optim import SGD``. After a bare
+``import numnet`` they (and ``numnet.data``, ``numnet.protocol``, ... of the application) are
+imported on first use (``numnet.models.build(...)``): ``import numnet`` itself loads nothing,
+so the command line starts fast.
 """
 
 from __future__ import annotations
@@ -25,17 +30,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: short name -> the module it stands for
+#: the core's short-name modules, ``src/numnet/<name>.py`` (each re-exports numnet.core.<name>)
+CORE_SHORT_NAMES = (
+    "backend", "datasets", "errors", "gradcheck", "idx", "init", "io", "layers", "losses",
+    "models", "optim", "runtime", "serialize",
+)  # fmt: skip
+#: attribute of ``numnet`` -> the module it stands for, imported on first use
 SUBMODULES = {
     "core": "numnet.core",
     "lab": "numnet.lab",
-    **{
-        name: f"numnet.core.{name}"
-        for name in (
-            "backend", "datasets", "errors", "gradcheck", "idx", "init", "io", "kernels",
-            "layers", "losses", "models", "optim", "runtime", "serialize",
-        )
-    },
+    "kernels": "numnet.core.kernels",  # a package: numnet.core.kernels.plain, ...
+    **{name: f"numnet.{name}" for name in CORE_SHORT_NAMES},
     **{
         name: f"numnet.lab.{name}"
         for name in ("data", "experiments", "plots", "protocol", "report", "sweep", "training")

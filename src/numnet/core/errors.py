@@ -5,6 +5,12 @@ The command line prints them as one line and exits with code 2; library users ca
 """
 
 
+__all__ = [
+    "DataError", "DefinitionError", "FolderError", "KernelsError", "NumnetError", "OutputError",
+    "ProtocolError", "ResultsError", "ThreadsError", "WeightsFileError",
+]  # fmt: skip
+
+
 class NumnetError(Exception):
     """Base class of every user-facing numnet error."""
 
@@ -24,6 +30,13 @@ class WeightsFileError(NumnetError):
 class ThreadsError(NumnetError, ValueError):
     """A thread count (``--threads``, ``NUMNET_THREADS``, ``set_threads``) is not a positive
     integer. A ValueError too, so callers that catch ValueError keep working."""
+
+
+class DefinitionError(NumnetError, ValueError):
+    """A model definition (a list of layer dicts, ``models.build``) cannot work: an unknown
+    layer type or key, a bad value, shapes that do not fit, a last layer that is not the 10
+    logits, or a size beyond the bounds. Raised before anything is allocated, as one line
+    naming the model, the layer (counted from 1) and its type. A ValueError too."""
 
 
 class KernelsError(NumnetError, ValueError):

@@ -1,20 +1,25 @@
 """Layers: small holders of parameters whose ``forward`` and ``backward`` call the kernels.
 
 The arithmetic lives in ``numnet.core.kernels``: ``plain`` (the readable functions that
-``docs/derivations.md`` derives) or ``fast`` (the same operations on kept buffers). Each layer
-has a ``kernels`` attribute, "fast" (the default) or "plain", that says which it calls; a
-model sets it for all of its layers (``models.build(..., kernels=...)``).
+``docs/derivations.md`` derives) or ``fast`` (the same functions, buffered where that pays).
+Each layer holds one of the two modules as ``ops`` and calls it, the same call either way
+(``self.ops.conv2d_forward(...)``); its ``kernels`` attribute, "fast" (the default) or "plain",
+names the module and is settable; a model sets it for all of its layers
+(``models.build(..., kernels=...)``).
 
 Layouts (TensorFlow's, the public layout whatever happens inside):
 - images NHWC ``(N, H, W, C)``;
 - ``Linear``: weight ``(in, out)``, bias ``(out,)``, ``y = x @ W + b``;
 - ``Conv2D``: weight HWIO ``(kh, kw, c_in, c_out)``, bias ``(c_out,)``;
 - ``Flatten``: ``(N, H, W, C) -> (N, H*W*C)`` in (height, width, channel) order;
+- ``BatchNorm``: over the last axis (features of ``(N, F)``, channels of NHWC), ``(F,)``
+  weight (gamma), bias (beta) and running statistics;
 - SAME padding as TensorFlow computes it (``kernels.plain.output_size``).
 
 Protocol of every layer:
 - ``forward(x, train=True) -> y``. With ``train=True`` the layer keeps what ``backward`` needs;
-  with ``train=False`` it keeps nothing (evaluation).
+  with ``train=False`` it keeps nothing (evaluation): dropout is then the identity and batch
+  norm uses its running statistics (which only a training forward updates).
 - ``backward(dy, input_grad=True) -> dx`` for the most recent training forward. It *overwrites*
   each parameter's ``.grad`` (no accumulation) and returns dL/dx, or ``None`` when
   ``input_grad=False`` (the first layer of a model: the input gradient is not needed to train).
@@ -26,22 +31,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from numnet.core.backend import array_module, to_device
 from numnet.core.errors import KernelsError
-from numnet.core.kernels import fast, plain
+from numnet.core.kernels import kernel_set, plain
+from numnet.core.kernels.fast import Workspace
 from numnet.core.kernels.plain import PADDINGS, output_size, pair
 from numnet.core.names import DEFAULT_KERNELS, KERNELS
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 
 __all__ = [
-    "ACTIVATIONS", "PADDINGS", "Activation", "Conv2D", "Flatten", "Layer", "Linear", "MaxPool2D",
-    "Parameter", "ReLU", "Reshape", "Sigmoid", "Tanh", "activation", "check_kernels",
-    "output_size",
+    "ACTIVATIONS", "PADDINGS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout",
+    "Flatten", "Layer", "Linear", "MaxPool2D", "Parameter", "ReLU", "Reshape", "Sigmoid", "Tanh",
+    "activation", "check_kernels", "output_size",
 ]  # fmt: skip
 
 
@@ -86,21 +93,40 @@ class Layer:
 
     #: attribute names of this layer's parameters, in a fixed order ("weight", "bias")
     param_names: tuple[str, ...] = ()
+    #: attribute names of arrays that are state but not trained (batch norm's running
+    #: statistics): saved and loaded with the weights, moved with the layer, no gradient
+    buffer_names: tuple[str, ...] = ()
 
     def __init__(self, kernels: str = DEFAULT_KERNELS) -> None:
-        self._kernels = check_kernels(kernels)
-        self.workspace = fast.Workspace()  # buffers of the fast kernels, kept across steps
+        #: the fast kernels' buffers, kept across steps: one set for training passes and one
+        #: for evaluations, so an evaluation between a training forward and its backward
+        #: cannot overwrite what the backward reads (the plain kernels ignore them)
+        self.workspace = Workspace()
+        self.eval_workspace = Workspace()
         self._cache: Any = None
+        self.kernels = kernels  # and so ``ops``
 
     @property
     def kernels(self) -> str:
-        """"fast" or "plain": which kernels ``forward`` and ``backward`` call; settable."""
+        """"fast" or "plain": the name of ``ops``, the module whose functions ``forward`` and
+        ``backward`` call; settable."""
         return self._kernels
 
     @kernels.setter
     def kernels(self, value: str) -> None:
         self._kernels = check_kernels(value)
         self.clear_cache()
+
+    @property
+    def ops(self) -> ModuleType:
+        """``numnet.core.kernels.plain`` or ``.fast`` (as ``kernels`` says): the same
+        functions with the same signatures. (A property, not an attribute, so that a layer
+        stays copyable: a module cannot be deep-copied.)"""
+        return kernel_set(self._kernels)
+
+    def buffers(self, train: bool) -> Workspace:
+        """The kept buffers of a training (``train=True``) or an evaluation pass."""
+        return self.workspace if train else self.eval_workspace
 
     # -- to implement ---------------------------------------------------------------------------
     def forward(self, x: Array, train: bool = True) -> Array:
@@ -121,23 +147,33 @@ class Layer:
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
+    def named_buffers(self) -> Iterator[tuple[str, Array]]:
+        """``(name, array)`` of the untrained state arrays (``buffer_names``), in order."""
+        for name in self.buffer_names:
+            yield name, getattr(self, name)
+
     def to(self, device: str) -> None:
-        """Move the parameters to ``device`` and drop kept buffers and cached activations."""
+        """Move the parameters and buffers to ``device``; drop kept buffers and cached
+        activations."""
         for p in self.parameters():
             p.to(device)
+        for name, array in self.named_buffers():
+            setattr(self, name, to_device(array, device))
         self.clear_cache()
 
     def clear_cache(self) -> None:
         """Forget the cached activations and kept buffers (they are rebuilt on demand)."""
         self._cache = None
         self.workspace.clear()
+        self.eval_workspace.clear()
 
     def _keep(self, cache: Any, train: bool) -> None:
         if train:
             self._cache = cache
 
     def _store_grads(self, dw: Array, db: Array) -> None:
-        """Copy a plain kernel's fresh gradients into the parameters' own ``grad`` arrays."""
+        """Copy a kernel's gradients into the parameters' own ``grad`` arrays (which stay the
+        same objects: an optimiser may hold them)."""
         self.weight.grad[...] = dw
         self.bias.grad[...] = db
 
@@ -170,18 +206,14 @@ class Linear(Layer):
         self.bias = Parameter(np.zeros((out_features,), dtype=dtype))
 
     def forward(self, x: Array, train: bool = True) -> Array:
-        kernel = plain.linear_forward if self.kernels == "plain" else fast.linear_forward
-        y, cache = kernel(x, self.weight.value, self.bias.value)
+        y, cache = self.ops.linear_forward(x, self.weight.value, self.bias.value)
         self._keep(cache, train)
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
-        if self.kernels == "plain":
-            dx, dw, db = plain.linear_backward(dy, self._cache, input_grad)
-            self._store_grads(dw, db)
-            return dx
-        w, b = self.weight, self.bias
-        return fast.linear_backward(dy, self._cache, dw=w.grad, db=b.grad, input_grad=input_grad)[0]
+        dx, dw, db = self.ops.linear_backward(dy, self._cache, input_grad)
+        self._store_grads(dw, db)
+        return dx
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_features,)
@@ -191,17 +223,18 @@ class Linear(Layer):
 
 
 class Activation(Layer):
-    """An elementwise activation: the same plain kernel on both paths (nothing to speed up)."""
+    """An elementwise activation (``ops.ACTIVATIONS[name]``: the plain kernels on both paths,
+    nothing to speed up)."""
 
     name = ""
 
     def forward(self, x: Array, train: bool = True) -> Array:
-        y, cache = plain.ACTIVATIONS[self.name][0](x)
+        y, cache = self.ops.ACTIVATIONS[self.name][0](x)
         self._keep(cache, train)
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
-        return plain.ACTIVATIONS[self.name][1](dy, self._cache) if input_grad else None
+        return self.ops.ACTIVATIONS[self.name][1](dy, self._cache) if input_grad else None
 
 
 class ReLU(Activation):
@@ -318,23 +351,17 @@ class Conv2D(Layer):
         return (ho, wo, self.out_channels)
 
     def forward(self, x: Array, train: bool = True) -> Array:
-        args = (x, self.weight.value, self.bias.value, self.stride, self.padding)
-        if self.kernels == "plain":
-            y, cache = plain.conv2d_forward(*args)
-        else:
-            y, cache = fast.conv2d_forward(*args, workspace=self.workspace, train=train)
+        y, cache = self.ops.conv2d_forward(
+            x, self.weight.value, self.bias.value, self.stride, self.padding,
+            workspace=self.buffers(train),
+        )  # fmt: skip
         self._keep(cache, train)
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
-        if self.kernels == "plain":
-            dx, dw, db = plain.conv2d_backward(dy, self._cache, input_grad)
-            self._store_grads(dw, db)
-            return dx
-        dx, _, _ = fast.conv2d_backward(
-            dy, self._cache, workspace=self.workspace, dw=self.weight.grad, db=self.bias.grad,
-            input_grad=input_grad,
-        )  # fmt: skip
+        dx, dw, db = self.ops.conv2d_backward(dy, self._cache, input_grad,
+                                              workspace=self.buffers(True))  # fmt: skip
+        self._store_grads(dw, db)
         return dx
 
     def __repr__(self) -> str:
@@ -373,18 +400,151 @@ class MaxPool2D(Layer):
         return (ho, wo, c)
 
     def forward(self, x: Array, train: bool = True) -> Array:
-        kernel = plain.maxpool2d_forward if self.kernels == "plain" else fast.maxpool2d_forward
-        y, cache = kernel(x, self.pool_size, self.stride, self.padding)
+        y, cache = self.ops.maxpool2d_forward(x, self.pool_size, self.stride, self.padding)
         self._keep(cache, train)
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
-        if not input_grad:
-            return None
-        kernel = plain.maxpool2d_backward if self.kernels == "plain" else fast.maxpool2d_backward
-        return kernel(dy, self._cache)
+        return self.ops.maxpool2d_backward(dy, self._cache) if input_grad else None
 
     def __repr__(self) -> str:
         return (
             f"MaxPool2D(pool_size={self.pool_size}, stride={self.stride}, padding={self.padding!r})"
         )
+
+
+class AvgPool2D(Layer):
+    """Average pooling over ``pool_size`` windows moved by ``stride``, NHWC in and out, no
+    parameters (``kernels.plain.avgpool2d_forward`` / ``avgpool2d_backward``), as TensorFlow's
+    ``tf.nn.avg_pool``: SAME pads at the end and divides each window by the number of its
+    elements inside the image (padding is not averaged in); VALID divides by ``kh * kw``.
+
+    x: ``(N, H, W, C)`` -> y: ``(N, Ho, Wo, C)``, the sizes of ``MaxPool2D``.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = 2,
+        stride: int | tuple[int, int] | None = None,
+        padding: str = "valid",
+        kernels: str = DEFAULT_KERNELS,
+    ) -> None:
+        super().__init__(kernels)
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        self.pool_size = pair(pool_size)
+        self.stride = pair(stride) if stride is not None else self.pool_size
+        self.padding = padding
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        h, w, c = input_shape
+        (ho, _, _), (wo, _, _) = plain.geometry(h, w, self.pool_size, self.stride, self.padding)
+        return (ho, wo, c)
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        y, cache = self.ops.avgpool2d_forward(x, self.pool_size, self.stride, self.padding)
+        self._keep(cache, train)
+        return y
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        return self.ops.avgpool2d_backward(dy, self._cache) if input_grad else None
+
+    def __repr__(self) -> str:
+        return (
+            f"AvgPool2D(pool_size={self.pool_size}, stride={self.stride}, padding={self.padding!r})"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch normalisation and dropout: layers whose training pass differs from their evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over the last axis -- the features of ``(N, F)``, the channels of
+    NHWC ``(N, H, W, C)`` (``kernels.plain.batchnorm_forward`` / ``batchnorm_backward``, with
+    PyTorch's conventions).
+
+    Parameters: ``weight`` (gamma, ones) and ``bias`` (beta, zeros), ``(num_features,)``.
+    Buffers (state that is saved and loaded with the weights but not trained):
+    ``running_mean`` (zeros) and ``running_var`` (ones). A training forward normalises with
+    the batch's mean and biased variance and updates the running statistics,
+    ``running = (1 - momentum) * running + momentum * batch`` (the variance's with the unbiased
+    batch variance); an evaluation forward (``train=False``) normalises with the running
+    statistics, row by row (so evaluating in chunks changes nothing).
+    """
+
+    param_names = ("weight", "bias")
+    buffer_names = ("running_mean", "running_var")
+
+    def __init__(
+        self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, dtype: Any = "float32",
+        kernels: str = DEFAULT_KERNELS,
+    ) -> None:  # fmt: skip
+        super().__init__(kernels)
+        self.num_features = num_features
+        # Python floats: a NumPy float64 scalar would promote a float32 model's arrays
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        self.weight = Parameter(np.ones((num_features,), dtype=dtype))
+        self.bias = Parameter(np.zeros((num_features,), dtype=dtype))
+        self.running_mean = np.zeros((num_features,), dtype=dtype)
+        self.running_var = np.ones((num_features,), dtype=dtype)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if input_shape[-1] != self.num_features:
+            raise ValueError(f"BatchNorm expects {self.num_features} features (last axis), "
+                             f"got {input_shape[-1]}")  # fmt: skip
+        return input_shape
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        y, cache = self.ops.batchnorm_forward(
+            x, self.weight.value, self.bias.value, self.running_mean, self.running_var,
+            train, self.momentum, self.eps,
+        )  # fmt: skip
+        self._keep(cache, train)
+        return y
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        dx, dgamma, dbeta = self.ops.batchnorm_backward(dy, self._cache, input_grad)
+        self._store_grads(dgamma, dbeta)
+        return dx
+
+    def __repr__(self) -> str:
+        return f"BatchNorm({self.num_features}, momentum={self.momentum}, eps={self.eps})"
+
+
+class Dropout(Layer):
+    """Inverted dropout (``kernels.plain.dropout_forward``): a training forward keeps each
+    element with probability ``1 - rate`` and scales it by ``1 / (1 - rate)``; an evaluation
+    forward is the identity. ``rate`` in [0, 1).
+
+    ``rng``: the ``numpy.random.Generator`` the masks are drawn from (``seed``: an int or a
+    Generator; ``models.build`` seeds it from the model's seed, apart from the weights' draws).
+    ``last_mask``: the mask of the last training forward, an array of x's shape and dtype
+    holding 0 (dropped) or ``1 / (1 - rate)`` (kept) -- ``y = x * last_mask`` -- so that a
+    PyTorch twin can apply numnet's exact masks; None before the first.
+    """
+
+    def __init__(self, rate: float, seed: int | np.random.SeedSequence | np.random.Generator = 0,
+                 kernels: str = DEFAULT_KERNELS) -> None:  # fmt: skip
+        super().__init__(kernels)
+        if not 0 <= rate < 1:  # NaN fails too
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.rng = np.random.default_rng(seed)
+        self.last_mask: Array | None = None
+
+    def forward(self, x: Array, train: bool = True) -> Array:
+        if not train:
+            return x
+        y, mask = self.ops.dropout_forward(x, self.rate, self.rng)
+        self.last_mask = mask
+        self._keep(mask, train)
+        return y
+
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        return self.ops.dropout_backward(dy, self._cache) if input_grad else None
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate})"

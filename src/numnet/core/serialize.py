@@ -4,11 +4,17 @@ File layout (a NumPy ``.npz`` zip, read with ``allow_pickle=False``):
 - ``__numnet__``: the JSON header as a uint8 byte array::
 
       {"format": "numnet-weights", "version": 1,
-       "config": {...model.config: name, seed, dtype, conv_activation, bias_init...},
+       "config": {...model.config: name, seed, dtype, conv_activation, bias_init -- or for a
+                  model built from a definition, name, layers, seed, dtype, bias_init...},
        "parameters": [{"name": "conv1.weight", "shape": [3, 3, 1, 8], "dtype": "float32",
                        "sha256": "..."}, ...],
        "metadata": {...anything JSON the caller adds...}}
-- one array per parameter, under its dotted name, in the public layout (HWIO, (in, out)).
+- one array per parameter, under its dotted name, in the public layout (HWIO, (in, out)), and
+  one per buffer (batch norm's ``bn.running_mean``, ``bn.running_var``): the model's
+  ``named_state``, layer by layer. The header's ``parameters`` list names them all.
+
+``load`` rebuilds any model from the header's config (``models.build(**config)``): a model
+built from a definition carries its definition there.
 
 Arrays are stored exactly (bit-exact round trip); the per-array SHA-256 in the header (on top of
 the zip's CRC-32) catches corruption. Saving is atomic: a temporary file in the same directory,
@@ -33,11 +39,16 @@ from numnet.core.io import atomic_writer
 from numnet.core.layers import check_kernels
 from numnet.core.names import DEFAULT_KERNELS
 
+__all__ = [
+    "ARCHITECTURE_KEYS", "FORMAT", "HEADER_KEY", "VERSION", "load", "load_into", "read_header",
+    "save", "verify",
+]  # fmt: skip
+
 FORMAT = "numnet-weights"
 VERSION = 1
 HEADER_KEY = "__numnet__"
 #: config keys that define the architecture (the others -- seed, bias_init -- only the start)
-ARCHITECTURE_KEYS = ("name", "conv_activation")
+ARCHITECTURE_KEYS = ("name", "conv_activation", "layers")
 
 
 def _sha256(array: np.ndarray) -> str:
@@ -50,7 +61,7 @@ def save(path: str | os.PathLike, model: Any, metadata: dict[str, Any] | None = 
     metadata: optional JSON-serialisable dict stored in the header (e.g. epochs, lr, accuracy).
     """
     path = Path(path)
-    arrays = {name: to_numpy(p.value) for name, p in model.named_parameters()}
+    arrays = {name: to_numpy(a) for name, a in _named_state(model)}
     header = {
         "format": FORMAT,
         "version": VERSION,
@@ -187,7 +198,7 @@ def load_into(path: str | os.PathLike, model: Any) -> dict[str, Any]:
                 f"{key}={model_cfg[key]!r}; build the model with the file's settings "
                 "(numnet.core.serialize.load does that)"
             )
-    params = dict(model.named_parameters())
+    params = dict(_named_state(model))
     if set(params) != set(arrays):
         missing, unexpected = sorted(set(params) - set(arrays)), sorted(set(arrays) - set(params))
         raise WeightsFileError(
@@ -197,15 +208,23 @@ def load_into(path: str | os.PathLike, model: Any) -> dict[str, Any]:
         )
     for name, p in params.items():
         a = arrays[name]
-        if tuple(a.shape) != p.shape or a.dtype != p.dtype:
+        if tuple(a.shape) != tuple(p.shape) or a.dtype != p.dtype:
             raise WeightsFileError(
                 f"{path}: '{name}' is {a.dtype}{tuple(a.shape)} in the file but "
-                f"{p.dtype}{p.shape} in the model; build the model with the file's dtype "
+                f"{p.dtype}{tuple(p.shape)} in the model; build the model with the file's dtype "
                 f"({file_cfg.get('dtype', a.dtype.name)}) and architecture"
             )
     for name, p in params.items():
-        p.value[...] = array_module(p.value).asarray(arrays[name])
+        p[...] = array_module(p).asarray(arrays[name])
     return header
+
+
+def _named_state(model: Any) -> list[tuple[str, Any]]:
+    """``(name, array)`` of every stored array: ``model.named_state()`` (parameters and
+    buffers), or the parameters' values of a model that has no buffers."""
+    if hasattr(model, "named_state"):
+        return list(model.named_state())
+    return [(name, p.value) for name, p in model.named_parameters()]
 
 
 def load(path: str | os.PathLike, device: str = "cpu", kernels: str = DEFAULT_KERNELS) -> Any:

@@ -428,3 +428,88 @@ def _maxpool_reference(x, dy, pool_size, stride, padding) -> np.ndarray:  # noqa
     for b, r, s, k in np.ndindex(dy.shape):
         dxpad[b, where[b, r, s, k, 0], where[b, r, s, k, 1], k] += dy[b, r, s, k]
     return dxpad[:, top : top + h, left : left + w, :]
+
+
+# ---------------------------------------------------------------------------------------------
+# average pooling, batch normalisation, dropout
+# ---------------------------------------------------------------------------------------------
+
+
+def avgpool2d_loops(
+    x: np.ndarray,
+    window: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: str = "valid",
+    g: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Y_{n,i,j,c} = (1 / K_{i,j}) sum_{(u,v) inside} X_{n, s_h i + u - p_t, s_w j + v - p_l, c},
+    K_{i,j} = the number of window elements inside the image (TF's SAME: padding not counted);
+    with ``g`` = G also dL/dX_{n,a,b,c} = sum_{i,j} G_{n,i,j,c} / K_{i,j} [(a, b) in window
+    (i, j)]."""
+    n_img, p_rows, q_cols, n_ch = x.shape
+    kh, kw = _pair(window)
+    sh, sw, p_out, p_t, q_out, p_l = _geometry(p_rows, q_cols, kh, kw, stride or (kh, kw), padding)
+
+    def inside(i: int, j: int) -> list[tuple[int, int]]:
+        cells = [(sh * i + u - p_t, sw * j + v - p_l) for u in range(kh) for v in range(kw)]
+        return [(a, b) for a, b in cells if 0 <= a < p_rows and 0 <= b < q_cols]
+
+    y = np.zeros((n_img, p_out, q_out, n_ch))
+    for n, i, j, c in np.ndindex(y.shape):
+        cells = inside(i, j)
+        total = 0.0
+        for a, b in cells:
+            total += x[n, a, b, c]
+        y[n, i, j, c] = total / len(cells)
+    if g is None:
+        return y, None
+    dx = np.zeros(x.shape)
+    for n, i, j, c in np.ndindex(g.shape):
+        cells = inside(i, j)
+        for a, b in cells:
+            dx[n, a, b, c] += g[n, i, j, c] / len(cells)
+    return y, dx
+
+
+def batchnorm_loops(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, g: np.ndarray, eps: float = 1e-5
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Training batch norm over every axis but the last, the rows m = 0..M-1 of
+    ``x.reshape(M, F)``: mu_f = (1/M) sum_m X_{m,f}; sigma2_f = (1/M) sum_m (X_{m,f} - mu_f)^2;
+    Xhat = (X - mu) / sqrt(sigma2 + eps); Y = gamma Xhat + beta. Returns
+    ``(y, (dx, dgamma, dbeta), (mu, sigma2))`` with, for G = ``g``,
+    dL/dbeta_f = sum_m G_{m,f};  dL/dgamma_f = sum_m G_{m,f} Xhat_{m,f};
+    dL/dX_{m,f} = gamma_f / (M sqrt(sigma2_f + eps)) (M G_{m,f} - sum_m' G_{m',f}
+    - Xhat_{m,f} sum_m' G_{m',f} Xhat_{m',f})."""
+    n_feat = x.shape[-1]
+    xs, gs = x.reshape(-1, n_feat), g.reshape(-1, n_feat)
+    m_rows = len(xs)
+    mu, sigma2 = np.zeros(n_feat), np.zeros(n_feat)
+    for f in range(n_feat):
+        for m in range(m_rows):
+            mu[f] += xs[m, f] / m_rows
+        for m in range(m_rows):
+            sigma2[f] += (xs[m, f] - mu[f]) ** 2 / m_rows
+    xhat, y = np.zeros(xs.shape), np.zeros(xs.shape)
+    for m, f in np.ndindex(xs.shape):
+        xhat[m, f] = (xs[m, f] - mu[f]) / math.sqrt(sigma2[f] + eps)
+        y[m, f] = gamma[f] * xhat[m, f] + beta[f]
+    dbeta, dgamma, dx = np.zeros(n_feat), np.zeros(n_feat), np.zeros(xs.shape)
+    for f in range(n_feat):
+        sum_g, sum_g_xhat = 0.0, 0.0
+        for m in range(m_rows):
+            sum_g += gs[m, f]
+            sum_g_xhat += gs[m, f] * xhat[m, f]
+        dbeta[f], dgamma[f] = sum_g, sum_g_xhat
+        for m in range(m_rows):
+            dx[m, f] = (gamma[f] / (m_rows * math.sqrt(sigma2[f] + eps))
+                        * (m_rows * gs[m, f] - sum_g - xhat[m, f] * sum_g_xhat))  # fmt: skip
+    return y.reshape(x.shape), (dx.reshape(x.shape), dgamma, dbeta), (mu, sigma2)
+
+
+def dropout_loops(
+    x: np.ndarray, mask: np.ndarray, g: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Y_a = X_a D_a and dL/dX_a = G_a D_a, with the mask D_a in {0, 1 / (1 - rate)}."""
+    return (_elementwise(x, lambda a: x[a] * mask[a]),
+            _elementwise(x, lambda a: g[a] * mask[a]))  # fmt: skip

@@ -13,6 +13,11 @@ Layouts (TensorFlow's):
   Convolutions pad with zeros, max-pooling with ``-inf``.
 
 The arrays may be NumPy or CuPy: every array function comes from ``xp = array_module(x)``.
+
+``fast.py`` has every function of this file under the same name and signature (a layer holds
+one of the two modules as ``layer.ops`` and calls ``layer.ops.conv2d_forward(...)``, never a
+branch). So that one call fits both, the kernels the fast module keeps buffers for
+(``conv2d_forward`` / ``conv2d_backward``) take a keyword ``workspace`` here too, and ignore it.
 """
 
 from __future__ import annotations
@@ -174,13 +179,15 @@ def im2col(
 
 
 def conv2d_forward(
-    x: Array, w: Array, b: Array, stride: int | tuple = 1, padding: str = "same"
-) -> tuple[Array, tuple]:
+    x: Array, w: Array, b: Array, stride: int | tuple = 1, padding: str = "same", *,
+    workspace: Any = None,
+) -> tuple[Array, tuple]:  # fmt: skip
     """2-d convolution (a cross-correlation, as TensorFlow and PyTorch) by im2col + one GEMM.
 
     x: ``(N, H, W, c_in)``; w: HWIO ``(kh, kw, c_in, c_out)``; b: ``(c_out,)``; stride: int or
     (sh, sw); padding: "same" or "valid". Returns y ``(N, Ho, Wo, c_out)`` with
     ``y[n, i, j, o] = b[o] + sum_{u, v, c} xpad[n, i*sh + u, j*sw + v, c] * w[u, v, c, o]``.
+    ``workspace``: ignored (the fast kernel's buffers; the plain one keeps none).
     """
     xp = array_module(x)
     n, h, wd, c = x.shape
@@ -194,10 +201,10 @@ def conv2d_forward(
 
 
 def conv2d_backward(
-    dy: Array, cache: tuple, input_grad: bool = True
+    dy: Array, cache: tuple, input_grad: bool = True, *, workspace: Any = None
 ) -> tuple[Array | None, Array, Array]:
     """Gradients of ``conv2d_forward`` from dy ``(N, Ho, Wo, c_out)``: ``(dx, dw, db)`` shaped
-    like x, w and b (dx None unless ``input_grad``).
+    like x, w and b (dx None unless ``input_grad``; ``workspace`` ignored).
 
     dW and db are the linear layer's, on the im2col matrix. dL/dX is a correlation of dy with
     the flipped kernel ``w[::-1, ::-1]`` whose in/out channels are swapped: dy is first
@@ -259,6 +266,136 @@ def maxpool2d_backward(dy: Array, cache: tuple) -> Array:
             won = xp.where(arg == u * kw + v, dy, 0)  # dy where tap (u, v) won, else 0
             dxpad[:, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw, :] += won
     return dxpad[:, top : top + h, left : left + w, :]
+
+
+# ----------------------------------------------------------------------------------------------
+# Average pooling
+# ----------------------------------------------------------------------------------------------
+
+
+def avgpool2d_forward(
+    x: Array, pool: int | tuple = 2, stride: int | tuple | None = None, padding: str = "valid"
+) -> tuple[Array, tuple]:
+    """Mean over ``pool`` windows moved by ``stride`` (default: the pool size), per channel,
+    as TensorFlow's ``tf.nn.avg_pool``: x ``(N, H, W, C)`` -> y ``(N, Ho, Wo, C)``.
+
+    SAME pads with zeros at the end (as ``output_size``) and divides each window's sum by the
+    number of its elements inside the image, ``count[i, j]`` ``(Ho, Wo)``: the padding is not
+    averaged in. VALID: every window is inside, ``count = kh * kw``.
+    """
+    xp = array_module(x)
+    kernel = pair(pool)
+    stride = pair(stride) if stride is not None else kernel
+    n, h, w, c = x.shape
+    (ho, top, bottom), (wo, left, right) = geometry(h, w, kernel, stride, padding)
+    pads = ((0, 0), (top, bottom), (left, right), (0, 0))
+    inside = xp.pad(xp.ones((1, h, w, 1), dtype=x.dtype), pads)  # 1 on the image, 0 on padding
+    count = windows(inside, kernel, stride, (ho, wo)).sum(axis=3)  # (1, Ho, Wo, 1)
+    sums = windows(xp.pad(x, pads), kernel, stride, (ho, wo)).sum(axis=3)  # (N, Ho, Wo, C)
+    return sums / count, (x.shape, count, kernel, stride, (top, bottom, left, right))
+
+
+def avgpool2d_backward(dy: Array, cache: tuple) -> Array:
+    """dL/dx ``(N, H, W, C)`` from dy ``(N, Ho, Wo, C)``: every element of window (i, j)
+    receives ``dy[i, j] / count[i, j]``; an element of several (overlapping) windows collects
+    the sum; what lands on the padding is cropped off."""
+    (n, h, w, c), count, (kh, kw), (sh, sw), (top, bottom, left, right) = cache
+    xp = array_module(dy)
+    _, ho, wo, _ = dy.shape
+    share = dy / count
+    dxpad = xp.zeros((n, top + h + bottom, left + w + right, c), dtype=dy.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            dxpad[:, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw, :] += share
+    return dxpad[:, top : top + h, left : left + w, :]
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch normalisation (over the last axis: the features of (N, F), the channels of NHWC)
+# ----------------------------------------------------------------------------------------------
+
+
+def batchnorm_forward(
+    x: Array, gamma: Array, beta: Array, running_mean: Array, running_var: Array,
+    train: bool = True, momentum: float = 0.1, eps: float = 1e-5,
+) -> tuple[Array, tuple | None]:  # fmt: skip
+    """Batch normalisation of x ``(N, F)`` or ``(N, H, W, C)`` over every axis but the last
+    (F = C features); gamma, beta, running_mean, running_var ``(F,)``. The arguments are
+    ``torch.nn.functional.batch_norm``'s, and so is the arithmetic.
+
+    Training: the batch's mean and *biased* variance over its M = N (or N*H*W) values per
+    feature normalise, ``xhat = (x - mean) / sqrt(var + eps)``, ``y = gamma * xhat + beta``;
+    and -- this kernel's one side effect, as PyTorch's -- the running statistics are updated
+    in place: ``running = (1 - momentum) * running + momentum * batch``, the variance's with
+    the *unbiased* batch variance ``var * M / (M - 1)``. Evaluation (``train=False``): the
+    running statistics normalise, nothing is updated, and each row's output depends on that
+    row alone. The cache (None in evaluation) is ``(xhat, inv_std, gamma)``.
+    """
+    xp = array_module(x)
+    axes = tuple(range(x.ndim - 1))
+    if not train:
+        inv_std = 1 / xp.sqrt(running_var + eps)
+        return (x - running_mean) * (gamma * inv_std) + beta, None
+    m = x.size // x.shape[-1]
+    if m < 2:
+        raise ValueError(f"batch norm needs more than 1 value per feature to train, got x of "
+                         f"shape {tuple(x.shape)}")  # fmt: skip
+    mean = x.mean(axis=axes)
+    centered = x - mean
+    var = (centered * centered).mean(axis=axes)  # biased: divides by M
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat = centered * inv_std
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * (var * (m / (m - 1)))  # unbiased, as PyTorch
+    return gamma * xhat + beta, (xhat, inv_std, gamma)
+
+
+def batchnorm_backward(
+    dy: Array, cache: tuple, input_grad: bool = True
+) -> tuple[Array | None, Array, Array]:
+    """Gradients of a training ``batchnorm_forward`` from dy (x's shape): ``(dx, dgamma,
+    dbeta)``, dgamma and dbeta ``(F,)``; dx None unless ``input_grad``. With sums and means
+    over the M values of each feature (``docs/derivations.md`` derives it):
+    ``dbeta = sum dy``, ``dgamma = sum dy * xhat``, and with ``g = gamma * dy`` (dL/dxhat)
+    ``dx = inv_std * (g - mean(g) - xhat * mean(g * xhat))``.
+    """
+    xhat, inv_std, gamma = cache
+    axes = tuple(range(dy.ndim - 1))
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    if not input_grad:
+        return None, dgamma, dbeta
+    g = dy * gamma  # dL/dxhat
+    dx = inv_std * (g - g.mean(axis=axes) - xhat * (g * xhat).mean(axis=axes))
+    return dx, dgamma, dbeta
+
+
+# ----------------------------------------------------------------------------------------------
+# Dropout (inverted)
+# ----------------------------------------------------------------------------------------------
+
+
+def dropout_forward(x: Array, rate: float, rng: np.random.Generator) -> tuple[Array, Array]:
+    """Inverted dropout of x (any shape) for a training pass: each element is kept with
+    probability ``1 - rate`` and then scaled by ``1 / (1 - rate)``, so that the expected output
+    is x and evaluation needs nothing (it is the identity; the layer skips this kernel).
+
+    The mask is x's shape and dtype, each element 0 or ``1 / (1 - rate)``: element a is kept
+    when ``u_a >= rate`` for ``u = rng.random(x.shape)`` (float64, C order), so the same
+    Generator state gives the same mask in float32 and float64. Returns ``(y, mask)``,
+    ``y = x * mask``; the mask is the cache.
+    """
+    xp = array_module(x)
+    keep = rng.random(x.shape) >= rate
+    mask = xp.asarray(keep.astype(x.dtype) * x.dtype.type(1 / (1 - rate)))
+    return x * mask, mask
+
+
+def dropout_backward(dy: Array, cache: Array) -> Array:
+    """``dx = dy * mask``: a dropped element passes nothing back, a kept one its scaled dy."""
+    return dy * cache
 
 
 # ----------------------------------------------------------------------------------------------
