@@ -14,7 +14,7 @@ from numnet.core.models import WEIGHT_INITS
 from numnet.core.names import DATASET_NAMES, DEFAULT_DTYPE
 from numnet.lab.protocol.checks import check_int
 
-BUILTIN_PROTOCOLS = ("assignment", "assignment-mean", "notebook-variant")
+BUILTIN_PROTOCOLS = ("assignment", "assignment-mean", "notebook-variant", "assignment-remedies")
 
 #: Images per split of the data sets a protocol may name: (training file, test file). Every data
 #: set numnet knows (``names.DATASET_NAMES``) has MNIST's sizes.

@@ -299,9 +299,6 @@ def parse_model(model_name: str, body: Any, model_defaults: dict[str, Any], batc
                                 f"40 characters, got {label!r}")
         overrides = {key: check_option(key, s[key], f"{spath}.{key}", source, model=model_name)
                      for key in SETTING_OPTIONS if key in s}
-        if "layers" in overrides and builtin:
-            raise ProtocolError(f"{source}: {spath}.layers: {model_name} is a built-in model; "
-                                "give the variant its own [models.NAME] table")
         settings.append(Setting(int(s["epochs"]), float(s["lr"]), label,
                                 tuple(sorted((k, canonical(v)) for k, v in overrides.items()))))
     return ModelPlan(name=model_name, settings=tuple(settings),

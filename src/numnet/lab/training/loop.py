@@ -19,6 +19,7 @@ import numpy as np
 
 from numnet.core import backend, models, runtime, schedules
 from numnet.core.datasets import DataSet, Datasets
+from numnet.core.names import MODEL_NAMES
 from numnet.lab.training.internals import PROBE_EXAMPLES, InternalsRecorder
 from numnet.lab.training.spec import STATUS_DIVERGED, STATUS_OK, Progress, RunResult, RunSpec
 from numnet.lab.training.stepper import NumnetStepper, evaluate_final_weights, evaluation_sets
@@ -37,9 +38,10 @@ def build_model(spec: RunSpec) -> Any:
     """The run's initial model: ``models.build`` with the spec's options, kernels and init
     seed."""
     init_seed, _ = child_seeds(spec.seed)
-    if spec.layers is not None:
+    if spec.layers is not None:  # a custom model, or a variant of a built-in one
+        name = spec.run_id if spec.model in MODEL_NAMES else spec.model
         return models.build(json.loads(spec.layers), seed=init_seed, dtype=spec.dtype,
-                            name=spec.model, bias_init=spec.bias_init, kernels=spec.kernels,
+                            name=name, bias_init=spec.bias_init, kernels=spec.kernels,
                             weight_init=spec.weight_init)
     return models.build(
         spec.model,
