@@ -11,6 +11,7 @@ import pytest
 from numnet.core import gradcheck
 from numnet.core.errors import KernelsError, NumnetError
 from numnet.core.kernels.loops import (
+    avgpool2d_loops,
     conv2d_reference,
     conv2d_reference_backward,
     conv2d_weight_grad_loops,
@@ -18,7 +19,10 @@ from numnet.core.kernels.loops import (
     maxpool2d_reference_backward,
 )
 from numnet.core.layers import (
+    AvgPool2D,
+    BatchNorm,
     Conv2D,
+    Dropout,
     Flatten,
     Linear,
     MaxPool2D,
@@ -407,3 +411,94 @@ def test_convpool_refuses_what_it_cannot_fuse() -> None:
     assert not ConvPool2x2.fusable(Conv2D(1, 1, 3), Flatten(), MaxPool2D(2))
     with pytest.raises(ValueError, match="cannot fuse"):
         ConvPool2x2(Conv2D(1, 1, 3), None, MaxPool2D(3))
+
+
+# -- BatchNorm, Dropout, AvgPool2D -------------------------------------------------------------
+
+
+@both_kernels
+@pytest.mark.parametrize("shape", [(8, 3), (2, 5, 4, 3)])
+def test_batchnorm_normalises_the_last_axis_and_updates_running_statistics(shape, kernels):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape) * 4 + 2
+    layer = BatchNorm(3, momentum=0.2, dtype="float64", kernels=kernels)
+    y = layer.forward(x)
+    flat = y.reshape(-1, 3)
+    np.testing.assert_allclose(flat.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(flat.var(axis=0), 1, rtol=1e-4)  # var / (var + eps)
+    rows = x.reshape(-1, 3)
+    np.testing.assert_allclose(layer.running_mean, 0.2 * rows.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(layer.running_var, 0.8 + 0.2 * rows.var(axis=0, ddof=1),
+                               rtol=1e-12)  # fmt: skip
+    # evaluation: the running statistics, row by row (a row alone gives the same output)
+    expected = (x - layer.running_mean) / np.sqrt(layer.running_var + 1e-5)
+    np.testing.assert_allclose(layer.forward(x, train=False), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(layer.forward(x[:1], train=False), layer.forward(x, False)[:1])
+
+
+def test_batchnorm_float32_stays_float32_and_needs_two_values_to_train() -> None:
+    layer = BatchNorm(4)
+    y = layer.forward(np.ones((3, 4), dtype=np.float32))
+    assert y.dtype == layer.running_var.dtype == layer.running_mean.dtype == np.float32
+    dx = layer.backward(np.ones((3, 4), dtype=np.float32))
+    assert dx.dtype == layer.weight.grad.dtype == np.float32
+    with pytest.raises(ValueError, match="more than 1 value per feature"):
+        layer.forward(np.ones((1, 4), dtype=np.float32))
+    assert layer.forward(np.ones((1, 4), dtype=np.float32), train=False).shape == (1, 4)
+
+
+def test_dropout_masks_rates_and_evaluation() -> None:
+    x = np.ones((200, 50))
+    layer = Dropout(0.3, seed=1)
+    y = layer.forward(x)
+    assert set(np.unique(layer.last_mask)) == {0.0, 1 / 0.7}
+    np.testing.assert_array_equal(y, x * layer.last_mask)
+    assert abs((layer.last_mask > 0).mean() - 0.7) < 0.02
+    np.testing.assert_array_equal(layer.backward(np.full(x.shape, 2.0)), 2 * layer.last_mask)
+    assert layer.forward(x, train=False) is x
+    assert np.array_equal(Dropout(0.3, seed=1).forward(x), y)  # the seed fixes the masks
+    # the same draws give the same mask in float32 and float64
+    m32 = Dropout(0.5, seed=2)
+    m32.forward(x.astype(np.float32))
+    m64 = Dropout(0.5, seed=2)
+    m64.forward(x)
+    assert m32.last_mask.dtype == np.float32
+    np.testing.assert_array_equal(m32.last_mask, m64.last_mask)
+    np.testing.assert_array_equal(Dropout(0.0).forward(x), x)
+    for rate in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="rate"):
+            Dropout(rate)
+
+
+AVGPOOL_CASES = [
+    (2, 6, 4, 3, 2, 2, "same"),
+    (2, 7, 5, 3, 2, 2, "same"),
+    (2, 7, 5, 3, 2, 2, "valid"),
+    (1, 5, 5, 2, 3, 1, "same"),
+    (1, 9, 8, 2, 3, 3, "valid"),
+]
+
+
+@both_kernels
+@pytest.mark.parametrize("case", AVGPOOL_CASES)
+def test_avgpool_gradients_and_loops(case, kernels) -> None:
+    n, h, w, c, k, s, pad = case
+    rng = np.random.default_rng(12)
+    layer = AvgPool2D(k, s, pad, kernels=kernels)
+    x = rng.standard_normal((n, h, w, c))
+    errors = gradcheck.check_layer(layer, x)
+    assert errors["input"] < TOL, errors
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape)
+    y_ref, dx_ref = avgpool2d_loops(x, k, s, pad, dy)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.backward(dy), dx_ref, rtol=1e-12, atol=1e-12)
+    assert layer.output_shape((h, w, c)) == y.shape[1:]
+
+
+def test_avgpool_same_divides_by_the_in_image_count() -> None:
+    """3x3 image, 2x2/2 SAME: the corner window holds one pixel and is that pixel, not a
+    quarter of it (TensorFlow's avg_pool; zero padding is not averaged in)."""
+    x = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+    y = AvgPool2D(2, 2, "same").forward(x)[0, :, :, 0]
+    np.testing.assert_array_equal(y, [[(1 + 2 + 4 + 5) / 4, (3 + 6) / 2], [(7 + 8) / 2, 9.0]])
