@@ -11,6 +11,7 @@ output and every gradient (input and parameters) must equal the loops (relative 
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -293,19 +294,20 @@ def _batchnorm_cases() -> list[Case]:
     """Training mode on every call (fresh running statistics each time, which the training
     output does not depend on), so the finite differences see the function backward derives."""
     cases = []
-    for shape in ((6, 4), (3, 4, 5, 2), (2, 1)):
+    for (impl, ops), shape in itertools.product((("plain", plain), ("fast", fast)),
+                                                ((6, 4), (3, 4, 5, 2), (2, 1))):
 
         def make(rng, shape=shape):
             f = shape[-1]
             return {"x": rng.standard_normal(shape) * 2 + 1, "gamma": rng.standard_normal(f),
                     "beta": rng.standard_normal(f)}  # fmt: skip
 
-        def fwd(s, a, train):
+        def fwd(s, a, train, ops=ops):
             f = a["x"].shape[-1]
-            return plain.batchnorm_forward(a["x"], a["gamma"], a["beta"], np.zeros(f), np.ones(f))
+            return ops.batchnorm_forward(a["x"], a["gamma"], a["beta"], np.zeros(f), np.ones(f))
 
-        def bwd(s, a, dy):
-            dx, dgamma, dbeta = plain.batchnorm_backward(dy, s.cache)
+        def bwd(s, a, dy, ops=ops):
+            dx, dgamma, dbeta = ops.batchnorm_backward(dy, s.cache)
             return {"x": dx, "gamma": dgamma, "beta": dbeta}
 
         def ref(a, dy):
@@ -313,7 +315,7 @@ def _batchnorm_cases() -> list[Case]:
             return y, {"x": dx, "gamma": dgamma, "beta": dbeta}
 
         run = _Stateful(fwd, bwd)
-        name = f"batchnorm-plain-{'x'.join(map(str, shape))}"
+        name = f"batchnorm-{impl}-{'x'.join(map(str, shape))}"
         cases.append(Case(name, make, run.forward, run.backward, ref))
     return cases
 
@@ -418,7 +420,8 @@ def test_every_implementation_is_covered() -> None:
         ("linear", "plain"), ("relu", "plain"), ("sigmoid", "plain"),
         ("tanh", "plain"), ("conv2d", "plain"), ("conv2d", "fast"), ("maxpool2d", "plain"),
         ("maxpool2d", "fast"), ("convpool2x2", "fused"), ("softmax_cross_entropy", "plain"),
-        ("avgpool2d", "plain"), ("batchnorm", "plain"), ("dropout", "plain"),
+        ("avgpool2d", "plain"), ("batchnorm", "plain"), ("batchnorm", "fast"),
+        ("dropout", "plain"),
     }  # fmt: skip
     assert {c.threads for c in CASES if c.threads} == {1, 2}
 
@@ -486,7 +489,8 @@ def test_fast_has_plains_interface() -> None:
     ``ops`` is); where fast has no faster version it is the plain function itself."""
     import inspect
 
-    own = {"conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward"}
+    own = {"conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+           "batchnorm_forward", "batchnorm_backward"}
     for name, f in vars(plain).items():
         if name.startswith("_") or not inspect.isfunction(f) or f.__module__ != plain.__name__:
             continue

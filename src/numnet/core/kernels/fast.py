@@ -13,7 +13,9 @@ thread, forward + backward, best of 7``; on the 2-core AMD EPYC host):
 - ``maxpool2d_*``: 0.21x on 28x28x8 2x2/2 windows (the four quarter planes);
 - ``linear_*``: 1.01x -- no gain, so the plain functions are the fast ones (bit for bit the
   same numbers as the buffered versions they replaced: one GEMM, the bias add, one column sum);
-- batch norm, dropout, average pooling, the activations and the loss: the plain functions.
+- ``batchnorm_*``: its per-feature sums as GEMVs on (M, F) rows: 0.41x the plain time on
+  100x28x28x8, 0.35x on 100x14x14x8, 0.77x on 100x32 (forward + backward, training);
+- dropout, average pooling, the activations and the loss: the plain functions.
 
 ``workspace``: a ``Workspace`` of buffers kept across calls, owned by the caller (a layer,
 which keeps one for training passes and one for evaluations, so an evaluation between a
@@ -44,8 +46,6 @@ from numnet.core.kernels.plain import (  # noqa: F401  (the plain functions are 
     REDUCTIONS,
     avgpool2d_backward,
     avgpool2d_forward,
-    batchnorm_backward,
-    batchnorm_forward,
     dropout_backward,
     dropout_forward,
     geometry,
@@ -312,3 +312,61 @@ def maxpool2d_backward(dy: Array, cache: tuple) -> Array:
         dx[:, i::2, j::2, :] = taken
         remaining -= taken  # exactly 0 where taken: later ties get nothing
     return dx
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch normalisation: the column sums as GEMVs
+# ----------------------------------------------------------------------------------------------
+
+
+def _feature_means(rows: Array) -> Array:
+    """The mean of each column of ``rows`` ``(M, F)``: one GEMV, ``ones(M) @ rows / M``.
+    NumPy's reduction over the leading axes of a (N, H, W, C) array with a short last axis
+    walks memory with a stride of C; the GEMV reads it once, contiguously."""
+    xp = array_module(rows)
+    m = rows.shape[0]
+    return (xp.ones(m, dtype=rows.dtype) @ rows) * rows.dtype.type(1 / m)
+
+
+def batchnorm_forward(
+    x: Array, gamma: Array, beta: Array, running_mean: Array, running_var: Array,
+    train: bool = True, momentum: float = 0.1, eps: float = 1e-5,
+) -> tuple[Array, tuple | None]:  # fmt: skip
+    """``plain.batchnorm_forward`` with its means over the M = N (or N*H*W) values of each
+    feature taken as GEMVs on ``x`` seen as ``(M, F)`` rows (:func:`_feature_means`)."""
+    if not train:
+        return plain.batchnorm_forward(x, gamma, beta, running_mean, running_var, False,
+                                       momentum, eps)  # fmt: skip
+    xp = array_module(x)
+    f = x.shape[-1]
+    rows = x.reshape(-1, f)
+    m = rows.shape[0]
+    if m < 2:
+        raise ValueError(f"batch norm needs more than 1 value per feature to train, got x of "
+                         f"shape {tuple(x.shape)}")  # fmt: skip
+    mean = _feature_means(rows)
+    centered = rows - mean
+    var = _feature_means(centered * centered)  # biased: divides by M
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat = centered * inv_std
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * (var * (m / (m - 1)))  # unbiased, as PyTorch
+    return (xhat * gamma + beta).reshape(x.shape), (xhat, inv_std, gamma)
+
+
+def batchnorm_backward(
+    dy: Array, cache: tuple, input_grad: bool = True
+) -> tuple[Array | None, Array, Array]:
+    """``plain.batchnorm_backward`` with its sums and means as GEMVs on ``(M, F)`` rows."""
+    xhat, inv_std, gamma = cache
+    rows = dy.reshape(xhat.shape)
+    m = rows.shape[0]
+    dbeta = _feature_means(rows) * rows.dtype.type(m)
+    dgamma = _feature_means(rows * xhat) * rows.dtype.type(m)
+    if not input_grad:
+        return None, dgamma, dbeta
+    g = rows * gamma  # dL/dxhat
+    dx = inv_std * (g - dbeta * gamma / m - xhat * (dgamma * gamma / m))
+    return dx.reshape(dy.shape), dgamma, dbeta
