@@ -9,6 +9,7 @@ from numnet.lab.render import fmt_acc, fmt_time, markdown_table, text_table
 from numnet.lab.report.content import env_rows, shared_text, title
 from numnet.lab.report.diagnosis import RULES, Diagnosis, diagnose_all
 from numnet.lab.report.internals_section import evidence_markdown
+from numnet.lab.report.remedies import remedies_markdown
 from numnet.lab.results import final_test, grid_table
 
 
@@ -33,7 +34,8 @@ def render_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> str
     lines += ["## Summary: final test accuracy", ""]
     table = grid_table(doc, lambda m, s, run: _cell(run, "**diverged** @ {}", diagnoses))
     lines += markdown_table(table[0], table[1:])
-    lines += ["", FINAL_NOTE]
+    lines += ["", FINAL_NOTE, ""]
+    lines += remedies_markdown(doc, diagnoses)
     lines += ["", "![Learning curves](learning_curves.png)", "",
               "![Summary table](summary_table.png)", "", "## Runs", ""]
     for run in doc["runs"]:

@@ -10,6 +10,9 @@ from numnet.lab.report.content import best_setting, env_rows, shared_text, title
 from numnet.lab.report.diagnosis import RULES, VERDICT_ORDER, Diagnosis
 from numnet.lab.report.internals_section import CSS as EVIDENCE_CSS
 from numnet.lab.report.internals_section import evidence_html
+from numnet.lab.report.remedies import pct as remedy_pct
+from numnet.lab.report.remedies import remedy_rows
+from numnet.lab.report.remedies import sentences as remedy_sentences
 from numnet.lab.results import final_test, final_train, grid_table, run_grid
 
 VERDICT_COLORS = {
@@ -187,6 +190,7 @@ the diagnosis. The learning curves' last point comes earlier (the last multiple 
 interval); each run's card gives both. ★ best setting of the model.</p>
 <p>Diagnoses: {overview}</p>
 </section>
+{remedies}
 <section><h2>Learning curves</h2>
 <figure>{curves}
 <figcaption>Train accuracy (first {eval_train} train examples) and test accuracy
@@ -280,6 +284,7 @@ def render_html(doc: dict[str, Any], diagnoses: dict[str, Diagnosis],
         shared=shared_text(doc),
         quick_note=quick_note,
         summary=summary_table(doc, diagnoses),
+        remedies=remedies_html(doc, diagnoses),
         overview=join((html("{}×{}", badge(v), counts[v]) for v in VERDICT_ORDER if v in counts),
                       " "),
         curves=zoomable(images["learning_curves.png"], "Learning curves: 3 settings x 4 models",
@@ -296,6 +301,30 @@ def render_html(doc: dict[str, Any], diagnoses: dict[str, Diagnosis],
         version=str(doc.get("environment", {}).get("numnet", "")),
     )
     return page(title(doc), CSS + ZOOM_CSS + EVIDENCE_CSS, body)
+
+
+def remedies_html(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Html:
+    """The "what each change did" section (:mod:`numnet.lab.report.remedies`), or nothing."""
+    by_model = remedy_rows(doc, diagnoses)
+    if not by_model:
+        return Html("")
+    parts = [Html("<section><h2>What each change did</h2><p class=\"muted\">The settings of a "
+                  "model start from the same weights and see the same batches; each changes "
+                  "one thing. First step: the largest update/weight ratio of any layer at "
+                  "update 1 (the usual heuristic is 0.1%). Dead: the largest fraction of a ReLU "
+                  "layer's units that are 0 on every probe example.</p>")]
+    for model, rows in by_model.items():
+        body = join(html("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
+                         r["label"], "n/a" if r["test"] is None else f"{r['test']:.4f}",
+                         r["diagnosis"], remedy_pct(r["first_step"]),
+                         remedy_pct(r["dead_first"]), remedy_pct(r["dead_end"]))
+                    for r in rows)
+        parts.append(html("<h3>{}</h3><table class=\"summary\"><tr><th>change</th><th>test "
+                          "accuracy</th><th>diagnosis</th><th>first step</th><th>dead (first /"
+                          " end)</th></tr>{}</table>{}", model, body,
+                          join(html("<p>{}</p>", t) for t in remedy_sentences(model, rows))))
+    parts.append(Html("</section>"))
+    return join(parts)
 
 
 __all__ = ["VERDICT_COLORS", "badge", "card", "protocol_statement", "render_html",
