@@ -53,3 +53,10 @@ class FolderError(NumnetError):
 class ResultsError(NumnetError):
     """A results document (results.json) does not match its schema; the message names the key
     path (``runs[2].spec.batch_size``) and what is allowed."""
+
+
+class UnsafeNameError(NumnetError, ValueError):
+    """A name taken from a document or an option (a run id, a model or protocol name, a figure
+    name) cannot be used as a file name: it would leave its folder (``..``, ``/``, an absolute
+    path), or holds characters a file name should not (NUL, control characters, bytes that are
+    not UTF-8). The message names the value and what is allowed; a ValueError too."""
