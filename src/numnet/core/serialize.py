@@ -98,9 +98,19 @@ MAX_ARRAY_BYTES = 1 << 30
 MAX_TOTAL_BYTES = 1 << 30
 MAX_PARAMETERS = 4096
 MAX_DIMENSIONS = 8
-#: The dtypes a parameter may have (NumPy names): numbers only.
-ARRAY_DTYPES = frozenset({"float16", "float32", "float64", "int8", "int16", "int32", "int64",
-                          "uint8", "uint16", "uint32", "uint64", "bool"})
+#: The dtypes a parameter may have: NumPy's numbers (floats, integers, booleans) of at most 8
+#: bytes, named as NumPy names them ("float32").
+ARRAY_KINDS = "fiub"
+
+
+def _array_dtype(name: str) -> np.dtype | None:
+    """The NumPy dtype ``name`` if a parameter may have it, else None."""
+    try:
+        dtype = np.dtype(name)
+    except (TypeError, ValueError, SyntaxError):
+        return None
+    ok = dtype.kind in ARRAY_KINDS and dtype.itemsize <= 8 and dtype.name == name
+    return dtype if ok else None
 
 
 def _listed_arrays(header: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -189,10 +199,11 @@ def _check_header(path: Path, header: dict[str, Any], what_to_do: str) -> None:
         for key in ("dtype", "sha256"):
             if not isinstance(e.get(key), str):
                 raise bad(f"{where}.{key}", "a string")
-        if e["dtype"] not in ARRAY_DTYPES:
-            raise bad(f"{where}.dtype", f"one of {', '.join(sorted(ARRAY_DTYPES))}")
+        dtype = _array_dtype(e["dtype"])
+        if dtype is None:
+            raise bad(f"{where}.dtype", "the NumPy name of a float, integer or boolean type")
         # the sizes the arrays will take, bounded before any of them is read
-        nbytes = math.prod(shape) * np.dtype(e["dtype"]).itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         total += nbytes
         if nbytes > MAX_ARRAY_BYTES or total > MAX_TOTAL_BYTES:
             raise bad(f"{where}.shape", f"the shape of an array numnet loads (at most "

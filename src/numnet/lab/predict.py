@@ -6,11 +6,11 @@ An image becomes one MNIST-like ``(784,)`` float32 row in [0, 1] (white digit on
    :func:`numnet.core.documents.open_regular` (a regular file of at most MAX_IMAGE_BYTES; a
    FIFO or a device is refused, never waited on), its size checked from the header before
    decoding, and converted to grayscale in [0, 1] without loss of range: 8-bit modes by 255,
-   16-bit grayscale (``I;16``, and ``I`` with values in 0..65535) by 65535, float images
-   (``F``) as they are when in [0, 1]. An image with transparency is composited onto a
-   background chosen from its alpha channel (:func:`composite_alpha`): a white digit on a
-   transparent background reads as the same digit on black. Images smaller than 28x28 are
-   refused.
+   16-bit grayscale (``I;16``) by 65535; 32-bit integer or float images (``I``, ``F``) by the
+   range their values fill (as they are within [0, 1] for ``F``, else by 255 or 65535). An
+   image with transparency is composited onto a background chosen from its alpha channel
+   (:func:`composite_alpha`): a white digit on a transparent background reads as the same
+   digit on black. Images smaller than 28x28 are refused.
 2. Inverted when the digit is dark on light: decided by the border, whose median brightness
    is the background (MNIST's background is black).
 3. Brought to 28x28 by ``method``:
@@ -142,11 +142,15 @@ def to_grayscale(img: Any, shown: str = "<image>") -> np.ndarray:
         if not np.isfinite(values).all():
             raise DataError(f"{shown}: the image holds non-finite pixel values; save it as an "
                             "8-bit or 16-bit PNG")
+        # 32-bit containers say nothing of the depth of their values: the range does (a
+        # float image in [0, 1]; 8-bit values; 16-bit values, as Pillow opens some 16-bit PNGs)
         lo, hi = float(values.min()), float(values.max())
         if mode == "F" and lo >= 0.0 and hi <= 1.0:
             return values
-        if lo >= 0.0 and hi <= 65535.0:  # a 16-bit grayscale PNG that Pillow opened as "I"
-            return values / (255.0 if mode == "F" and hi <= 255.0 else 65535.0)
+        if lo >= 0.0 and hi <= 255.0:
+            return values / 255.0
+        if lo >= 0.0 and hi <= 65535.0:
+            return values / 65535.0
         raise DataError(f"{shown}: pixel values from {lo:g} to {hi:g} are outside the 8- and "
                         "16-bit ranges numnet reads; save it as an 8-bit or 16-bit PNG")
     if mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info:
