@@ -161,6 +161,8 @@ STATUSES = ("ok", "diverged")
 #: panels or points it draws): settings per model (the figure's rows), seeds (as NumPy's),
 #: images and channels of the final-model figures, pixels of one encoded image.
 MAX_SETTING = 100
+#: A sweep's grid cells are numbered up to its task count (numnet.lab.sweep.plan's cap).
+MAX_SWEEP_SETTING = 10**4
 MAX_SEED = 2**63 - 1
 MAX_CLASSES = 100
 MAX_PANELS = 64
@@ -361,7 +363,8 @@ def _validate_internals(s: _Schema, internals: Any, path: str) -> None:
             s.numbers(value, where, n, none=True)
 
 
-def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: int) -> None:
+def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: int,
+                  max_setting: int = MAX_SETTING) -> None:
     s.name(s.get(run, "run_id", path), f"{path}.run_id")
     spec = s.table(s.get(run, "spec", path), f"{path}.spec")
     sp = f"{path}.spec"
@@ -383,7 +386,7 @@ def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: in
             s.integer(spec[key], f"{sp}.{key}", 1, MAX_EXAMPLES)
     s.integer(s.get(spec, "seed", sp), f"{sp}.seed", 0, MAX_SEED)
     # null: an ad hoc run; bounded: the setting is a row of the report's figure
-    s.integer(s.get(spec, "setting", sp), f"{sp}.setting", 1, MAX_SETTING, none=True)
+    s.integer(s.get(spec, "setting", sp), f"{sp}.setting", 1, max_setting, none=True)
     status = s.get(run, "status", path)
     if status not in STATUSES:
         s.fail(f"{path}.status", f"one of {', '.join(STATUSES)}", status)
@@ -544,12 +547,15 @@ def _validate_final_model(s: _Schema, final: dict[str, Any], path: str) -> None:
 CONFUSED_SHOWN = 16
 
 
-def validate_run(run: Any, source: str, path: str = "result") -> dict[str, Any]:
+def validate_run(run: Any, source: str, path: str = "result",
+                 max_setting: int = MAX_SWEEP_SETTING) -> dict[str, Any]:
     """Check one run (``RunResult.to_dict()``: what a run record or a sweep task record holds
     under ``result``) against the schema; return it. ResultsError naming ``source`` and
-    ``path`` otherwise (see :func:`validate_run_record`)."""
+    ``path`` otherwise (see :func:`validate_run_record`). ``max_setting``: a sweep's grid
+    numbers its cells' settings up to its task count (the report, which draws a row per
+    setting, allows MAX_SETTING)."""
     s = _Schema(source)
-    _validate_run(s, s.table(run, path), path, DEFAULT_TRAIN_EXAMPLES)
+    _validate_run(s, s.table(run, path), path, DEFAULT_TRAIN_EXAMPLES, max_setting)
     return run
 
 
