@@ -330,6 +330,17 @@ def test_report_on_a_fifo_record_does_not_hang(finished, tmp_path, capsys) -> No
     one_line_error(capsys, "zz.json", "is not a regular file")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "directory", "dangling"])
+def test_a_results_file_that_is_not_a_file_is_said(finished, tmp_path, capsys, kind) -> None:
+    folder = records_folder(finished, tmp_path)
+    target = folder / "results.json"
+    {"fifo": os.mkfifo, "directory": os.mkdir,
+     "dangling": lambda p: p.symlink_to(tmp_path / "nowhere")}[kind](target)
+    with no_hang(10):
+        assert main(["report", str(folder)]) == 2
+    one_line_error(capsys, "results.json")
+
+
 def test_results_file_bombs_are_one_line(finished, tmp_path, capsys, monkeypatch) -> None:
     out = tmp_path / "bomb"
     out.mkdir()

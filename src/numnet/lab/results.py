@@ -17,6 +17,7 @@ import base64
 import csv
 import io
 import math
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -604,8 +605,11 @@ def check_folder_records(folder: str | Path) -> int:
     ResultsError naming it; in ``DIR`` itself other JSON files may sit beside the records, so
     only those that say they are run records are checked."""
     folder = Path(folder)
-    if (folder / "results.json").exists():
-        return 0  # the report reads results.json (load_results checks it)
+    if os.path.lexists(folder / "results.json"):
+        # the report reads results.json (load_results checks it), if it is a regular file: a
+        # FIFO or a directory there is said, not passed over for the records
+        documents.open_regular(folder / "results.json", "results file", ResultsError).close()
+        return 0
     for where, strict in ((folder / "runs", True), (folder, False)):
         count = 0
         for path in sorted(where.glob("*.json")) if where.is_dir() else ():
