@@ -163,9 +163,13 @@ def edited(folder, tmp_path, change):
     (lambda d: d["runs"][0]["spec"].__setitem__("lr", float("inf")), "runs[0].spec.lr"),
     (lambda d: d["runs"][0].pop("final_test_accuracy"), "runs[0].final_test_accuracy is miss"),
     (lambda d: d["runs"][0]["final_weights"].pop("update"), "runs[0].final_weights.update is"),
+    # the run id names figures/<run id>.*.png: markup or a path is refused, not escaped
+    (lambda d: d["runs"][0].__setitem__("run_id", "<script>"), "runs[0].run_id must be a file"),
+    (lambda d: d["runs"][0].__setitem__("run_id", "../../x"), "runs[0].run_id must be a file"),
 ], ids=["runs-empty", "no-samples", "batch-0", "batch-text", "epochs-1e9", "curve-length",
         "loss-text", "no-seed", "eval-every-text", "protocol-null", "status", "seed-markup",
-        "model-markup", "lr-inf", "no-final-accuracy", "no-final-update"])
+        "model-markup", "lr-inf", "no-final-accuracy", "no-final-update", "run-id-markup",
+        "run-id-traversal"])
 def test_report_on_a_hand_edited_results_file(folder, tmp_path, capsys, change, where) -> None:
     out = edited(folder, tmp_path, change)
     assert main(["report", str(out)]) == 2
@@ -175,7 +179,7 @@ def test_report_on_a_hand_edited_results_file(folder, tmp_path, capsys, change, 
 FIELDS = [
     ("protocol", "name"), ("protocol", "description"), ("protocol", "source"),
     ("protocol", "hash"), ("protocol", "text"), ("protocol", "dtype"), ("device",),
-    ("runs", 0, "run_id"), ("runs", 0, "divergence_reason"), ("runs", 0, "spec", "reduction"),
+    ("runs", 0, "divergence_reason"), ("runs", 0, "spec", "reduction"),
     ("runs", 0, "spec", "bias_init"), ("runs", 0, "spec", "conv_activation"),
     ("runs", 0, "spec", "weight_init"), ("data", "fingerprint"), ("data", "dataset"),
     ("timing", "started_at"), ("environment", "numnet"), ("environment", "python"),

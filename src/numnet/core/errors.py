@@ -72,3 +72,10 @@ class OptimizerError(NumnetError, ValueError):
     """An optimiser or learning-rate schedule got a bad argument, an unknown spec type or key
     (the message says which, with a "did you mean"), or a saved state that does not fit it.
     A ValueError too, as PyTorch's optimisers raise for bad arguments."""
+
+
+class UnsafeNameError(NumnetError, ValueError):
+    """A name taken from a document or an option (a run id, a model or protocol name, a figure
+    name) cannot be used as a file name: it would leave its folder (``..``, ``/``, an absolute
+    path), or holds characters a file name should not (NUL, control characters, bytes that are
+    not UTF-8). The message names the value and what is allowed; a ValueError too."""

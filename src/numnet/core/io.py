@@ -19,14 +19,17 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from numnet.core.errors import FolderError, NumnetError, OutputError
+from numnet.core import documents
+from numnet.core.errors import FolderError, NumnetError, OutputError, UnsafeNameError
 
 PART_SUFFIX = ".part"
 LOCK_NAME = ".numnet.lock"
@@ -121,24 +124,92 @@ def make_dir(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def check_output_dir(path: str | os.PathLike[str]) -> Path:
+#: The folders a run's outputs go into inside ``--out`` (records, weights, figures): a file in
+#: the way of one of them is found before any work, not after the training.
+OUTPUT_SUBDIRS = ("runs", "weights", "figures")
+
+
+def check_output_dir(path: str | os.PathLike[str],
+                     subdirs: tuple[str, ...] = OUTPUT_SUBDIRS) -> Path:
     """Make sure numnet can write into the folder ``path`` before any work is done: it is
     created if needed, and a probe file is written and removed. An empty path is refused (it
-    would mean the working directory). Raises OutputError naming the folder."""
+    would mean the working directory). Each of ``subdirs`` that exists must be a folder numnet
+    can write into too (``OUT/weights`` being a file would otherwise be found after the
+    training, when the weights are saved). Raises OutputError naming the folder."""
     if not os.fspath(path):  # bad usage, not a failed write
         raise NumnetError("the output folder is empty (''); give a folder name, e.g. --out "
                           "runs/mine")
     path = make_dir(path)
-    try:
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe.", suffix=PART_SUFFIX)
+    for folder in (path, *(child_path(path, name) for name in subdirs)):
+        if folder != path and not os.path.lexists(folder):
+            continue  # created when first written into
+        if folder != path and not folder.is_dir():
+            raise output_error(folder, OSError(_errno.ENOTDIR, os.strerror(_errno.ENOTDIR)))
         try:
-            os.write(fd, b"numnet")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-    except OSError as exc:
-        raise output_error(path, exc) from None
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.",
+                                         suffix=PART_SUFFIX)
+            try:
+                os.write(fd, b"numnet")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as exc:
+            raise output_error(folder, exc) from None
+    return path
+
+
+# ------------------------------------------------------------------------------ safe names
+
+#: A name numnet makes a file name of: letters, digits and ``. _ - +`` (``+``: a run id holds
+#: the learning rate as ``%g``, e.g. ``lr1e+06``), starting with a letter or a digit (not a
+#: hidden file, not an option), at most 100 characters.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+MAX_NAME_LENGTH = 100
+
+
+def check_safe_name(name: object, what: str = "name") -> str:
+    """``name`` if it can be used as one file name inside a folder; else an UnsafeNameError
+    naming the value: not a string, empty, longer than 100 characters, holding anything but
+    letters, digits and ``. _ - +`` (so no ``/``, ``\\``, NUL, control characters, bytes that
+    are not UTF-8), starting with ``.``/``-``/``_``/``+``, or holding ``..``."""
+    if not isinstance(name, str):
+        raise UnsafeNameError(f"{what} {name!r} is not a name (a string expected)")
+    shown = repr(name)  # escapes control characters and undecodable bytes: one line
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    if not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise UnsafeNameError(
+            f"{what} {shown} cannot name a file: use 1 to {MAX_NAME_LENGTH} letters, digits, "
+            "'.', '_', '-' or '+', starting with a letter or a digit, without '..' (no path "
+            "separators, no control characters)")
+    return name
+
+
+def child_path(folder: str | os.PathLike[str], name: str, suffix: str = "",
+               what: str = "name") -> Path:
+    """The path of the file ``name + suffix`` directly inside ``folder``: the one way numnet
+    makes a path from a name taken from a document or an option (run ids, model and protocol
+    names, figure names). ``name`` must pass :func:`check_safe_name` and the result must stay
+    inside ``folder`` once made absolute (checked again, so no later change to the rules can
+    let a name escape); an UnsafeNameError naming the value otherwise."""
+    check_safe_name(name, what)
+    if suffix and (not re.fullmatch(r"[A-Za-z0-9._+-]{1,40}", suffix) or ".." in suffix):
+        raise UnsafeNameError(f"suffix {suffix!r} of {what} {name!r} cannot be part of a file "
+                              "name")
+    base = Path(os.path.abspath(folder))
+    path = Path(os.path.abspath(base / f"{name}{suffix}"))
+    if path.parent != base:
+        raise UnsafeNameError(f"{what} {name!r} would leave the folder {base}")
+    return Path(folder) / f"{name}{suffix}"
+
+
+def relative_child(folder: str | os.PathLike[str], relative: str, what: str = "file") -> Path:
+    """``folder / relative`` for a relative path of safe names (``figures/<run>.cnn.png``):
+    each part must pass :func:`check_safe_name`, so the result stays inside ``folder``."""
+    parts = relative.split("/")
+    path = Path(folder)
+    for part in parts:
+        path = child_path(path, part, what=what)
     return path
 
 
@@ -182,14 +253,11 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_text(path, dumps_json(obj))
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """Load a JSON file; a missing or malformed file is a NumnetError naming it."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NumnetError(f"{path} does not exist") from None
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
-        raise NumnetError(f"{path} is not a readable numnet JSON file: {exc}") from None
+def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    """Load a JSON file through :func:`numnet.core.documents.read_json` (a regular file, at
+    most 64 MiB, nested at most 32 deep, finite numbers only); a missing, malformed or
+    out-of-bounds file is a NumnetError naming it."""
+    return documents.read_json(path, what)
 
 
 @contextlib.contextmanager
@@ -217,13 +285,26 @@ def folder_lock(directory: str | os.PathLike[str], what: str = "numnet") -> Iter
     lock_path = directory / LOCK_NAME
     while True:
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
+            # O_NOFOLLOW: a link planted in the folder must not make us create or truncate a
+            # file elsewhere; O_NONBLOCK: a FIFO planted there must not block the open.
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, _FILE_MODE)
         except OSError as exc:
+            if exc.errno == _errno.ELOOP:
+                raise FolderError(f"{lock_path} is a symbolic link, not numnet's lock file; "
+                                  "remove it") from None
             raise output_error(lock_path, exc) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FolderError(f"{lock_path} is not a regular file (a pipe, a device or a "
+                              "socket), so it is not numnet's lock file; remove it")
+        os.set_blocking(fd, True)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            # at most 64 bytes of a file anyone may have written: only a pid is shown
             holder = (os.pread(fd, 64, 0).decode("ascii", "replace").split() or ["unknown"])[0]
+            holder = holder if holder.isdigit() else "unknown"
             os.close(fd)
             raise FolderError(
                 f"{directory} is in use by another numnet process (pid {holder}); wait for it "

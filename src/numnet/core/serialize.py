@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from numnet.core import models
+from numnet.core import documents, models
 from numnet.core.backend import array_module, to_numpy
 from numnet.core.errors import WeightsFileError
 from numnet.core.io import atomic_writer
@@ -99,49 +99,74 @@ def verify(path: str | os.PathLike) -> dict[str, Any]:
     return header
 
 
+#: Bounds of a weights file, checked before anything is inflated: the file, its JSON header,
+#: one array, all arrays together, the header's nesting and number of entries. numnet's
+#: largest model (model 4) saves about 1.7 MB.
+MAX_FILE_BYTES = 1 << 30
+MAX_HEADER_BYTES = 4 << 20
+MAX_HEADER_DEPTH = 64
+MAX_ARRAY_BYTES = 1 << 30
+MAX_TOTAL_BYTES = 1 << 30
+MAX_PARAMETERS = 4096
+MAX_DIMENSIONS = 8
+#: The dtypes a parameter may have: NumPy's numbers (floats, integers, booleans) of at most 8
+#: bytes, named as NumPy names them ("float32").
+ARRAY_KINDS = "fiub"
+
+
+def _array_dtype(name: str) -> np.dtype | None:
+    """The NumPy dtype ``name`` if a parameter may have it, else None."""
+    try:
+        dtype = np.dtype(name)
+    except (TypeError, ValueError, SyntaxError):
+        return None
+    ok = dtype.kind in ARRAY_KINDS and dtype.itemsize <= 8 and dtype.name == name
+    return dtype if ok else None
+
+
+def _listed_arrays(header: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{name: entry}`` of the arrays the (checked) header says the file holds."""
+    return {e["name"]: e for e in header["parameters"]}
+
+
 def _read(path: Path, with_arrays: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     what_to_do = "re-save it with numnet.core.serialize.save (or numnet run) and try again"
-    if not path.is_file():
-        raise WeightsFileError(f"{path}: weights file not found; check the path")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if HEADER_KEY not in npz.files:
-                raise WeightsFileError(
-                    f"{path}: not a numnet weights file (no '{HEADER_KEY}' header); "
-                    "save weights with numnet.core.serialize.save"
-                )
-            header = json.loads(npz[HEADER_KEY].tobytes().decode("utf-8"))
-            arrays = {k: npz[k] for k in npz.files if k != HEADER_KEY} if with_arrays else {}
-    except WeightsFileError:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as exc:
-        raise WeightsFileError(
-            f"{path}: weights file is corrupted or truncated ({type(exc).__name__}: {exc}); "
-            + what_to_do
-        ) from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise WeightsFileError(f"{path}: header is not a '{FORMAT}' header; {what_to_do}")
-    if header.get("version") != VERSION:
-        raise WeightsFileError(
-            f"{path}: weights format version {header.get('version')!r} is not supported "
-            f"(this numnet reads version {VERSION}); re-save it with this numnet"
-        )
-    _check_header(path, header, what_to_do)
-    if with_arrays:
-        listed = {e["name"]: e for e in header["parameters"]}
-        if set(listed) != set(arrays):
+    arrays: dict[str, np.ndarray] = {}
+    # open_npz: a regular file (a pipe is "not a regular file", never "not found"), at most
+    # MAX_FILE_BYTES, its zip directory bounded; each member's size checked before inflating
+    with documents.open_npz(path, "weights file", max_bytes=MAX_FILE_BYTES,
+                            error=WeightsFileError) as npz:
+        if HEADER_KEY not in npz.members:
             raise WeightsFileError(
-                f"{path}: arrays {sorted(arrays)} do not match the header's list "
-                f"{sorted(listed)}; the file is corrupted, {what_to_do}"
+                f"{path}: not a numnet weights file (no '{HEADER_KEY}' header); "
+                "save weights with numnet.core.serialize.save"
             )
-        for name, entry in listed.items():
-            a = arrays[name]
-            if list(a.shape) != entry["shape"] or a.dtype.name != entry["dtype"]:
+        raw = npz.read_array(HEADER_KEY, np.uint8, None, MAX_HEADER_BYTES)
+        header = documents.loads_json(raw.tobytes(), documents.display(path),
+                                      "weights file's header", max_depth=MAX_HEADER_DEPTH,
+                                      error=WeightsFileError)
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise WeightsFileError(f"{path}: header is not a '{FORMAT}' header; {what_to_do}")
+        if header.get("version") != VERSION:
+            raise WeightsFileError(
+                f"{path}: weights format version {header.get('version')!r} is not supported "
+                f"(this numnet reads version {VERSION}); re-save it with this numnet"
+            )
+        _check_header(path, header, what_to_do)
+        if with_arrays:
+            listed = _listed_arrays(header)
+            stored = set(npz.members) - {HEADER_KEY}
+            if set(listed) != stored:  # before any array is inflated
                 raise WeightsFileError(
-                    f"{path}: array '{name}' is {a.dtype}{a.shape}, header says "
-                    f"{entry['dtype']}{tuple(entry['shape'])}; the file is corrupted, {what_to_do}"
+                    f"{path}: arrays {sorted(stored)[:8]} do not match the header's list "
+                    f"{sorted(listed)[:8]}; the file is corrupted, {what_to_do}"
                 )
-            if _sha256(a) != entry["sha256"]:
+            for name, entry in listed.items():
+                arrays[name] = npz.read_array(name, entry["dtype"], tuple(entry["shape"]),
+                                              MAX_ARRAY_BYTES)
+    if with_arrays:
+        for name, entry in _listed_arrays(header).items():
+            if _sha256(arrays[name]) != entry["sha256"]:
                 raise WeightsFileError(
                     f"{path}: array '{name}' fails its SHA-256 check; the file is corrupted, "
                     + what_to_do
@@ -163,7 +188,10 @@ def _check_header(path: Path, header: dict[str, Any], what_to_do: str) -> None:
     entries = header.get("parameters")
     if not isinstance(entries, list):
         raise bad("parameters", "a list")
+    if len(entries) > MAX_PARAMETERS:
+        raise bad("parameters", f"a list of at most {MAX_PARAMETERS} entries")
     names = set()
+    total = 0
     for k, e in enumerate(entries):
         where = f"parameters[{k}]"
         if not isinstance(e, dict):
@@ -171,13 +199,26 @@ def _check_header(path: Path, header: dict[str, Any], what_to_do: str) -> None:
         if not isinstance(e.get("name"), str) or e["name"] in names or e["name"] == HEADER_KEY:
             raise bad(f"{where}.name", "a string naming one array once")
         names.add(e["name"])
+        if len(e["name"]) > 200 or not e["name"].isprintable() or e["name"].endswith(".npy"):
+            raise bad(f"{where}.name", "a printable name of at most 200 characters")
         shape = e.get("shape")
-        if not isinstance(shape, list) or not all(
-                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-            raise bad(f"{where}.shape", "a list of sizes (integers >= 0)")
+        if not isinstance(shape, list) or len(shape) > MAX_DIMENSIONS or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ARRAY_BYTES
+                for n in shape):
+            raise bad(f"{where}.shape", f"a list of at most {MAX_DIMENSIONS} sizes (integers "
+                      ">= 0)")
         for key in ("dtype", "sha256"):
             if not isinstance(e.get(key), str):
                 raise bad(f"{where}.{key}", "a string")
+        dtype = _array_dtype(e["dtype"])
+        if dtype is None:
+            raise bad(f"{where}.dtype", "the NumPy name of a float, integer or boolean type")
+        # the sizes the arrays will take, bounded before any of them is read
+        nbytes = math.prod(shape) * dtype.itemsize
+        total += nbytes
+        if nbytes > MAX_ARRAY_BYTES or total > MAX_TOTAL_BYTES:
+            raise bad(f"{where}.shape", f"the shape of an array numnet loads (at most "
+                      f"{MAX_ARRAY_BYTES >> 20} MiB each, {MAX_TOTAL_BYTES >> 20} MiB in all)")
 
 
 def load_into(path: str | os.PathLike, model: Any) -> dict[str, Any]:

@@ -2,9 +2,15 @@
 
 An image becomes one MNIST-like ``(784,)`` float32 row in [0, 1] (white digit on black):
 
-1. Read with Pillow (which matplotlib already depends on) and converted to grayscale; a
-   transparent background is composited onto white first. Images smaller than 28x28 are
-   refused.
+1. Read with Pillow (which matplotlib already depends on) through
+   :func:`numnet.core.documents.open_regular` (a regular file of at most MAX_IMAGE_BYTES; a
+   FIFO or a device is refused, never waited on), its size checked from the header before
+   decoding, and converted to grayscale in [0, 1] without loss of range: 8-bit modes by 255,
+   16-bit grayscale (``I;16``) by 65535; 32-bit integer or float images (``I``, ``F``) by the
+   range their values fill (as they are within [0, 1] for ``F``, else by 255 or 65535). An
+   image with transparency is composited onto a background chosen from its alpha channel
+   (:func:`composite_alpha`): a white digit on a transparent background reads as the same
+   digit on black. Images smaller than 28x28 are refused.
 2. Inverted when the digit is dark on light: decided by the border, whose median brightness
    is the background (MNIST's background is black).
 3. Brought to 28x28 by ``method``:
@@ -26,6 +32,8 @@ classifying, :func:`weights_warning` reads the file's header metadata (``status`
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from numnet.core import serialize
+from numnet.core import documents, serialize
 from numnet.core.backend import to_numpy
 from numnet.core.datasets import pixels_to_images
 from numnet.core.errors import DataError, NumnetError, WeightsFileError
-from numnet.core.io import read_json
+from numnet.core.io import child_path, read_json
 from numnet.core.losses import softmax
 from numnet.lab.progress import stderr_log
 from numnet.lab.report.diagnosis import FAILED, diagnose
@@ -67,6 +75,11 @@ class Prediction:
 #: is read from the header before any pixel is decoded, so a 90 KB PNG that claims 20000x20000
 #: costs nothing.
 MAX_PIXELS = 4096 * 4096
+#: The largest image file predict opens (a 4096x4096 RGBA PNG without compression is 64 MiB).
+MAX_IMAGE_BYTES = 64 << 20
+#: The formats predict decodes: the common raster formats (not EPS, which Pillow renders by
+#: running Ghostscript, nor the rarer plugins).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 #: An image whose pixels all lie within this brightness range is uniform: no digit to classify.
 UNIFORM_RANGE = 0.05
 
@@ -74,42 +87,100 @@ UNIFORM_RANGE = 0.05
 def load_grayscale(path: str | Path) -> np.ndarray:
     """The image at ``path`` as a ``(H, W)`` float64 array in [0, 1] (0 black, 1 white).
 
-    Refused with a DataError naming the file: unreadable, more than MAX_PIXELS pixels (checked
-    from the header, before decoding), smaller than 28x28, or uniform (blank, any size)."""
+    Refused with a DataError naming the file: not a regular file, larger than
+    MAX_IMAGE_BYTES, unreadable, more than MAX_PIXELS pixels (checked from the header, before
+    decoding), smaller than 28x28, fully transparent, or uniform (blank, any size)."""
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(path) as img:
-            width, height = img.size  # from the header: nothing decoded yet
-            if width * height > MAX_PIXELS:
-                raise DataError(
-                    f"{path}: image is {width}x{height} pixels, more than numnet predict reads "
-                    f"({MAX_PIXELS // 10**6} megapixels); scale it down (a digit needs 28x28)")
-            img.load()
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in
-                                                     img.info):
-                rgba = img.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(background, rgba)
-            gray = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not an image file") from None
-    except Image.DecompressionBombError as exc:  # PIL's own cap, met in the header too
-        raise DataError(f"{path}: image is too large to decode ({exc}); scale it down (a "
-                        "digit needs 28x28)") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc}); give a PNG file") from None
+    shown = documents.display(path)
+    with documents.open_regular(path, "image file", DataError) as f:
+        documents.check_size(documents.file_size(f), shown, "image file", MAX_IMAGE_BYTES,
+                             DataError)
+        try:
+            with Image.open(f, formats=IMAGE_FORMATS) as img:
+                width, height = img.size  # from the header: nothing decoded yet
+                if width * height > MAX_PIXELS:
+                    raise DataError(
+                        f"{shown}: image is {width}x{height} pixels, more than numnet predict "
+                        f"reads ({MAX_PIXELS // 10**6} megapixels); scale it down (a digit "
+                        "needs 28x28)")
+                img.load()
+                gray = to_grayscale(img, shown)
+        except Image.DecompressionBombError as exc:  # PIL's own cap, met in the header too
+            raise DataError(f"{shown}: image is too large to decode ({exc}); scale it down (a "
+                            "digit needs 28x28)") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+                IndexError, struct.error, zlib.error) as exc:
+            # SyntaxError, struct.error, IndexError: what Pillow's decoders raise on damaged
+            # files
+            raise DataError(f"{shown}: not a readable image ({documents.printable(str(exc))}); "
+                            f"give a PNG file") from None
     if gray.shape[0] < SIDE or gray.shape[1] < SIDE:
         raise DataError(
-            f"{path}: image is {gray.shape[1]}x{gray.shape[0]} pixels; it must be at least "
+            f"{shown}: image is {gray.shape[1]}x{gray.shape[0]} pixels; it must be at least "
             f"{SIDE}x{SIDE} (a grayscale digit, like MNIST's)"
         )
     if float(gray.max() - gray.min()) <= UNIFORM_RANGE:
-        raise DataError(f"{path}: the image is uniform (every pixel about "
+        raise DataError(f"{shown}: the image is uniform (every pixel about "
                         f"{float(gray.mean()):.2f}); no digit found, give an image of a digit")
     return gray
+
+
+#: Pillow modes of 16-bit grayscale pixels (the PNG's full range is 0..65535).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_grayscale(img: Any, shown: str = "<image>") -> np.ndarray:
+    """A decoded Pillow image as ``(H, W)`` float64 brightness in [0, 1], scaled by the range
+    of its bit depth (never clipped: Pillow's own conversion of 16-bit pixels to 8 bits clips
+    everything above 255 to white); transparency composited by :func:`composite_alpha`."""
+    mode = img.mode
+    if mode in SIXTEEN_BIT_MODES:
+        return np.asarray(img, dtype=np.float64) / 65535.0
+    if mode in ("I", "F"):
+        values = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise DataError(f"{shown}: the image holds non-finite pixel values; save it as an "
+                            "8-bit or 16-bit PNG")
+        # 32-bit containers say nothing of the depth of their values: the range does (a
+        # float image in [0, 1]; 8-bit values; 16-bit values, as Pillow opens some 16-bit PNGs)
+        lo, hi = float(values.min()), float(values.max())
+        if mode == "F" and lo >= 0.0 and hi <= 1.0:
+            return values
+        if lo >= 0.0 and hi <= 255.0:
+            return values / 255.0
+        if lo >= 0.0 and hi <= 65535.0:
+            return values / 65535.0
+        raise DataError(f"{shown}: pixel values from {lo:g} to {hi:g} are outside the 8- and "
+                        "16-bit ranges numnet reads; save it as an 8-bit or 16-bit PNG")
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        luminance = np.asarray(rgba.convert("L"), dtype=np.float64) / 255.0
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255.0
+        return composite_alpha(luminance, alpha, shown)
+    return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+
+
+def composite_alpha(luminance: np.ndarray, alpha: np.ndarray,
+                    shown: str = "<image>") -> np.ndarray:
+    """Brightness of an image with transparency, composited onto a background that keeps its
+    digit visible. The alpha channel says what is drawn: when the drawn pixels (alpha > 0)
+    cover less than half the image they are the ink, and the background is the opposite of
+    the ink's brightness (alpha-weighted mean): black behind light ink, white behind dark ink
+    -- a white digit on a transparent background becomes a white digit on black, exactly as
+    the same digit drawn on black. When they cover more, they are the background themselves
+    (a card with a transparent margin) and the transparent pixels take their median
+    brightness. Compositing onto a fixed white (Pillow's habit) made a white digit vanish."""
+    drawn = alpha > 0
+    if not drawn.any():
+        raise DataError(f"{shown}: the image is fully transparent; no digit found, give an "
+                        "image of a digit")
+    if drawn.mean() < 0.5:
+        ink = float((luminance * alpha)[drawn].sum() / alpha[drawn].sum())
+        background = 0.0 if ink >= 0.5 else 1.0
+    else:
+        background = float(np.median(luminance[drawn]))
+    return alpha * luminance + (1.0 - alpha) * background
 
 
 def is_dark_on_light(gray: np.ndarray) -> bool:
@@ -186,8 +257,8 @@ def weights_warning(weights: str | Path) -> str | None:
     meta = serialize.read_header(path).get("metadata") or {}
     status, labels = meta.get("status"), meta.get("diagnosis")
     if labels is None:
-        record_path = path.parent.parent / "runs" / f"{path.stem}.json"
         try:
+            record_path = child_path(path.parent.parent / "runs", path.stem, ".json", "run id")
             record = read_json(record_path) if record_path.is_file() else None
             if isinstance(record, dict) and isinstance(record.get("result"), dict):
                 status = record["result"].get("status", status)

@@ -8,12 +8,11 @@ import json
 import math
 import os
 import re
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from numnet.core import models, optim, schedules
+from numnet.core import documents, models, optim, schedules
 from numnet.core.errors import ProtocolError
 from numnet.core.names import DTYPES, MODEL_NAMES
 from numnet.lab.protocol.checks import (
@@ -40,6 +39,11 @@ from numnet.lab.protocol.model import (
     Setting,
 )
 
+#: Bounds of a protocol file (:mod:`numnet.core.documents`): a protocol is a few KB and nests
+#: three tables deep (``[models.model1]``, its ``settings`` array of inline tables).
+MAX_PROTOCOL_BYTES = 1 << 20
+MAX_PROTOCOL_DEPTH = 8
+
 
 def builtin_path(name: str) -> Path:
     """Path of the packaged protocol ``name`` (one of :data:`BUILTIN_PROTOCOLS`)."""
@@ -62,8 +66,9 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 def display_path(path: str | os.PathLike[str]) -> str:
     """``path`` as text that can be printed and written as UTF-8 whatever bytes it holds (a
-    name that is not valid UTF-8 shows U+FFFD where its bad bytes were)."""
-    return os.fsencode(path).decode("utf-8", "replace")
+    name that is not valid UTF-8 shows U+FFFD where its bad bytes were; a control character,
+    a newline in a file name, is escaped so that a message stays one line)."""
+    return documents.display(path)
 
 
 def safe_name(stem: str) -> str:
@@ -77,10 +82,12 @@ def loads(text: str, *, source: str = "<string>", default_name: str = "custom") 
     """Parse and check a protocol given as TOML text (a leading byte-order mark is dropped:
     editors on Windows write one, TOML does not allow it)."""
     text = text.removeprefix("\ufeff")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProtocolError(f"{source}: not valid TOML: {exc}") from None
+    if len(text) > MAX_PROTOCOL_BYTES:  # characters: at least as many bytes
+        raise ProtocolError(f"{source}: the protocol is {len(text)} characters, more than the "
+                            f"{MAX_PROTOCOL_BYTES} numnet reads; a protocol is a few KB")
+    # nesting bounded before tomllib (which recurses once per level) sees the text
+    raw = documents.loads_toml(text, documents.printable(source), "protocol file",
+                               max_depth=MAX_PROTOCOL_DEPTH, error=ProtocolError)
     return parse(raw, source=source, text=text, default_name=default_name)
 
 
@@ -92,14 +99,10 @@ def _read(name_or_path: str | Path) -> tuple[str, str, str]:
     path = Path(s)
     shown = display_path(path)
     if path.is_file():
-        try:
-            return path.read_text(encoding="utf-8"), shown, safe_name(display_path(path.stem))
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"{shown}: the protocol file is not UTF-8 text ({exc.reason} at "
-                                f"byte {exc.start}); save it as UTF-8") from None
-        except OSError as exc:
-            raise ProtocolError(f"{shown}: cannot read the protocol file "
-                                f"({exc.strerror or exc})") from None
+        # a regular file (checked again on the open descriptor), at most MAX_PROTOCOL_BYTES
+        text = documents.read_text(path, "protocol file", max_bytes=MAX_PROTOCOL_BYTES,
+                                   error=ProtocolError)
+        return text, shown, safe_name(display_path(path.stem))
     if path.is_dir():
         raise ProtocolError(f"{shown} is a directory, not a protocol file; give the path of a "
                             ".toml file")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from numnet.core.io import check_safe_name
 from numnet.lab.evidence_plots import cnn_figure, confusion_figure, internals_figure
 from numnet.lab.render import Html, html, img, join, png_bytes
 from numnet.lab.report.diagnosis import Diagnosis
@@ -27,7 +28,8 @@ def _label(run: dict[str, Any]) -> str:
 def figure_names(run: dict[str, Any]) -> dict[str, str]:
     """``{kind: file name}`` of the evidence figures a run has ("internals", "confusion",
     "cnn"), relative to the output folder."""
-    rid = run["run_id"]
+    # the run id comes from a document: it names a file only once it is a safe name
+    rid = check_safe_name(run["run_id"], "run id")
     names = {}
     if has_internals(run):
         names["internals"] = f"{FIGURE_DIR}/{rid}.internals.png"

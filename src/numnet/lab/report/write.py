@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from numnet.core.io import write_bytes, write_text
+from numnet.core.io import relative_child, write_bytes, write_text
 from numnet.lab.plots import learning_curves_figure, summary_table_figure
 from numnet.lab.render import png_bytes
 from numnet.lab.report.diagnosis import Diagnosis, diagnose_all
@@ -46,11 +46,15 @@ def write_report(out_dir: str | Path, doc: dict[str, Any],
     out = Path(out_dir)
     diagnoses = add_evidence(doc["runs"], diagnose_all(doc["runs"]))
     images = figure_pngs(doc, diagnoses, drawn)
+    # every name is made of safe parts (run ids come from the document): no file can land
+    # outside out_dir, whatever the document holds
+    paths = {name: relative_child(out, name, "figure name") for name in images}
     for name, data in images.items():
-        write_bytes(out / name, data)
+        write_bytes(paths[name], data)
     write_text(out / "report.html", render_html(doc, diagnoses, images))
     write_text(out / "report.md", render_markdown(doc, diagnoses))
-    return {name: out / name for name in (*FILES, *(n for n in images if n not in FILES))}
+    return {name: paths.get(name, out / name)
+            for name in (*FILES, *(n for n in images if n not in FILES))}
 
 
 def rebuild(out_dir: str | Path) -> dict[str, Path]:

@@ -30,6 +30,7 @@ from numnet.lab.progress import describe_run
 from numnet.lab.protocol import MODEL_OPTION_DEFAULTS, Protocol
 from numnet.lab.protocol.model import Setting
 from numnet.lab.records import default_out_dir
+from numnet.lab.results import check_folder_records
 from numnet.lab.training import RunSpec
 
 #: Training examples of ``numnet train`` (MNIST's 60,000 less the 5,000 of validation): the
@@ -167,6 +168,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
+    check_folder_records(args.dir)  # each run record against the schema, before assembling
     doc = folder_results(args.dir)  # results.json, else the run records there
     for path in report.write_report(args.dir, doc).values():
         print(path)
