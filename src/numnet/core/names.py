@@ -7,6 +7,9 @@ from __future__ import annotations
 
 #: the protocol's four models (``models.build`` also takes 1..4 or "Model 3")
 MODEL_NAMES = ("model1", "model2", "model3", "model4")
+#: what a custom model's name may hold (a protocol's [models.NAME]): it is part of run ids and
+#: file names
+CUSTOM_MODEL_NAME = r"[A-Za-z][A-Za-z0-9_-]{0,39}"
 #: floating-point types a model can be built in (float32 by default; float64 for gradient checks)
 DTYPES = ("float32", "float64")
 DEFAULT_DTYPE = "float32"

@@ -16,16 +16,18 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from numnet.core import documents
+from numnet.core import documents, models, optim, schedules
 from numnet.core.errors import ResultsError, UnsafeNameError
 from numnet.core.io import check_safe_name
-from numnet.core.names import MODEL_NAMES, NUM_CLASSES
+from numnet.core.names import CUSTOM_MODEL_NAME, MODEL_NAMES, NUM_CLASSES
 from numnet.lab.environment import environment_info
 from numnet.lab.protocol import DATASET_SIZES, MAX_UPDATES_PER_RUN, Protocol, planned_updates
 from numnet.lab.training import RunResult
@@ -364,14 +366,43 @@ def _validate_internals(s: _Schema, internals: Any, path: str) -> None:
             s.numbers(value, where, n, none=True)
 
 
+#: the longest JSON text of a spec's layers, optimiser or schedule (a definition of thousands
+#: of layers is refused by the core anyway)
+MAX_OPTION_TEXT = 1 << 20
+
+
+def _validate_options(s: _Schema, spec: dict[str, Any], sp: str) -> None:
+    """A spec's custom layers, optimiser and schedule (canonical JSON text, each optional),
+    checked by the core's own checks: what ``numnet predict`` and a resumed run would build."""
+    checks = {"layers": models.check_definition, "optimizer": optim.check_spec,
+              "schedule": schedules.check_spec}
+    for key, check in checks.items():
+        text = spec.get(key)
+        if text is None:
+            continue
+        if not isinstance(text, str) or len(text) > MAX_OPTION_TEXT:
+            s.fail(f"{sp}.{key}", f"JSON text of at most {MAX_OPTION_TEXT} characters", text)
+        try:
+            value = json.loads(text)
+            if key == "layers":
+                check(value, name=str(spec.get("model")))
+            else:
+                check(value, where=f"{sp}.{key}")
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            s.fail(f"{sp}.{key}", f"a valid {key} ({exc})", text[:80])
+
+
 def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: int,
                   max_setting: int = MAX_SETTING) -> None:
     s.name(s.get(run, "run_id", path), f"{path}.run_id")
     spec = s.table(s.get(run, "spec", path), f"{path}.spec")
     sp = f"{path}.spec"
     model = s.get(spec, "model", sp)
-    if model not in MODEL_NAMES:
-        s.fail(f"{sp}.model", f"one of {', '.join(MODEL_NAMES)}", model)
+    if model not in MODEL_NAMES and not (isinstance(model, str)
+                                         and re.fullmatch(CUSTOM_MODEL_NAME, model)):
+        s.fail(f"{sp}.model", f"one of {', '.join(MODEL_NAMES)} or a custom model's name (a "
+               "letter, then up to 39 letters, digits, '-' or '_')", model)
+    _validate_options(s, spec, sp)
     s.integer(s.get(spec, "batch_size", sp), f"{sp}.batch_size", 1, MAX_BATCH_SIZE)
     s.integer(s.get(spec, "epochs", sp), f"{sp}.epochs", 1, MAX_UPDATES_PER_RUN)
     if planned_updates(spec["epochs"], spec["batch_size"], train_examples) > MAX_UPDATES_PER_RUN:

@@ -14,7 +14,7 @@ from typing import Any
 
 from numnet.core import documents, models, optim, schedules
 from numnet.core.errors import ProtocolError
-from numnet.core.names import DTYPES, MODEL_NAMES
+from numnet.core.names import CUSTOM_MODEL_NAME, DTYPES, MODEL_NAMES
 from numnet.lab.protocol.checks import (
     check_bool,
     check_choice,
@@ -242,7 +242,7 @@ def resolve(
 
 
 #: What a custom model's name may hold: it is part of run ids and file names.
-MODEL_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
+MODEL_NAME_PATTERN = re.compile(CUSTOM_MODEL_NAME)
 MAX_MODELS = 64
 MAX_SETTINGS = 64
 
