@@ -302,19 +302,21 @@ def _batchnorm_cases() -> list[Case]:
 
         def fwd(s, a, train):
             f = a["x"].shape[-1]
-            return plain.batchnorm_forward(a["x"], a["gamma"], a["beta"], np.zeros(f), np.ones(f))
+            return s.ops.batchnorm_forward(a["x"], a["gamma"], a["beta"], np.zeros(f), np.ones(f))
 
         def bwd(s, a, dy):
-            dx, dgamma, dbeta = plain.batchnorm_backward(dy, s.cache)
+            dx, dgamma, dbeta = s.ops.batchnorm_backward(dy, s.cache)
             return {"x": dx, "gamma": dgamma, "beta": dbeta}
 
         def ref(a, dy):
             y, (dx, dgamma, dbeta), _ = loops.batchnorm_loops(a["x"], a["gamma"], a["beta"], dy)
             return y, {"x": dx, "gamma": dgamma, "beta": dbeta}
 
-        run = _Stateful(fwd, bwd)
-        name = f"batchnorm-plain-{'x'.join(map(str, shape))}"
-        cases.append(Case(name, make, run.forward, run.backward, ref))
+        for impl, ops in (("plain", plain), ("fast", fast)):
+            run = _Stateful(fwd, bwd)
+            run.ops = ops
+            name = f"batchnorm-{impl}-{'x'.join(map(str, shape))}"
+            cases.append(Case(name, make, run.forward, run.backward, ref))
     return cases
 
 
@@ -418,7 +420,8 @@ def test_every_implementation_is_covered() -> None:
         ("linear", "plain"), ("relu", "plain"), ("sigmoid", "plain"),
         ("tanh", "plain"), ("conv2d", "plain"), ("conv2d", "fast"), ("maxpool2d", "plain"),
         ("maxpool2d", "fast"), ("convpool2x2", "fused"), ("softmax_cross_entropy", "plain"),
-        ("avgpool2d", "plain"), ("batchnorm", "plain"), ("dropout", "plain"),
+        ("avgpool2d", "plain"), ("batchnorm", "plain"), ("batchnorm", "fast"),
+        ("dropout", "plain"),
     }  # fmt: skip
     assert {c.threads for c in CASES if c.threads} == {1, 2}
 
@@ -486,7 +489,8 @@ def test_fast_has_plains_interface() -> None:
     ``ops`` is); where fast has no faster version it is the plain function itself."""
     import inspect
 
-    own = {"conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward"}
+    own = {"conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+           "batchnorm_forward", "batchnorm_backward"}  # fmt: skip
     for name, f in vars(plain).items():
         if name.startswith("_") or not inspect.isfunction(f) or f.__module__ != plain.__name__:
             continue

@@ -13,7 +13,12 @@ thread, forward + backward, best of 7``; on the 2-core AMD EPYC host):
 - ``maxpool2d_*``: 0.21x on 28x28x8 2x2/2 windows (the four quarter planes);
 - ``linear_*``: 1.01x -- no gain, so the plain functions are the fast ones (bit for bit the
   same numbers as the buffered versions they replaced: one GEMM, the bias add, one column sum);
-- batch norm, dropout, average pooling, the activations and the loss: the plain functions.
+- ``batchnorm_*``: a training step of a conv + batch norm model (``(100, 28, 28, 8)`` after the
+  conv, the "cnn-bn" definition of the tests) spent 15.0 ms in the plain batch norm against
+  2.0 ms in the conv: NumPy reduces over the leading axes 8 values (one pixel's channels) at a
+  time. Here every sum over the batch is a GEMV with a vector of ones (``column_sums``): 6.3 ms
+  (0.42x), the same values up to rounding;
+- dropout, average pooling, the activations and the loss: the plain functions.
 
 ``workspace``: a ``Workspace`` of buffers kept across calls, owned by the caller (a layer,
 which keeps one for training passes and one for evaluations, so an evaluation between a
@@ -44,8 +49,6 @@ from numnet.core.kernels.plain import (  # noqa: F401  (the plain functions are 
     REDUCTIONS,
     avgpool2d_backward,
     avgpool2d_forward,
-    batchnorm_backward,
-    batchnorm_forward,
     dropout_backward,
     dropout_forward,
     geometry,
@@ -312,3 +315,57 @@ def maxpool2d_backward(dy: Array, cache: tuple) -> Array:
         dx[:, i::2, j::2, :] = taken
         remaining -= taken  # exactly 0 where taken: later ties get nothing
     return dx
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch normalisation
+# ----------------------------------------------------------------------------------------------
+
+
+def batchnorm_forward(
+    x: Array, gamma: Array, beta: Array, running_mean: Array, running_var: Array,
+    train: bool = True, momentum: float = 0.1, eps: float = 1e-5,
+) -> tuple[Array, tuple | None]:  # fmt: skip
+    """``plain.batchnorm_forward`` with the batch sums as GEMVs over the ``(M, F)`` rows of x
+    (``column_sums``); evaluation is the plain function."""
+    if not train or x.size // x.shape[-1] < 2:  # (the plain kernel says what is wrong)
+        return plain.batchnorm_forward(x, gamma, beta, running_mean, running_var, train,
+                                       momentum, eps)  # fmt: skip
+    xp = array_module(x)
+    f = x.shape[-1]
+    rows = x.reshape(-1, f)
+    m = len(rows)
+    ones = xp.ones(m, dtype=x.dtype)
+    mean = column_sums(rows, ones, out=xp.empty(f, x.dtype)) / m
+    centered = rows - mean
+    var = column_sums(centered * centered, ones, out=xp.empty(f, x.dtype)) / m
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat = centered * inv_std
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * (var * (m / (m - 1)))
+    y = xhat * gamma
+    y += beta
+    return y.reshape(x.shape), (xhat, inv_std, gamma, x.shape)
+
+
+def batchnorm_backward(
+    dy: Array, cache: tuple, input_grad: bool = True
+) -> tuple[Array | None, Array, Array]:
+    """``plain.batchnorm_backward`` with the batch sums as GEMVs (``column_sums``)."""
+    xhat, inv_std, gamma, shape = cache
+    xp = array_module(dy)
+    m, f = xhat.shape
+    rows = dy.reshape(m, f)
+    ones = xp.ones(m, dtype=dy.dtype)
+    dbeta = column_sums(rows, ones, out=xp.empty(f, dy.dtype))
+    dgamma = column_sums(rows * xhat, ones, out=xp.empty(f, dy.dtype))
+    if not input_grad:
+        return None, dgamma, dbeta
+    # sum(g) = gamma * dbeta and sum(g * xhat) = gamma * dgamma, with g = gamma * dy
+    g = rows * gamma
+    dx = g - (gamma * dbeta) / m
+    dx -= xhat * ((gamma * dgamma) / m)
+    dx *= inv_std
+    return dx.reshape(shape), dgamma, dbeta
