@@ -329,6 +329,77 @@ def test_model4_gradients_are_the_chained_formulas(kernels: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# §9 batch normalisation, §10 average pooling, §11 dropout
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (2, 3, 4, 2)])
+def test_batchnorm_formulas(shape: tuple[int, ...]) -> None:
+    """§9's boxes (over every axis but the last) against the plain kernels, and the running
+    statistics' update with the unbiased variance."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(2.0, 3.0, size=shape)
+    f = shape[-1]
+    gamma, beta, g = rng.normal(size=f), rng.normal(size=f), rng.normal(size=shape)
+    running_mean, running_var = np.zeros(f), np.ones(f)
+    y, cache = plain.batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum=0.25)
+    y_doc, grads_doc, (mu, sigma2) = loops.batchnorm_loops(x, gamma, beta, g)
+    assert rel_err(y, y_doc) < TOL
+    for got, want in zip(plain.batchnorm_backward(g, cache), grads_doc, strict=True):
+        assert rel_err(got, want) < TOL
+    m = x.size // f
+    assert rel_err(running_mean, 0.25 * mu) < TOL
+    assert rel_err(running_var, 0.75 + 0.25 * sigma2 * m / (m - 1)) < TOL
+    # the intuition: the input gradient of each feature sums to 0
+    dx = grads_doc[0].reshape(-1, f)
+    assert np.abs(dx.sum(axis=0)).max() < 1e-12 * np.abs(dx).max() * m
+
+
+def test_batchnorm_derivation_step_matches_finite_differences() -> None:
+    """§9's middle step, d Xhat_{m,f} / d X_{k,f} = s_f ([m = k] - 1/M - Xhat_m Xhat_k / M),
+    on one column, against central differences."""
+    rng = np.random.default_rng(13)
+    col, eps_bn = rng.normal(size=5), 1e-5
+
+    def xhat(c: np.ndarray) -> np.ndarray:
+        return (c - c.mean()) / math.sqrt(c.var() + eps_bn)
+
+    s, xh, n = 1 / math.sqrt(col.var() + eps_bn), xhat(col), len(col)
+    h = 1e-6
+    for m, k in itertools.product(range(n), repeat=2):
+        cp, cm = col.copy(), col.copy()
+        cp[k] += h
+        cm[k] -= h
+        numeric = (xhat(cp)[m] - xhat(cm)[m]) / (2 * h)
+        assert abs(numeric - s * ((m == k) - 1 / n - xh[m] * xh[k] / n)) < 1e-7
+
+
+@pytest.mark.parametrize(("shape", "window", "stride", "padding"), [
+    ((2, 5, 7, 3), (2, 2), (2, 2), "same"),  # windows of 4, 2 and 1 inside the image
+    ((1, 5, 6, 2), (3, 3), (1, 1), "same"),  # overlapping, padding on every side
+    ((2, 6, 5, 2), (3, 2), (2, 2), "valid"),
+])  # fmt: skip
+def test_avgpool_formulas(shape, window, stride, padding) -> None:
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=shape)
+    y, cache = plain.avgpool2d_forward(x, window, stride, padding)
+    g = rng.normal(size=y.shape)
+    y_doc, dx_doc = loops.avgpool2d_loops(x, window, stride, padding, g)
+    assert rel_err(y, y_doc) < TOL
+    assert rel_err(plain.avgpool2d_backward(g, cache), dx_doc) < TOL
+
+
+def test_dropout_formulas() -> None:
+    rng = np.random.default_rng(15)
+    x, g = rng.normal(size=(4, 9)), rng.normal(size=(4, 9))
+    y, mask = plain.dropout_forward(x, 0.4, np.random.default_rng(3))
+    y_doc, dx_doc = loops.dropout_loops(x, mask, g)
+    assert rel_err(y, y_doc) < TOL
+    assert rel_err(plain.dropout_backward(g, mask), dx_doc) < TOL
+    assert set(np.unique(mask)) == {0.0, 1 / 0.6}
+
+
+# ---------------------------------------------------------------------------------------------
 # The doc itself: code links by name, anchors, math delimiters
 # ---------------------------------------------------------------------------------------------
 
@@ -351,6 +422,12 @@ REQUIRED_CITATIONS = {
     "plain.conv2d_forward",
     "plain.conv2d_backward",
     "models.Sequential.backward",
+    "plain.batchnorm_forward",
+    "plain.batchnorm_backward",
+    "plain.avgpool2d_forward",
+    "plain.avgpool2d_backward",
+    "plain.dropout_forward",
+    "plain.dropout_backward",
 }
 
 
