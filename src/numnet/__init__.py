@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 #: the core's short-name modules, ``src/numnet/<name>.py`` (each re-exports numnet.core.<name>)
 CORE_SHORT_NAMES = (
     "backend", "datasets", "errors", "gradcheck", "idx", "init", "io", "layers", "losses",
-    "models", "optim", "runtime", "serialize",
+    "models", "optim", "runtime", "schedules", "serialize",
 )  # fmt: skip
 #: attribute of ``numnet`` -> the module it stands for, imported on first use
 SUBMODULES = {
