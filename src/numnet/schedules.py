@@ -1,4 +1,4 @@
-"""``numnet.schedules`` is ``numnet.core.schedules`` (the learning-rate schedules) under a short name.
+"""``numnet.schedules`` is ``numnet.core.schedules`` (learning-rate schedules), short.
 
 ``from numnet.schedules import Cosine`` gives the core's own objects: ``numnet.schedules.X is
 numnet.core.schedules.X``. The library itself imports ``numnet.core.schedules``.
