@@ -73,12 +73,45 @@ KEYS = {
     "training": ["batch_size", "eval_every", "eval_train_examples", "eval_test_examples",
                  "eval_batch_size", "dtype", "bogus"],
     "quick": ["epochs", "eval_every", "eval_train_examples", "eval_test_examples"],
-    "defaults": ["reduction", "weight_init", "bias_init", "conv_activation"],
+    "defaults": ["reduction", "weight_init", "bias_init", "conv_activation", "optimizer",
+                 "weight_decay", "schedule"],
 }
-setting = st.dictionaries(st.sampled_from(["epochs", "lr", "momentum"]), scalars, max_size=3)
+#: layer tables: known types with plausible or odd keys and values, and odd types
+layer = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(
+        ["linear", "conv2d", "maxpool2d", "avgpool2d", "flatten", "relu", "tanh", "dropout",
+         "batchnorm", "lineer", "conv3d"])},
+        optional={"units": st.one_of(st.integers(-2, 40), scalars),
+                  "filters": st.integers(-1, 9), "kernel": st.one_of(st.integers(-1, 40),
+                                                                     scalars),
+                  "size": st.integers(-1, 40), "stride": st.integers(-1, 4),
+                  "padding": st.sampled_from(["same", "valid", "full"]),
+                  "rate": st.one_of(st.floats(-1, 2), scalars),
+                  "momentum": st.floats(allow_nan=True), "eps": numbers}),
+    scalars)
+layers = st.one_of(st.lists(layer, max_size=6),
+                   st.just([{"type": "linear", "units": 10}]),
+                   st.just([{"type": "conv2d", "filters": 4, "kernel": 3},
+                            {"type": "linear", "units": 10}]),
+                   scalars)
+optimizer = st.one_of(st.fixed_dictionaries(
+    {"type": st.sampled_from(["sgd", "adam", "adamw", "rmsprop", "adamm", "lbfgs"])},
+    optional={"momentum": numbers, "betas": st.lists(numbers, max_size=3), "eps": numbers,
+              "alpha": numbers, "nesterov": st.booleans(), "weight_decay": numbers,
+              "bogus": scalars}), scalars)
+schedule = st.one_of(st.fixed_dictionaries(
+    {"type": st.sampled_from(["constant", "step", "cosine", "cosin", "linear"])},
+    optional={"step_size": numbers, "gamma": numbers, "min_lr": numbers,
+              "warmup_updates": numbers}), scalars)
+setting = st.dictionaries(st.sampled_from(["epochs", "lr", "momentum", "label"]), scalars,
+                          max_size=3)
+setting_options = st.fixed_dictionaries({}, optional={
+    "optimizer": optimizer, "schedule": schedule, "weight_decay": numbers, "layers": layers})
 model_body = st.fixed_dictionaries({}, optional={
-    "settings": st.one_of(st.lists(setting, max_size=3), scalars),
-    "reduction": scalars, "conv_activation": scalars})
+    "settings": st.one_of(st.lists(st.tuples(setting, setting_options).map(
+        lambda pair: {**pair[0], **pair[1]}), max_size=3), scalars),
+    "reduction": scalars, "conv_activation": scalars, "layers": layers,
+    "optimizer": optimizer, "schedule": schedule, "weight_decay": numbers})
 
 
 @st.composite
@@ -90,7 +123,8 @@ def protocol_docs(draw) -> dict:
             doc[table] = chosen
         else:
             doc.update(chosen)
-    models = draw(st.dictionaries(st.sampled_from(["model1", "model2", "model4", "model7"]),
+    models = draw(st.dictionaries(st.sampled_from(["model1", "model2", "model4", "model7",
+                                                   "my-net", "../x", "1bad"]),
                                   model_body, max_size=2))
     if models:
         doc["models"] = models
