@@ -9,6 +9,7 @@ skip. :class:`Run` holds what the loop builds up (the curves, the status) and ma
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -240,7 +241,8 @@ class Run:
     def result(self, spec: RunSpec, stepper: Any) -> RunResult:
         """The result of ``spec`` ending now, at the last applied update, with ``stepper``'s
         model (this run's, or a copy for a shorter run): the curves so far, the evaluation of
-        the final weights, the internals and the final model's evidence."""
+        the final weights, the internals, the final model's evidence and (a copy of) this
+        run's optimiser state."""
         update, status = self.applied, self.status
         diverged_at, reason, final_weights = self.diverged_at, self.reason, None
         if status == STATUS_OK:
@@ -265,7 +267,15 @@ class Run:
             internals=recorder.to_dict() if recorder is not None else None,
             internals_time=recorder.seconds if recorder is not None else 0.0,
             final_model=evidence, evaluation_times=list(self.evaluation_times),
+            optimizer_state=self.optimizer_state(spec),
         )
+
+    def optimizer_state(self, spec: RunSpec) -> dict[str, Any] | None:
+        """A copy of the optimiser's state now, for a run with an optimiser of its own."""
+        optimizer = getattr(self.stepper, "optimizer", None)
+        if spec.optimizer is None or not hasattr(optimizer, "state_dict"):
+            return None
+        return copy.deepcopy(optimizer.state_dict())
 
 
 # ------------------------------------------------------------------------------ plug-ins

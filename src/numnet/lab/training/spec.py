@@ -124,6 +124,10 @@ class RunResult:
     #: seconds from the start of the loop to the end of each curve evaluation (not in
     #: ``to_dict``: the metrics CSV's ``wall_time`` column)
     evaluation_times: list[float] = field(default_factory=list, repr=False, compare=False)
+    #: the optimiser's state after the last update (``Optimizer.state_dict()``: momentum and
+    #: Adam's moments), saved beside the weights so the run can be continued exactly; None for
+    #: plain SGD (it has none) and a PyTorch stepper (not in ``to_dict``)
+    optimizer_state: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def run_id(self) -> str:
