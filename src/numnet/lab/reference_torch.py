@@ -85,6 +85,7 @@ from typing import Any
 
 import numpy as np
 
+from numnet.core import models
 from numnet.core import optim as numnet_optim
 from numnet.core import schedules as numnet_schedules
 from numnet.core.errors import NumnetError
@@ -357,8 +358,6 @@ def build_reference(
     built by numnet with ``seed``: input ``(N, 784)``, output logits ``(N, 10)``.
     ``conv_activation`` (None or "relu", "sigmoid", "tanh") follows each convolution of
     model 4."""
-    from numnet.core import models
-
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; expected one of {MODEL_NAMES}")
     numnet_model = models.build(name, seed=seed, dtype=dtype, conv_activation=conv_activation)
