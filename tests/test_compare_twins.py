@@ -380,3 +380,21 @@ def test_float32_batch_norm_is_as_exact_as_pytorch(data: Any) -> None:
     torch_err = float(np.max(np.abs(theirs - want))) / scale
     assert torch_err < 1e-6  # float32 rounding
     assert float(np.max(np.abs(ours - want))) / scale < 10 * torch_err
+
+
+def test_agreement_of_a_rounding_sensitive_run_with_dropout(data: Any) -> None:
+    from numnet.lab.compare import float64_agreement
+
+    # lr 3 on the summed loss amplifies rounding: the control and lockstep decide
+    spec = RunSpec(model="mlp-dropout", layers=json.dumps(MLP_DROPOUT), epochs=2, lr=3.0,
+                   batch_size=10, dtype="float64")
+    ag = float64_agreement(spec, data.train, 100)
+    assert ag["passed"] and ag["method"] == "trajectory + control + lockstep"
+    assert ag["max_rel_loss_diff"] > TOLERANCE
+    # the control drops the same units of the same examples (its masks' rows reversed with
+    # its batch): it stays at rounding for a while, then drifts as far as PyTorch does
+    assert ag["control_rel_loss_diff_curve"][1][1] < 1e-14
+    assert 10 < ag["horizon"] < ag["compared_updates"]
+    assert ag["max_rel_loss_diff_within_horizon"] < TOLERANCE
+    assert ag["lockstep_max_rel_loss_diff"] < 1e-12
+    assert ag["lockstep_max_rel_param_diff"] < 1e-12
