@@ -1,45 +1,112 @@
-"""PyTorch reference implementation of the protocol's four models, from a numnet model's weights.
+"""PyTorch twin of any numnet model, from the numnet model's own layers and weights.
 
-This module exists only to *check* numnet: the same architecture written with plain
-``torch.nn`` modules and trained with ``torch.optim.SGD``, so that ``numnet compare`` and the
-tests can run both from identical weights on identical batches. PyTorch is an optional
-dependency (the ``numnet[reference]`` extra); it is imported lazily, inside the functions, and
-a missing install raises :class:`ReferenceUnavailableError` with the command that fixes it.
+This module exists only to *check* numnet: the same model written with plain ``torch.nn``
+modules (and ``torch.nn.functional`` where PyTorch has no module that computes the same thing)
+and trained with ``torch.optim``, so that ``numnet compare`` and the tests can run both from
+identical weights on identical batches. PyTorch is an optional dependency (the
+``numnet[reference]`` extra); it is imported lazily, inside the functions, and a missing install
+raises :class:`ReferenceUnavailableError` with the command that fixes it.
 
-Layouts. numnet keeps TensorFlow's layouts; PyTorch has its own, so weights are converted:
+:func:`build_twin` walks ``model.layers`` (a ``numnet.core.models.Sequential``: the built-in
+models 1-4 and every definition alike) and converts each layer, one torch module per numnet
+layer, in order; the shapes come from the numnet layers' own ``output_shape``:
+
+================  ==========================================================================
+numnet layer      PyTorch twin
+================  ==========================================================================
+``Reshape``       ``nn.Unflatten(1, (c, h, w))`` of the ``(N, 784)`` rows (one channel:
+                  NCHW and NHWC are the same bytes); with several channels a reshape to NHWC
+                  and a permutation to NCHW
+``Conv2D``        ``nn.Conv2d`` (HWIO -> OIHW, the stride); TensorFlow's SAME padding,
+                  ``output_size``'s ``(before, after)`` per axis: symmetric as the conv's own
+                  ``padding``, asymmetric (the extra row/column at the end) as an explicit
+                  zero ``F.pad`` before an unpadded conv; VALID: no padding
+``MaxPool2D``     ``F.max_pool2d``; SAME pads explicitly with ``-inf`` (``F.pad(value=-inf)``)
+                  so that padding never wins a max; an all-zero SAME padding is a plain
+                  ``nn.MaxPool2d``
+``AvgPool2D``     TensorFlow's ``avg_pool``: the window *sums* of the zero-padded input
+                  (``F.avg_pool2d(divisor_override=1)``) divided by each window's count of
+                  in-image elements (a ``(Ho, Wo)`` buffer worked out from the geometry);
+                  VALID divides by ``kh * kw``
+``Flatten``       ``nn.Flatten`` (channel, height, width order): the rows of the next
+                  ``Linear`` are permuted when weights are copied (below), and any per-feature
+                  state between the two (a dropout mask, batch norm's vectors) likewise
+``Linear``        ``nn.Linear`` (``(in, out)`` -> ``(out, in)``)
+``ReLU`` etc.     ``nn.ReLU``, ``nn.Sigmoid``, ``nn.Tanh``
+``BatchNorm``     over numnet's last axis, the channels of NHWC: ``nn.BatchNorm2d`` on NCHW
+                  maps, ``nn.BatchNorm1d`` on vectors, with numnet's ``momentum`` and ``eps``
+                  (PyTorch's momentum convention is numnet's), gamma, beta and the running
+                  statistics copied; training mode uses the batch's statistics and updates the
+                  running ones, evaluation mode (``model.eval()``) uses the running ones
+``Dropout``       :class:`NumnetDropout`: in training mode ``x * mask`` with *numnet's* mask,
+                  drawn from a copy of the numnet layer's own ``numpy.random.Generator`` (same
+                  state, so the same stream) by the kernel's own call,
+                  ``rng.random(numnet_shape) >= rate`` scaled by ``1 / (1 - rate)``, in
+                  numnet's layout (NHWC or its flattened (h, w, c) order) and then permuted to
+                  PyTorch's: both drop the same units at every step; evaluation: identity
+================  ==========================================================================
+
+Layouts of the parameters (numnet keeps TensorFlow's):
 
 ==================  =============================  ================================
 parameter           numnet                         PyTorch
 ==================  =============================  ================================
 conv kernel         HWIO ``(kh, kw, c_in, c_out)``  OIHW ``(c_out, c_in, kh, kw)``
 linear weight       ``(in, out)``, ``y = x @ W``   ``(out, in)``, ``y = x @ W.T``
-bias                ``(out,)``                     ``(out,)``
+bias, gamma, beta   ``(out,)``                     ``(out,)``
 ==================  =============================  ================================
 
 numnet flattens a feature map in (height, width, channel) order (TensorFlow's), PyTorch's
 ``nn.Flatten`` in (channel, height, width) order. Rather than add a permutation layer, the
 rows of the first Linear after a Flatten are permuted when copying, so model 4's
-``linear(392 -> 32)`` sees the same feature in the same row in both.
+``linear(392 -> 32)`` sees the same feature in the same row in both; a per-feature vector on
+the way (batch norm on the flattened features) is permuted the same way, and a dropout mask
+drawn in numnet's order is permuted before it is applied.
 
-The input is ``(N, 784)`` as in the protocol; ``nn.Unflatten`` turns it into ``(N, 1, 28, 28)``
-(with one channel NCHW and NHWC are the same bytes). ``channels_last=True`` stores the conv
-weights and activations as NHWC in memory (PyTorch's ``torch.channels_last``), often faster
-on CPU; the math is the same.
+``channels_last=True`` stores the conv weights and activations as NHWC in memory (PyTorch's
+``torch.channels_last``), often faster on CPU; the math is the same.
+
+Training (:class:`ReferenceTrainer`): the cross-entropy on the logits with the run's
+reduction, the run's optimiser as ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` / ``RMSprop``
+with the same hyper-parameters (``spec.optimizer``; plain SGD without one), and before each
+update the learning rate of numnet's own schedule object (``numnet.core.schedules``,
+``lr_at(t, lr, total_updates)``, set in every param group), so both follow the same rates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from types import ModuleType
+import copy
+import functools
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
 
+from numnet.core import models
+from numnet.core import optim as numnet_optim
+from numnet.core import schedules as numnet_schedules
 from numnet.core.errors import NumnetError
 from numnet.core.introspect import logit_stats
+from numnet.core.kernels.plain import geometry, windows
+from numnet.core.layers import (
+    ACTIVATIONS,
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2D,
+    Reshape,
+)
 from numnet.core.names import IMAGE_SHAPE, MODEL_NAMES
 
 INSTALL_HINT = 'pip install "numnet[reference]"  (here: pip install torch==2.13.0)'
+#: what the twin calls the input reshape (numnet's "reshape" layer), as it always has
+UNFLATTEN = "unflatten"
 
 
 class ReferenceUnavailableError(NumnetError):
@@ -70,95 +137,245 @@ def torch_dtype(dtype: str | np.dtype) -> Any:
     raise ValueError(f"dtype must be float32 or float64, got {name}")
 
 
+# ----------------------------------------------------------------------------------------------
+# the modules PyTorch lacks (defined once torch is imported)
+# ----------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _modules() -> SimpleNamespace:
+    """The twin's own ``nn.Module`` classes (they need torch, imported lazily)."""
+    torch = import_torch()
+    nn, F = torch.nn, torch.nn.functional
+
+    class NHWCUnflatten(nn.Module):
+        """``(N, h*w*c)`` rows, read as NHWC images (numnet's ``Reshape``), to NCHW."""
+
+        def __init__(self, shape: tuple[int, int, int]) -> None:
+            super().__init__()
+            self.shape = shape
+
+        def forward(self, x: Any) -> Any:
+            return x.reshape(x.shape[0], *self.shape).permute(0, 3, 1, 2)
+
+    class PaddedConv2d(nn.Conv2d):
+        """``nn.Conv2d`` without padding after an explicit zero ``F.pad`` of ``pads``
+        ``(left, right, top, bottom)``: TensorFlow's asymmetric SAME padding."""
+
+        def __init__(self, c_in: int, c_out: int, kernel: tuple[int, int],
+                     stride: tuple[int, int], pads: tuple[int, int, int, int]) -> None:
+            super().__init__(c_in, c_out, kernel, stride, padding=0)
+            self.pads = pads
+
+        def forward(self, x: Any) -> Any:
+            return super().forward(F.pad(x, self.pads))
+
+    class SameMaxPool2d(nn.Module):
+        """Max-pooling after padding with ``-inf`` by ``pads`` ``(left, right, top,
+        bottom)``: TensorFlow's SAME (the padding never wins a max)."""
+
+        def __init__(self, kernel: tuple[int, int], stride: tuple[int, int],
+                     pads: tuple[int, int, int, int]) -> None:
+            super().__init__()
+            self.kernel, self.stride, self.pads = kernel, stride, pads
+
+        def forward(self, x: Any) -> Any:
+            return F.max_pool2d(F.pad(x, self.pads, value=-math.inf), self.kernel, self.stride)
+
+    class TFAvgPool2d(nn.Module):
+        """TensorFlow's average pooling: window sums of the zero-padded input divided by the
+        number of each window's elements inside the image (``count``, ``(Ho, Wo)``)."""
+
+        def __init__(self, kernel: tuple[int, int], stride: tuple[int, int],
+                     pads: tuple[int, int, int, int], count: np.ndarray) -> None:
+            super().__init__()
+            self.kernel, self.stride, self.pads = kernel, stride, pads
+            self.register_buffer("count", torch.from_numpy(count[None, None]))
+
+        def forward(self, x: Any) -> Any:
+            xpad = F.pad(x, self.pads) if any(self.pads) else x
+            sums = F.avg_pool2d(xpad, self.kernel, self.stride, divisor_override=1)
+            return sums / self.count
+
+    class NumnetDropout(nn.Module):
+        """Inverted dropout with numnet's masks (see the module docstring). ``rng``: a copy
+        of the numnet layer's Generator; ``layout``: "same" (the input is in numnet's layout),
+        "nchw" (numnet draws for NHWC) or ``(c, h, w)`` (a flattened map: numnet's features in
+        (h, w, c) order, PyTorch's in (c, h, w) order). ``last_mask``: the last mask in
+        numnet's layout (as ``numnet.core.layers.Dropout.last_mask``)."""
+
+        def __init__(self, rate: float, rng: np.random.Generator,
+                     layout: str | tuple[int, int, int]) -> None:
+            super().__init__()
+            self.rate, self.rng, self.layout = float(rate), rng, layout
+            self.last_mask: np.ndarray | None = None
+
+        def forward(self, x: Any) -> Any:
+            if not self.training:
+                return x
+            n = x.shape[0]
+            if self.layout == "nchw":
+                shape: tuple[int, ...] = (n, x.shape[2], x.shape[3], x.shape[1])
+            else:
+                shape = tuple(x.shape)
+            dtype = np.dtype(str(x.dtype).removeprefix("torch."))
+            # numnet's kernel, draw for draw (numnet.core.kernels.plain.dropout_forward)
+            keep = self.rng.random(shape) >= self.rate
+            mask = keep.astype(dtype) * dtype.type(1 / (1 - self.rate))
+            self.last_mask = mask
+            if self.layout == "nchw":
+                mask = mask.transpose(0, 3, 1, 2)
+            elif self.layout != "same":
+                c, h, w = self.layout
+                mask = mask.reshape(n, h, w, c).transpose(0, 3, 1, 2).reshape(n, -1)
+            return x * torch.from_numpy(np.ascontiguousarray(mask)).to(x.device)
+
+    return SimpleNamespace(NHWCUnflatten=NHWCUnflatten, PaddedConv2d=PaddedConv2d,
+                           SameMaxPool2d=SameMaxPool2d, TFAvgPool2d=TFAvgPool2d,
+                           NumnetDropout=NumnetDropout)
+
+
+def numnet_dropout_class() -> type:
+    """The class of the twin's dropout modules (:class:`NumnetDropout` above)."""
+    return _modules().NumnetDropout
+
+
+# ----------------------------------------------------------------------------------------------
+# the walk: one torch module per numnet layer
+# ----------------------------------------------------------------------------------------------
+
+#: a slot of the twin: ``(module, attr, kind, chw)`` -- kind "conv_weight", "linear_weight",
+#: "bias" (a per-feature vector); ``chw`` the ``(C, H, W)`` of the map flattened before it
+#: when its rows/features are in flattened order, else None
+Slot = tuple[Any, str, str, "tuple[int, int, int] | None"]
+
+
+def _pads(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
+          padding: str) -> tuple[int, int, int, int]:
+    """``(left, right, top, bottom)`` (``F.pad``'s order) of TensorFlow's padding."""
+    (_, top, bottom), (_, left, right) = geometry(h, w, kernel, stride, padding)
+    return left, right, top, bottom
+
+
+def _twin_module(layer: Any, in_shape: tuple[int, ...], chw: tuple[int, int, int] | None,
+                 slots: list[Slot], buffers: list[Slot]) -> Any:
+    """The torch module of one numnet layer whose per-example input is ``in_shape``
+    (numnet's layout); appends its parameter and buffer slots."""
+    torch = import_torch()
+    nn, mods = torch.nn, _modules()
+    if isinstance(layer, Reshape):
+        h, w, c = layer.shape
+        return nn.Unflatten(1, (c, h, w)) if c == 1 else mods.NHWCUnflatten((h, w, c))
+    if isinstance(layer, Conv2D):
+        h, w, _ = in_shape
+        left, right, top, bottom = _pads(h, w, layer.kernel_size, layer.stride, layer.padding)
+        if left == right and top == bottom:
+            module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                               layer.stride, padding=(top, left))
+        else:
+            module = mods.PaddedConv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                                       layer.stride, (left, right, top, bottom))
+        slots += [(module, "weight", "conv_weight", None), (module, "bias", "bias", None)]
+        return module
+    if isinstance(layer, MaxPool2D | AvgPool2D):
+        h, w, _ = in_shape
+        pads = _pads(h, w, layer.pool_size, layer.stride, layer.padding)
+        if isinstance(layer, MaxPool2D):
+            if not any(pads):
+                return nn.MaxPool2d(layer.pool_size, layer.stride)
+            return mods.SameMaxPool2d(layer.pool_size, layer.stride, pads)
+        left, right, top, bottom = pads
+        (ho, _, _), (wo, _, _) = geometry(h, w, layer.pool_size, layer.stride, layer.padding)
+        inside = np.pad(np.ones((1, h, w, 1)), ((0, 0), (top, bottom), (left, right), (0, 0)))
+        count = windows(inside, layer.pool_size, layer.stride, (ho, wo)).sum(axis=3)[0, :, :, 0]
+        return mods.TFAvgPool2d(layer.pool_size, layer.stride, pads, count)
+    if isinstance(layer, Flatten):
+        return nn.Flatten()
+    if isinstance(layer, Linear):
+        module = nn.Linear(layer.in_features, layer.out_features)
+        slots += [(module, "weight", "linear_weight", chw), (module, "bias", "bias", None)]
+        return module
+    if isinstance(layer, BatchNorm):
+        cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
+        module = cls(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+        slots += [(module, "weight", "bias", chw), (module, "bias", "bias", chw)]
+        buffers += [(module, "running_mean", "bias", chw), (module, "running_var", "bias", chw)]
+        return module
+    if isinstance(layer, Dropout):
+        layout: str | tuple[int, int, int] = ("nchw" if len(in_shape) == 3
+                                              else chw if chw is not None else "same")
+        return mods.NumnetDropout(layer.rate, copy.deepcopy(layer.rng), layout)
+    for name, cls in ACTIVATIONS.items():
+        if type(layer) is cls:
+            return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[name]()
+    raise ValueError(f"no PyTorch twin for the numnet layer {layer!r}")
+
+
+def build_twin(numnet_model: Any, *, dtype: str | None = None,
+               channels_last: bool = False) -> Any:
+    """The PyTorch twin of any numnet model (``models.Sequential``): a ``torch.nn.Sequential``
+    of one module per numnet layer (the module docstring lists them), holding the numnet
+    model's weights, batch-norm statistics and dropout streams, in ``dtype`` (default: the
+    numnet model's). Input ``(N, 784)`` rows, output logits ``(N, 10)``.
+
+    The twin carries ``numnet_names`` (numnet's layer name of each module; the input reshape
+    is "unflatten") and the slots that pair its parameters and buffers with numnet's
+    (:func:`copy_numnet_weights`, :func:`numnet_layout_arrays`)."""
+    torch = import_torch()
+    if dtype is None:
+        dtype = np.dtype(numnet_model.dtype).name
+    shape: tuple[int, ...] = (math.prod(IMAGE_SHAPE),)
+    chw: tuple[int, int, int] | None = None  # pending: the map flattened before the next Linear
+    modules, names, slots, buffers = [], [], [], []  # type: ignore[var-annotated]
+    for name, layer in numnet_model.layers:
+        modules.append(_twin_module(layer, shape, chw, slots, buffers))
+        names.append(UNFLATTEN if isinstance(layer, Reshape) else name)
+        if isinstance(layer, Flatten) and len(shape) == 3:
+            h, w, c = shape
+            chw = (c, h, w)
+        elif isinstance(layer, Linear):
+            chw = None
+        shape = layer.output_shape(shape)
+    twin = torch.nn.Sequential(*modules).to(torch_dtype(dtype))
+    if channels_last:
+        twin = twin.to(memory_format=torch.channels_last)
+    twin.numnet_names = names
+    twin.numnet_slots = slots
+    twin.numnet_buffer_slots = buffers
+    copy_numnet_weights(numnet_model, twin)
+    return twin
+
+
 def build_reference(
     name: str,
     *,
     conv_activation: str | None = None,
     dtype: str = "float32",
     channels_last: bool = False,
+    seed: int = 0,
 ) -> Any:
-    """Build the protocol's model ``name`` ("model1".."model4") as a ``torch.nn.Sequential``.
-
-    Input ``(N, 784)``, output logits ``(N, 10)`` (the softmax lives in the loss, as in numnet).
-    ``conv_activation`` (None or "relu", "sigmoid", "tanh") follows each convolution of model 4.
-    Weights are PyTorch's defaults; use :func:`copy_numnet_weights` (or
-    :func:`reference_from_numnet`) to give it a numnet model's weights.
-    """
-    torch = import_torch()
-    nn = torch.nn
+    """The twin (:func:`build_twin`) of the protocol's model ``name`` ("model1".."model4")
+    built by numnet with ``seed``: input ``(N, 784)``, output logits ``(N, 10)``.
+    ``conv_activation`` (None or "relu", "sigmoid", "tanh") follows each convolution of
+    model 4."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; expected one of {MODEL_NAMES}")
-    acts: dict[str | None, Callable[[], Any] | None] = {
-        None: None,
-        "none": None,
-        "relu": nn.ReLU,
-        "sigmoid": nn.Sigmoid,
-        "tanh": nn.Tanh,
-    }
-    if conv_activation not in acts:
-        raise ValueError(f"unknown conv_activation {conv_activation!r}; expected {list(acts)}")
-    conv_act = acts[conv_activation]
-
-    layers: list[Any]
-    if name == "model1":
-        layers = [nn.Linear(784, 10)]
-    elif name == "model2":
-        layers = [nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)]
-    elif name == "model3":
-        layers = [nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10)]
-    else:
-        h, w, c = IMAGE_SHAPE
-        layers = [nn.Unflatten(1, (c, h, w)), nn.Conv2d(c, 8, 3, padding="same")]
-        if conv_act is not None:
-            layers.append(conv_act())
-        # ceil_mode=True = TensorFlow's SAME for a 2x2/2 pool (a partial last window on odd
-        # sizes; PyTorch pads it with -inf implicitly). 28 -> 14 -> 7 needs none.
-        layers += [nn.MaxPool2d(2, 2, ceil_mode=True), nn.Conv2d(8, 8, 3, padding="same")]
-        if conv_act is not None:
-            layers.append(conv_act())
-        layers += [
-            nn.MaxPool2d(2, 2, ceil_mode=True),
-            nn.Flatten(),
-            nn.Linear(7 * 7 * 8, 32),
-            nn.ReLU(),
-            nn.Linear(32, 10),
-        ]
-    model = nn.Sequential(*layers).to(torch_dtype(dtype))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    numnet_model = models.build(name, seed=seed, dtype=dtype, conv_activation=conv_activation)
+    return build_twin(numnet_model, channels_last=channels_last)
 
 
-def _param_slots(torch_model: Any) -> list[tuple[Any, str, str, tuple[int, int, int] | None]]:
-    """Every parameter of ``torch_model`` in order, as ``(module, attr, kind, chw)``.
-
-    ``kind`` is "conv_weight", "linear_weight" or "bias"; ``chw`` is the ``(C, H, W)`` shape
-    of the feature map flattened right before a Linear (None if that Linear's input was not a
-    flattened feature map). Shapes are found by running one zero example through the model.
-    """
-    torch = import_torch()
-    nn = torch.nn
-    slots: list[tuple[Any, str, str, tuple[int, int, int] | None]] = []
-    first = next(torch_model.parameters())
-    x = torch.zeros((1, int(np.prod(IMAGE_SHAPE))), dtype=first.dtype)
-    pending_chw: tuple[int, int, int] | None = None
-    with torch.no_grad():
-        for module in torch_model:
-            if isinstance(module, nn.Flatten) and x.dim() == 4:
-                pending_chw = tuple(int(s) for s in x.shape[1:])  # type: ignore[assignment]
-            if isinstance(module, nn.Conv2d):
-                slots.append((module, "weight", "conv_weight", None))
-                slots.append((module, "bias", "bias", None))
-            elif isinstance(module, nn.Linear):
-                slots.append((module, "weight", "linear_weight", pending_chw))
-                slots.append((module, "bias", "bias", None))
-                pending_chw = None
-            x = module(x)
+def _param_slots(torch_model: Any) -> list[Slot]:
+    """Every parameter of a twin in numnet's order, as ``(module, attr, kind, chw)``."""
+    slots = getattr(torch_model, "numnet_slots", None)
+    if slots is None:
+        raise ValueError("not a twin of a numnet model: build it with build_twin")
     return slots
 
 
 def to_torch_layout(array: np.ndarray, kind: str, chw: tuple[int, int, int] | None) -> np.ndarray:
-    """Convert one numnet parameter array to PyTorch's layout (see the module docstring)."""
+    """Convert one numnet parameter array to PyTorch's layout (see the module docstring):
+    ``kind`` "conv_weight", "linear_weight" or "bias" (any per-feature vector); ``chw``: the
+    flattened map its rows (a linear weight) or features (a vector) come from, else None."""
     if kind == "conv_weight":  # HWIO -> OIHW
         return np.ascontiguousarray(array.transpose(3, 2, 0, 1))
     if kind == "linear_weight":  # (in, out) -> (out, in)
@@ -166,6 +383,9 @@ def to_torch_layout(array: np.ndarray, kind: str, chw: tuple[int, int, int] | No
             c, h, w = chw
             array = array.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(c * h * w, -1)
         return np.ascontiguousarray(array.T)
+    if chw is not None:  # features in (h, w, c) order -> (c, h, w) order
+        c, h, w = chw
+        return np.ascontiguousarray(array.reshape(h, w, c).transpose(2, 0, 1).reshape(-1))
     return np.ascontiguousarray(array)
 
 
@@ -179,35 +399,37 @@ def to_numnet_layout(array: np.ndarray, kind: str, chw: tuple[int, int, int] | N
             c, h, w = chw
             array = array.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1)
         return np.ascontiguousarray(array)
+    if chw is not None:  # features in (c, h, w) order -> (h, w, c) order
+        c, h, w = chw
+        return np.ascontiguousarray(array.reshape(c, h, w).transpose(1, 2, 0).reshape(-1))
     return np.ascontiguousarray(array)
 
 
-def _numnet_params(numnet_model: Any) -> list[tuple[str, Any]]:
-    return list(numnet_model.named_parameters())
-
-
 def copy_numnet_weights(numnet_model: Any, torch_model: Any) -> None:
-    """Copy every parameter of ``numnet_model`` into ``torch_model`` (same architecture),
-    converting layouts. Parameters are paired in order; a shape mismatch raises ValueError."""
+    """Copy every parameter of ``numnet_model`` and its buffers (batch norm's running
+    statistics) into its twin ``torch_model``, converting layouts. They are paired in order; a
+    count or shape mismatch raises ValueError. (The dropout streams are copied when the twin
+    is built, not here.)"""
     torch = import_torch()
-    slots = _param_slots(torch_model)
-    params = _numnet_params(numnet_model)
-    if len(slots) != len(params):
-        raise ValueError(
-            f"numnet model has {len(params)} parameters, the PyTorch model {len(slots)}: "
-            "not the same architecture"
-        )
+    pairs = [(_param_slots(torch_model), [(n, np.asarray(p.value)) for n, p in
+                                          numnet_model.named_parameters()], "parameters"),
+             (getattr(torch_model, "numnet_buffer_slots", []),
+              [(n, np.asarray(a)) for n, a in numnet_model.named_buffers()], "buffers")]
     with torch.no_grad():
-        for (module, attr, kind, chw), (pname, p) in zip(slots, params, strict=True):
-            target = getattr(module, attr)
-            value = to_torch_layout(np.asarray(p.value), kind, chw)
-            if tuple(value.shape) != tuple(target.shape):
-                raise ValueError(
-                    f"parameter {pname}: numnet shape {np.shape(p.value)} does not map onto "
-                    f"PyTorch shape {tuple(target.shape)}"
-                )
-            # copy_ keeps the target's dtype and memory format (channels_last stays so).
-            target.copy_(torch.from_numpy(value))
+        for slots, arrays, what in pairs:
+            if len(slots) != len(arrays):
+                raise ValueError(f"numnet model has {len(arrays)} {what}, the PyTorch model "
+                                 f"{len(slots)}: not the same architecture")
+            for (module, attr, kind, chw), (pname, array) in zip(slots, arrays, strict=True):
+                target = getattr(module, attr)
+                value = to_torch_layout(array, kind, chw)
+                if tuple(value.shape) != tuple(target.shape):
+                    raise ValueError(
+                        f"{pname}: numnet shape {array.shape} does not map onto PyTorch shape "
+                        f"{tuple(target.shape)}"
+                    )
+                # copy_ keeps the target's dtype and memory format (channels_last stays so).
+                target.copy_(torch.from_numpy(value))
 
 
 def reference_from_numnet(
@@ -218,28 +440,21 @@ def reference_from_numnet(
     dtype: str | None = None,
     channels_last: bool = False,
 ) -> Any:
-    """The PyTorch twin of ``numnet_model``: same architecture, same weights, same dtype.
-
-    ``name`` and ``conv_activation`` default to the numnet model's ``config`` (keys "name" and
-    "conv_activation") when it has one; ``dtype`` defaults to the dtype of its parameters.
-    """
-    config = dict(getattr(numnet_model, "config", None) or {})
-    name = name or config.get("name") or config.get("model")
-    if name is None:
-        raise ValueError("model name unknown: pass name='model1'..'model4'")
-    if conv_activation is None:
-        conv_activation = config.get("conv_activation")
-    if dtype is None:
-        dtype = np.asarray(_numnet_params(numnet_model)[0][1].value).dtype.name
-    model = build_reference(
-        name, conv_activation=conv_activation, dtype=dtype, channels_last=channels_last
-    )
-    copy_numnet_weights(numnet_model, model)
-    return model
+    """The PyTorch twin of ``numnet_model`` (:func:`build_twin`): same layers, same weights,
+    same dtype unless ``dtype`` says otherwise. ``name`` and ``conv_activation`` are accepted
+    for older callers and not needed: the numnet model's layers say everything (a
+    ``conv_activation`` that contradicts them raises ValueError)."""
+    del name
+    if conv_activation not in (None, "none"):
+        acts = {type(layer).__name__.lower() for _, layer in numnet_model.layers}
+        if conv_activation not in acts:
+            raise ValueError(f"conv_activation {conv_activation!r}: the numnet model has no "
+                             "such layer")
+    return build_twin(numnet_model, dtype=dtype, channels_last=channels_last)
 
 
 def numnet_layout_arrays(torch_model: Any, what: str = "value") -> list[np.ndarray]:
-    """The PyTorch model's parameters (``what="value"``) or gradients (``what="grad"``) as NumPy
+    """The twin's parameters (``what="value"``) or gradients (``what="grad"``) as NumPy
     arrays in numnet's layout and order (the order of numnet's ``named_parameters``)."""
     out = []
     for module, attr, kind, chw in _param_slots(torch_model):
@@ -252,6 +467,13 @@ def numnet_layout_arrays(torch_model: Any, what: str = "value") -> list[np.ndarr
     return out
 
 
+def numnet_layout_buffers(torch_model: Any) -> list[np.ndarray]:
+    """The twin's buffers (batch norm's running statistics) in numnet's layout and order
+    (numnet's ``named_buffers``)."""
+    return [to_numnet_layout(getattr(m, attr).detach().cpu().numpy(), kind, chw)
+            for m, attr, kind, chw in getattr(torch_model, "numnet_buffer_slots", [])]
+
+
 def loss_function(reduction: str) -> Any:
     """``nn.CrossEntropyLoss`` (log-softmax + NLL on logits) with the protocol's reduction ("sum" or
     "mean" over the batch)."""
@@ -261,29 +483,87 @@ def loss_function(reduction: str) -> Any:
     return torch.nn.CrossEntropyLoss(reduction=reduction)
 
 
+def _spec(value: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
+    """A spec given as a mapping or as canonical JSON (a ``RunSpec`` field)."""
+    if value is None:
+        return None
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def torch_optimizer(params: Any, spec: Mapping[str, Any] | str | None, lr: float) -> Any:
+    """The ``torch.optim`` optimiser numnet's ``optim.build(params, spec, lr=lr)`` mirrors:
+    ``spec`` (a mapping or its JSON; None: plain SGD) checked by numnet
+    (``optim.check_spec``, every default filled in), then passed to ``torch.optim.SGD`` /
+    ``Adam`` / ``AdamW`` / ``RMSprop`` under the same names (``betas`` as a tuple; RMSprop not
+    centred, as numnet's)."""
+    torch = import_torch()
+    spec = _spec(spec)
+    if spec is None:
+        return torch.optim.SGD(params, lr=lr)
+    hyper = numnet_optim.check_spec(spec)
+    kind = hyper.pop("type")
+    if "lr" in hyper and hyper["lr"] != lr:
+        raise ValueError(f"optimizer: lr is given twice, {hyper['lr']!r} in the spec and "
+                         f"{lr!r} by the caller")
+    hyper["lr"] = lr
+    if "betas" in hyper:
+        hyper["betas"] = tuple(hyper["betas"])
+    classes = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+               "rmsprop": torch.optim.RMSprop}
+    return classes[kind](params, **hyper)
+
+
 class ReferenceTrainer:
-    """Plain PyTorch training of one reference model: ``torch.optim.SGD`` on the cross-entropy.
+    """PyTorch training of a twin: ``torch.optim`` on the cross-entropy.
 
     It is a *stepper* of :func:`numnet.lab.training.train_run` (see
     :class:`numnet.lab.training.NumnetStepper`), so PyTorch runs through numnet's own loop:
-    ``loss(x, y)`` forward and loss of a NumPy batch (``x`` ``(N, 784)``, ``y`` one-hot
-    ``(N, 10)`` or ``(N,)`` class indices; inputs are cast to the model's dtype), ``update()``
-    backward and one SGD step for it, ``parameters_finite()``, ``evaluate(x, y, batch_size)``
-    -> ``(accuracy, mean cross-entropy)`` without gradients. ``step(x, y)`` does both halves
-    and returns the loss before the update.
+    ``loss(x, y)`` forward (training mode) and loss of a NumPy batch (``x`` ``(N, 784)``,
+    ``y`` one-hot ``(N, 10)`` or ``(N,)`` class indices; inputs are cast to the model's dtype),
+    ``update()`` backward and one optimiser step for it, ``parameters_finite()``,
+    ``evaluate(x, y, batch_size)`` -> ``(accuracy, mean cross-entropy)`` in evaluation mode
+    without gradients. ``step(x, y)`` does both halves and returns the loss before the update.
+
+    ``optimizer``: numnet's optimiser spec (a mapping or its JSON, ``RunSpec.optimizer``; None:
+    plain SGD), built by :func:`torch_optimizer` at ``lr``. ``schedule``: numnet's schedule
+    spec (None: ``lr`` throughout); before update ``t`` (0-based) every param group's rate is
+    set to ``schedule.lr_at(t, lr, total_updates)``, numnet's own function.
+    :meth:`for_run` builds one from a ``RunSpec``.
     """
 
     def __init__(
-        self, model: Any, *, lr: float, reduction: str = "sum", channels_last: bool = False
-    ) -> None:
+        self, model: Any, *, lr: float, reduction: str = "sum", channels_last: bool = False,
+        optimizer: Mapping[str, Any] | str | None = None,
+        schedule: Mapping[str, Any] | str | None = None, total_updates: int | None = None,
+    ) -> None:  # fmt: skip
         torch = import_torch()
         self.torch = torch
         self.model = model
         self.dtype = next(model.parameters()).dtype
         self.channels_last = channels_last
         self.loss_fn = loss_function(reduction)
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        self.lr = lr
+        self.optimizer = torch_optimizer(model.parameters(), optimizer, lr)
+        spec = _spec(schedule)
+        self.schedule = None if spec is None else numnet_schedules.build(spec)
+        self.total_updates = total_updates
+        self.updates = 0  # made so far
+        #: as numnet's stepper: measure the next update's size per layer (for the internals);
+        #: plain SGD at a constant rate needs no measurement (lr * ||dL/dW||)
+        self.measure_next_update = False
+        self.last_update_norms: dict[str, float] | None = None
+        self._plain_sgd = optimizer is None and schedule is None
         self._loss: Any = None
+
+    @classmethod
+    def for_run(cls, model: Any, spec: Any, total_updates: int,
+                channels_last: bool = False) -> ReferenceTrainer:
+        """The stepper of the run ``spec`` (a ``RunSpec``) on the twin ``model``: its lr,
+        reduction, optimiser and schedule over ``total_updates`` updates (as
+        ``NumnetStepper.for_run``)."""
+        return cls(model, lr=spec.lr, reduction=spec.reduction, channels_last=channels_last,
+                   optimizer=spec.optimizer, schedule=spec.schedule,
+                   total_updates=total_updates)
 
     def _inputs(self, x: np.ndarray) -> Any:
         return self.torch.from_numpy(np.ascontiguousarray(x)).to(self.dtype)
@@ -294,22 +574,44 @@ class ReferenceTrainer:
         return self.torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64))
 
     def forward(self, x: np.ndarray) -> Any:
-        """Logits ``(N, 10)`` as a torch tensor (with autograd if grad is enabled)."""
+        """Logits ``(N, 10)`` as a torch tensor (with autograd if grad is enabled), in the
+        model's current mode (training or evaluation)."""
         # With one input channel, Unflatten's (N, 1, 28, 28) is already channels_last-contiguous;
         # the convs' channels_last weights keep every activation NHWC from the first conv on.
         return self.model(self._inputs(x))
 
     def loss(self, x: np.ndarray, y: np.ndarray) -> float:
-        """Forward and loss of a training batch (kept for :meth:`update`)."""
+        """Forward (training mode) and loss of a training batch (kept for :meth:`update`)."""
+        self.model.train()
         self._loss = self.loss_fn(self.forward(x), self._targets(y))
         return float(self._loss.detach())
 
+    def _weights(self) -> dict[str, Any]:
+        """``{numnet layer name: weight tensor}`` of every layer with a weight (as
+        ``numnet.core.introspect.weight_layers``: conv, linear, batch norm)."""
+        return {name: m.weight for name, m in zip(numnet_layer_names(self.model), self.model,
+                                                   strict=True)
+                if isinstance(getattr(m, "weight", None), self.torch.nn.Parameter)}
+
     def update(self) -> None:
-        """Backward of the last :meth:`loss` and one ``torch.optim.SGD`` step."""
+        """Backward of the last :meth:`loss` and one optimiser step at the schedule's rate."""
+        if self.schedule is not None:
+            rate = self.schedule.lr_at(self.updates, self.lr, self.total_updates)
+            for group in self.optimizer.param_groups:
+                group["lr"] = rate
         self.optimizer.zero_grad(set_to_none=False)
         self._loss.backward()
         self._loss = None
+        measure, self.measure_next_update = self.measure_next_update, False
+        before = None
+        if measure and not self._plain_sgd:
+            before = {n: w.detach().clone() for n, w in self._weights().items()}
         self.optimizer.step()
+        self.updates += 1
+        if before is not None:
+            self.last_update_norms = {
+                n: float((w.detach() - before[n]).double().norm())
+                for n, w in self._weights().items()}
 
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
         """Loss of the batch; fills every parameter's ``.grad`` (no update)."""
@@ -320,17 +622,19 @@ class ReferenceTrainer:
         return loss
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
-        """One SGD update on the batch; returns the batch loss before the update."""
+        """One update on the batch; returns the batch loss before the update."""
         loss = self.loss(x, y)
         self.update()
         return loss
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
-        """``(accuracy, mean cross-entropy)`` over ``x``, in chunks, without gradients.
-        Accuracy: the argmax logit equals the label (argmax of the one-hot row)."""
+        """``(accuracy, mean cross-entropy)`` over ``x``, in chunks, in evaluation mode
+        without gradients. Accuracy: the argmax logit equals the label (argmax of the one-hot
+        row)."""
         y = np.asarray(y)
         labels = y.argmax(axis=1) if y.ndim == 2 else y
         correct, loss_sum = 0, 0.0
+        self.model.eval()
         with self.torch.no_grad():
             for start in range(0, len(x), batch_size):
                 logits = self.forward(x[start : start + batch_size])
@@ -351,32 +655,41 @@ class ReferenceTrainer:
     def internals(self, x_probe: np.ndarray) -> dict[str, Any]:
         """The training internals on the probe ``x_probe`` ``(P, 784)``, as numnet's stepper
         gives them (``numnet.lab.training.internals``), under numnet's layer names
-        (:func:`numnet_layer_names`): weight and last-step gradient norms of each Conv2d and
-        Linear, the dead fraction of each ReLU (a unit: a feature, or a channel over all
-        positions), the logit statistics. Norms do not depend on the layout."""
+        (:func:`numnet_layer_names`), in evaluation mode: weight and last-step gradient norms
+        of each layer with a weight (conv, linear, batch norm), the dead fraction of each
+        ReLU (a unit: a feature, or a channel over all positions), the logit statistics, and
+        the measured update norms when asked (``measure_next_update``). Norms and fractions do
+        not depend on the layout."""
         nn = self.torch.nn
         weight_norm: dict[str, float] = {}
         grad_norm: dict[str, float] = {}
         dead: dict[str, float] = {}
+        self.model.eval()
         with self.torch.no_grad():
             h = self._inputs(x_probe)
             for name, module in zip(numnet_layer_names(self.model), self.model, strict=True):
                 h = module(h)
-                if isinstance(module, nn.Conv2d | nn.Linear):
-                    weight_norm[name] = float(module.weight.detach().double().norm())
-                    g = module.weight.grad
+                weight = getattr(module, "weight", None)
+                if isinstance(weight, nn.Parameter):
+                    weight_norm[name] = float(weight.detach().double().norm())
+                    g = weight.grad
                     grad_norm[name] = float(g.double().norm()) if g is not None else 0.0
                 elif isinstance(module, nn.ReLU):
                     a = h if h.dim() == 2 else h.movedim(1, -1)  # units on the last axis
                     a = a.reshape(-1, a.shape[-1])
                     dead[name] = float((a <= 0).all(dim=0).double().mean())
             logits = h.double().cpu().numpy()
-        return {"weight_norm": weight_norm, "grad_norm": grad_norm, "dead_fraction": dead,
+        snap = {"weight_norm": weight_norm, "grad_norm": grad_norm, "dead_fraction": dead,
                 **logit_stats(logits)}
+        if self.last_update_norms is not None:
+            snap["update_norm"] = self.last_update_norms
+        return snap
 
     def probabilities(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Softmax probabilities ``(N, 10)`` (NumPy, float64), in chunks, without gradients."""
+        """Softmax probabilities ``(N, 10)`` (NumPy, float64), in chunks, in evaluation mode
+        without gradients."""
         out = []
+        self.model.eval()
         with self.torch.no_grad():
             for start in range(0, len(x), batch_size):
                 z = self.forward(x[start : start + batch_size]).double()
@@ -385,28 +698,13 @@ class ReferenceTrainer:
 
 
 def numnet_layer_names(torch_model: Any) -> list[str]:
-    """The name numnet gives each module of a reference model (``numnet.core.models``):
-    Conv2d k -> ``conv<k>``, Linear k -> ``fc<k>``, an activation after conv k -> ``act<k>``,
-    a ReLU after Linear k -> ``relu<k>``, a max-pool after conv k -> ``pool<k>``; others by
-    their class name."""
-    nn = import_torch().nn
-    names, conv, fc, last = [], 0, 0, ""
-    for module in torch_model:
-        if isinstance(module, nn.Conv2d):
-            conv += 1
-            last = "conv"
-            names.append(f"conv{conv}")
-        elif isinstance(module, nn.Linear):
-            fc += 1
-            last = "fc"
-            names.append(f"fc{fc}")
-        elif isinstance(module, nn.ReLU | nn.Sigmoid | nn.Tanh):
-            names.append(f"act{conv}" if last == "conv" else f"relu{fc}")
-        elif isinstance(module, nn.MaxPool2d):
-            names.append(f"pool{conv}")
-        else:
-            names.append(type(module).__name__.lower())
-    return names
+    """The numnet layer name of each module of a twin (``numnet.core.models``: "conv1",
+    "fc1", "relu1" for the built-in models, "conv2d1", "batchnorm1", ... for a definition);
+    the input reshape is "unflatten"."""
+    names = getattr(torch_model, "numnet_names", None)
+    if names is None:
+        raise ValueError("not a twin of a numnet model: build it with build_twin")
+    return list(names)
 
 
 def iter_params(torch_model: Any) -> Iterator[Any]:
@@ -420,13 +718,17 @@ __all__: Sequence[str] = (
     "ReferenceTrainer",
     "ReferenceUnavailableError",
     "build_reference",
+    "build_twin",
     "copy_numnet_weights",
     "import_torch",
     "iter_params",
     "loss_function",
+    "numnet_dropout_class",
     "numnet_layer_names",
     "numnet_layout_arrays",
+    "numnet_layout_buffers",
     "reference_from_numnet",
     "to_numnet_layout",
     "to_torch_layout",
+    "torch_optimizer",
 )

@@ -1,12 +1,15 @@
 """``numnet compare``: a protocol run twice, with numnet and with PyTorch, side by side (Q2).
 
 Every run of the protocol is trained by numnet and by the PyTorch reference
-(:mod:`numnet.lab.reference_torch`: plain ``torch.nn`` + ``torch.optim.SGD``, summed or mean loss as
-the protocol says), both through numnet's own loop (:func:`numnet.lab.training.train_run` with a
-PyTorch *stepper*), so both see **the same initial weights** (the numnet model built from the
-run's init seed, copied into PyTorch) and **the same batches in the same order** (the run's
-shuffle seed), and are evaluated and checked for divergence by the same code. For the CNN
-(model 4) PyTorch runs a second time with ``channels_last`` memory format, for timing.
+(:mod:`numnet.lab.reference_torch`: the twin of the run's numnet model -- models 1-4 or any
+model defined by its layers -- in plain ``torch.nn``, trained with the ``torch.optim``
+optimiser the run names at the rates of numnet's schedule, summed or mean loss as the protocol
+says), both through numnet's own loop (:func:`numnet.lab.training.train_run` with a PyTorch
+*stepper*), so both see **the same initial weights** (the numnet model built from the run's
+init seed, copied into PyTorch), **the same batches in the same order** (the run's shuffle
+seed) and the same dropout masks, and are evaluated and checked for divergence by the same
+code. For a convolutional model PyTorch runs a second time with ``channels_last`` memory
+format, for timing.
 
 Per run it records: final and best test accuracy of both, the largest gap between the two
 curves, wall time of both and the ratio PyTorch / numnet (> 1: numnet is faster), the status

@@ -17,9 +17,17 @@ batches, their losses must agree to rounding:
      The *horizon* is the number of leading updates during which the control stays within
      ``control_tolerance`` (1e-12): over the horizon the run does not yet amplify rounding, and
      there the trajectory difference must still be below ``tolerance``;
-   - *lockstep*: at every one of the updates, PyTorch is given numnet's current weights, both
-     compute the loss and make one update; the relative difference of the loss and of the
-     updated weights must be below ``tolerance`` at every update.
+   - *lockstep*: at every one of the updates, PyTorch is given numnet's current weights (and
+     batch norm's running statistics), both compute the loss and make one update; the
+     relative difference of the loss and of the updated weights must be below ``tolerance``
+     at every update. (Each keeps its own optimiser state -- momentum, Adam's averages --
+     built from gradients at the same weights; the dropout streams advance together.)
+
+Both sides run the run's own optimiser and learning-rate schedule (``spec.optimizer``,
+``spec.schedule``; the schedule over the run's full length, as in the run) and its model,
+whatever its layers: PyTorch's is :func:`numnet.lab.reference_torch.build_twin` of numnet's,
+dropping the same units at every step. The control's dropout layers draw the same masks with
+their rows reversed, so that it still drops the same units of the same examples.
 
 A run that fails makes ``numnet compare`` raise :class:`AgreementError` once every output is
 written (the CLI exits with code 1).
@@ -36,11 +44,12 @@ import numpy as np
 
 from numnet.core.datasets import DataSet
 from numnet.core.errors import NumnetError
+from numnet.core.layers import Dropout
 from numnet.lab.reference_torch import (
     ReferenceTrainer,
+    build_twin,
     copy_numnet_weights,
     numnet_layout_arrays,
-    reference_from_numnet,
 )
 from numnet.lab.training import (
     NumnetStepper,
@@ -68,25 +77,53 @@ def _rel(a: float, b: float) -> float:
 
 
 def _param_rel(numnet_model: Any, torch_model: Any) -> float:
-    """Largest, over the parameters, of ``max|p_numnet - p_torch| / max|p_numnet|``."""
+    """Largest, over the parameters, of ``max|p_numnet - p_torch|`` over the scale of the
+    parameter's layer, ``max|p_numnet|`` over all of that layer's parameters. (Per layer, not
+    per tensor: the bias of a layer right before a batch norm has a zero gradient and stays at
+    rounding noise in both implementations, where a ratio to its own size means nothing.)"""
+    values = {name: p.value for name, p in numnet_model.named_parameters()}
+    scale: dict[str, float] = {}
+    for name, value in values.items():
+        layer = name.rsplit(".", 1)[0]
+        scale[layer] = max(scale.get(layer, 0.0), float(np.max(np.abs(value))))
     worst = 0.0
-    for p, q in zip(numnet_model.parameters(), numnet_layout_arrays(torch_model), strict=True):
-        scale = float(np.max(np.abs(p.value)))
-        diff = float(np.max(np.abs(p.value - q)))
-        worst = max(worst, diff / scale if scale > 0 else diff)
+    for (name, p), q in zip(values.items(), numnet_layout_arrays(torch_model), strict=True):
+        s = scale[name.rsplit(".", 1)[0]]
+        diff = float(np.max(np.abs(p - q)))
+        worst = max(worst, diff / s if s > 0 else diff)
     return worst if math.isfinite(worst) else math.inf
 
 
-def _numnet_stepper(spec64: RunSpec) -> Any:
-    return NumnetStepper(build_model(spec64), spec64.lr, spec64.reduction)
+class _RowsReversed:
+    """A dropout layer's Generator whose draws come out with their rows (the batch axis)
+    reversed: the control model, fed each batch with its rows reversed, then drops the same
+    units of the same examples as the model it is compared with."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def random(self, shape: tuple[int, ...]) -> np.ndarray:
+        return self.rng.random(shape)[::-1]
 
 
-def _steppers(spec64: RunSpec) -> tuple[Any, Any]:
-    """A fresh numnet float64 model for ``spec64`` and its PyTorch twin, as steppers."""
+def _numnet_stepper(spec64: RunSpec, total: int, rows_reversed: bool = False) -> Any:
+    """numnet's stepper of ``spec64`` (its optimiser and schedule over ``total`` updates);
+    ``rows_reversed``: for batches fed with their rows reversed (the control)."""
     model = build_model(spec64)
-    twin = reference_from_numnet(model, spec64.model)
-    return (NumnetStepper(model, spec64.lr, spec64.reduction),
-            ReferenceTrainer(twin, lr=spec64.lr, reduction=spec64.reduction))
+    if rows_reversed:
+        for _, layer in model.layers:
+            if isinstance(layer, Dropout):
+                layer.rng = _RowsReversed(layer.rng)
+    return NumnetStepper.for_run(model, spec64, total)
+
+
+def _steppers(spec64: RunSpec, total: int) -> tuple[Any, Any]:
+    """A fresh numnet float64 model for ``spec64`` and its PyTorch twin, as steppers with the
+    run's optimiser and its schedule over ``total`` updates."""
+    model = build_model(spec64)
+    twin = build_twin(model)
+    return (NumnetStepper.for_run(model, spec64, total),
+            ReferenceTrainer.for_run(twin, spec64, total))
 
 
 def _batches(spec: RunSpec, train: DataSet, n: int) -> Iterator[tuple[int, np.ndarray, Any]]:
@@ -110,14 +147,15 @@ def float64_agreement(
     float64). See the module docstring for the three checks and the pass rule. Returns a
     JSON-able dict; ``passed`` says whether the run passed."""
     spec64 = dataclasses.replace(spec, dtype="float64")
-    n = min(updates, expected_updates(train.num_examples, spec.batch_size, spec.epochs))
+    total = expected_updates(train.num_examples, spec.batch_size, spec.epochs)
+    n = min(updates, total)
     result: dict[str, Any] = {
         "dtype": "float64", "requested_updates": updates, "updates": n,
         "tolerance": tolerance, "control_tolerance": control_tolerance,
     }
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         # 1. trajectory: both train on their own.
-        numnet, torch_ = _steppers(spec64)
+        numnet, torch_ = _steppers(spec64, total)
         rel: list[float] = []
         both_diverged_at = None
         for i, x, y in _batches(spec, train, n):
@@ -145,7 +183,8 @@ def float64_agreement(
             return result
 
         # 2a. control: numnet against itself with each batch's rows reversed.
-        numnet, reversed_ = _numnet_stepper(spec64), _numnet_stepper(spec64)
+        numnet = _numnet_stepper(spec64, total)
+        reversed_ = _numnet_stepper(spec64, total, rows_reversed=True)
         control: list[float] = []
         for _i, x, y in _batches(spec, train, len(rel)):
             a, c = numnet.loss(x, y), reversed_.loss(x[::-1].copy(), y[::-1].copy())
@@ -158,7 +197,7 @@ def float64_agreement(
         within = max(rel[:horizon], default=0.0)
 
         # 2b. lockstep: PyTorch restarts every update from numnet's weights.
-        numnet, torch_ = _steppers(spec64)
+        numnet, torch_ = _steppers(spec64, total)
         lock_loss, lock_param, lock_at = 0.0, 0.0, None
         lock_updates = 0
         for i, x, y in _batches(spec, train, len(rel)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from numnet.core.names import MODEL_NAMES
 from numnet.lab.compare.agreement import CONTROL_TOLERANCE, describe_agreement
 from numnet.lab.render import fmt_acc
 from numnet.lab.report.diagnosis import RULES
@@ -28,8 +29,18 @@ def _status(stab: dict[str, Any] | None) -> str:
     return "ok"
 
 
+def model_title(model: str) -> str:
+    """"Model 3" for a built-in model, a custom model's own name ("cnn-bn") otherwise."""
+    return f"Model {model.removeprefix('model')}" if model in MODEL_NAMES else model
+
+
+def model_short(model: str) -> str:
+    """"M3" for a built-in model, a custom model's own name otherwise."""
+    return f"M{model.removeprefix('model')}" if model in MODEL_NAMES else model
+
+
 def _label(r: dict[str, Any]) -> str:
-    return f"M{r['model'].removeprefix('model')} s{r['setting']} ({r['epochs']}, {r['lr']:g})"
+    return f"{model_short(r['model'])} s{r['setting']} ({r['epochs']}, {r['lr']:g})"
 
 
 def q2_answers(doc: dict[str, Any]) -> dict[str, list[str]]:
@@ -61,7 +72,7 @@ def q2_answers(doc: dict[str, Any]) -> dict[str, list[str]]:
     for model, rs in by_model.items():
         tn = sum(r["time"]["numnet_s"] for r in rs)
         tp = sum(r["time"]["pytorch_s"] for r in rs)
-        text = (f"Model {model.removeprefix('model')}: numnet {_secs(tn)}, PyTorch "
+        text = (f"{model_title(model)}: numnet {_secs(tn)}, PyTorch "
                 f"{_secs(tp)} (ratio {_x(ratio(tp, tn))})")
         cl = [r["time"]["pytorch_channels_last_s"] for r in rs]
         if all(c is not None for c in cl):
@@ -105,7 +116,7 @@ def q2_answers(doc: dict[str, Any]) -> dict[str, list[str]]:
                              f"(setting {best['setting']})")
         if parts:
             out["performance"].append(
-                f"Model {model.removeprefix('model')} best final test accuracy: "
+                f"{model_title(model)} best final test accuracy: "
                 + ", ".join(parts) + ".")
 
     # Stability.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from numnet.lab.compare.answers import model_title
 from numnet.lab.evidence_plots import internals_figure
 from numnet.lab.render import Html, html, img, join, markdown_table, png_bytes
 from numnet.lab.report.evidence import combined, has_internals
@@ -33,7 +34,7 @@ def internals_images(doc: dict[str, Any]) -> dict[str, bytes]:
         runs = _runs(record)
         if runs:
             spec = runs[0][1]["spec"]
-            title = (f"Model {spec['model'].removeprefix('model')} · setting {spec['setting']} "
+            title = (f"{model_title(spec['model'])} · setting {spec['setting']} "
                      f"(lr {spec['lr']:g}): numnet solid, PyTorch dashed")
             out[figure_name(record)] = png_bytes(internals_figure(runs, title), DPI)
     return out

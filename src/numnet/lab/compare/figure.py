@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from numnet.core.names import MODEL_NAMES
 from numnet.lab import plots
 from numnet.lab.results import run_grid
 
@@ -33,7 +34,8 @@ def overlay_figure(doc: dict[str, Any]) -> Any:
     for col, model in enumerate(models):
         for row in range(rows):
             ax = axes[row][col]
-            ax.set_title(f"Task {model.removeprefix('model')}")
+            ax.set_title(f"Task {model.removeprefix('model')}" if model in MODEL_NAMES
+                         else model)
             run, trun = runs.get((model, row + 1)), torch_runs.get((model, row + 1))
             if run is None:
                 planned = doc["protocol"].get("settings", {}).get(model, [])

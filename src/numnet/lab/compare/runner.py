@@ -3,6 +3,7 @@ the same loop, then the float64 agreement of each, written as it goes."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from numnet.lab.experiments.runner import output_folder, set_up
 from numnet.lab.progress import Log, ProgressDisplay, plural, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import timestamp
-from numnet.lab.reference_torch import ReferenceTrainer, import_torch, reference_from_numnet
+from numnet.lab.reference_torch import ReferenceTrainer, build_twin, import_torch
 from numnet.lab.results import QUICK_LABEL
 from numnet.lab.training import (
     Reporter,
@@ -50,6 +51,14 @@ class CompareOutcome:
     @property
     def passed(self) -> bool:
         return not self.failed
+
+
+def convolutional(spec: RunSpec) -> bool:
+    """Whether the run's model has a convolution (model 4, or layers with a conv2d): PyTorch
+    then also runs it in ``channels_last`` memory format, for timing."""
+    if spec.layers is None:
+        return spec.model == "model4"
+    return any(layer.get("type") == "conv2d" for layer in json.loads(spec.layers))
 
 
 def torch_info() -> dict[str, Any]:
@@ -83,7 +92,8 @@ def run_compare(
     ``seed`` overrides its seed, ``quick`` applies its ``[quick]`` variant (as ``numnet
     reproduce``). data: the protocol's splits (loaded for the protocol's dataset when None).
     agreement_updates: float64 agreement over this many first updates of each run (0: skip).
-    channels_last: also time PyTorch's channels_last layout for model 4. threads:
+    channels_last: also time PyTorch's channels_last layout for a convolutional model
+    (:func:`convolutional`). threads:
     ``numnet.core.runtime.threads(threads)`` -- numnet, BLAS and PyTorch alike, so the time
     ratio is fair (None leaves the libraries' defaults). progress: "bars", "log", "none" or
     "auto". device: where numnet's runs compute (PyTorch's run on the CPU); verify: check
@@ -112,7 +122,7 @@ def _run_compare(protocol: Protocol, data: Datasets | None, out_dir: Path,
 
     totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)
               for s in specs}
-    n_impl = {s.run_id: 3 if channels_last and s.model == "model4" else 2 for s in specs}
+    n_impl = {s.run_id: 3 if channels_last and convolutional(s) else 2 for s in specs}
     display = ProgressDisplay(
         progress, log, sum(totals[s.run_id] * n_impl[s.run_id] for s in specs))
     quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
@@ -143,10 +153,9 @@ def _run_compare(protocol: Protocol, data: Datasets | None, out_dir: Path,
                 def torch_run(cl: bool, spec: RunSpec = spec, label: str = label,
                               total: int = total) -> RunResult:
                     name = f"{label} PyTorch" + (" channels_last" if cl else "")
-                    twin = reference_from_numnet(build_model(spec), spec.model,
-                                                 channels_last=cl)
-                    stepper = ReferenceTrainer(twin, lr=spec.lr, reduction=spec.reduction,
-                                               channels_last=cl)
+                    # the twin of the run's own numnet model (built-in or custom layers)
+                    twin = build_twin(build_model(spec), channels_last=cl)
+                    stepper = ReferenceTrainer.for_run(twin, spec, total, channels_last=cl)
                     display.start_run(name, spec, total)
                     result = train_run(spec, data, stepper=stepper,
                                        plugins=[Reporter(display.update)])
