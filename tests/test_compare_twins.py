@@ -363,10 +363,6 @@ def test_compare_a_protocol_of_custom_models(tmp_path: Path) -> None:
     assert "| cnn-bn-setting1 |" in md
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "numnet's batch norm sums its batch statistics in float32 (kernels.plain.batchnorm_forward:"
-    " x.mean over the N*H*W values), some 1e-4 off on a conv's output where PyTorch's float32 "
-    "is 1e-7 off. Fix (core): mean and var with dtype=float64, cast back to x's dtype."))
 def test_float32_batch_norm_is_as_exact_as_pytorch(data: Any) -> None:
     conv = models.build([{"type": "conv2d", "filters": 8, "kernel": 3}, {"type": "flatten"},
                          {"type": "linear", "units": 10}], seed=1, dtype="float64")

@@ -340,9 +340,11 @@ def batchnorm_forward(
     if m < 2:
         raise ValueError(f"batch norm needs more than 1 value per feature to train, got x of "
                          f"shape {tuple(x.shape)}")  # fmt: skip
-    mean = x.mean(axis=axes)
+    # the sums of M values (78,400 per channel after a conv) in float64: in float32 they
+    # drift by 1e-5 of the result, enough to move a float32 run off its float64 twin
+    mean = x.mean(axis=axes, dtype=xp.float64).astype(x.dtype)
     centered = x - mean
-    var = (centered * centered).mean(axis=axes)  # biased: divides by M
+    var = (centered * centered).mean(axis=axes, dtype=xp.float64).astype(x.dtype)  # biased
     inv_std = 1 / xp.sqrt(var + eps)
     xhat = centered * inv_std
     running_mean *= 1 - momentum
@@ -362,13 +364,21 @@ def batchnorm_backward(
     ``dx = inv_std * (g - mean(g) - xhat * mean(g * xhat))``.
     """
     xhat, inv_std, gamma = cache
+    xp = array_module(dy)
     axes = tuple(range(dy.ndim - 1))
-    dbeta = dy.sum(axis=axes)
-    dgamma = (dy * xhat).sum(axis=axes)
+
+    def total(a: Array) -> Array:  # over the M values of each feature, summed in float64
+        return a.sum(axis=axes, dtype=xp.float64).astype(dy.dtype)
+
+    def mean(a: Array) -> Array:
+        return a.mean(axis=axes, dtype=xp.float64).astype(dy.dtype)
+
+    dbeta = total(dy)
+    dgamma = total(dy * xhat)
     if not input_grad:
         return None, dgamma, dbeta
     g = dy * gamma  # dL/dxhat
-    dx = inv_std * (g - g.mean(axis=axes) - xhat * (g * xhat).mean(axis=axes))
+    dx = inv_std * (g - mean(g) - xhat * mean(g * xhat))
     return dx, dgamma, dbeta
 
 
