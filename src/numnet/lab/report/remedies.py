@@ -65,6 +65,7 @@ def remedy_rows(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]
             optimizer = json.loads(spec["optimizer"])["type"] if spec.get("optimizer") else "sgd"
             rows.append({
                 "label": label, "run_id": run["run_id"], "lr": spec["lr"],
+                "batch_size": spec["batch_size"],
                 "reduction": spec["reduction"], "optimizer": optimizer,
                 "batchnorm": '"batchnorm"' in (spec.get("layers") or ""),
                 "test": final_test(run)[0],
@@ -119,6 +120,13 @@ def sentences(model: str, rows: list[dict[str, Any]]) -> list[str]:
             f"{r['label']} ({'n/a' if r['test'] is None else format(r['test'], '.4f')}, "
             f"{r['diagnosis']}): {why(r)}" for r in others) + ".")
         return out
+    same_steps = [r for r in others if r["optimizer"] == base["optimizer"] == "sgd"
+                  and r["reduction"] == "mean" and base["reduction"] == "sum"]
+    if same_steps:
+        out.append(f"With plain SGD, {same_steps[0]['label']} over batches of "
+                   f"{base.get('batch_size', 'B')} is the summed loss at lr / "
+                   f"{base.get('batch_size', 'B')}: the same steps, which is why their first "
+                   "steps and curves match.")
     if rescued:
         out.append("Rescued by: " + "; ".join(
             f"{r['label']} ({r['test']:.4f}, {r['diagnosis']}): {why(r)}" for r in rescued)
