@@ -123,10 +123,9 @@ def sentences(model: str, rows: list[dict[str, Any]]) -> list[str]:
     same_steps = [r for r in others if r["optimizer"] == base["optimizer"] == "sgd"
                   and r["reduction"] == "mean" and base["reduction"] == "sum"]
     if same_steps:
-        out.append(f"With plain SGD, {same_steps[0]['label']} over batches of "
-                   f"{base.get('batch_size', 'B')} is the summed loss at lr / "
-                   f"{base.get('batch_size', 'B')}: the same steps, which is why their first "
-                   "steps and curves match.")
+        b = base["batch_size"]
+        out.append(f"With plain SGD a loss averaged over batches of {b} ({same_steps[0]['label']})"
+                   f" takes exactly the steps of the summed loss at lr / {b}.")
     if rescued:
         out.append("Rescued by: " + "; ".join(
             f"{r['label']} ({r['test']:.4f}, {r['diagnosis']}): {why(r)}" for r in rescued)
