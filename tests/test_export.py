@@ -403,7 +403,7 @@ def test_cli_refuses_an_existing_output_without_force(weights, capsys) -> None:
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda d: d / "missing.npz", "weights file not found; check the path"),
+    (lambda d: d / "missing.npz", "no such weights file (file not found); check the path"),
     (lambda d: d, "is a folder, not a weights file"),
     (lambda d: _write(d / "notes.npz", b"not a zip"), "is not a numnet weights file"),
     (lambda d: _savez(d / "plain.npz"), "not a numnet weights file (no '__numnet__' header)"),

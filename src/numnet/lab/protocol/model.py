@@ -92,6 +92,12 @@ class ModelPlan:
     weight_decay: float | None = None
     schedule: str | None = None
 
+    @property
+    def number(self) -> int | None:
+        """The model's number in the protocol ("model4" -> 4); None for a custom model."""
+        digits = self.name.removeprefix("model")
+        return int(digits) if self.name != digits and digits.isdigit() else None
+
 
 @dataclass(frozen=True)
 class Protocol:
