@@ -47,7 +47,7 @@ Array = Any  # numpy.ndarray or cupy.ndarray
 
 __all__ = [
     "ACTIVATIONS", "PADDINGS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout",
-    "Flatten", "Layer", "Linear", "MaxPool2D", "Parameter", "ReLU", "Reshape", "Sigmoid", "Tanh",
+    "Flatten", "Layer", "Linear", "MaxPool2D", "Pool2D", "Parameter", "ReLU", "Reshape", "Sigmoid", "Tanh",
     "activation", "check_kernels", "output_size",
 ]  # fmt: skip
 
@@ -371,14 +371,15 @@ class Conv2D(Layer):
         )
 
 
-class MaxPool2D(Layer):
-    """Max-pooling over ``pool_size`` windows moved by ``stride``, NHWC in and out, no parameters
-    (``kernels.plain.maxpool2d_forward`` / ``maxpool2d_backward``).
+class Pool2D(Layer):
+    """What max- and average pooling share: ``pool_size`` windows moved by ``stride``, NHWC in
+    and out, no parameters, TensorFlow's SAME or VALID geometry; a subclass names its kernels
+    (``kernel``: ``ops.<kernel>_forward`` / ``ops.<kernel>_backward``).
 
-    x: ``(N, H, W, C)`` -> y: ``(N, Ho, Wo, C)``. SAME pads with ``-inf`` (extra row/column at
-    the end, as TensorFlow), so padding never wins a max. Backward: each output's gradient goes
-    to the *first* maximum of its window in row-major window order (as TensorFlow and PyTorch).
+    x: ``(N, H, W, C)`` -> y: ``(N, Ho, Wo, C)``.
     """
+
+    kernel = ""
 
     def __init__(
         self,
@@ -400,59 +401,35 @@ class MaxPool2D(Layer):
         return (ho, wo, c)
 
     def forward(self, x: Array, train: bool = True) -> Array:
-        y, cache = self.ops.maxpool2d_forward(x, self.pool_size, self.stride, self.padding)
+        forward = getattr(self.ops, f"{self.kernel}_forward")
+        y, cache = forward(x, self.pool_size, self.stride, self.padding)
         self._keep(cache, train)
         return y
 
     def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
-        return self.ops.maxpool2d_backward(dy, self._cache) if input_grad else None
+        return getattr(self.ops, f"{self.kernel}_backward")(dy, self._cache) if input_grad else None
 
     def __repr__(self) -> str:
-        return (
-            f"MaxPool2D(pool_size={self.pool_size}, stride={self.stride}, padding={self.padding!r})"
-        )
+        return (f"{type(self).__name__}(pool_size={self.pool_size}, stride={self.stride}, "
+                f"padding={self.padding!r})")
 
 
-class AvgPool2D(Layer):
-    """Average pooling over ``pool_size`` windows moved by ``stride``, NHWC in and out, no
-    parameters (``kernels.plain.avgpool2d_forward`` / ``avgpool2d_backward``), as TensorFlow's
-    ``tf.nn.avg_pool``: SAME pads at the end and divides each window by the number of its
-    elements inside the image (padding is not averaged in); VALID divides by ``kh * kw``.
+class MaxPool2D(Pool2D):
+    """Max-pooling (``kernels.plain.maxpool2d_forward`` / ``maxpool2d_backward``). SAME pads
+    with ``-inf`` (extra row/column at the end, as TensorFlow), so padding never wins a max.
+    Backward: each output's gradient goes to the *first* maximum of its window in row-major
+    window order (as TensorFlow and PyTorch)."""
 
-    x: ``(N, H, W, C)`` -> y: ``(N, Ho, Wo, C)``, the sizes of ``MaxPool2D``.
-    """
+    kernel = "maxpool2d"
 
-    def __init__(
-        self,
-        pool_size: int | tuple[int, int] = 2,
-        stride: int | tuple[int, int] | None = None,
-        padding: str = "valid",
-        kernels: str = DEFAULT_KERNELS,
-    ) -> None:
-        super().__init__(kernels)
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        self.pool_size = pair(pool_size)
-        self.stride = pair(stride) if stride is not None else self.pool_size
-        self.padding = padding
 
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        h, w, c = input_shape
-        (ho, _, _), (wo, _, _) = plain.geometry(h, w, self.pool_size, self.stride, self.padding)
-        return (ho, wo, c)
+class AvgPool2D(Pool2D):
+    """Average pooling (``kernels.plain.avgpool2d_forward`` / ``avgpool2d_backward``), as
+    TensorFlow's ``tf.nn.avg_pool``: SAME pads at the end and divides each window by the number
+    of its elements inside the image (padding is not averaged in); VALID divides by
+    ``kh * kw``."""
 
-    def forward(self, x: Array, train: bool = True) -> Array:
-        y, cache = self.ops.avgpool2d_forward(x, self.pool_size, self.stride, self.padding)
-        self._keep(cache, train)
-        return y
-
-    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
-        return self.ops.avgpool2d_backward(dy, self._cache) if input_grad else None
-
-    def __repr__(self) -> str:
-        return (
-            f"AvgPool2D(pool_size={self.pool_size}, stride={self.stride}, padding={self.padding!r})"
-        )
+    kernel = "avgpool2d"
 
 
 # ----------------------------------------------------------------------------------------------
