@@ -47,8 +47,8 @@ Array = Any  # numpy.ndarray or cupy.ndarray
 
 __all__ = [
     "ACTIVATIONS", "PADDINGS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout",
-    "Flatten", "Layer", "Linear", "MaxPool2D", "Pool2D", "Parameter", "ReLU", "Reshape", "Sigmoid", "Tanh",
-    "activation", "check_kernels", "output_size",
+    "Flatten", "Layer", "Linear", "MaxPool2D", "Parameter", "Pool2D", "ReLU", "Reshape",
+    "Sigmoid", "Tanh", "activation", "check_kernels", "output_size",
 ]  # fmt: skip
 
 
