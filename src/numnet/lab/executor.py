@@ -295,19 +295,27 @@ def iter_local(
                     else:
                         yield task, None, failure(task, exc, attempts=raised[task.task_id])
             if broken:
-                pool.shutdown(wait=True, cancel_futures=True)
+                _stop(pool)
                 pool = new_pool()
         finished = True
     finally:
         if not finished:
             # Interrupted (Ctrl-C, or the consumer stopped early): stop the running tasks now
             # rather than wait for them, and wait until every worker is gone.
-            processes = list((getattr(pool, "_processes", None) or {}).values())
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.join()
+            _stop(pool)
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop(pool: cf.ProcessPoolExecutor) -> None:
+    """Terminate every worker of ``pool`` and wait until they are gone. Also after a broken
+    pool: a worker started by a submit while the pool was breaking escapes the pool's own
+    termination, and its manager thread would wait for it forever (CPython 3.11)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ------------------------------------------------------------------------------ Dask
