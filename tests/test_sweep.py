@@ -30,8 +30,9 @@ from numnet.lab import executor, sweep
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.cli import main
 from numnet.lab.experiments import plan_runs, run_groups
-from numnet.lab.experiments.work import WorkContext, work_group
+from numnet.lab.experiments.work import WorkContext, load_data, work_group
 from numnet.lab.records import strip_timing
+from numnet.lab.training import train_run
 
 TINY_PROTOCOL = """
 name = "tiny"
@@ -363,6 +364,26 @@ def test_interrupt_stops_workers_keeps_finished_runs_and_resumes(tiny, reference
     outcome = run(tiny, out, jobs=1)
     assert len(outcome.reused) == len(reference) - 1 and not outcome.failures
     _same(outcome.records, reference)
+
+
+def test_shared_start_sweep_takes_shorter_runs_from_longer_ones(tiny, tmp_path):
+    """A sweep is a reproduce over seeds: under shared starts, a replicate's run that is a
+    prefix of another of the same replicate is taken from it (fewer trainings), with the
+    numbers it has trained alone."""
+    proto = protocol_mod.loads(TINY_PROTOCOL.replace(
+        "[defaults]", "shared_start = true\n[defaults]").replace(
+        "{ epochs = 1, lr = 0.05 }", "{ epochs = 1, lr = 0.5 }"))
+    plan = sweep.expand(proto, SEEDS, models=["model1"])
+    outcome = sweep.run_sweep(plan.runs, tmp_path / "out", tiny["ref"], jobs=2, log=_quiet,
+                              protocol_hash=proto.hash)
+    assert not outcome.failures
+    data, _ = load_data(tiny["ref"])
+    for r in range(SEEDS):
+        got = outcome.records[f"model1-setting2-seed{r}"]["result"]
+        assert got["shared_with"] == f"model1-setting1-seed{r}"
+        alone = train_run(next(s for s in plan.runs if s.run_id == got["run_id"]), data)
+        assert strip_timing(got) == strip_timing({**alone.to_dict(), "shared_with":
+                                                  got["shared_with"]})
 
 
 def test_cli_usage_errors(tiny, tmp_path, capsys):

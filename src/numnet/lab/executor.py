@@ -99,7 +99,7 @@ _PINNED: list[runtime.threads] = []  # this process's thread setting, entered an
 def pin_threads(threads: int | None) -> None:
     """Run this process with ``numnet.core.runtime.threads(threads)`` -- numnet's helper
     threads and the BLAS pools -- from now on (None: leave them alone). Results do not depend
-    on it; speed does, when N worker processes share N cores.
+    on it; speed does, when N worker processes run on N CPUs.
 
     Done once per process (a worker initializer, or the first task on a Dask worker): the
     setting is entered and never left, for the life of the process."""

@@ -45,6 +45,7 @@ from numnet.lab.experiments.work import (
     GroupDone,
     WorkContext,
     install_data,
+    load_data,
     progress_of,
     train_group,
     work_group,
@@ -81,10 +82,10 @@ def execute(
     out: Path,
     data: Datasets | DataRef,
     *,
-    info: dict[str, Any] | None,
-    protocol_hash: str,
-    what: str,
-    title: str,
+    info: dict[str, Any] | None = None,
+    protocol_hash: str = "",
+    what: str = "numnet",
+    title: str = "",
     jobs: int | None = None,
     scheduler: str | None = None,
     threads: int | None = None,
@@ -99,8 +100,8 @@ def execute(
 ) -> Execution:
     """Train and record ``specs`` in ``out`` (see the module docstring).
 
-    data: the data (with ``info``, their ``data_info``), or where the Dask workers load them
-    (``scheduler``; ``info`` None). jobs: local worker processes (None: one per CPU; 1: this
+    data: the data (with ``info``, their ``data_info``), or where they are (loaded here, or by
+    each Dask worker with a ``scheduler``). jobs: local worker processes (None: one per CPU; 1: this
     process). threads: every worker's thread count (None: 1); with one job, this process's
     while it trains (None: as it is). figures: the workers draw each run's evidence figures
     (``Execution.figures``). fn: the worker function on workers (``work_group``; tests wrap
@@ -108,6 +109,8 @@ def execute(
     """
     started = time.perf_counter()
     ex = Execution()
+    if isinstance(data, DataRef) and not scheduler:
+        data, info = load_data(data)
     fingerprint = info["fingerprint"] if info is not None else None
     n_train = info["train_examples"] if info is not None else None
     for spec in specs:
@@ -123,9 +126,9 @@ def execute(
     display = ProgressDisplay(progress, log, sum(totals[g.task_id] for g in groups))
     shared = sum(len(g.shorter) for g in groups)
     display.message(
-        f"{what}: {title}, {plural(len(specs), 'run')}"
+        f"{what}: {title + ', ' if title else ''}{plural(len(specs), 'run')}"
         + (f" ({shared} taken from longer runs)" if shared else "")
-        + (f" on the Dask cluster {scheduler}" if scheduler
+        + (f", on the Dask cluster {scheduler}" if scheduler
            else f", {ex.jobs} worker processes" if ex.jobs > 1 else "") + f", output {out}")
     shown = [0]
 

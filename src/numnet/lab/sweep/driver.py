@@ -19,7 +19,7 @@ from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.experiments.execute import Execution, execute
 from numnet.lab.experiments.store import claim_folder
-from numnet.lab.experiments.work import DataRef, load_data, work_group
+from numnet.lab.experiments.work import DataRef, work_group
 from numnet.lab.progress import Log, plural, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir
@@ -31,38 +31,18 @@ from numnet.lab.training import RunSpec
 SWEEP_FORMAT = "numnet.sweep/1"  # format names: as before the core/lab split
 
 
-def run_sweep(
-    specs: Sequence[RunSpec],
-    out_dir: str | Path,
-    data: DataRef,
-    *,
-    protocol_hash: str = "",
-    title: str = "",
-    jobs: int | None = None,
-    scheduler: str | None = None,
-    device: str = "cpu",
-    retries: int = 1,
-    threads: int | None = 1,
-    force: bool = False,
-    fn: Any = work_group,
-    progress: str = "log",
-    log: Log = stderr_log,
-) -> Execution:
-    """Execute the runs ``specs`` of a sweep into ``out_dir`` (``runs/``, ``weights/``): the
-    finished ones reused, the others trained on ``jobs`` local processes (the data loaded here
-    once and handed to each) or on the Dask cluster at ``scheduler`` (each worker loads
-    ``data`` itself). A failed run is recorded in ``errors/`` after ``retries`` more attempts
-    and the others go on: the failures are in the result, never raised. ``fn``: the worker
-    function (:func:`numnet.lab.experiments.work.work_group`; tests wrap it)."""
-    out = Path(out_dir)
-    common: dict[str, Any] = dict(
-        protocol_hash=protocol_hash, what="numnet sweep", title=title or "a sweep", jobs=jobs,
-        scheduler=scheduler, threads=threads, device=device, retries=retries, keep_going=True,
-        force=force, progress=progress, log=log, fn=fn)
-    if scheduler:
-        return execute(specs, out, data, info=None, **common)
-    datasets, info = load_data(data)
-    return execute(specs, out, datasets, info=info, **common)
+def run_sweep(specs: Sequence[RunSpec], out_dir: str | Path, data: DataRef, *,
+              retries: int = 1, threads: int | None = 1, progress: str = "log",
+              **options: Any) -> Execution:
+    """Execute the runs ``specs`` of a sweep into ``out_dir``: :func:`execute` with a sweep's
+    failure policy (a failed run is retried ``retries`` times, then recorded in ``errors/``,
+    and the others go on: failures are in the result, never raised) and its defaults (1
+    thread per worker, log lines). Locally the data are loaded here once and handed to each
+    worker; on the Dask cluster at ``scheduler`` each worker loads ``data`` itself.
+    ``options``: :func:`execute`'s (``jobs``, ``scheduler``, ``device``, ``force``,
+    ``protocol_hash``, ``fn``, ``log``...)."""
+    return execute(specs, Path(out_dir), data, what="numnet sweep", keep_going=True,
+                   retries=retries, threads=threads, progress=progress, **options)
 
 
 @dataclass
