@@ -1,24 +1,15 @@
-"""Execute and record: the runs of ``reproduce`` or ``sweep`` trained and saved, resumably.
+"""Execute and record: :func:`execute` trains a command's runs and saves them, resumably.
 
-:func:`execute` takes a command's run specs and its output folder and
-
-1. resumes: a run whose record in ``runs/`` is finished and made the same way
-   (:func:`~numnet.lab.experiments.store.load_record`) is reused, unless ``force``;
-2. groups the others (:func:`~numnet.lab.experiments.plan.run_groups`: a run that is a prefix
-   of another is taken from it);
-3. trains the groups with the one worker function
-   (:func:`~numnet.lab.experiments.work.work_group`) on a backend of
-   :mod:`numnet.lab.executor`: ``jobs`` local worker processes or the Dask cluster at
-   ``scheduler``, longest first (:func:`~numnet.lab.experiments.plan.estimated_cost`); with
-   one job, in this process, in plan order;
-4. records every result in this process (:func:`~numnet.lab.experiments.store.save_run`) as
-   its group comes back -- in this process, as each run ends;
-5. on a failure: ``keep_going`` False (reproduce) raises the first one, its workers
-   stopped; True (sweep) records it in ``errors/<run_id>.json`` after ``retries`` more
-   attempts and goes on.
-
-Interrupted (Ctrl-C), it stops and joins the workers, says how many runs are saved and
-re-raises: rerunning the same command finishes the others.
+It reuses the runs already finished in the folder (:func:`store.load_record
+<numnet.lab.experiments.store.load_record>`, unless ``force``), groups the others
+(:func:`~numnet.lab.experiments.plan.run_groups`), trains the groups with the one worker
+function (:func:`~numnet.lab.experiments.work.work_group`) in this process (one job, plan
+order) or on a backend of :mod:`numnet.lab.executor` (longest first), and saves every result
+here (:func:`~numnet.lab.experiments.store.save_run`): as its group comes back, or, in this
+process, as each run ends. Failures: without ``keep_going`` (reproduce) the first one is
+raised, its workers stopped; with it (sweep) a run is retried ``retries`` times, recorded in
+``errors/<run_id>.json`` and the others go on. Interrupted (Ctrl-C), it stops and joins the
+workers, says how many runs are saved and re-raises: the same command finishes the others.
 """
 
 from __future__ import annotations
