@@ -321,8 +321,9 @@ def test_file_format_names_are_those_older_outputs_carry() -> None:
     assert (results.RESULTS_FORMAT, experiments.RUN_FORMAT) == ("numnet.results/1",
                                                                 "numnet.run/1")
     assert compare.COMPARE_FORMAT == "numnet.compare/1"
-    assert (sweep.SWEEP_FORMAT, sweep.TASK_FORMAT, sweep.SUMMARY_FORMAT) == (
-        "numnet.sweep/1", "numnet.sweep-task/1", "numnet.sweep-summary/1")
+    # a sweep's runs are recorded as reproduce's (numnet.run/1): no format of their own
+    assert (sweep.SWEEP_FORMAT, sweep.SUMMARY_FORMAT) == ("numnet.sweep/1",
+                                                          "numnet.sweep-summary/1")
 
 
 # ----------------------------------------------------------------------------- real MNIST

@@ -137,7 +137,7 @@ def test_training_run_on_gpu_matches_cpu(name):
     assert abs(gpu.final_test_accuracy - cpu.final_test_accuracy) <= 0.05
 
 
-def test_sweep_task_on_gpu(tmp_path):
+def test_sweep_runs_on_gpu(tmp_path):
     from tiny_mnist import make_digits
 
     from numnet.lab import sweep
@@ -150,10 +150,13 @@ def test_sweep_task_on_gpu(tmp_path):
     ref = sweep.DataRef("mnist", str(tmp_path), validation_size=50, verify=False)
     spec = RunSpec("model1", 1, 0.1, "mean", batch_size=50, eval_every=4,
                    eval_train_examples=200, eval_test_examples=200, eval_batch_size=100)
-    tasks = [sweep.SweepTask(f"t{k}", "c", k, RunSpec(**{**spec.to_dict(), "seed": k}))
-             for k in range(2)]
-    outcome = sweep.run_tasks(tasks, tmp_path / "out", ref, jobs=1, device="cuda",
-                              log=lambda s: None)
-    assert not outcome.failures
-    assert all(r["device"] == "cuda" and r["result"]["status"] == "ok"
-               for r in outcome.records.values())
+    runs = [RunSpec(**{**spec.to_dict(), "seed": k, "setting": 1, "replicate": k})
+            for k in range(2)]
+    for jobs in (1, 2):  # in this process, then on worker processes (models back on the CPU)
+        outcome = sweep.run_sweep(runs, tmp_path / f"out{jobs}", ref, jobs=jobs, device="cuda",
+                                  log=lambda s: None)
+        assert not outcome.failures and sorted(outcome.records) == [
+            "model1-setting1-seed0", "model1-setting1-seed1"]
+        assert all(r["result"]["status"] == "ok" for r in outcome.records.values())
+        assert all((tmp_path / f"out{jobs}" / r["weights"]).is_file()
+                   for r in outcome.records.values())

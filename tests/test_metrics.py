@@ -104,19 +104,19 @@ def test_a_run_notes_the_time_of_each_evaluation() -> None:
     assert times == sorted(times) and 0 < times[-1] <= result.wall_time
 
 
-def test_sweep_writes_a_metrics_csv_per_task(tmp_path) -> None:
+def test_sweep_writes_a_metrics_csv_per_run(tmp_path) -> None:
     data_dir = write_tiny_idx(tmp_path / "data")
     proto = tmp_path / "tiny.toml"
     proto.write_text(TINY_PROTOCOL.replace("[training]", "[data]\nvalidation_size = 50\n"
                                            "[training]"))
     ref = sweep.DataRef("mnist", str(data_dir), str(tmp_path / "cache"),
                         validation_size=50, verify=False)
-    tasks = sweep.expand(protocol_mod.load(proto), 1).tasks[:2]
+    runs = sweep.expand(protocol_mod.load(proto), 1).runs[:2]
     out = tmp_path / "s"
-    outcome = sweep.run_tasks(tasks, out, ref, jobs=1, log=lambda text: None)
+    outcome = sweep.run_sweep(runs, out, ref, jobs=1, log=lambda text: None)
     assert not outcome.failures and len(outcome.records) == 2
-    for task_id, record in outcome.records.items():
-        check_metrics_match(out / "tasks" / f"{task_id}.metrics.csv", record["result"], 550)
+    for run_id, record in outcome.records.items():
+        check_metrics_match(out / "runs" / f"{run_id}.metrics.csv", record["result"], 550)
 
 
 def test_report_of_a_train_folder_and_of_a_folder_of_records(tmp_path, capsys) -> None:

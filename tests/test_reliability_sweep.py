@@ -15,12 +15,14 @@ import pytest
 from test_reliability_cli import one_line_error
 from tiny_mnist import TINY_PROTOCOL
 
-from numnet.lab import protocol, sweep
+from numnet.lab import executor, protocol, sweep
 from numnet.lab.cli import main
+from numnet.lab.experiments import run_groups
+from numnet.lab.experiments.work import WorkContext, work_group
 
 
-def hang(task, data, device, threads, *, marker):
-    """A task that never ends: it writes its worker's pid and parent's pid, then sleeps."""
+def hang(group, ctx, *, marker):
+    """A group that never ends: it writes its worker's pid and parent's pid, then sleeps."""
     Path(marker).write_text(f"{os.getpid()} {os.getppid()}")
     time.sleep(300)
 
@@ -28,14 +30,15 @@ def hang(task, data, device, threads, *, marker):
 DRIVER = """
 import functools, sys
 import test_reliability_sweep as here
-from numnet.lab import protocol, sweep
+from numnet.lab import executor, protocol, sweep
 from numnet.lab.cli import Terminated, sigterm_as_interrupt
-tasks = sweep.expand(protocol.loads(here.TINY_PROTOCOL), 1).tasks[:1]
-ref = sweep.DataRef("mnist", None, None)
+from numnet.lab.experiments import run_groups
+from numnet.lab.experiments.work import WorkContext
+groups = run_groups(list(sweep.expand(protocol.loads(here.TINY_PROTOCOL), 1).runs[:1]))
 fn = functools.partial(here.hang, marker=sys.argv[1])
 try:
     with sigterm_as_interrupt():
-        for _ in sweep.iter_local(tasks, ref, jobs=1, task_fn=fn):
+        for _ in executor.iter_local(groups, fn, (WorkContext(),), jobs=1):
             pass
 except Terminated:
     print("terminated", flush=True)
@@ -114,19 +117,19 @@ def test_bad_scheduler_address_is_refused_at_once(tmp_path, capsys, url, words) 
 
 def test_refused_port_fails_fast(tmp_path) -> None:
     pytest.importorskip("dask.distributed")
-    tasks = sweep.expand(protocol.loads(TINY_PROTOCOL), 1).tasks[:1]
+    groups = run_groups(list(sweep.expand(protocol.loads(TINY_PROTOCOL), 1).runs[:1]))
+    ctx = WorkContext(data=sweep.DataRef("mnist", None, None))
     started = time.perf_counter()
     with pytest.raises(Exception, match="cannot connect to a Dask scheduler"):
-        list(sweep.iter_dask(tasks, sweep.DataRef("mnist", None, None),
-                             scheduler="tcp://127.0.0.1:1"))
-    assert time.perf_counter() - started < sweep.cluster.CONNECT_TIMEOUT_S + 5
+        list(executor.iter_dask(groups, work_group, (ctx,), scheduler="tcp://127.0.0.1:1"))
+    assert time.perf_counter() - started < executor.CONNECT_TIMEOUT_S + 5
 
 
-def test_absurd_number_of_tasks_is_refused_at_once(tmp_path, capsys) -> None:
+def test_absurd_number_of_runs_is_refused_at_once(tmp_path, capsys) -> None:
     proto = tmp_path / "p.toml"
     proto.write_text(TINY_PROTOCOL)
     started = time.perf_counter()
     assert main(["sweep", "--protocol", str(proto), "--seeds", "100000000",
                  "--out", str(tmp_path / "o"), "--quiet"]) == 2
-    one_line_error(capsys, "--seeds 100000000 x 5 settings plans 500000000 tasks")
+    one_line_error(capsys, "--seeds 100000000 x 5 settings plans 500000000 runs")
     assert time.perf_counter() - started < 2

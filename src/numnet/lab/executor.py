@@ -1,8 +1,9 @@
-"""Local worker processes, shared by ``numnet sweep`` and ``numnet reproduce``.
+"""Where the trainings of ``reproduce`` and ``sweep`` run: one call, ``fn(task, *args)`` per
+task, outcomes yielded as they finish, on one of two backends.
 
-:func:`iter_local` runs independent tasks (anything with a ``task_id``) on ``jobs`` worker
-processes of a ``concurrent.futures.ProcessPoolExecutor`` (forkserver, else spawn: no
-inherited threads or locks) and yields each outcome as it finishes:
+:func:`iter_local` runs the tasks (anything with a ``task_id``) on ``jobs`` local worker
+processes of a ``concurrent.futures.ProcessPoolExecutor`` (forkserver, else spawn: no inherited
+threads or locks), each with its ``threads`` pinned:
 
 - at most ``jobs`` tasks are in flight, so every submitted task is running and a broken pool
   (a worker died: killed, out of memory) tells exactly which tasks lost their worker; those
@@ -20,6 +21,13 @@ Display only: nothing flows back to the task.
 A worker whose parent was killed (SIGKILL: no Ctrl-C, no cleanup) ends itself: a watchdog
 thread waits on the parent's sentinel and exits the worker at once (and on Linux the kernel
 kills it if the forkserver dies, ``PR_SET_PDEATHSIG``).
+
+:func:`iter_dask` runs the same ``fn(task, *args)`` on a Dask distributed cluster: one
+``client.submit`` per task, outcomes as they complete. Rescheduling the tasks of a worker
+that dies is the scheduler's business (``distributed.scheduler.allowed-failures``) and
+``retries`` is Dask's own; nothing is home-made for scheduling, retries or transport. There
+is no initializer: ``fn`` pins its threads (:func:`pin_threads`) and loads what it needs once
+per worker process itself.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import signal
 import sys
 import threading
 import traceback
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -68,7 +77,7 @@ def failure(task: Any, exc: BaseException, tb: Any = None, attempts: int = 1) ->
     return TaskFailure(task.task_id, f"{type(exc).__name__}: {exc}", text, attempts, exc)
 
 
-#: What :func:`iter_local` yields per task: ``(task, result, None)`` or ``(task, None, failure)``.
+#: What the backends yield per task: ``(task, result, None)`` or ``(task, None, failure)``.
 Outcome = tuple[Any, Any, TaskFailure | None]
 #: ``poll(statuses)``: the tasks in flight, in submission order, as ``(task, values, threads)``
 #: -- the numbers its worker last reported (:meth:`WorkerSlot.report`) and its thread count.
@@ -90,7 +99,7 @@ _PINNED: list[runtime.threads] = []  # this process's thread setting, entered an
 def pin_threads(threads: int | None) -> None:
     """Run this process with ``numnet.core.runtime.threads(threads)`` -- numnet's helper
     threads and the BLAS pools -- from now on (None: leave them alone). Results do not depend
-    on it; speed does, when N worker processes share N cores.
+    on it; speed does, when N worker processes run on N CPUs.
 
     Done once per process (a worker initializer, or the first task on a Dask worker): the
     setting is entered and never left, for the life of the process."""
@@ -286,16 +295,91 @@ def iter_local(
                     else:
                         yield task, None, failure(task, exc, attempts=raised[task.task_id])
             if broken:
-                pool.shutdown(wait=True, cancel_futures=True)
+                _stop(pool)
                 pool = new_pool()
         finished = True
     finally:
         if not finished:
             # Interrupted (Ctrl-C, or the consumer stopped early): stop the running tasks now
             # rather than wait for them, and wait until every worker is gone.
-            processes = list((getattr(pool, "_processes", None) or {}).values())
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.join()
+            _stop(pool)
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop(pool: cf.ProcessPoolExecutor) -> None:
+    """Terminate every worker of ``pool`` and wait until they are gone. Also after a broken
+    pool: a worker started by a submit while the pool was breaking escapes the pool's own
+    termination, and its manager thread would wait for it forever (CPython 3.11)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ------------------------------------------------------------------------------ Dask
+
+#: How long :func:`iter_dask` waits for the Dask scheduler to answer before it gives up.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_scheduler(url: str) -> str:
+    """``url`` when it is a scheduler address ``tcp://HOST:PORT`` (or ``tls://``), port
+    1..65535; else a NumnetError naming ``--scheduler`` with an example. Checked before any
+    data is loaded or connection tried."""
+    example = "e.g. --scheduler tcp://127.0.0.1:8786"
+    scheme, sep, rest = url.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not sep or scheme not in ("tcp", "tls") or not colon or not host or "/" in rest:
+        raise NumnetError(f"--scheduler {url!r} is not a scheduler address tcp://HOST:PORT; "
+                          + example)
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise NumnetError(f"--scheduler {url!r}: the port must be a number from 1 to 65535, "
+                          f"got {port!r}; " + example)
+    return url
+
+
+def iter_dask(
+    tasks: Sequence[Any],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    *,
+    scheduler: str,
+    retries: int = 0,
+    timeout: float = CONNECT_TIMEOUT_S,
+) -> Iterator[Outcome]:
+    """Run ``fn(task, *args)`` for every task on the Dask distributed cluster at
+    ``scheduler`` (``tcp://host:port``), earlier tasks first; yield outcomes as
+    :func:`iter_local` does. ``fn`` must be importable by the workers."""
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise NumnetError("--scheduler needs Dask distributed: pip install 'numnet[cluster]'"
+                          ) from None
+    check_scheduler(scheduler)
+    try:
+        client = Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise NumnetError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler "
+                          f"({exc}); start one with `dask scheduler` and workers with "
+                          f"`dask worker {scheduler}`") from None
+    token = uuid.uuid4().hex[:8]  # fresh keys: a rerun never picks up an older result
+    try:
+        futures = [client.submit(fn, task, *args, pure=False, retries=retries,
+                                 key=f"numnet-{token}-{task.task_id}", priority=len(tasks) - k)
+                   for k, task in enumerate(tasks)]
+        by_key = dict(zip((f.key for f in futures), tasks, strict=True))
+        for fut in as_completed(futures):
+            task = by_key[fut.key]
+            if fut.status == "finished":
+                yield task, fut.result(), None
+            else:
+                try:
+                    exc, tb = fut.exception(), fut.traceback()
+                except BaseException as err:  # cancelled: no exception to fetch
+                    exc, tb = err, None
+                yield task, None, failure(task, exc, tb, attempts=retries + 1)
+            fut.release()
+    finally:
+        client.close()

@@ -2,7 +2,7 @@
 (pandas, a spreadsheet, gnuplot), like Keras' CSVLogger or Lightning's metrics.csv.
 
 Every run that numnet trains (``train``, ``reproduce``, ``sweep``) writes one next to its
-record: ``runs/<run_id>.metrics.csv`` (``tasks/<task_id>.metrics.csv`` in a sweep). Columns
+record: ``runs/<run_id>.metrics.csv`` (a sweep's too). Columns
 (:data:`METRICS_COLUMNS`), one row per evaluation per split:
 
 - ``update``: the number of SGD updates made when the weights were evaluated;

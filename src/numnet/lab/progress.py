@@ -1,6 +1,6 @@
 """Progress of training runs on the terminal: tqdm bars, periodic log lines, or nothing.
 
-Shared by ``reproduce``, ``train`` and ``compare``; every message goes through a ``Log``
+Shared by ``reproduce``, ``sweep``, ``train`` and ``compare``; every message goes through a ``Log``
 (a function taking one line of text, by default :func:`stderr_log`).
 """
 

@@ -112,8 +112,8 @@ SHARED_HELP = {
                    "ones (the shapes must still be 28x28 images and labels 0-9)",
     "--quiet": "no progress bars and no line per sweep task: plain log lines on stderr (a few "
                "per run), then the results",
-    "--threads": "threads for numnet (evaluation lanes and an evaluation beside the "
-                 "training), the BLAS pools and PyTorch alike "
+    "--threads": "threads per process for numnet (an evaluation's threads, and one beside "
+                 "the training), the BLAS pools and PyTorch alike "
                  "(numnet.core.runtime.threads); results do not depend on it; 0 leaves them "
                  "as they are (default: %(default)s)",
     "--kernels": f"the core's kernels: fast (fused, buffered, threaded) or plain (the "
@@ -171,8 +171,8 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 def add_threads(p: argparse.ArgumentParser, default: int) -> None:
     """``--threads N``: ``numnet.core.runtime.threads(N)`` in every command; ``default`` is
-    the command's (0 for reproduce and train; 1 where processes or two libraries share the
-    cores: compare, sweep)."""
+    the command's (0 for reproduce and train; 1 where several jobs or two libraries run at
+    once: compare, sweep)."""
     p.add_argument("--threads", type=int, default=default, metavar="N",
                    help=SHARED_HELP["--threads"])
 

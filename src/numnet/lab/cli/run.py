@@ -45,10 +45,8 @@ def register(subparsers: Any) -> None:
                         "another configuration there (refused without it)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="worker processes training runs at once, longest first (default: one "
-                        "per available core; 1: one run after the other in this process). "
-                        "Each worker starts single-threaded; once fewer runs than cores are "
-                        "left, the idle cores go to the running ones (unless --threads fixes "
-                        "the count). Results do not depend on it")
+                        "per CPU; 1: one run after the other in this process). Each worker "
+                        "has 1 thread unless --threads says. Results do not depend on it")
     _training_options(p)
     p.set_defaults(handler="run:reproduce")
 

@@ -1,11 +1,11 @@
 """``numnet sweep``: the parser (the handler is :mod:`numnet.lab.cli.commands.sweep`).
 
-Every (model, setting, seed) of a protocol (or a grid) runs as an independent task, on local
-worker processes or a Dask distributed cluster, aggregated per cell (mean ± std).
+Every (model, setting, seed) of a protocol (or a grid) is one run, made as reproduce makes its
+runs, on local worker processes or a Dask distributed cluster, aggregated per cell (mean ± std).
 
-Exit codes: 0 every task finished (a diverged run is a result, not a failure); 1 some task
+Exit codes: 0 every run finished (a diverged run is a result, not a failure); 1 some run
 failed (its error is in OUT/errors/ and in the summary; rerunning the same command retries
-only the unfinished tasks); 2 bad usage or input; 130 interrupted (finished tasks are kept).
+only the unfinished runs); 2 bad usage or input; 130 interrupted (finished runs are kept).
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ def register(subparsers: Any) -> None:
         "sweep",
         help="many seeds (and a grid of settings) per cell, locally or on a Dask cluster",
         description=(
-            "Run every (model, setting, seed) of a protocol as an independent task, on --jobs "
-            "local worker processes (each with --threads threads) or on the Dask distributed "
-            "cluster at --scheduler, streaming each finished task to OUT/tasks/. Then write "
-            "summary.json/.csv/.md, summary_table.png (mean ± std per cell) and "
-            "learning_curves.png (mean curves with bands). Rerunning the same command with the "
-            "same --out skips finished tasks. Without --grid, seed r of a protocol seeded s is "
-            "the run `numnet reproduce --seed s+r` makes. "
+            "Make every (model, setting, seed) of a protocol as reproduce makes its runs, on "
+            "--jobs local worker processes (each with --threads threads) or on the Dask "
+            "distributed cluster at --scheduler, saving each finished run to OUT/runs/ and "
+            "OUT/weights/ as reproduce does. Then write summary.json/.csv/.md, "
+            "summary_table.png (mean ± std per cell) and learning_curves.png (mean curves with "
+            "bands). Rerunning the same command with the same --out skips finished runs. "
+            "Without --grid, seed r of a protocol seeded s is the run `numnet reproduce --seed "
+            "s+r` makes. "
             f"Built-in protocols: {common.BUILTINS}."
         ),
     )
@@ -42,19 +43,21 @@ def register(subparsers: Any) -> None:
                         "setting")
     common.add_models(p)
     p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="local worker processes (default: the cores available)")
+                   help="local worker processes (default: one per CPU; 1: in this process)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run on this Dask distributed scheduler instead (numnet[cluster]); "
                         "workers load the data from their own cache or --data-dir")
     p.add_argument("--retries", type=int, default=1, metavar="N",
-                   help="resubmit a task that raised N times before reporting it (default 1)")
+                   help="retry a run that raised N times before reporting it (default 1)")
     common.add_out(p)
     common.add_quick(p)
-    p.add_argument("--force", action="store_true", help="redo tasks already finished in --out")
+    p.add_argument("--force", action="store_true",
+                   help="redo runs already finished in --out, and replace the outputs of "
+                        "another configuration there (refused without it)")
     common.add_device(p)
     common.add_dataset(p)
     common.add_data(p)
-    # 1 by default: each of the N worker processes gets 1, so that they share the cores
+    # 1 by default: each of the --jobs worker processes gets 1 thread
     common.add_threads(p, 1)
     common.add_quiet(p)
     p.set_defaults(handler="sweep:sweep")

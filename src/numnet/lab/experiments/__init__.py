@@ -1,6 +1,20 @@
-"""``numnet reproduce``: every run of a protocol, resumable, with all its outputs.
+"""The one pipeline of every experiment -- plan, execute, record, render -- and ``numnet
+reproduce``, its first user (``numnet sweep``, :mod:`numnet.lab.sweep`, is a reproduce over
+seeds and a grid; ``numnet train`` records its one run the same way).
 
-:func:`reproduce` plans the runs of a protocol (:func:`plan_runs`), trains each one with
+- **Plan** (:mod:`~numnet.lab.experiments.plan`): every run is a
+  :class:`~numnet.lab.training.RunSpec` (:func:`plan_runs`; a sweep's carry a ``replicate``
+  label); the runs one training makes are grouped (:func:`run_groups`).
+- **Execute** (:mod:`~numnet.lab.experiments.execute`): the groups go to the one worker
+  function (:mod:`~numnet.lab.experiments.work`) in this process (``jobs=1``) or on a backend
+  of :mod:`numnet.lab.executor` (local worker processes, or a Dask cluster for a sweep),
+  which returns their results.
+- **Record** (:mod:`~numnet.lab.experiments.store`): this process writes every run's record,
+  metrics and weights, and reads them back to resume; the folder is claimed (locked, its
+  configuration checked) for the whole command.
+- **Render**: reproduce's results and report (below); a sweep's summary over the same records.
+
+``reproduce`` plans the runs of a protocol, trains each one with
 :func:`numnet.lab.training.train_run`, saves each finished run as it completes, then writes the
 results and the report into the output folder::
 
@@ -33,16 +47,17 @@ Shared runs: under shared starts, a run that is a prefix of another (same spec b
 epochs: :func:`run_groups`) is taken from the longer run at its own last update (550*E + 1
 for E epochs), identical to training it alone; its record says ``shared_with``.
 
-Parallel: the trainings (:class:`RunGroup`) run on ``jobs`` worker processes of
-:mod:`numnet.lab.executor` (default one per core; ``jobs=1`` in this process), longest first
-(:func:`estimated_cost`), each single-threaded while others wait and sharing the idle cores
-once fewer trainings than cores are left. Each worker saves the runs it ends
-(:mod:`~numnet.lab.experiments.work`); an interruption stops and joins the workers, keeping
-every run that ended.
+Parallel: the trainings (:class:`RunGroup`) run on ``jobs`` worker processes (default one per
+CPU; ``jobs=1`` in this process, each run saved as it ends), longest first
+(:func:`estimated_cost`), each with ``threads`` threads (1 unless given). A worker returns a
+group's results when it ends and this process saves them; with workers, each draws its runs'
+evidence figures for the report (:mod:`~numnet.lab.experiments.figures`). An interruption
+stops and joins the workers, keeping every run saved.
 
 Modules: :mod:`~numnet.lab.experiments.plan` (runs and seeds),
-:mod:`~numnet.lab.experiments.store` (finished runs on disk, resume),
-:mod:`~numnet.lab.experiments.work` (one training, here or in a worker),
+:mod:`~numnet.lab.experiments.execute` (resume, run the groups, record, failure policy),
+:mod:`~numnet.lab.experiments.work` (the one worker function),
+:mod:`~numnet.lab.experiments.store` (run records on disk, resume, the folder's claim),
 :mod:`~numnet.lab.experiments.runner` (``reproduce`` and ``train``).
 """
 

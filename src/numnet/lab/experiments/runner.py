@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,32 +11,22 @@ from typing import Any
 from numnet.core import runtime
 from numnet.core.datasets import Datasets
 from numnet.core.errors import NumnetError
-from numnet.core.io import make_dir, remove_stale_parts, write_json, write_text
+from numnet.core.io import make_dir, write_json, write_text
 from numnet.core.names import DEFAULT_KERNELS, KERNELS
-from numnet.core.runtime import available_cores
 from numnet.lab import data as data_mod
-from numnet.lab import executor
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.environment import data_info, environment_info
-from numnet.lab.experiments.plan import RunGroup, estimated_cost, plan_runs, run_groups
-from numnet.lab.experiments.store import claim_folder, load_run, run_paths, save_run
-from numnet.lab.experiments.work import (
-    PROGRESS_FIELDS,
-    RunContext,
-    install_data,
-    progress_of,
-    train_group,
-    work_group,
-)
-from numnet.lab.metrics import metrics_path, write_metrics
-from numnet.lab.progress import InFlight, Log, ProgressDisplay, plural, stderr_log
+from numnet.lab.experiments.execute import execute
+from numnet.lab.experiments.plan import plan_runs
+from numnet.lab.experiments.store import claim_folder, load_run, save_run
+from numnet.lab.progress import Log, ProgressDisplay, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, timestamp
 from numnet.lab.report import diagnosis_records, write_report
 from numnet.lab.results import QUICK_LABEL, results_csv, results_document
 from numnet.lab.training import Reporter, RunResult, RunSpec, expected_updates, train_run
 
-#: numnet threads of each worker process (evaluation lanes; a training step runs on one)
+#: numnet threads of each worker process unless --threads says (a training step runs on one)
 WORKER_THREADS = 1
 
 
@@ -120,15 +109,14 @@ def reproduce(
     ``[quick]`` variant. progress: "bars", "log", "none" or "auto" (bars on a terminal, else
     log lines). kernels: the core implementation ("fast" or "plain").
 
-    jobs: worker processes (None: ``numnet.core.runtime.available_cores()``); 1 trains in this
-    process, one run after the other. Each worker trains one run at a time, longest first
-    (:func:`estimated_cost`); runs that are a prefix of another (:func:`run_groups`) are taken
-    from it. threads: with one job, ``numnet.core.runtime.threads(threads)`` while training
-    (None: leave the thread counts as they are); with several, every worker's fixed count
-    (None: one each, and once fewer runs than cores are left, the cores are shared among the
-    running ones). Results depend on neither. internals: record the training internals
-    (``numnet.lab.training.internals``). verify: check the data against the pinned checksums
-    (False: ``--no-verify``).
+    jobs: worker processes (None: one per CPU); 1 trains in this process, one run after the
+    other. Each worker trains one group at a time, longest first (:func:`estimated_cost`);
+    runs that are a prefix of another (:func:`run_groups`) are taken from it
+    (:func:`~numnet.lab.experiments.execute.execute`). threads: with one job,
+    ``numnet.core.runtime.threads(threads)`` while training (None: leave the thread counts as
+    they are); with several, every worker's count (None: one each). Results depend on neither.
+    internals: record the training internals (``numnet.lab.training.internals``). verify:
+    check the data against the pinned checksums (False: ``--no-verify``).
     Returns a :class:`ReproduceOutcome`; raises KeyboardInterrupt after saving what finished.
     """
     started = time.perf_counter()
@@ -161,84 +149,33 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
     protocol, specs, out, data, info = set_up(protocol, None, False, models, out, data,
                                               data_dir, progress, kernels=kernels,
                                               internals=internals, verify=verify)
-    phash = protocol.hash
-
-    totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)
-              for s in specs}
-    finished = {} if force else {
-        s.run_id: r for s in specs
-        if (r := load_run(out, s, phash, info["fingerprint"])) is not None
-    }
-    groups = run_groups([s for s in specs if s.run_id not in finished])
-    jobs = min(jobs or available_cores(), max(len(groups), 1))
-    display = ProgressDisplay(progress, log, sum(totals[g.task_id] for g in groups))
+    with runtime.threads(threads), runtime.single_threaded_blas():  # as every training runs
+        # the counts of this process; the workers' are timing["threads_per_run"]
+        environment = environment_info(threads)
     quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
-    shared = sum(len(g.shorter) for g in groups)
-    display.message(f"numnet reproduce: protocol {protocol.name}{quick_note} "
-                    f"(hash {phash}), {plural(len(specs), 'run')}"
-                    + (f" ({shared} taken from longer runs)" if shared else "")
-                    + (f", {jobs} worker processes" if jobs > 1 else "") + f", output {out}")
-    outcome = ReproduceOutcome(out_dir=out, protocol=protocol, results=[])
-    done: dict[str, RunResult] = {}
     # Each run's evidence figures depend on its record alone: with workers, the worker that
     # trained a run draws them, not this process after the last run (experiments.figures).
-    ctx = RunContext(out, phash, info["fingerprint"], device,
-                     draw_figures=make_report and jobs > 1)
-    worker_cpu = [0.0]
-    drawn: dict[str, dict[str, bytes]] = {}  # run_id -> its evidence figures, drawn already
-
-    def ended(result: RunResult, reused: bool = False) -> None:
-        done[result.run_id] = result
-        display.end_run(f"[{len(done)}/{len(specs)}]", result, totals[result.run_id],
-                        reused=reused)
-
-    try:
-        for spec in specs:
-            if spec.run_id in finished:
-                outcome.reused.append(spec.run_id)
-                record_path, _ = run_paths(out, spec.run_id)
-                if not metrics_path(record_path).is_file():  # a run saved before metrics
-                    write_metrics(record_path, finished[spec.run_id].to_dict(),
-                                  data.train.num_examples)
-                ended(finished[spec.run_id], reused=True)
-        with runtime.threads(threads):
-            with runtime.single_threaded_blas():  # as every training runs (work.train_group)
-                # the counts of this process; the workers' are timing["threads_per_run"]
-                environment = environment_info(threads)
-            if jobs == 1:
-                for group in groups:
-                    display.start_run(f"[{len(done) + 1}/{len(specs)}]", group.trained,
-                                      totals[group.task_id])
-                    for result in train_group(group, ctx, data, on_progress=display.update):
-                        ended(result)
-        if jobs > 1:
-            _train_on_workers(groups, ctx, data, jobs, threads, display, ended, worker_cpu,
-                              drawn)
-    except KeyboardInterrupt as exc:
-        display.close()
-        message = (f"numnet reproduce: interrupted; {len(done)} of {len(specs)} "
-                   f"runs are saved in {out}. Rerun the same command to finish the others.")
-        log(message)
-        exc.add_note(message)  # said once: the command line adds nothing
-        raise
-    finally:
-        display.close()
-
-    outcome.results = [done[s.run_id] for s in specs]
-    outcome.trained = [s.run_id for s in specs if s.run_id not in finished]
+    ex = execute(specs, out, data, info=info, protocol_hash=protocol.hash,
+                 what="numnet reproduce", title=f"protocol {protocol.name}{quick_note} "
+                 f"(hash {protocol.hash})", jobs=jobs, threads=threads, device=device,
+                 force=force, figures=make_report, progress=progress, log=log)
+    outcome = ReproduceOutcome(out_dir=out, protocol=protocol,
+                               results=[ex.results[s.run_id] for s in specs],
+                               reused=list(ex.reused),
+                               trained=[s.run_id for s in specs if s.run_id not in ex.reused])
     outcome.wall_time = time.perf_counter() - started
-    trained = [done[rid] for rid in outcome.trained]
+    trained = [ex.results[rid] for rid in outcome.trained]
     timing = {
         "started_at": started_at,
         "finished_at": timestamp(),
         "wall_time": outcome.wall_time,
         # this process and the workers, all threads
-        "cpu_time": time.process_time() - cpu_started + worker_cpu[0],
+        "cpu_time": time.process_time() - cpu_started + ex.cpu_time,
         "training_time": sum(r.wall_time for r in trained if r.shared_with is None),
         "reused_runs": list(outcome.reused),
         # worker processes (1: this process) and their threads; results depend on neither
-        "jobs": jobs,
-        "threads_per_run": threads if threads or jobs == 1 else WORKER_THREADS,
+        "jobs": ex.jobs,
+        "threads_per_run": threads if threads or ex.jobs == 1 else WORKER_THREADS,
         "shared_runs": {r.run_id: r.shared_with for r in trained if r.shared_with},
     }
     outcome.results_json = results_document(
@@ -247,7 +184,7 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
     write_json(out / "results.json", outcome.results_json)
     write_text(out / "results.csv", results_csv(outcome.results_json))
     if make_report:
-        write_report(out, outcome.results_json, drawn)
+        write_report(out, outcome.results_json, ex.figures)
     # results.json's wall time ends before the report; the command's includes it
     outcome.wall_time = time.perf_counter() - started
     log(f"numnet reproduce: done in {outcome.wall_time:.1f} s ({len(outcome.trained)} trained"
@@ -255,44 +192,6 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
            if timing["shared_runs"] else "")
         + f", {len(outcome.reused)} reused); outputs in {out}")
     return outcome
-
-
-def _train_on_workers(groups: list[RunGroup], ctx: RunContext, data: Datasets, jobs: int,
-                      threads: int | None, display: ProgressDisplay,
-                      ended: Callable[[RunResult], None], worker_cpu: list[float],
-                      drawn: dict[str, dict[str, bytes]]) -> None:
-    """The groups on ``jobs`` worker processes (numnet.lab.executor), longest first; every
-    result passed to ``ended`` as its group finishes, the evidence figures its worker drew
-    (``ctx.draw_figures``) put in ``drawn``. A run that fails raises here (its workers
-    stopped); an interruption stops the workers and removes their half-written files (every
-    complete file stays)."""
-    order = sorted(groups, key=lambda g: -estimated_cost(g.trained))  # stable among equals
-
-    def poll(statuses: list[tuple[RunGroup, list[float], int]]) -> None:
-        display.in_flight([
-            InFlight(g.task_id, int(p.get("update", 0)), int(p.get("total", 0)),
-                     p.get("test_accuracy"), float(p.get("elapsed", 0.0)), n)
-            for g, values, n in statuses for p in [progress_of(values)]])
-
-    outcomes = executor.iter_local(
-        order, work_group, (ctx,), jobs=jobs, threads=threads or WORKER_THREADS,
-        initializer=install_data, initargs=(data,), fields=len(PROGRESS_FIELDS), poll=poll,
-        log=display.message, what="numnet reproduce")
-    try:
-        for group, value, failed in outcomes:
-            if failed is not None:
-                if isinstance(failed.exception, NumnetError | ValueError):
-                    raise failed.exception
-                raise NumnetError(f"{group.task_id}: {failed.error}")
-            results, cpu, images = value
-            worker_cpu[0] += cpu
-            drawn.update(images)
-            for result in results:
-                ended(result)
-    finally:
-        outcomes.close()  # stops and joins the workers when interrupted or failed
-        for folder in ("runs", "weights"):
-            remove_stale_parts(ctx.out_dir / folder, older_than_s=0)
 
 
 def train_one(

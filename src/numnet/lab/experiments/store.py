@@ -1,5 +1,7 @@
-"""The finished runs in an output folder: ``runs/<run_id>.json`` (the record) and
-``weights/<run_id>.npz`` (the trained weights). A run counts as finished once its record exists;
+"""The one module that writes and reads run records, for ``train``, ``reproduce`` and
+``sweep`` alike: ``runs/<run_id>.json`` (the record, format :data:`RUN_FORMAT`) and
+``weights/<run_id>.npz`` (the trained weights); a sweep's failed runs in
+``errors/<run_id>.json``. A run counts as finished once its record exists;
 it is written after the weights, so a killed process leaves no record of a half-saved run.
 Its metrics, ``runs/<run_id>.metrics.csv`` (:mod:`numnet.lab.metrics`), are written before the
 record too (with the training internals as extra columns when the run has them). A record is
@@ -21,6 +23,7 @@ from typing import Any
 from numnet.core import serialize
 from numnet.core.errors import FolderError, NumnetError, WeightsFileError
 from numnet.core.io import folder_lock, read_json, remove_stale_parts, write_json
+from numnet.lab.executor import TaskFailure
 from numnet.lab.metrics import write_metrics
 from numnet.lab.records import load_finished
 from numnet.lab.report.diagnosis import diagnose
@@ -34,33 +37,44 @@ def run_paths(out_dir: Path, run_id: str) -> tuple[Path, Path]:
     return out_dir / "runs" / f"{run_id}.json", out_dir / "weights" / f"{run_id}.npz"
 
 
-def load_run(out_dir: Path, spec: RunSpec, protocol_hash: str,
-             fingerprint: str) -> RunResult | None:
-    """The saved result of ``spec`` in ``out_dir`` if it is finished *and* was made by the
-    same protocol hash, the same spec and the same data; otherwise None (retrain)."""
+def load_record(out_dir: Path, spec: RunSpec, protocol_hash: str,
+                fingerprint: str | None) -> dict[str, Any] | None:
+    """The saved record of ``spec`` in ``out_dir`` if it is finished (weights verified) *and*
+    was made by the same protocol hash, the same spec and the same data (``fingerprint``;
+    None: not known here, a Dask sweep's, whose folder's configuration names the data);
+    otherwise None (retrain)."""
     record_path, weights_path = run_paths(out_dir, spec.run_id)
-    record = load_finished(record_path, {
-        "format": RUN_FORMAT,
-        "protocol_hash": protocol_hash,
-        "data_fingerprint": fingerprint,
-        "result.spec": spec.to_dict(),
-    }, requires=[weights_path])
+    expected = {"format": RUN_FORMAT, "protocol_hash": protocol_hash,
+                "result.spec": spec.to_dict()}
+    if fingerprint is not None:
+        expected["data_fingerprint"] = fingerprint
+    record = load_finished(record_path, expected, requires=[weights_path])
     if record is None:
         return None
     try:
         serialize.verify(weights_path)
+        RunResult.from_dict(record["result"])
     except WeightsFileError:
         return None  # truncated or damaged weights: the run is not finished, retrain it
-    try:
-        return RunResult.from_dict(record["result"])
     except (KeyError, TypeError, ValueError):
         return None  # a record of another shape: retrain
+    return record
+
+
+def load_run(out_dir: Path, spec: RunSpec, protocol_hash: str,
+             fingerprint: str | None) -> RunResult | None:
+    """The saved result of ``spec`` (see :func:`load_record`), or None (retrain)."""
+    record = load_record(out_dir, spec, protocol_hash, fingerprint)
+    return None if record is None else RunResult.from_dict(record["result"])
 
 
 def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: str, *,
-             train_examples: int | None = None) -> None:
+             train_examples: int | None = None,
+             worker: dict[str, Any] | None = None) -> dict[str, Any]:
     """Save a finished run: its weights first, its metrics CSV (``train_examples``: the train
-    split's size, for the epoch column), then its record (the 'finished' marker)."""
+    split's size, for the epoch column), then its record (the 'finished' marker), which it
+    returns. ``worker``: where it ran (host, pid, threads), kept under the record's ``worker``
+    key, which ``numnet.lab.records.strip_timing`` leaves out."""
     record_path, weights_path = run_paths(out_dir, result.run_id)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     if result.model is not None:  # serialize.save is atomic
@@ -74,14 +88,28 @@ def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: 
         })
     write_metrics(record_path, result.to_dict(), train_examples,
                   result.evaluation_times or None)
-    write_json(record_path, {
+    record = {
         "format": RUN_FORMAT,
         "protocol_hash": protocol_hash,
         "data_fingerprint": fingerprint,
         "weights": str(weights_path.relative_to(out_dir)),
         "weights_format": serialize.FORMAT,
         "result": result.to_dict(),
-    })
+        **({"worker": worker} if worker is not None else {}),
+    }
+    write_json(record_path, record)
+    error_path(out_dir, result.run_id).unlink(missing_ok=True)  # a sweep's earlier failure
+    return record
+
+
+def error_path(out_dir: Path, run_id: str) -> Path:
+    """``errors/<run_id>.json``: a run that failed in a sweep (retried on the next one)."""
+    return out_dir / "errors" / f"{run_id}.json"
+
+
+def save_error(out_dir: Path, failure: TaskFailure) -> None:
+    """Record a failed run (its error and traceback) in ``errors/<run_id>.json``."""
+    write_json(error_path(out_dir, failure.task_id), failure.to_dict())
 
 
 # ------------------------------------------------------------------------------ the folder
@@ -95,7 +123,7 @@ FOLDER_FORMAT = "numnet.folder/1"
 @contextlib.contextmanager
 def claim_folder(out_dir: Path, kind: str, configuration: dict[str, Any],
                  force: bool = False, entry: str | None = None) -> Iterator[Path]:
-    """Take ``out_dir`` for a command of ``kind`` ("reproduce", "train") making
+    """Take ``out_dir`` for a command of ``kind`` ("reproduce", "train", "sweep") making
     ``configuration`` (a JSON-able dict: the protocol's semantic fields, or a run spec).
 
     While the block runs the folder is locked (:func:`numnet.core.io.folder_lock`: a second
@@ -123,7 +151,7 @@ def claim_folder(out_dir: Path, kind: str, configuration: dict[str, Any],
                 raise FolderError(
                     f"{out} holds the outputs of another configuration ({differs}); choose "
                     "another --out, or pass --force to replace them")
-        for folder in (out, out / "runs", out / "weights"):
+        for folder in (out, out / "runs", out / "weights", out / "errors"):
             with contextlib.suppress(OSError):
                 remove_stale_parts(folder, older_than_s=0)
         recorded = configuration if entry is None else {**entries, entry: configuration}

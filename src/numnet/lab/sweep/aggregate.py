@@ -2,7 +2,9 @@
 accuracies with a 95% t-interval, per-evaluation bands of the curves), and summary.json.
 
 Aggregation counts runs with status ``ok``; a diverged run (a result, not an error) is counted
-in ``n_diverged`` and left out of the statistics; a failed task is counted in ``n_error``.
+in ``n_diverged`` and left out of the statistics; a failed run is counted in ``n_error``.
+The runs are read from their records (``runs/<run_id>.json``, ``record["result"]``), the same
+records ``reproduce`` writes.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from typing import Any
 
 from numnet import __version__
 from numnet.lab.environment import environment_info
+from numnet.lab.executor import TaskFailure
+from numnet.lab.experiments.execute import Execution
 from numnet.lab.stats import curve_stats, describe
-from numnet.lab.sweep.outcome import SweepOutcome, TaskFailure
-from numnet.lab.sweep.plan import SweepPlan, SweepTask
+from numnet.lab.sweep.plan import SweepPlan, cell_id
+from numnet.lab.training import RunSpec
 
 SUMMARY_FORMAT = "numnet.sweep-summary/1"  # format names: as before the core/lab split
 
@@ -22,15 +26,16 @@ SUMMARY_FORMAT = "numnet.sweep-summary/1"  # format names: as before the core/la
 def aggregate(plan: SweepPlan, records: dict[str, dict[str, Any]],
               failures: dict[str, TaskFailure] | None = None) -> list[dict[str, Any]]:
     """Per cell of ``plan``: counts, the statistics of the final test and train accuracies of
-    its ``ok`` runs, and the per-evaluation statistics of its curves (for the bands)."""
+    its ``ok`` runs (``records``: run records by run id), and the per-evaluation statistics of
+    its curves (for the bands)."""
     failures = failures or {}
-    by_cell: dict[str, list[SweepTask]] = {}
-    for task in plan.tasks:
-        by_cell.setdefault(task.cell_id, []).append(task)
+    by_cell: dict[str, list[RunSpec]] = {}
+    for spec in plan.runs:
+        by_cell.setdefault(cell_id(spec), []).append(spec)
     cells = []
     for cell in plan.cells:
-        tasks = by_cell.get(cell.cell_id, [])
-        runs = [records[t.task_id]["result"] for t in tasks if t.task_id in records]
+        specs = by_cell.get(cell.cell_id, [])
+        runs = [records[s.run_id]["result"] for s in specs if s.run_id in records]
         ok = [r for r in runs if r["status"] == "ok"]
         samples = max((r["samples"] for r in ok), key=len, default=[])
         cells.append({
@@ -42,13 +47,13 @@ def aggregate(plan: SweepPlan, records: dict[str, dict[str, Any]],
             "lr": cell.spec.lr,
             "reduction": cell.spec.reduction,
             "spec": cell.spec.to_dict(),
-            "n_tasks": len(tasks),
+            "n_tasks": len(specs),
             "n_ok": len(ok),
             "n_diverged": sum(r["status"] != "ok" for r in runs),
-            "n_error": sum(t.task_id in failures for t in tasks),
-            "n_missing": sum(t.task_id not in records and t.task_id not in failures
-                             for t in tasks),
-            "seeds": [t.spec.seed for t in tasks],
+            "n_error": sum(s.run_id in failures for s in specs),
+            "n_missing": sum(s.run_id not in records and s.run_id not in failures
+                             for s in specs),
+            "seeds": [s.seed for s in specs],
             "final_test_accuracy": describe([r["final_test_accuracy"] for r in ok]),
             "final_train_accuracy": describe([r["final_train_accuracy"] for r in ok]),
             "final_test_accuracies": [r["final_test_accuracy"] for r in runs],
@@ -82,12 +87,12 @@ def cell_text(cell: dict[str, Any]) -> str:
     return text + (f" [{', '.join(notes)}]" if notes else "")
 
 
-def summary_document(plan: SweepPlan, outcome: SweepOutcome, *, executor: str, device: str,
+def summary_document(plan: SweepPlan, outcome: Execution, *, executor: str, device: str,
                      wall_time: float, threads: int | None = 1) -> dict[str, Any]:
     """The content of summary.json (``threads``: the workers' ``--threads`` setting)."""
     records = outcome.records
-    fingerprints = sorted({r["data"]["fingerprint"] for r in records.values()})
-    run_now = [t for t in records if t not in outcome.reused]
+    fingerprints = sorted({r["data_fingerprint"] for r in records.values()})
+    run_now = outcome.made
     return {
         "format": SUMMARY_FORMAT,
         "numnet": __version__,

@@ -1,11 +1,12 @@
-"""The driver of a sweep: which tasks are still to do (resume), running them on the chosen
-executor while each result is written as it arrives, and the whole command (:func:`sweep`)."""
+"""The command: a sweep planned (:func:`~numnet.lab.sweep.plan.expand`), executed and recorded
+by the pipeline ``reproduce`` uses (:func:`numnet.lab.experiments.execute.execute`), then
+summarised (:func:`sweep`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,131 +15,34 @@ from numnet import __version__
 from numnet.core import backend
 from numnet.core.errors import NumnetError
 from numnet.core.io import write_json, write_text
-from numnet.core.runtime import available_cores
 from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
-from numnet.lab.experiments.plan import estimated_cost
-from numnet.lab.metrics import write_metrics
+from numnet.lab.experiments.execute import Execution, execute
+from numnet.lab.experiments.store import claim_folder
+from numnet.lab.experiments.work import DataRef, work_group
 from numnet.lab.progress import Log, plural, stderr_log
 from numnet.lab.protocol import Protocol
-from numnet.lab.records import default_out_dir, load_finished
+from numnet.lab.records import default_out_dir
 from numnet.lab.sweep.aggregate import summary_document
-from numnet.lab.sweep.cluster import iter_dask
-from numnet.lab.sweep.local import iter_local
-from numnet.lab.sweep.outcome import (
-    TASK_FORMAT,
-    Outcome,
-    SweepOutcome,
-    TaskFn,
-    error_path,
-    task_path,
-)
-from numnet.lab.sweep.plan import DataRef, SweepPlan, SweepTask, expand
+from numnet.lab.sweep.plan import SweepPlan, expand
 from numnet.lab.sweep.render import write_outputs
-from numnet.lab.sweep.worker import run_task
+from numnet.lab.training import RunSpec
 
 SWEEP_FORMAT = "numnet.sweep/1"  # format names: as before the core/lab split
 
 
-def load_task(out_dir: Path, task: SweepTask, data: DataRef) -> dict[str, Any] | None:
-    """The saved record of ``task`` if it was made with the same spec and data split."""
-    return load_finished(task_path(out_dir, task.task_id), {
-        "format": TASK_FORMAT,
-        "result.spec": task.spec.to_dict(),
-        "data.dataset": data.dataset,
-        "data.validation_examples": data.validation_size,
-    })
-
-
-def run_tasks(
-    tasks: Sequence[SweepTask],
-    out_dir: str | Path,
-    data: DataRef,
-    *,
-    jobs: int | None = None,
-    scheduler: str | None = None,
-    device: str = "cpu",
-    retries: int = 1,
-    threads: int | None = 1,
-    force: bool = False,
-    task_fn: TaskFn = run_task,
-    log: Log = stderr_log,
-) -> SweepOutcome:
-    """Run the unfinished ``tasks`` (locally with ``jobs`` processes, or on the Dask cluster
-    at ``scheduler``), writing each record to ``tasks/<task_id>.json`` as it arrives.
-
-    ``threads``: ``numnet.core.runtime.threads`` of every worker process (1: N processes share
-    the cores). ``task_fn(task, data, device, threads) -> record`` replaces :func:`run_task` (it
-    must be importable by the workers). Returns a :class:`SweepOutcome`; failed tasks are in
-    ``failures`` (and ``errors/``), never raised.
-    """
-
-    out = Path(out_dir)
-    started = time.perf_counter()
-    outcome = SweepOutcome()
-    todo = []
-    for task in tasks:
-        record = None if force else load_task(out, task, data)
-        if record is not None:
-            outcome.records[task.task_id] = record
-            outcome.reused.append(task.task_id)
-        else:
-            todo.append(task)
-    if outcome.reused:
-        log(f"numnet sweep: {len(outcome.reused)} of {len(tasks)} tasks already finished "
-            f"in {out}; skipping them")
-    if todo:
-        todo.sort(key=lambda t: -estimated_cost(t.spec))  # stable: plan order among equals
-        if scheduler:
-            outcomes = iter_dask(todo, data, scheduler=scheduler, device=device,
-                                 retries=retries, threads=threads, task_fn=task_fn,
-                                 log=log)
-            where = f"Dask cluster {scheduler}"
-        else:
-            jobs = jobs or available_cores()
-            outcomes = iter_local(todo, data, jobs=min(jobs, len(todo)), device=device,
-                                  retries=retries, threads=threads, task_fn=task_fn,
-                                  log=log)
-            where = f"{min(jobs, len(todo))} local worker processes"
-        log(f"numnet sweep: running {plural(len(todo), 'task')} on {where}")
-        total = len(todo)
-        try:
-            _collect(outcomes, out, outcome, total, log)
-        except KeyboardInterrupt as exc:
-            outcomes.close()  # stops the local workers (their tasks are lost, not saved)
-            message = (f"numnet sweep: interrupted; {len(outcome.records)} of {len(tasks)} "
-                       f"tasks are saved in {out}. Rerun the same command to finish the others.")
-            log(message)
-            exc.add_note(message)  # said once: the command line adds nothing
-            raise
-    outcome.wall_time = time.perf_counter() - started
-    return outcome
-
-
-def _collect(outcomes: Iterator[Outcome], out: Path, outcome: SweepOutcome, total: int,
-             log: Log) -> None:
-    """Write each outcome as it arrives (task record or error file) and log it."""
-    for k, (task, record, failure) in enumerate(outcomes, start=1):
-        if task.task_id in outcome.records or task.task_id in outcome.failures:
-            continue  # exactly once, whatever an executor might repeat
-        if record is not None:
-            # the metrics CSV first: a task with a record always has its metrics
-            write_metrics(task_path(out, task.task_id), record["result"],
-                          record.get("data", {}).get("train_examples"),
-                          record.get("timing", {}).get("evaluation_wall_times"))
-            write_json(task_path(out, task.task_id), record)
-            error_path(out, task.task_id).unlink(missing_ok=True)
-            outcome.records[task.task_id] = record
-            r = record["result"]
-            acc = r["final_test_accuracy"]
-            log(f"[{k}/{total}] {task.task_id}: {r['status']}, final test accuracy "
-                f"{'-' if acc is None else f'{acc:.4f}'}, {r['wall_time']:.1f} s "
-                f"({record['worker']['host']}:{record['worker']['pid']})")
-        else:
-            assert failure is not None
-            write_json(error_path(out, task.task_id), failure.to_dict())
-            outcome.failures[task.task_id] = failure
-            log(f"[{k}/{total}] {task.task_id}: FAILED: {failure.error}")
+def run_sweep(specs: Sequence[RunSpec], out_dir: str | Path, data: DataRef, *,
+              retries: int = 1, threads: int | None = 1, progress: str = "log",
+              **options: Any) -> Execution:
+    """Execute the runs ``specs`` of a sweep into ``out_dir``: :func:`execute` with a sweep's
+    failure policy (a failed run is retried ``retries`` times, then recorded in ``errors/``,
+    and the others go on: failures are in the result, never raised) and its defaults (1
+    thread per worker, log lines). Locally the data are loaded here once and handed to each
+    worker; on the Dask cluster at ``scheduler`` each worker loads ``data`` itself.
+    ``options``: :func:`execute`'s (``jobs``, ``scheduler``, ``device``, ``force``,
+    ``protocol_hash``, ``fn``, ``log``...)."""
+    return execute(specs, Path(out_dir), data, what="numnet sweep", keep_going=True,
+                   retries=retries, threads=threads, progress=progress, **options)
 
 
 @dataclass
@@ -147,7 +51,7 @@ class SweepResult:
 
     out_dir: Path
     plan: SweepPlan
-    outcome: SweepOutcome
+    outcome: Execution
     summary: dict[str, Any]
 
     @property
@@ -171,7 +75,8 @@ def sweep(
     data_dir: str | None = None,
     retries: int = 1,
     force: bool = False,
-    task_fn: TaskFn = run_task,
+    fn: Any = work_group,
+    progress: str = "log",
     log: Log = stderr_log,
     make_figures: bool = True,
     threads: int | None = 1,
@@ -179,46 +84,50 @@ def sweep(
     """Plan, run (resumably) and aggregate a sweep; write every output into ``out_dir``.
 
     protocol: a Protocol, built-in name or TOML path; seed overrides its seed; quick applies
-    its ``[quick]`` variant. data: where workers load the data (default: the protocol's
-    dataset and split, from ``data_dir`` or the cache). Other arguments: :func:`run_tasks`.
+    its ``[quick]`` variant. data: where the data are (default: the protocol's dataset and
+    split, from ``data_dir`` or the cache). The folder is taken as ``reproduce`` takes its
+    own (``claim_folder``: locked; a folder of another command or protocol refused unless
+    ``force``, which also retrains every run). Other arguments: :func:`run_sweep`.
     """
     started = time.perf_counter()
     protocol = protocol_mod.resolve(protocol, seed, quick)
-    if device == "cuda" and not scheduler:
-        if not backend.cuda_available():
-            raise NumnetError("--device cuda: CuPy with a CUDA device is not available here; "
-                              "install numnet[gpu] on a machine with an NVIDIA GPU, or use "
-                              "--device cpu")
+    if device == "cuda" and not scheduler and not backend.cuda_available():
+        raise NumnetError("--device cuda: CuPy with a CUDA device is not available here; "
+                          "install numnet[gpu] on a machine with an NVIDIA GPU, or use "
+                          "--device cpu")
     if data is None:
         data = DataRef(protocol.dataset, None if data_dir is None else str(data_dir),
                        validation_size=protocol.validation_size)
     plan = expand(protocol, seeds, grid, models)
     if not scheduler:
-        # Locally the workers share this machine's cache: fetch (and check) the files once
-        # here, so that a missing data set is one clear error, not a failure per task, and
-        # the workers do not download concurrently. Dask workers use their own sources.
+        # Locally the data are loaded here once (and handed to the workers): a missing data
+        # set is one clear error. Dask workers use their own sources.
         data_mod.fetch(data.dataset, data.data_dir, data.cache_dir, verify=data.verify,
                        progress=True)
     out = (Path(out_dir) if out_dir is not None
            else default_out_dir(protocol.name, kind="sweep", quick=protocol.quick))
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "protocol.toml", protocol.text)
-    write_json(out / "sweep.json", {"format": SWEEP_FORMAT, "numnet": __version__,
-                                    "data": dataclasses.asdict(data), "device": device,
-                                    **plan.to_dict()})
-    executor = f"dask {scheduler}" if scheduler else f"local ({jobs or available_cores()} jobs)"
-    log(f"numnet sweep: protocol {protocol.name}{' [QUICK]' if protocol.quick else ''} "
-        f"(hash {protocol.hash}), {plural(len(plan.cells), 'cell')} x "
-        f"{plural(seeds, 'seed')} = {plural(len(plan.tasks), 'task')}, output {out}")
-    outcome = run_tasks(plan.tasks, out, data, jobs=jobs, scheduler=scheduler, device=device,
-                        retries=retries, threads=threads, force=force, task_fn=task_fn,
-                        log=log)
-    summary = summary_document(plan, outcome, executor=executor, device=device,
-                               wall_time=time.perf_counter() - started, threads=threads)
-    if make_figures:
-        write_outputs(out, summary)
-    else:
-        write_json(out / "summary.json", summary)
+    # what each run's numbers depend on besides its spec: the protocol and the data split
+    configuration = {**protocol.semantic_dict(), "hash": protocol.hash,
+                     "data": {"dataset": data.dataset, "validation_size": data.validation_size}}
+    with claim_folder(out, "sweep", configuration, force=force):
+        write_text(out / "protocol.toml", protocol.text)
+        write_json(out / "sweep.json", {"format": SWEEP_FORMAT, "numnet": __version__,
+                                        "data": dataclasses.asdict(data), "device": device,
+                                        **plan.to_dict()})
+        outcome = run_sweep(
+            plan.runs, out, data, protocol_hash=protocol.hash, jobs=jobs, scheduler=scheduler,
+            device=device, retries=retries, threads=threads, force=force, fn=fn,
+            progress=progress, log=log,
+            title=f"protocol {protocol.name}{' [QUICK]' if protocol.quick else ''} (hash "
+                  f"{protocol.hash}), {plural(len(plan.cells), 'cell')} x "
+                  f"{plural(seeds, 'seed')}")
+        executor = f"dask {scheduler}" if scheduler else f"local ({outcome.jobs} jobs)"
+        summary = summary_document(plan, outcome, executor=executor, device=device,
+                                   wall_time=time.perf_counter() - started, threads=threads)
+        if make_figures:
+            write_outputs(out, summary)
+        else:
+            write_json(out / "summary.json", summary)
     log(f"numnet sweep: done in {summary['timing']['wall_time']:.1f} s "
         f"({summary['timing']['tasks_run']} run, {summary['timing']['tasks_reused']} reused, "
         f"{len(outcome.failures)} failed); outputs in {out}")

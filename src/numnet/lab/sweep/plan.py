@@ -1,6 +1,7 @@
-"""The plan of a sweep: its cells (a model and one setting) and tasks (a cell made with one
-seed), from a protocol, an optional grid of settings and a number of seeds; where the workers
-find the data (:class:`DataRef`). The seed rules are in :mod:`numnet.lab.sweep`."""
+"""The plan of a sweep: its cells (a model and one setting) and runs (a cell made with one
+seed: a :class:`~numnet.lab.training.RunSpec` whose ``replicate`` labels it), from a protocol,
+an optional grid of settings and a number of seeds. The seed rules are in
+:mod:`numnet.lab.sweep`."""
 
 from __future__ import annotations
 
@@ -22,22 +23,6 @@ from numnet.lab.training import RunSpec
 
 
 @dataclass(frozen=True)
-class DataRef:
-    """Where a worker finds the data (the data itself never travels with a task).
-
-    ``data_dir``: a folder with the four IDX files (None: the cache, then the download
-    sources); ``cache_dir``: the cache root (None: the default); ``verify``: check the files'
-    SHA-256 against the official ones (False for home-made IDX files).
-    """
-
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    validation_size: int = 5000
-    verify: bool = True
-
-
-@dataclass(frozen=True)
 class Cell:
     """One cell of the summary: a model and one setting, made ``seeds`` times.
 
@@ -55,24 +40,14 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class SweepTask:
-    """One run of a sweep: ``spec`` (with its own seed) is everything it computes from."""
-
-    task_id: str
-    cell_id: str
-    replicate: int
-    spec: RunSpec
-
-
-@dataclass(frozen=True)
 class SweepPlan:
-    """The cells and tasks of a sweep, in order (models, then settings, then replicates)."""
+    """The cells and runs of a sweep, in order (models, then settings, then replicates)."""
 
     protocol: Protocol
     seeds: int
     grid: dict[str, list[Any]]
     cells: tuple[Cell, ...]
-    tasks: tuple[SweepTask, ...]
+    runs: tuple[RunSpec, ...]
 
     def to_dict(self) -> dict[str, Any]:
         p = self.protocol
@@ -86,9 +61,15 @@ class SweepPlan:
             "cells": [{"cell_id": c.cell_id, "model": c.model, "setting": c.setting,
                        "label": c.label, "seed_key": c.seed_key, "spec": c.spec.to_dict()}
                       for c in self.cells],
-            "tasks": [{"task_id": t.task_id, "cell_id": t.cell_id, "replicate": t.replicate,
-                       "seed": t.spec.seed} for t in self.tasks],
+            "tasks": [{"task_id": s.run_id, "cell_id": cell_id(s), "replicate": s.replicate,
+                       "seed": s.seed} for s in self.runs],
         }
+
+
+def cell_id(spec: RunSpec) -> str:
+    """The cell a sweep's run belongs to: its run id without the replicate
+    (``model4-setting2-seed3`` -> ``model4-setting2``)."""
+    return dataclasses.replace(spec, replicate=None).run_id
 
 
 def _positive_int(text: str) -> int:
@@ -177,8 +158,8 @@ def _label(spec: RunSpec, keys: Iterable[str]) -> str:
     return label + (f" ({', '.join(extra)})" if extra else "")
 
 
-#: The most tasks one sweep may plan (a typo's ``--seeds 100000000`` is refused at once).
-MAX_SWEEP_TASKS = 10**4
+#: The most runs one sweep may plan (a typo's ``--seeds 100000000`` is refused at once).
+MAX_SWEEP_RUNS = 10**4
 
 
 def expand(
@@ -187,7 +168,8 @@ def expand(
     grid: dict[str, list[Any]] | None = None,
     models: list[str] | None = None,
 ) -> SweepPlan:
-    """Expand protocol x grid x seeds into cells and tasks (seed rules: module docstring).
+    """Expand protocol x grid x seeds into cells and runs (seed rules: :mod:`numnet.lab.sweep`);
+    replicate ``r`` of cell ``c`` has run id ``c-seed{r}``.
 
     With a grid, each model's settings become: for every protocol setting, every combination
     of the grid's values replacing the corresponding fields; duplicates are merged (first
@@ -200,10 +182,10 @@ def expand(
     base = plan_runs(protocol, models)  # replicate 0 of the protocol; validates ``models``
     combinations = math.prod(len(v) for v in grid.values())
     planned = len(base) * combinations * seeds  # at most: the grid's duplicates are merged
-    if planned > MAX_SWEEP_TASKS:
+    if planned > MAX_SWEEP_RUNS:
         raise NumnetError(
-            f"--seeds {seeds} x {len(base) * combinations} settings plans {planned} tasks, more "
-            f"than the {MAX_SWEEP_TASKS} numnet sweeps at once; use fewer --seeds, --grid "
+            f"--seeds {seeds} x {len(base) * combinations} settings plans {planned} runs, more "
+            f"than the {MAX_SWEEP_RUNS} numnet sweeps at once; use fewer --seeds, --grid "
             "values or --models")
     cells: list[Cell] = []
     if not grid:
@@ -224,7 +206,7 @@ def expand(
                 spec = dataclasses.replace(spec, setting=k)
                 cells.append(Cell(spec.run_id, model, k, _label(spec, keys), spec,
                                   seed_key=setting_key(spec, keys)))
-    tasks: list[SweepTask] = []
+    runs: list[RunSpec] = []
     for cell in cells:
         for r in range(seeds):
             if cell.seed_key is None:
@@ -232,6 +214,5 @@ def expand(
                     cell.setting - 1].seed
             else:
                 seed = grid_seed(protocol.seed + r, cell.model, cell.seed_key)
-            tasks.append(SweepTask(f"{cell.cell_id}-seed{r}", cell.cell_id, r,
-                                   dataclasses.replace(cell.spec, seed=seed)))
-    return SweepPlan(protocol, seeds, grid, tuple(cells), tuple(tasks))
+            runs.append(dataclasses.replace(cell.spec, seed=seed, replicate=r))
+    return SweepPlan(protocol, seeds, grid, tuple(cells), tuple(runs))

@@ -32,6 +32,10 @@ class RunSpec:
     hyper-parameters and weight decay; the learning rate is ``lr``), None for plain SGD;
     ``schedule``: the learning-rate schedule's table (``numnet.core.schedules.build``), None
     for a constant rate. Each is left out of ``to_dict`` when None.
+
+    ``replicate``: a label like ``setting``: the replicate of a sweep (``numnet sweep``) this
+    run is, which makes its ``run_id`` unique per replicate (``model4-setting2-seed3``); the
+    seed alone decides the numbers. Left out of ``to_dict`` when None (reproduce's runs).
     """
 
     model: str
@@ -54,13 +58,15 @@ class RunSpec:
     layers: str | None = None
     optimizer: str | None = None
     schedule: str | None = None
+    replicate: int | None = None
 
     @property
     def run_id(self) -> str:
-        """File-name-safe identifier: ``model4-setting1`` (or ``model4-e5-lr0.01`` ad hoc)."""
-        if self.setting is not None:
-            return f"{self.model}-setting{self.setting}"
-        return f"{self.model}-e{self.epochs}-lr{self.lr:g}"
+        """File-name-safe identifier: ``model4-setting1`` (or ``model4-e5-lr0.01`` ad hoc),
+        ``-seed3`` appended for replicate 3 of a sweep."""
+        base = (f"{self.model}-setting{self.setting}" if self.setting is not None
+                else f"{self.model}-e{self.epochs}-lr{self.lr:g}")
+        return base if self.replicate is None else f"{base}-seed{self.replicate}"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -68,7 +74,7 @@ class RunSpec:
             del d["kernels"]
         if d["internals"]:
             del d["internals"]
-        for key in ("layers", "optimizer", "schedule"):
+        for key in ("layers", "optimizer", "schedule", "replicate"):
             if d[key] is None:
                 del d[key]
         return d

@@ -7,7 +7,14 @@ import argparse
 from numnet.core.errors import NumnetError
 from numnet.lab import protocol
 from numnet.lab import sweep as sweep_mod
-from numnet.lab.cli.common import EXIT_FAILED, EXIT_OK, UserError, threads, with_dataset
+from numnet.lab.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UserError,
+    progress,
+    threads,
+    with_dataset,
+)
 from numnet.lab.experiments import parse_models
 from numnet.lab.progress import stderr_log
 
@@ -34,13 +41,13 @@ def sweep(args: argparse.Namespace) -> int:
     data = sweep_mod.DataRef(proto.dataset, args.data_dir,
                              validation_size=proto.validation_size, verify=not args.no_verify)
 
-    def log(text: str) -> None:
+    def log(text: str) -> None:  # --quiet: no line per run
         if not args.quiet or not text.startswith("["):
             stderr_log(text)
 
     result = sweep_mod.sweep(proto, args.seeds, grid=grid, models=models, out_dir=args.out,
                              jobs=args.jobs, scheduler=args.scheduler, device=args.device,
-                             data=data, retries=args.retries, force=args.force, log=log,
-                             threads=n_threads)
+                             data=data, retries=args.retries, force=args.force,
+                             progress=progress(args), log=log, threads=n_threads)
     print(sweep_mod.summary_markdown(result.summary))
     return EXIT_OK if result.ok else EXIT_FAILED
