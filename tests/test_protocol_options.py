@@ -208,3 +208,40 @@ def test_a_run_spec_with_options_round_trips_through_its_record() -> None:
     spec = RunSpec("net", 1, 0.01, layers='[{"type":"linear","units":10}]',
                    optimizer='{"type":"adam"}', schedule='{"type":"constant"}')
     assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_the_optimisers_state_is_saved_beside_the_weights_and_continues_exactly(tmp_path):
+    """A run with momentum or Adam saves its optimiser's state after its last update; loaded
+    into a fresh optimiser on the saved weights, the next steps equal those of the run
+    continued without a stop."""
+    from numnet.core import optim
+    from numnet.core.losses import softmax_cross_entropy
+    from numnet.lab.experiments.store import optimizer_path
+
+    proto = protocol.load(write(tmp_path, OWN))
+    out = experiments.reproduce(proto, TINY_DATA, tmp_path / "o", models=["mlp"],
+                                progress="none", log=lambda s: None, jobs=1,
+                                make_report=False).out_dir
+    spec = experiments.plan_runs(proto, ["mlp"])[1]  # Adam
+    with np.load(optimizer_path(out, spec.run_id)) as f:
+        state = optim.state_from_arrays(dict(f))
+    assert state["type"] == "adam" and state["step"] == 56  # 550 examples at batch 10: 55 + 1
+    alone = train_run(spec, TINY_DATA)  # the same run, its optimiser still in memory
+    resumed = serialize.load(out / "weights" / f"{spec.run_id}.npz")
+    opt = optim.build(resumed.parameters(), json.loads(spec.optimizer), lr=0.001)
+    opt.load_state_dict(state)
+    again = optim.build(alone.model.parameters(), json.loads(spec.optimizer), lr=0.001)
+    again.load_state_dict(alone.optimizer_state)
+    x, y = TINY_DATA.train.images[:10], TINY_DATA.train.labels[:10]
+    for model in (resumed, alone.model):  # the dropout generators' states are not saved:
+        for _, layer in model.layers:  # give both the same stream from here on
+            if hasattr(layer, "rng"):
+                layer.rng = np.random.default_rng(5)
+    for model, o in ((resumed, opt), (alone.model, again)):
+        for _ in range(3):
+            _, d = softmax_cross_entropy(model.forward(x), y, reduction="sum")
+            model.backward(d)
+            o.step()
+    for (_, p), (_, q) in zip(resumed.named_parameters(), alone.model.named_parameters(),
+                              strict=True):
+        np.testing.assert_array_equal(p.value, q.value)

@@ -20,9 +20,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from numnet.core import serialize
+import numpy as np
+
+from numnet.core import optim, serialize
 from numnet.core.errors import FolderError, NumnetError, WeightsFileError
-from numnet.core.io import folder_lock, read_json, remove_stale_parts, write_json
+from numnet.core.io import (
+    atomic_writer,
+    child_path,
+    folder_lock,
+    read_json,
+    remove_stale_parts,
+    write_json,
+)
 from numnet.lab.executor import TaskFailure
 from numnet.lab.metrics import write_metrics
 from numnet.lab.records import load_finished
@@ -33,8 +42,17 @@ RUN_FORMAT = "numnet.run/1"
 
 
 def run_paths(out_dir: Path, run_id: str) -> tuple[Path, Path]:
-    """``(runs/<run_id>.json, weights/<run_id>.npz)`` inside ``out_dir``."""
-    return out_dir / "runs" / f"{run_id}.json", out_dir / "weights" / f"{run_id}.npz"
+    """``(runs/<run_id>.json, weights/<run_id>.npz)`` inside ``out_dir`` (the run id a safe
+    file name: ``numnet.core.io.child_path``)."""
+    return (child_path(out_dir / "runs", run_id, ".json", "run id"),
+            child_path(out_dir / "weights", run_id, ".npz", "run id"))
+
+
+def optimizer_path(out_dir: Path, run_id: str) -> Path:
+    """``weights/<run_id>.optimizer.npz``: the optimiser's state after the run's last update
+    (momentum buffers, Adam's moments; ``numnet.core.optim.state_to_arrays``), beside its
+    weights, so the run can be continued exactly (``Optimizer.load_state_dict``)."""
+    return child_path(out_dir / "weights", run_id, ".optimizer.npz", "run id")
 
 
 def load_record(out_dir: Path, spec: RunSpec, protocol_hash: str,
@@ -86,6 +104,9 @@ def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: 
             "final_test_accuracy": result.final_test_accuracy,
             "final_weights": result.final_weights,
         })
+    if result.optimizer_state is not None:
+        with atomic_writer(optimizer_path(out_dir, result.run_id)) as f:
+            np.savez(f, **optim.state_to_arrays(result.optimizer_state))
     write_metrics(record_path, result.to_dict(), train_examples,
                   result.evaluation_times or None)
     record = {

@@ -16,7 +16,7 @@ from numnet import __version__
 from numnet.lab.environment import environment_info
 from numnet.lab.executor import TaskFailure
 from numnet.lab.experiments.execute import Execution
-from numnet.lab.stats import curve_stats, describe
+from numnet.lab.stats import curve_stats, describe_proportion
 from numnet.lab.sweep.plan import SweepPlan, cell_id
 from numnet.lab.training import RunSpec
 
@@ -54,8 +54,8 @@ def aggregate(plan: SweepPlan, records: dict[str, dict[str, Any]],
             "n_missing": sum(s.run_id not in records and s.run_id not in failures
                              for s in specs),
             "seeds": [s.seed for s in specs],
-            "final_test_accuracy": describe([r["final_test_accuracy"] for r in ok]),
-            "final_train_accuracy": describe([r["final_train_accuracy"] for r in ok]),
+            "final_test_accuracy": describe_proportion([r["final_test_accuracy"] for r in ok]),
+            "final_train_accuracy": describe_proportion([r["final_train_accuracy"] for r in ok]),
             "final_test_accuracies": [r["final_test_accuracy"] for r in runs],
             "statuses": [r["status"] for r in runs],
             "curves": {

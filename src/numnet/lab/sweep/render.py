@@ -34,8 +34,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
          for m in models])
     lines.append("")
     lines += markdown_table(
-        ["cell", "setting", "n ok", "mean %", "std %", "min %", "max %", "95% CI %", "diverged",
-         "failed"],
+        ["cell", "setting", "n ok", "mean %", "std %", "min %", "max %",
+         "95% CI % (t, within 0-100)", "diverged", "failed"],
         [[c["cell_id"], c["label"], f"{c['n_ok']}/{c['n_tasks']}",
           *[pct(c["final_test_accuracy"][k]) for k in ("mean", "std", "min", "max")],
           ci_text(c["final_test_accuracy"]), str(c["n_diverged"]), str(c["n_error"])]
