@@ -495,3 +495,15 @@ def test_to_onnx_writes_a_loadable_file(tmp_path) -> None:
     proto = onnx.load(str(path))
     assert props(proto)["run_id"] == "mine"
     assert math.prod(proto.graph.initializer[0].dims) == 784 * 10
+
+
+def test_cli_refuses_the_weights_of_a_diverged_run(tmp_path, capsys) -> None:
+    """Finite weights so large that the logits overflow (a run that diverged): one line
+    saying so, exit 2, no warning and no file -- not a 'please report it' check failure."""
+    model = models.build(1, seed=0)
+    model.parameters()[0].value[...] = 3e38
+    path = serialize.save(tmp_path / "diverged.npz", model, metadata={"status": "diverged"})
+    assert main(["export", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "logits are not finite" in err and "diverged" in err
+    assert not (tmp_path / "diverged.onnx").exists()

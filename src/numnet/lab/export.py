@@ -506,6 +506,12 @@ def export_weights(weights: str | os.PathLike[str], out: str | os.PathLike[str] 
     _onnx()  # before the weights are read: a missing package is said first
     model = serialize.load(weights)  # every array checked against the header's SHA-256
     header = serialize.read_header(weights)
+    with np.errstate(all="ignore"):  # a diverged run's weights overflow: said below
+        finite = bool(np.isfinite(to_numpy(model.forward(check_images(), train=False))).all())
+    if not finite:
+        status = (header.get("metadata") or {}).get("status", "unknown")
+        raise ExportError(f"{weights}: the model's logits are not finite (its run's status: "
+                          f"{status}); export the weights of a run that did not diverge")
     # A folder that cannot take the file is refused before the work: an OutputError naming
     # it (exit 1, as every command's unwritable output), nothing written.
     check_output_dir(target.parent)
