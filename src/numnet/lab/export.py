@@ -210,25 +210,24 @@ def _conv2d(g: _Graph, name: str, layer: Any) -> None:
     g.shape = (ho, wo, weight.shape[3])
 
 
-def _max_pool2d(g: _Graph, name: str, layer: Any) -> None:
-    # numnet pads SAME with -inf; ONNX's MaxPool never lets its pads win a max: the same.
+def _pool2d(g: _Graph, name: str, layer: Any, op: str, **attributes: Any) -> None:
     g.to_nchw(name)
     kernel, stride = pair(layer.pool_size), pair(layer.stride)
     pads, (ho, wo) = _window_pads(g, kernel, stride, layer.padding)
-    g.node("MaxPool", [g.tensor], name, kernel_shape=list(kernel), strides=list(stride),
-           pads=pads)
+    g.node(op, [g.tensor], name, kernel_shape=list(kernel), strides=list(stride), pads=pads,
+           **attributes)
     g.shape = (ho, wo, g.shape[2])
+
+
+def _max_pool2d(g: _Graph, name: str, layer: Any) -> None:
+    # numnet pads SAME with -inf; ONNX's MaxPool never lets its pads win a max: the same.
+    _pool2d(g, name, layer, "MaxPool")
 
 
 def _avg_pool2d(g: _Graph, name: str, layer: Any) -> None:
     # TensorFlow's SAME average divides by the count of real (not padded) elements:
     # count_include_pad=0 with explicit pads.
-    g.to_nchw(name)
-    kernel, stride = pair(layer.pool_size), pair(layer.stride)
-    pads, (ho, wo) = _window_pads(g, kernel, stride, layer.padding)
-    g.node("AveragePool", [g.tensor], name, kernel_shape=list(kernel), strides=list(stride),
-           pads=pads, count_include_pad=0)
-    g.shape = (ho, wo, g.shape[2])
+    _pool2d(g, name, layer, "AveragePool", count_include_pad=0)
 
 
 def _batch_norm(g: _Graph, name: str, layer: Any) -> None:

@@ -562,7 +562,7 @@ class ReferenceTrainer:
         reduction, optimiser and schedule over ``total_updates`` updates (as
         ``NumnetStepper.for_run``)."""
         return cls(model, lr=spec.lr, reduction=spec.reduction, channels_last=channels_last,
-                   optimizer=spec.optimizer, schedule=spec.schedule,
+                   optimizer=spec.optimizer_spec(), schedule=spec.schedule_spec(),
                    total_updates=total_updates)
 
     def _inputs(self, x: np.ndarray) -> Any:

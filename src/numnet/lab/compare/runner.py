@@ -3,7 +3,6 @@ the same loop, then the float64 agreement of each, written as it goes."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +57,7 @@ def convolutional(spec: RunSpec) -> bool:
     then also runs it in ``channels_last`` memory format, for timing."""
     if spec.layers is None:
         return spec.model == "model4"
-    return any(layer.get("type") == "conv2d" for layer in json.loads(spec.layers))
+    return "conv2d" in spec.layer_types()
 
 
 def torch_info() -> dict[str, Any]:

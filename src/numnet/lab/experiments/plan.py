@@ -136,7 +136,7 @@ def estimated_cost(spec: RunSpec) -> float:
     that the last long runs do not start when every other worker is already idle."""
     cost = MODEL_EPOCH_COST.get(spec.model)
     if cost is None:  # a custom model: convolutions cost about what model 4's do
-        cost = MODEL_EPOCH_COST["model4"] if '"conv2d"' in (spec.layers or "") else 2.0
+        cost = MODEL_EPOCH_COST["model4"] if "conv2d" in spec.layer_types() else 2.0
     return spec.epochs * cost
 
 

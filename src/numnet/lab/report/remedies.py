@@ -16,12 +16,12 @@ Then one sentence per run says whether the change rescued the run and why, by th
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from numnet.lab.report.diagnosis import Diagnosis
 from numnet.lab.report.evidence import DEAD_NOTABLE
 from numnet.lab.results import final_test
+from numnet.lab.training import RunSpec
 
 LARGE_STEP = 0.1
 DEAD = DEAD_NOTABLE
@@ -62,12 +62,13 @@ def remedy_rows(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]
             k = spec["setting"] - 1
             label = labels[k] if k < len(labels) and labels[k] else f"setting {k + 1}"
             diag = diagnoses.get(run["run_id"])
-            optimizer = json.loads(spec["optimizer"])["type"] if spec.get("optimizer") else "sgd"
+            run_spec = RunSpec.from_dict(spec)  # a checked record (results.validate)
+            optimizer = (run_spec.optimizer_spec() or {"type": "sgd"})["type"]
             rows.append({
                 "label": label, "run_id": run["run_id"], "lr": spec["lr"],
                 "batch_size": spec["batch_size"],
                 "reduction": spec["reduction"], "optimizer": optimizer,
-                "batchnorm": '"batchnorm"' in (spec.get("layers") or ""),
+                "batchnorm": "batchnorm" in run_spec.layer_types(),
                 "test": final_test(run)[0],
                 "diagnosis": ", ".join(diag.labels) if diag else run["status"],
                 "learns": run["status"] == "ok" and not (diag and diag.verdict in FAILED),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,7 +40,7 @@ def build_model(spec: RunSpec) -> Any:
     init_seed, _ = child_seeds(spec.seed)
     if spec.layers is not None:  # a custom model, or a variant of a built-in one
         name = spec.run_id if spec.model in MODEL_NAMES else spec.model
-        return models.build(json.loads(spec.layers), seed=init_seed, dtype=spec.dtype,
+        return models.build(spec.definition(), seed=init_seed, dtype=spec.dtype,
                             name=name, bias_init=spec.bias_init, kernels=spec.kernels,
                             weight_init=spec.weight_init)
     return models.build(
@@ -69,7 +68,7 @@ def prefix_key(spec: RunSpec) -> RunSpec:
     updates, exactly. Not so under a schedule whose rates depend on the run's length (a
     cosine decays over the whole run): its epochs stay in the key."""
     keep_epochs = spec.schedule is not None and schedules.depends_on_length(
-        json.loads(spec.schedule))
+        spec.schedule_spec())
     return dataclasses.replace(spec, epochs=spec.epochs if keep_epochs else 0, setting=None)
 
 

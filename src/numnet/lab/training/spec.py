@@ -5,6 +5,7 @@ JSON-able (``to_dict`` / ``from_dict``), so a run can be made in another process
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,22 @@ class RunSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
         return cls(**d)
+
+    def definition(self) -> list[dict[str, Any]] | None:
+        """The custom model's layer list (``layers`` parsed), None for a built-in model."""
+        return None if self.layers is None else json.loads(self.layers)
+
+    def optimizer_spec(self) -> dict[str, Any] | None:
+        """The optimiser's table (``optimizer`` parsed), None for plain SGD."""
+        return None if self.optimizer is None else json.loads(self.optimizer)
+
+    def schedule_spec(self) -> dict[str, Any] | None:
+        """The schedule's table (``schedule`` parsed), None for a constant rate."""
+        return None if self.schedule is None else json.loads(self.schedule)
+
+    def layer_types(self) -> set[str]:
+        """The types of the custom model's layers (empty for a built-in model)."""
+        return {layer["type"] for layer in self.definition() or ()}
 
 
 @dataclass

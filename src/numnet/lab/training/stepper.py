@@ -4,7 +4,6 @@ and final weights."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -104,8 +103,8 @@ class NumnetStepper:
         ``spec.lr``, its schedule over ``total_updates`` updates."""
         optimizer = None
         if spec.optimizer is not None:
-            optimizer = optim.build(model.parameters(), json.loads(spec.optimizer), lr=spec.lr)
-        schedule = None if spec.schedule is None else schedules.build(json.loads(spec.schedule))
+            optimizer = optim.build(model.parameters(), spec.optimizer_spec(), lr=spec.lr)
+        schedule = None if spec.schedule is None else schedules.build(spec.schedule_spec())
         return cls(model, spec.lr, spec.reduction, optimizer, schedule, total_updates)
 
     def loss(self, x: Any, y: Any) -> float:
