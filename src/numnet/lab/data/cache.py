@@ -25,9 +25,9 @@ except ImportError:  # Windows
 import numpy as np
 
 from numnet.core.errors import DataError
-from numnet.core.idx import read_idx_hashed, write_idx
+from numnet.core.idx import write_idx
 from numnet.core.io import remove_stale_parts
-from numnet.lab.data.checks import Found, is_dir, is_images, read_checked
+from numnet.lab.data.checks import Found, is_dir, read_checked
 from numnet.lab.data.registry import DatasetSpec, IdxFileSpec, get_spec
 
 ENV_CACHE_DIR = "NUMNET_CACHE_DIR"
@@ -129,13 +129,10 @@ def _discard(path: Path, exc: DataError, found: Found) -> None:
     log.warning("numnet: %s", text)
 
 
-def store(spec: DatasetSpec, cache: Path, f: IdxFileSpec, array: np.ndarray) -> Path:
+def store(cache: Path, f: IdxFileSpec, array: np.ndarray) -> Path:
     """Write a verified array into the cache as raw IDX (atomically)."""
     path = cache / f.name
-    sha = write_idx(path, array, compress=False)
-    if sha != f.sha256:  # cannot happen for an array whose content was verified; be sure
-        path.unlink(missing_ok=True)
-        raise DataError(f"{path}: wrote {sha}, expected {f.sha256}; removed it")
+    write_idx(path, array, compress=False)
     return path
 
 
@@ -168,13 +165,8 @@ def cache_info(
             size: int | None = path.stat().st_size
         except OSError:
             size = None
-        images = is_images(spec, f)
         try:
-            array, sha = read_idx_hashed(
-                path,
-                item_shape=spec.image_shape if images else (),
-                dtype=np.uint8 if images else None,
-            )
+            array, sha = read_checked(spec, f, path, f.name, pinned=False)
         except DataError as exc:
             out.append(CachedFile(f.name, path, "invalid", size, detail=str(exc)))
             continue

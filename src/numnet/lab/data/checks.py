@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numnet.core.datasets import check_images, check_labels, check_pair
+from numnet.core.datasets import check_labels, check_pair
 from numnet.core.errors import DataError
 from numnet.core.idx import IdxHeaderMismatch, read_idx_hashed
 from numnet.lab.data.registry import DatasetSpec, IdxFileSpec, identify
@@ -62,10 +62,6 @@ def note(found: Found, progress: bool, text: str) -> None:
         log.info(text)
 
 
-def is_images(spec: DatasetSpec, f: IdxFileSpec) -> bool:
-    return spec.files.index(f) in (0, 2)  # train images, test images
-
-
 def read_checked(
     spec: DatasetSpec,
     f: IdxFileSpec,
@@ -82,7 +78,7 @@ def read_checked(
     in ``found`` must hold as many labels. Returns ``(array, sha256 of the decompressed
     content)``.
     """
-    images = is_images(spec, f)
+    images = spec.files.index(f) in (0, 2)  # train images, test images
     count = f.count if pinned else None
     count_is_pin = count is not None
     if not images and found is not None:
@@ -106,9 +102,7 @@ def read_checked(
                 f"{exc}; numnet's models take {h}x{w} images (--no-verify does not change that)"
             ) from None
         raise
-    if images:
-        check_images(array, name, spec.image_shape)
-    else:
+    if not images:  # an image file's dtype and shape were checked from its header
         check_labels(array, name, spec.num_classes)
     if pinned and sha != f.sha256:
         raise NotPinned(mismatch(name, sha, f, spec.title))

@@ -78,4 +78,4 @@ def from_system_dir(
         except DataError as exc:
             note(found, progress, f"{exc}; trying the next source")
             continue
-        found.add(f.name, array, sha, store(spec, cache, f, array), origin)
+        found.add(f.name, array, sha, store(cache, f, array), origin)

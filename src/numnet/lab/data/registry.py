@@ -66,12 +66,6 @@ class DatasetSpec:
     def test_labels(self) -> IdxFileSpec:
         return self.files[3]
 
-    def file(self, name: str) -> IdxFileSpec:
-        for f in self.files:
-            if f.name == name:
-                return f
-        raise KeyError(name)
-
 
 MNIST = DatasetSpec(
     name="mnist",

@@ -12,12 +12,12 @@ from numnet.lab.data import (
     ENV_CACHE_DIR,
     ENV_DATA_DIR,
     ENV_PIP_DOWNLOAD,
+    acquire,
     cache_info,
     dataset_cache_dir,
     default_cache_dir,
 )
 from numnet.lab.data.registry import get_spec
-from numnet.lab.data.sources import acquire
 
 
 def no_action(args: argparse.Namespace) -> int:
