@@ -1,12 +1,10 @@
-"""numnet's cache: one sub-directory per data set holding the raw (decompressed) IDX files.
+"""numnet's cache: one sub-directory per data set holding the raw (decompressed) IDX files,
+at :func:`default_cache_dir` unless a cache root is given.
 
-Where: ``$NUMNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/numnet``, else ``$HOME/.cache/numnet``. An
-empty variable counts as unset (``HOME=""`` must not put the cache at ``/.cache``); with no
-usable location left, a DataError says to set ``NUMNET_CACHE_DIR``.
-
-numnet owns the cache: a file there that fails its checks is deleted and fetched again. Only
-verified files are written, atomically (temporary ``.*.part`` file, fsync, rename); the
-temporary files a killed process left behind are removed on the next fetch.
+numnet owns the cache: a file there that fails its checks is deleted and fetched again (a
+directory in its place is left alone and named). Only verified files are written, atomically
+(temporary ``.*.part`` file, fsync, rename); the temporary files a killed process left behind
+are removed on the next fetch.
 """
 
 from __future__ import annotations
@@ -38,8 +36,9 @@ log = logging.getLogger("numnet.lab.data")
 def default_cache_dir() -> Path:
     """``$NUMNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/numnet``, else ``~/.cache/numnet``.
 
-    Empty variables count as unset; ``XDG_CACHE_HOME`` must be absolute (the XDG rule). Raises
-    DataError when none of them gives a location.
+    Empty variables count as unset (``HOME=""`` must not put the cache at ``/.cache``);
+    ``XDG_CACHE_HOME`` must be absolute (the XDG rule). Raises a DataError saying to set
+    ``NUMNET_CACHE_DIR`` when none of them gives a location.
     """
     env = os.environ.get(ENV_CACHE_DIR)
     if env:

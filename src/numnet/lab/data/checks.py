@@ -1,12 +1,6 @@
 """What every source shares: finding a file in a directory, reading it with its expectations
-checked before anything is allocated, and the record of what the sources found so far.
-
-A file of a data set is read with the header checked against the data set: images must be
-uint8 ``(n, 28, 28)``, labels one-dimensional, and a label file must hold as many labels as
-its image file holds images. When the file must be the pinned one, the header's count must
-also equal the official count. Only then is memory allocated, so a forged header or a gzip
-bomb is refused at the cost of reading 16 bytes. The shape checks hold with ``verify=False``
-too: numnet's models take 28x28 images and ten classes, whatever the checksums.
+checked before anything is allocated (:func:`read_checked`), and the record of what the
+sources found so far (:class:`Found`).
 """
 
 from __future__ import annotations
@@ -73,10 +67,13 @@ def read_checked(
 ) -> tuple[np.ndarray, str]:
     """Read one of ``spec``'s files at ``path``; ``name`` labels errors.
 
-    ``pinned``: the file must be the official one (its count is checked before allocating, its
-    SHA-256 after reading; :class:`NotPinned` if not). A label file whose image file is already
-    in ``found`` must hold as many labels. Returns ``(array, sha256 of the decompressed
-    content)``.
+    The header is checked against the data set before anything is allocated, so a forged
+    header or a gzip bomb costs 16 bytes of reading: images must be uint8 ``(n, 28, 28)``,
+    labels one-dimensional, and a label file whose image file is already in ``found`` must hold
+    as many labels. These shape checks hold whatever ``pinned`` says: numnet's models take
+    28x28 images and ten classes. ``pinned``: the file must be the official one (its count is
+    checked from the header, its SHA-256 after reading; :class:`NotPinned` if not). Returns
+    ``(array, sha256 of the decompressed content)``.
     """
     images = spec.files.index(f) in (0, 2)  # train images, test images
     count = f.count if pinned else None
