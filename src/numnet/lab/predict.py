@@ -18,6 +18,7 @@ metadata or their run record says so, and ``predict_files`` warns in one line on
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from collections.abc import Callable
@@ -79,28 +80,27 @@ def load_grayscale(path: str | Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     shown = documents.display(path)
-    with documents.open_regular(path, "image file", DataError) as f:
-        documents.check_size(documents.file_size(f), shown, "image file", MAX_IMAGE_BYTES,
-                             DataError)
-        try:
-            with Image.open(f, formats=IMAGE_FORMATS) as img:
-                width, height = img.size  # from the header: nothing decoded yet
-                if width * height > MAX_PIXELS:
-                    raise DataError(
-                        f"{shown}: image is {width}x{height} pixels, more than numnet predict "
-                        f"reads ({MAX_PIXELS // 10**6} megapixels); scale it down (a digit "
-                        "needs 28x28)")
-                img.load()
-                gray = to_grayscale(img, shown)
-        except Image.DecompressionBombError as exc:  # PIL's own cap, met in the header too
-            raise DataError(f"{shown}: image is too large to decode ({exc}); scale it down (a "
-                            "digit needs 28x28)") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
-                IndexError, struct.error, zlib.error) as exc:
-            # SyntaxError, struct.error, IndexError: what Pillow's decoders raise on damaged
-            # files
-            raise DataError(f"{shown}: not a readable image ({documents.printable(str(exc))}); "
-                            f"give a PNG file") from None
+    data = documents.read_bytes(path, "image file", max_bytes=MAX_IMAGE_BYTES, error=DataError)
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+            width, height = img.size  # from the header: nothing decoded yet
+            if width * height > MAX_PIXELS:
+                raise DataError(
+                    f"{shown}: image is {width}x{height} pixels, more than numnet predict reads "
+                    f"({MAX_PIXELS // 10**6} megapixels); scale it down (a digit needs 28x28)")
+            img.load()
+            gray = to_grayscale(img, shown)
+    except Image.DecompressionBombError as exc:  # PIL's own cap, met in the header too
+        raise DataError(f"{shown}: image is too large to decode ({exc}); scale it down (a "
+                        "digit needs 28x28)") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{shown}: not a readable image (none of {', '.join(IMAGE_FORMATS)}); "
+                        "give a PNG file") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error,
+            zlib.error) as exc:
+        # SyntaxError, struct.error, IndexError: what Pillow's decoders raise on damaged files
+        raise DataError(f"{shown}: not a readable image ({documents.printable(str(exc))}); "
+                        f"give a PNG file") from None
     if gray.shape[0] < SIDE or gray.shape[1] < SIDE:
         raise DataError(
             f"{shown}: image is {gray.shape[1]}x{gray.shape[0]} pixels; it must be at least "
