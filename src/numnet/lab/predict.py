@@ -1,37 +1,24 @@
 """``numnet predict``: classify digit images with saved weights.
 
-An image becomes one MNIST-like ``(784,)`` float32 row in [0, 1] (white digit on black):
+An image becomes one MNIST-like ``(784,)`` float32 row in [0, 1], white digit on black:
 
-1. Read with Pillow (which matplotlib already depends on) through
-   :func:`numnet.core.documents.open_regular` (a regular file of at most MAX_IMAGE_BYTES; a
-   FIFO or a device is refused, never waited on), its size checked from the header before
-   decoding, and converted to grayscale in [0, 1] without loss of range: 8-bit modes by 255,
-   16-bit grayscale (``I;16``) by 65535; 32-bit integer or float images (``I``, ``F``) by the
-   range their values fill (as they are within [0, 1] for ``F``, else by 255 or 65535). An
-   image with transparency is composited onto a background chosen from its alpha channel
-   (:func:`composite_alpha`): a white digit on a transparent background reads as the same
-   digit on black. Images smaller than 28x28 are refused.
-2. Inverted when the digit is dark on light: decided by the border, whose median brightness
-   is the background (MNIST's background is black).
-3. Brought to 28x28 by ``method``:
+1. read with Pillow as grayscale in [0, 1] without loss of range, transparency composited
+   (:func:`load_grayscale`, :func:`to_grayscale`, :func:`composite_alpha`);
+2. inverted when the digit is dark on light: the border's median brightness is the background
+   (MNIST's is black);
+3. brought to 28x28 by ``method``: ``"mnist"`` as MNIST was made (:func:`mnist_frame`: the
+   digit's bounding box scaled into 20x20, its centre of mass at the centre of 28x28),
+   ``"area"`` the whole image scaled to 28x28 (for images framed like MNIST, only larger), or
+   ``"auto"`` (default): 28x28 images as they are, larger ones as ``"mnist"``.
 
-   - ``"mnist"`` (default for images larger than 28x28): as MNIST was made -- crop to the
-     digit's bounding box (pixels above 10% of the maximum), scale it so its longer side is 20
-     pixels (aspect ratio kept; area averaging when shrinking), and paste it into a 28x28 black
-     image so that its centre of mass sits at the centre;
-   - ``"area"``: scale the whole image to 28x28 (area averaging), for images that are already
-     framed like MNIST, only larger;
-   - ``"auto"``: 28x28 images are used as they are (after the inversion), larger ones go
-     through ``"mnist"``.
-
-Weights of a run that diverged or did not learn classify no better than chance: before
-classifying, :func:`weights_warning` reads the file's header metadata (``status`` and
-``diagnosis``, written by ``numnet reproduce``/``train``) or else the run record beside it
-(``../runs/<name>.json``) and ``predict_files`` prints one warning line on stderr.
+Weights of a run that diverged or did not learn classify no better than chance: their header
+metadata or their run record says so, and ``predict_files`` warns in one line on stderr
+(:func:`weights_warning`).
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from collections.abc import Callable
@@ -93,28 +80,27 @@ def load_grayscale(path: str | Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     shown = documents.display(path)
-    with documents.open_regular(path, "image file", DataError) as f:
-        documents.check_size(documents.file_size(f), shown, "image file", MAX_IMAGE_BYTES,
-                             DataError)
-        try:
-            with Image.open(f, formats=IMAGE_FORMATS) as img:
-                width, height = img.size  # from the header: nothing decoded yet
-                if width * height > MAX_PIXELS:
-                    raise DataError(
-                        f"{shown}: image is {width}x{height} pixels, more than numnet predict "
-                        f"reads ({MAX_PIXELS // 10**6} megapixels); scale it down (a digit "
-                        "needs 28x28)")
-                img.load()
-                gray = to_grayscale(img, shown)
-        except Image.DecompressionBombError as exc:  # PIL's own cap, met in the header too
-            raise DataError(f"{shown}: image is too large to decode ({exc}); scale it down (a "
-                            "digit needs 28x28)") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
-                IndexError, struct.error, zlib.error) as exc:
-            # SyntaxError, struct.error, IndexError: what Pillow's decoders raise on damaged
-            # files
-            raise DataError(f"{shown}: not a readable image ({documents.printable(str(exc))}); "
-                            f"give a PNG file") from None
+    data = documents.read_bytes(path, "image file", max_bytes=MAX_IMAGE_BYTES, error=DataError)
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+            width, height = img.size  # from the header: nothing decoded yet
+            if width * height > MAX_PIXELS:
+                raise DataError(
+                    f"{shown}: image is {width}x{height} pixels, more than numnet predict reads "
+                    f"({MAX_PIXELS // 10**6} megapixels); scale it down (a digit needs 28x28)")
+            img.load()
+            gray = to_grayscale(img, shown)
+    except Image.DecompressionBombError as exc:  # PIL's own cap, met in the header too
+        raise DataError(f"{shown}: image is too large to decode ({exc}); scale it down (a "
+                        "digit needs 28x28)") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{shown}: not a readable image (none of {', '.join(IMAGE_FORMATS)}); "
+                        "give a PNG file") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error,
+            zlib.error) as exc:
+        # SyntaxError, struct.error, IndexError: what Pillow's decoders raise on damaged files
+        raise DataError(f"{shown}: not a readable image ({documents.printable(str(exc))}); "
+                        f"give a PNG file") from None
     if gray.shape[0] < SIDE or gray.shape[1] < SIDE:
         raise DataError(
             f"{shown}: image is {gray.shape[1]}x{gray.shape[0]} pixels; it must be at least "
@@ -199,12 +185,11 @@ def _resize(gray: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(np.asarray(img.resize((width, height), method), dtype=np.float64), 0, 1)
 
 
-def mnist_frame(digit: np.ndarray, path: str | Path = "<image>") -> np.ndarray:
-    """Crop a white-on-black ``digit`` to its bounding box, fit it in 20x20 and centre its
-    mass in 28x28 (MNIST's own normalisation)."""
+def mnist_frame(digit: np.ndarray) -> np.ndarray:
+    """Crop a white-on-black ``digit`` ``(H, W)`` (not uniform: :func:`load_grayscale` refuses
+    those) to its bounding box (pixels above 10% of the maximum), fit it in 20x20 (aspect ratio
+    kept) and centre its mass in 28x28: MNIST's own normalisation."""
     peak = float(digit.max())
-    if peak <= 0.05:
-        raise DataError(f"{path}: the image is blank; no digit found")
     rows = np.flatnonzero((digit > 0.1 * peak).any(axis=1))
     cols = np.flatnonzero((digit > 0.1 * peak).any(axis=0))
     crop = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
@@ -232,7 +217,7 @@ def image_to_vector(path: str | Path, method: str = "auto") -> np.ndarray:
     if method == "auto":
         method = "none" if gray.shape == (SIDE, SIDE) else "mnist"
     if method == "mnist":
-        gray = mnist_frame(gray, path)
+        gray = mnist_frame(gray)
     elif method == "area":
         gray = _resize(gray, SIDE, SIDE)
     # MNIST pixels are bytes: quantise, then convert as the data sets do, so a PNG of a data-set

@@ -7,11 +7,14 @@ Each group of subcommands has a parser module here (``run``, ``data``, ``export`
 the command runs -- the one lazy import of the command line, so that ``numnet --help`` does not
 load the application.
 
-Exit codes: 0 success; 1 a run failed or diverged where that is an error, or a write failed
-(:class:`~numnet.core.errors.OutputError`: no space, read-only, a file in the way); 2 bad usage
-or bad input (a protocol, a data file, a weights file, a results file, a busy or foreign output
-folder); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM), handled like Ctrl-C: what finished
-is kept, worker processes are stopped. Every error is one line on stderr, no traceback.
+Exit codes: 0 success (a diverged run inside ``reproduce`` or ``sweep`` is a result, not a
+failure); 1 ``train``'s run diverged, a ``sweep`` run raised (its error is in OUT/errors/),
+``compare``'s float64 agreement check failed, ``export``'s onnxruntime check failed, or a write
+failed (:class:`~numnet.core.errors.OutputError`: no space, read-only, a file in the way); 2 bad
+usage or bad input (a protocol, a data file, a weights file, an image, a results file, a busy or
+foreign output folder, a missing optional package); 130 interrupted (Ctrl-C); 143 terminated
+(SIGTERM), handled like Ctrl-C: finished runs are kept (the same command resumes), worker
+processes are stopped. Every error is one line on stderr, no traceback.
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ import threading
 from collections.abc import Callable, Iterator
 
 from numnet import __version__
+from numnet.core import runtime
 from numnet.core.errors import NumnetError, OutputError
 from numnet.lab.cli import compare, data, export, run, sweep
 from numnet.lab.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_OK,
     EXIT_TERMINATED,
     EXIT_USAGE,
     PROTOCOL_DOC,
@@ -45,11 +48,6 @@ from numnet.lab.cli.common import (
 #: The parser modules, in the order of ``numnet --help``.
 COMMAND_MODULES = (run, data, export, compare, sweep)
 HANDLERS = "numnet.lab.cli.commands"
-#: What every command checks first (NUMNET_THREADS): a handler like the others.
-ENVIRONMENT_CHECK = "environment:check"
-
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE",
-           "Terminated", "UserError", "build_parser", "handler", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +70,15 @@ def handler(name: str) -> Callable[[argparse.Namespace], int]:
     """The handler ``"<module>:<function>"`` of ``numnet.lab.cli.commands``, imported now."""
     module, _, function = name.partition(":")
     return getattr(importlib.import_module(f"{HANDLERS}.{module}"), function)
+
+
+def check_environment() -> None:
+    """A UserError (one line, exit 2) when ``NUMNET_THREADS`` is set but not a positive
+    integer: the core ignores it at import (an import never fails), a command refuses it."""
+    if runtime.environment_problem() is not None:
+        value = os.environ.get(runtime.ENV_VAR)
+        raise UserError(f"{runtime.ENV_VAR} must be a positive integer, got {value!r}; unset it "
+                        f"or set it to e.g. {runtime.ENV_VAR}=1")
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -103,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     args, extras = parser.parse_known_args(argv)
     if extras:  # refused with the usage of the command they were given to
         usage_error(args, parser, extras)
-    if not getattr(args, "handler", None):
-        parser.print_help()
+    if not getattr(args, "handler", None):  # no command, or ``numnet data`` without an action
+        (getattr(args, "parser_", None) or parser).print_help()
         return EXIT_USAGE
     try:
         with sigterm_as_interrupt():
-            handler(ENVIRONMENT_CHECK)(args)
+            check_environment()
             return int(handler(args.handler)(args) or 0)
     except OutputError as exc:  # a write failed: no space, read-only, a file in the way
         _error(exc)

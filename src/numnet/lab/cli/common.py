@@ -8,7 +8,7 @@ import dataclasses
 import difflib
 import re
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from numnet.core import backend
 from numnet.core.errors import NumnetError
@@ -88,74 +88,73 @@ def usage_error(args: argparse.Namespace, parser: argparse.ArgumentParser,
     target.error(f"unrecognized arguments: {' '.join(extras)}")
 
 
-#: The options that mean the same in every command that has them: name -> (dest, type, help).
-#: Defined here once; :func:`add_shared` adds them, and a test checks every subcommand.
-SHARED_HELP = {
-    "--protocol": f"built-in protocol ({BUILTINS}) or a TOML file (default: assignment); the "
-                  f"protocol is described in {PROTOCOL_DOC}",
-    "--models": "only these models, by number or name, e.g. 1,4 (default: all of the protocol)",
-    "--quick": "the protocol's [quick] smoke variant (1 epoch per setting, smaller evaluations); "
-               "labelled QUICK in every output",
-    "--seed": "replace the protocol's seed by N (default: the protocol's); each run derives its "
-              "own seed from it, its model and its setting, as reproduce does (a sweep's "
-              "replicate r uses N+r)",
-    "--out": "output folder (default: a new folder runs/[<command>-]<protocol or "
-             "model>-<YYYYmmdd-HHMMSS>)",
-    "--device": 'where numnet computes: "cpu" (default) or "cuda" (needs the numnet[gpu] '
-                "extra)",
-    "--data-dir": "folder holding the four IDX files (.gz or raw), e.g. TensorFlow's "
-                  "MNIST_data/ (default: $NUMNET_DATA_DIR, else numnet's data cache, filled "
-                  "on first use); a sweep's workers read it at the same path",
-    "--dataset": f"the data set, one of {', '.join(DATASET_NAMES)} (default: the protocol's "
-                 "[data] dataset; for data fetch mnist, for data info every one)",
-    "--no-verify": "accept IDX files in --data-dir whose checksums differ from the pinned "
-                   "ones (the shapes must still be 28x28 images and labels 0-9)",
-    "--quiet": "no progress bars and no line per sweep task: plain log lines on stderr (a few "
-               "per run), then the results",
-    "--threads": "threads per process for numnet (an evaluation's threads, and one beside "
-                 "the training), the BLAS pools and PyTorch alike "
-                 "(numnet.core.runtime.threads); results do not depend on it; 0 leaves them "
-                 "as they are (default: %(default)s)",
-    "--kernels": f"the core's kernels: fast (fused, buffered, threaded) or plain (the "
-                 f"readable path); default {DEFAULT_KERNELS}",
+#: The options that mean the same in every command that has them: name -> add_argument's
+#: keywords. Defined here once; :func:`add` adds them, and a test checks every subcommand.
+SHARED: dict[str, dict[str, Any]] = {
+    "--protocol": dict(
+        default="assignment", metavar="NAME|PATH",
+        help=f"built-in protocol ({BUILTINS}) or a TOML file (default: assignment); the "
+             f"protocol is described in {PROTOCOL_DOC}"),
+    "--models": dict(
+        metavar="1,4",
+        help="only these models, by number or name, e.g. 1,4 (default: all of the protocol)"),
+    "--quick": dict(
+        action="store_true",
+        help="the protocol's [quick] smoke variant (1 epoch per setting, smaller evaluations); "
+             "labelled QUICK in every output"),
+    "--seed": dict(
+        type=int, metavar="N",
+        help="replace the protocol's seed by N (default: the protocol's); each run derives its "
+             "own seed from it, its model and its setting, as reproduce does (a sweep's "
+             "replicate r uses N+r)"),
+    "--out": dict(
+        metavar="DIR",
+        help="output folder (default: a new folder runs/[<command>-]<protocol or "
+             "model>-<YYYYmmdd-HHMMSS>)"),
+    "--device": dict(
+        choices=DEVICES, default="cpu",
+        help='where numnet computes: "cpu" (default) or "cuda" (needs the numnet[gpu] extra)'),
+    "--dataset": dict(
+        choices=DATASET_NAMES,
+        help=f"the data set, one of {', '.join(DATASET_NAMES)} (default: the protocol's "
+             "[data] dataset; for data fetch mnist, for data info every one)"),
+    "--data-dir": dict(
+        metavar="DIR",
+        help="folder holding the four IDX files (.gz or raw), e.g. TensorFlow's "
+             "MNIST_data/ (default: $NUMNET_DATA_DIR, else numnet's data cache, filled "
+             "on first use); a sweep's workers read it at the same path"),
+    "--no-verify": dict(
+        action="store_true",
+        help="accept IDX files in --data-dir whose checksums differ from the pinned "
+             "ones (the shapes must still be 28x28 images and labels 0-9)"),
+    "--quiet": dict(
+        action="store_true",
+        help="no progress bars and no line per sweep task: plain log lines on stderr (a few "
+             "per run), then the results"),
+    # the default is the command's: 0 for reproduce and train, 1 where several jobs or two
+    # libraries run at once (compare, sweep), set with the parser's set_defaults
+    "--threads": dict(
+        type=int, default=0, metavar="N",
+        help="threads per process for numnet (an evaluation's threads, and one beside "
+             "the training), the BLAS pools and PyTorch alike "
+             "(numnet.core.runtime.threads); results do not depend on it; 0 leaves them "
+             "as they are (default: %(default)s)"),
+    "--kernels": dict(
+        choices=KERNELS, default=DEFAULT_KERNELS,
+        help=f"the core's kernels: fast (fused, buffered, threaded) or plain (the "
+             f"readable path); default {DEFAULT_KERNELS}"),
 }
+SHARED_HELP = {name: keywords["help"] for name, keywords in SHARED.items()}
+#: The shared options that also have a short form.
+SHORT = {"--quiet": "-q"}
+#: What every command that loads a data set takes.
+DATA_OPTIONS = ("--dataset", "--data-dir", "--no-verify")
 
 
-def add_protocol(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--protocol", default="assignment", metavar="NAME|PATH",
-                   help=SHARED_HELP["--protocol"])
-
-
-def add_models(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", default=None, metavar="1,4", help=SHARED_HELP["--models"])
-
-
-def add_quick(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help=SHARED_HELP["--quick"])
-
-
-def add_seed(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=None, metavar="N", help=SHARED_HELP["--seed"])
-
-
-def add_out(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default=None, metavar="DIR", help=SHARED_HELP["--out"])
-
-
-def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", choices=DEVICES, default="cpu", help=SHARED_HELP["--device"])
-
-
-def add_data(p: argparse.ArgumentParser) -> None:
-    """``--data-dir DIR`` and ``--no-verify``: every command that loads a data set."""
-    p.add_argument("--data-dir", default=None, metavar="DIR", help=SHARED_HELP["--data-dir"])
-    p.add_argument("--no-verify", action="store_true", help=SHARED_HELP["--no-verify"])
-
-
-def add_dataset(p: argparse.ArgumentParser) -> None:
-    """``--dataset NAME``: every command that trains (it replaces the protocol's)."""
-    p.add_argument("--dataset", choices=DATASET_NAMES, default=None,
-                   help=SHARED_HELP["--dataset"])
+def add(p: argparse.ArgumentParser, *names: str) -> None:
+    """Add the shared options ``names`` (keys of :data:`SHARED`) to ``p``, in that order."""
+    for name in names:
+        p.add_argument(*([SHORT[name]] if name in SHORT else []), name, **SHARED[name])
 
 
 def with_dataset(protocol: Protocol, args: argparse.Namespace) -> Protocol:
@@ -163,31 +162,6 @@ def with_dataset(protocol: Protocol, args: argparse.Namespace) -> Protocol:
     if getattr(args, "dataset", None) in (None, protocol.dataset):
         return protocol
     return dataclasses.replace(protocol, dataset=args.dataset)
-
-
-def add_quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help=SHARED_HELP["--quiet"])
-
-
-def add_threads(p: argparse.ArgumentParser, default: int) -> None:
-    """``--threads N``: ``numnet.core.runtime.threads(N)`` in every command; ``default`` is
-    the command's (0 for reproduce and train; 1 where several jobs or two libraries run at
-    once: compare, sweep)."""
-    p.add_argument("--threads", type=int, default=default, metavar="N",
-                   help=SHARED_HELP["--threads"])
-
-
-def add_kernels(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kernels", choices=KERNELS, default=DEFAULT_KERNELS,
-                   help=SHARED_HELP["--kernels"])
-
-
-def add_internals(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-internals", action="store_true",
-                   help="do not record the training internals (weight and gradient norms, "
-                        "update/weight ratios, dead ReLUs, logit scale at each evaluation; the "
-                        "final model's confusion matrix): they cost about 1-3%% of the time "
-                        "and never change the results")
 
 
 def check_device(device: str) -> None:

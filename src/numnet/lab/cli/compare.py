@@ -1,10 +1,4 @@
-"""``numnet compare``: the parser (the handler is :mod:`numnet.lab.cli.commands.compare`).
-
-Exit codes: 0 everything ran and numnet and PyTorch agree in float64; 1 they disagree (the
-float64 loss differs by more than the tolerance over the first updates of some run: a bug in
-one of the two; compare.json and the report are still written); 2 bad usage or input,
-including PyTorch not installed; 130 interrupted.
-"""
+"""``numnet compare``: the parser (the handler is :mod:`numnet.lab.cli.commands.compare`)."""
 
 from __future__ import annotations
 
@@ -32,22 +26,14 @@ def register(subparsers: Any) -> None:
             'pip install "numnet[reference]".'
         ),
     )
-    common.add_protocol(p)
-    common.add_out(p)
-    common.add_models(p)
-    common.add_quick(p)
-    common.add_seed(p)
+    common.add(p, "--protocol", "--out", "--models", "--quick", "--seed")
     p.add_argument("--agreement-updates", type=int, default=200, metavar="N",
                    help="float64 agreement check over the first N updates of each run "
                         "(default: 200; 0 skips it)")
     p.add_argument("--no-channels-last", action="store_true",
                    help="skip the extra PyTorch channels_last timing run of each "
                         "convolutional model")
-    # 1 by default: numnet and PyTorch get the same threads, so the time ratio is fair, and
-    # it stays robust when other processes share the cores.
-    common.add_threads(p, 1)
-    common.add_device(p)
-    common.add_dataset(p)
-    common.add_data(p)
-    common.add_quiet(p)
-    p.set_defaults(handler="compare:compare")
+    common.add(p, "--threads", "--device", *common.DATA_OPTIONS, "--quiet")
+    # --threads 1 by default: numnet and PyTorch get the same threads, so the time ratio is
+    # fair, and it stays robust when other processes share the cores.
+    p.set_defaults(handler="compare:compare", threads=1)

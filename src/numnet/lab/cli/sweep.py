@@ -1,12 +1,4 @@
-"""``numnet sweep``: the parser (the handler is :mod:`numnet.lab.cli.commands.sweep`).
-
-Every (model, setting, seed) of a protocol (or a grid) is one run, made as reproduce makes its
-runs, on local worker processes or a Dask distributed cluster, aggregated per cell (mean ± std).
-
-Exit codes: 0 every run finished (a diverged run is a result, not a failure); 1 some run
-failed (its error is in OUT/errors/ and in the summary; rerunning the same command retries
-only the unfinished runs); 2 bad usage or input; 130 interrupted (finished runs are kept).
-"""
+"""``numnet sweep``: the parser (the handler is :mod:`numnet.lab.cli.commands.sweep`)."""
 
 from __future__ import annotations
 
@@ -32,16 +24,16 @@ def register(subparsers: Any) -> None:
             f"Built-in protocols: {common.BUILTINS}."
         ),
     )
-    common.add_protocol(p)
+    common.add(p, "--protocol")
     p.add_argument("--seeds", type=int, default=5, metavar="N",
                    help="replicates per cell (default 5)")
-    common.add_seed(p)
+    common.add(p, "--seed")
     p.add_argument("--grid", nargs="+", action="extend", default=None, metavar="KEY=V1,V2",
                    help="replace the protocol's settings by a grid, e.g. --grid lr=0.1,0.01 "
                         "epochs=5,10 (keys: lr, epochs, batch_size, reduction, bias_init, "
                         "conv_activation); fields not in the grid come from each protocol "
                         "setting")
-    common.add_models(p)
+    common.add(p, "--models")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="local worker processes (default: one per CPU; 1: in this process)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
@@ -49,15 +41,10 @@ def register(subparsers: Any) -> None:
                         "workers load the data from their own cache or --data-dir")
     p.add_argument("--retries", type=int, default=1, metavar="N",
                    help="retry a run that raised N times before reporting it (default 1)")
-    common.add_out(p)
-    common.add_quick(p)
+    common.add(p, "--out", "--quick")
     p.add_argument("--force", action="store_true",
                    help="redo runs already finished in --out, and replace the outputs of "
                         "another configuration there (refused without it)")
-    common.add_device(p)
-    common.add_dataset(p)
-    common.add_data(p)
-    # 1 by default: each of the --jobs worker processes gets 1 thread
-    common.add_threads(p, 1)
-    common.add_quiet(p)
-    p.set_defaults(handler="sweep:sweep")
+    common.add(p, "--device", *common.DATA_OPTIONS, "--threads", "--quiet")
+    # --threads 1 by default: each of the --jobs worker processes gets 1 thread
+    p.set_defaults(handler="sweep:sweep", threads=1)

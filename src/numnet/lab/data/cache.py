@@ -1,12 +1,10 @@
-"""numnet's cache: one sub-directory per data set holding the raw (decompressed) IDX files.
+"""numnet's cache: one sub-directory per data set holding the raw (decompressed) IDX files,
+at :func:`default_cache_dir` unless a cache root is given.
 
-Where: ``$NUMNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/numnet``, else ``$HOME/.cache/numnet``. An
-empty variable counts as unset (``HOME=""`` must not put the cache at ``/.cache``); with no
-usable location left, a DataError says to set ``NUMNET_CACHE_DIR``.
-
-numnet owns the cache: a file there that fails its checks is deleted and fetched again. Only
-verified files are written, atomically (temporary ``.*.part`` file, fsync, rename); the
-temporary files a killed process left behind are removed on the next fetch.
+numnet owns the cache: a file there that fails its checks is deleted and fetched again (a
+directory in its place is left alone and named). Only verified files are written, atomically
+(temporary ``.*.part`` file, fsync, rename); the temporary files a killed process left behind
+are removed on the next fetch.
 """
 
 from __future__ import annotations
@@ -25,9 +23,9 @@ except ImportError:  # Windows
 import numpy as np
 
 from numnet.core.errors import DataError
-from numnet.core.idx import read_idx_hashed, write_idx
+from numnet.core.idx import write_idx
 from numnet.core.io import remove_stale_parts
-from numnet.lab.data.checks import Found, is_dir, is_images, read_checked
+from numnet.lab.data.checks import Found, is_dir, read_checked
 from numnet.lab.data.registry import DatasetSpec, IdxFileSpec, get_spec
 
 ENV_CACHE_DIR = "NUMNET_CACHE_DIR"
@@ -38,8 +36,9 @@ log = logging.getLogger("numnet.lab.data")
 def default_cache_dir() -> Path:
     """``$NUMNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/numnet``, else ``~/.cache/numnet``.
 
-    Empty variables count as unset; ``XDG_CACHE_HOME`` must be absolute (the XDG rule). Raises
-    DataError when none of them gives a location.
+    Empty variables count as unset (``HOME=""`` must not put the cache at ``/.cache``);
+    ``XDG_CACHE_HOME`` must be absolute (the XDG rule). Raises a DataError saying to set
+    ``NUMNET_CACHE_DIR`` when none of them gives a location.
     """
     env = os.environ.get(ENV_CACHE_DIR)
     if env:
@@ -129,13 +128,10 @@ def _discard(path: Path, exc: DataError, found: Found) -> None:
     log.warning("numnet: %s", text)
 
 
-def store(spec: DatasetSpec, cache: Path, f: IdxFileSpec, array: np.ndarray) -> Path:
+def store(cache: Path, f: IdxFileSpec, array: np.ndarray) -> Path:
     """Write a verified array into the cache as raw IDX (atomically)."""
     path = cache / f.name
-    sha = write_idx(path, array, compress=False)
-    if sha != f.sha256:  # cannot happen for an array whose content was verified; be sure
-        path.unlink(missing_ok=True)
-        raise DataError(f"{path}: wrote {sha}, expected {f.sha256}; removed it")
+    write_idx(path, array, compress=False)
     return path
 
 
@@ -168,13 +164,8 @@ def cache_info(
             size: int | None = path.stat().st_size
         except OSError:
             size = None
-        images = is_images(spec, f)
         try:
-            array, sha = read_idx_hashed(
-                path,
-                item_shape=spec.image_shape if images else (),
-                dtype=np.uint8 if images else None,
-            )
+            array, sha = read_checked(spec, f, path, f.name, pinned=False)
         except DataError as exc:
             out.append(CachedFile(f.name, path, "invalid", size, detail=str(exc)))
             continue

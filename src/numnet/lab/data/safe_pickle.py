@@ -50,10 +50,6 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class RefusedGlobal(pickle.UnpicklingError):
-    """The pickle names a global outside :data:`ALLOWED_GLOBALS`."""
-
-
 class ArrayUnpickler(pickle.Unpickler):
     """``pickle.Unpickler`` that only resolves the globals of :data:`ALLOWED_GLOBALS`."""
 
@@ -61,7 +57,7 @@ class ArrayUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise RefusedGlobal(
+            raise pickle.UnpicklingError(
                 f"refused to load global {module}.{name} (only NumPy arrays are allowed)"
             ) from None
 

