@@ -87,6 +87,7 @@ def open_regular(path: str | os.PathLike[str], what: str,
     O_NONBLOCK makes opening a FIFO return at once (a plain open waits for a writer forever);
     the descriptor is made blocking again once it is known to be a regular file."""
     shown = display(path)
+    a_what = ("an " if what[:1] in "aeiou" else "a ") + what
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -97,16 +98,16 @@ def open_regular(path: str | os.PathLike[str], what: str,
                         f"of the {what} itself") from None
         raise error(f"{shown}: no such {what} (file not found); check the path") from None
     except IsADirectoryError:
-        raise error(f"{shown}: is a directory, not a {what}; give the path of a file") from None
+        raise error(f"{shown}: is a directory, not {a_what}; give the path of a file") from None
     except OSError as exc:
         raise error(_open_problem(shown, what, exc)) from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise error(f"{shown}: is a directory, not a {what}; give the path of a file")
+            raise error(f"{shown}: is a directory, not {a_what}; give the path of a file")
         if not stat.S_ISREG(mode):
             raise error(f"{shown}: is not a regular file (a pipe, a device or a socket), where "
-                        f"a {what} was expected; save it to a file and give that file's path")
+                        f"{a_what} was expected; save it to a file and give that file's path")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
