@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from numnet.lab.render import Box, P, Section, Table
 from numnet.lab.report.diagnosis import Diagnosis
 from numnet.lab.report.evidence import DEAD_NOTABLE
 from numnet.lab.results import final_test
@@ -84,6 +85,10 @@ def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.3g}%"
 
 
+def _acc(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
 def why(row: dict[str, Any]) -> str:
     """Why this run did (or did not) learn, from its numbers (the module's rules)."""
     step, dead = row["first_step"], row["dead_first"]
@@ -111,15 +116,14 @@ def sentences(model: str, rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     base, others = rows[0], rows[1:]
-    acc = "n/a" if base["test"] is None else f"{base['test']:.4f}"
     out = [f"{model} {base['label']} (lr {base['lr']:g}, {base['reduction']} loss): "
-           f"{base['diagnosis']}, test accuracy {acc}: {why(base)}."]
+           f"{base['diagnosis']}, test accuracy {_acc(base['test'])}: {why(base)}."]
     rescued = [r for r in others if r["learns"]]
     failed = [r for r in others if not r["learns"]]
     if base["learns"]:
         out.append("It learns as written; with each change: " + "; ".join(
-            f"{r['label']} ({'n/a' if r['test'] is None else format(r['test'], '.4f')}, "
-            f"{r['diagnosis']}): {why(r)}" for r in others) + ".")
+            f"{r['label']} ({_acc(r['test'])}, {r['diagnosis']}): {why(r)}" for r in others)
+            + ".")
         return out
     same_steps = [r for r in others if r["optimizer"] == base["optimizer"] == "sgd"
                   and r["reduction"] == "mean" and base["reduction"] == "sum"]
@@ -137,23 +141,20 @@ def sentences(model: str, rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def remedies_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> list[str]:
-    """The Markdown section (no lines when no model's settings are labelled)."""
+def section(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Section | None:
+    """The report's "What each change did" section (None when no model's settings are
+    labelled): per model a table of its runs and the comparison in words."""
     by_model = remedy_rows(doc, diagnoses)
     if not by_model:
-        return []
-    lines = ["## What each change did", "",
-             "The settings of a model start from the same weights and see the same batches; "
-             "each changes one thing. First step: the largest update/weight ratio of any "
-             "layer at update 1 (the usual heuristic is 0.1%). Dead: the largest fraction of "
-             "a ReLU layer's units that are 0 on every probe example.", ""]
-    for model, rows in by_model.items():
-        lines += [f"### {model}", "",
-                  "| change | test accuracy | diagnosis | first step | dead (first / end) |",
-                  "|---|---|---|---|---|"]
-        for r in rows:
-            acc = "n/a" if r["test"] is None else f"{r['test']:.4f}"
-            lines.append(f"| {r['label']} | {acc} | {r['diagnosis']} | {pct(r['first_step'])}"
-                         f" | {pct(r['dead_first'])} / {pct(r['dead_end'])} |")
-        lines += [""] + sentences(model, rows) + [""]
-    return lines
+        return None
+    header = ["change", "test accuracy", "diagnosis", "first step", "dead (first / end)"]
+    return Section("What each change did", [
+        P("The settings of a model start from the same weights and see the same batches; each "
+          "changes one thing. First step: the largest update/weight ratio of any layer at "
+          "update 1 (the usual heuristic is 0.1%). Dead: the largest fraction of a ReLU "
+          "layer's units that are 0 on every probe example.", muted=True),
+        *(Box(model, [Table([[r["label"], _acc(r["test"]), r["diagnosis"], pct(r["first_step"]),
+                              f"{pct(r['dead_first'])} / {pct(r['dead_end'])}"] for r in rows],
+                            header, "summary"),
+                      *(P(t) for t in sentences(model, rows))])
+          for model, rows in by_model.items())])
