@@ -118,10 +118,7 @@ figcaption { color:var(--muted); font-size:13px; margin-top:6px; }
 .card { border:1px solid var(--line); border-radius:9px; padding:14px 16px; background:#fff; }
 .card.diverged { border-color:#e9a3a3; background:#fff8f8; }
 .card .head { display:flex; justify-content:space-between; align-items:baseline; gap:8px; }
-.card dl { display:grid; grid-template-columns:auto 1fr; gap:2px 12px; margin:10px 0;
-           font-size:13px; }
-.card dt { color:var(--muted); }
-.card dd { margin:0; font-variant-numeric:tabular-nums; }
+.card table.kv { margin:10px 0; font-variant-numeric:tabular-nums; }
 .card ul { margin:8px 0 0; padding-left:18px; font-size:13px; }
 .card svg { display:block; margin-top:8px; }
 .legend { font-size:12px; color:var(--muted); }
@@ -230,14 +227,6 @@ class Group:
 
 
 @dataclass
-class Note:
-    """A highlighted note: a section of its own in HTML, a quote in Markdown."""
-
-    title: str
-    text: Text
-
-
-@dataclass
 class Section:
     title: str
     blocks: list[Any]
@@ -319,9 +308,6 @@ def _block_html(b: Any, images: Mapping[str, bytes]) -> Html:
     if isinstance(b, Group):
         return html('<div class="{}">{}</div>', b.cls, join(_block_html(x, images)
                                                             for x in b.blocks))
-    if isinstance(b, Note):
-        return html('<section class="note"><h2>{}</h2><p>{}</p></section>', b.title,
-                    _inline_html(b.text))
     return html('<section{}><h2>{}</h2>{}</section>', html(' id="{}"', b.id) if b.id else "",
                 b.title, join(_block_html(x, images) for x in b.blocks))
 
@@ -360,8 +346,6 @@ def _block_md(b: Any) -> list[str]:
                 *(line for x in b.blocks for line in _block_md(x))]
     if isinstance(b, Group):
         return [line for x in b.blocks for line in _block_md(x)]
-    if isinstance(b, Note):
-        return [f"> **{b.title}**: {_inline_md(b.text)}", ""]
     return [f"## {b.title}", "", *(line for x in b.blocks for line in _block_md(x))]
 
 

@@ -16,7 +16,6 @@ from numnet.lab.render import (
     Figure,
     Group,
     Html,
-    Note,
     P,
     Pre,
     Raw,
@@ -304,7 +303,6 @@ def protocol_statement(doc: dict[str, Any]) -> str:
 # Failed (not learning) cells tinted as in the figure; a figure opens full size on click
 # (render.Figure's zoom) and closes on the next.
 REPORT_CSS = """
-section.note { border-color:#ffcc00; background:#fffbe6; }
 table.summary td.failed { background:#f1e4f7; color:#6a1b9a; }
 table.kv td:first-child { color:var(--muted); }
 figure.table { max-width:760px; }
@@ -333,12 +331,13 @@ def report_doc(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Doc:
         *([P(shared_text(doc))] if shared_text(doc) else []),
     ]
     q = p.get("quick_options") or {}
+    if quick:
+        header.insert(0, P([Span("b", "QUICK run"), f": the reduced smoke-test variant, every "
+                            f"setting ran {q.get('epochs')} epoch(s) with evaluations every "
+                            f"{q.get('eval_every')} updates on {p['eval_train_examples']} train "
+                            f"and {p['eval_test_examples']} test examples. Its numbers are not "
+                            "the protocol's results."]))
     sections = [
-        *([Note("QUICK run", f"This is the reduced smoke-test variant: every setting ran "
-                f"{q.get('epochs')} epoch(s) with evaluations every {q.get('eval_every')} "
-                f"updates on {p['eval_train_examples']} train and {p['eval_test_examples']} "
-                "test examples. Its numbers are not the protocol's results.")]
-          if quick else []),
         summary_section(doc, diagnoses),
         *filter(None, [remedies.section(doc, diagnoses)]),
         Section("Learning curves", [Figure(

@@ -1,21 +1,8 @@
 """Why a run did what it did: findings from its training internals (``run["internals"]``,
-see ``numnet.lab.training.internals``), added to the diagnosis of its learning curves.
-
-Each finding states its numbers and the rule that made it:
-
-- **dead ReLUs**: a ReLU layer whose dead fraction on the probe reaches
-  :data:`DEAD_NOTABLE` -- the update from which it stays at least that high;
-- **step size**: the largest update/weight ratio of any layer against the usual 1e-3, when it
-  is more than :data:`RATIO_FACTOR` times larger (or smaller) than that (the first step counts:
-  ``internals["start"]`` holds updates 0 and 1);
-- **weights blew up**: a layer's weight norm more than :data:`RATIO_FACTOR` times its
-  initial one;
-- **logits**: a softmax that is certain (mean top-class probability > :data:`CERTAIN`) while
-  the run is not learning means exploded logits; a uniform one (< :data:`UNIFORM`) means the
-  output carries no information;
-- **summed loss**: with ``reduction = "sum"`` the gradient is the sum over the batch, so every
-  step is ``batch_size`` times the step the mean loss would take at the same learning rate --
-  said where the steps are too large or the run does not learn.
+see ``numnet.lab.training.internals``), added to the diagnosis of its learning curves. Each
+finding states its numbers and the rule that made it (:data:`EVIDENCE_RULES`: dead ReLUs, step
+size, weights that blew up, saturated or uniform logits, the summed loss's step); the first
+step counts, as ``internals["start"]`` holds updates 0 and 1.
 """
 
 from __future__ import annotations
