@@ -207,23 +207,14 @@ class Raw:
 
 @dataclass
 class Box:
-    """A titled part (``<h3>``, ``aside`` beside the title) of a section: a run's card, a
-    model's comparison."""
+    """A part of a section (``<div class=cls>``): titled (``<h3>``, ``aside`` beside the
+    title; a run's card, a model's comparison) or not (the cards side by side)."""
 
     title: Text
     blocks: list[Any]
     cls: str = ""
     id: str = ""
     aside: Text = ""
-
-
-@dataclass
-class Group:
-    """Blocks side by side in HTML (``<div class=cls>``, e.g. the cards), one after the other
-    in Markdown."""
-
-    cls: str
-    blocks: list[Any]
 
 
 @dataclass
@@ -302,12 +293,10 @@ def _block_html(b: Any, images: Mapping[str, bytes]) -> Html:
     if isinstance(b, Raw):
         return b.html
     if isinstance(b, Box):
-        return html('<div class="{}"{}><div class="head"><h3>{}</h3><div>{}</div></div>{}</div>',
-                    b.cls, html(' id="{}"', b.id) if b.id else "", _inline_html(b.title),
-                    _inline_html(b.aside), join(_block_html(x, images) for x in b.blocks))
-    if isinstance(b, Group):
-        return html('<div class="{}">{}</div>', b.cls, join(_block_html(x, images)
-                                                            for x in b.blocks))
+        head = html('<div class="head"><h3>{}</h3><div>{}</div></div>', _inline_html(b.title),
+                    _inline_html(b.aside)) if b.title else ""
+        return html('<div class="{}"{}>{}{}</div>', b.cls, html(' id="{}"', b.id) if b.id else "",
+                    head, join(_block_html(x, images) for x in b.blocks))
     return html('<section{}><h2>{}</h2>{}</section>', html(' id="{}"', b.id) if b.id else "",
                 b.title, join(_block_html(x, images) for x in b.blocks))
 
@@ -342,10 +331,8 @@ def _block_md(b: Any) -> list[str]:
         return []
     if isinstance(b, Box):
         aside = f": {_inline_md(b.aside)}" if b.aside else ""
-        return [f"### {_inline_md(b.title)}{aside}", "",
-                *(line for x in b.blocks for line in _block_md(x))]
-    if isinstance(b, Group):
-        return [line for x in b.blocks for line in _block_md(x)]
+        head = [f"### {_inline_md(b.title)}{aside}", ""] if b.title else []
+        return [*head, *(line for x in b.blocks for line in _block_md(x))]
     return [f"## {b.title}", "", *(line for x in b.blocks for line in _block_md(x))]
 
 

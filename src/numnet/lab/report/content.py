@@ -14,7 +14,6 @@ from numnet.lab.render import (
     Cell,
     Doc,
     Figure,
-    Group,
     Html,
     P,
     Pre,
@@ -348,8 +347,8 @@ def report_doc(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Doc:
             "marks a diverged run, a purple one a run that did not learn. In report.html, "
             "click the figure to see it full size (click again to close).",
             zoom="zoom-curves")]),
-        Section("Runs", [Group("cards", [card(r, diagnoses[r["run_id"]])
-                                          for r in doc["runs"]])]),
+        Section("Runs", [Box("", [card(r, diagnoses[r["run_id"]]) for r in doc["runs"]],
+                             "cards")]),
         *filter(None, [internals_section.section(doc, diagnoses)]),
         Section("How the diagnosis works", [
             P('With n evaluations, w = max(2, ceil(0.1 n)); "end" is the mean of the last w '

@@ -11,7 +11,8 @@ Then one sentence per run says whether the change rescued the run and why, by th
 - a run *learns* unless its diagnosis is "not learning" or "diverged";
 - a step is *large* when it moves a layer by more than :data:`LARGE_STEP` of its weights
   (the usual heuristic is 1e-3);
-- a ReLU layer is *dead* when at least :data:`DEAD` of its units are.
+- a ReLU layer is *dead* when at least
+  :data:`~numnet.lab.report.evidence.DEAD_NOTABLE` of its units are.
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 from numnet.lab.render import Box, P, Section, Table
-from numnet.lab.report.diagnosis import Diagnosis
+from numnet.lab.report.diagnosis import FAILED, Diagnosis
 from numnet.lab.report.evidence import DEAD_NOTABLE
 from numnet.lab.results import final_test
 from numnet.lab.training import RunSpec
 
 LARGE_STEP = 0.1
-DEAD = DEAD_NOTABLE
-FAILED = ("not learning", "diverged")
 
 
 def labelled_models(doc: dict[str, Any]) -> dict[str, list[str | None]]:
@@ -97,7 +96,7 @@ def why(row: dict[str, Any]) -> str:
                  if dead is not None else "")
     if not row["learns"]:
         parts = [step_text + (" (a large step)" if step and step > LARGE_STEP else "")]
-        if dead is not None and dead >= DEAD:
+        if dead is not None and dead >= DEAD_NOTABLE:
             parts.append(dead_text + ", so no gradient reaches the layers below")
         return "; ".join(parts)
     if row["batchnorm"] and step is not None and step > LARGE_STEP:
