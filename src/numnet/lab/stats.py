@@ -84,15 +84,10 @@ def describe(values: Sequence[float], confidence: float = 0.95,
     n < 2; everything but n is None for n = 0.
 
     ``bounds=(lo, hi)``: the values' domain (``PROPORTION`` for accuracies). The interval is
-    then intersected with it, and ``"interval"`` says so. Why this and not another method: the
-    true mean lies in the domain, so removing the part of the interval outside it keeps
-    exactly the coverage of the t-interval (a sound interval stays sound), it still contains
-    the reported mean, and it is defined when values sit on the bound (an accuracy of 1.0).
-    A t-interval on the logit scale is an interval for another quantity (the mean of logits,
-    not the mean accuracy) and is undefined at 0 and 1; a percentile bootstrap with the 2-10
-    seeds of a sweep covers far less than it says (with 2 seeds it is [min, max]). With 2
-    seeds the interval is honest about how little two runs say: t_{0.975, 1} = 12.7.
-    Values outside ``bounds`` are a ValueError (a caller's bug, not a statistic)."""
+    then intersected with it, and ``"interval"`` says so: the true mean lies in the domain, so
+    this keeps the t-interval's coverage (why not a logit-scale interval or a bootstrap:
+    docs/reliability.md, "Intervals of accuracies"). Values outside ``bounds`` are a ValueError
+    (a caller's bug, not a statistic)."""
     v = [float(x) for x in values]
     n = len(v)
     if bounds is not None:
