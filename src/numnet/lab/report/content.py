@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from numnet.lab.environment import machine_text
@@ -147,9 +148,7 @@ def summary_section(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Sec
     table = grid_table(doc, lambda m, s, run: summary_cell(
         run, run is not None and s == best_setting(runs, m),
         diagnoses[run["run_id"]] if run else None))
-    counts: dict[str, int] = {}
-    for d in diagnoses.values():
-        counts[d.verdict] = counts.get(d.verdict, 0) + 1
+    counts = Counter(d.verdict for d in diagnoses.values())
     overview: list[Any] = ["Diagnoses:"]
     for v in VERDICT_ORDER:
         if v in counts:
