@@ -183,7 +183,8 @@ class Table:
 @dataclass
 class Figure:
     """A PNG by its file name: embedded in HTML (click to zoom with ``zoom``, the id of its
-    checkbox), linked in Markdown; ``cls``: the ``<figure>``'s classes."""
+    checkbox; left out when the page has no such image), linked in Markdown; ``cls``: the
+    ``<figure>``'s classes."""
 
     name: str
     alt: str
@@ -321,7 +322,7 @@ def _block_md(b: Any) -> list[str]:
         cells = [[_inline_md(c.text if isinstance(c, Cell) else c) for c in row]
                  for row in b.rows]
         if b.header is None:
-            return [*(f"- {row[0]}: {' | '.join(row[1:])}" for row in cells), ""]
+            return [*(f"- {': '.join(row)}" for row in cells), ""]
         return [*markdown_table(b.header, cells), ""]
     if isinstance(b, Figure):
         return [f"![{b.alt}]({b.name})", "", *([b.caption, ""] if b.caption else [])]

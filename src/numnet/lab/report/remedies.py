@@ -28,12 +28,6 @@ from numnet.lab.training import RunSpec
 LARGE_STEP = 0.1
 
 
-def labelled_models(doc: dict[str, Any]) -> dict[str, list[str | None]]:
-    """``{model: the labels of its settings}`` for the models whose settings are labelled."""
-    labels = doc["protocol"].get("labels") or {}
-    return {m: ls for m, ls in labels.items() if any(ls)}
-
-
 def _first_step(run: dict[str, Any]) -> float | None:
     start = (run.get("internals") or {}).get("start") or {}
     ratios = [series[1] for series in start.get("update_ratio", {}).values()
@@ -53,7 +47,9 @@ def remedy_rows(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]
     whether it learns, its first step, its dead ReLUs (first evaluation, end), whether it has
     batch normalisation and which optimiser it used."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for model, labels in labelled_models(doc).items():
+    for model, labels in (doc["protocol"].get("labels") or {}).items():
+        if not any(labels):
+            continue
         rows = []
         for run in doc["runs"]:
             spec = run["spec"]
