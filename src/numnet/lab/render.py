@@ -175,7 +175,7 @@ class Table:
     row headings when ``header[0]`` is empty; without one it is a key/value list (a bullet
     list ``key: value`` in Markdown)."""
 
-    rows: list[list[Any]]
+    rows: Sequence[Sequence[Any]]
     header: list[str] | None = None
     cls: str = ""
 

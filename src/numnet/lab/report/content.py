@@ -272,7 +272,7 @@ def card(run: dict[str, Any], diag: Diagnosis) -> Box:
                  f"{spec['conv_activation']}"),
     ]
     return Box(f"Model {spec['model'].removeprefix('model')} · setting {spec['setting']}",
-               [Raw(join([sparkline_svg(run), LEGEND])), Table([list(r) for r in rows], cls="kv"),
+               [Raw(join([sparkline_svg(run), LEGEND])), Table(rows, cls="kv"),
                 Bullets(diag.findings)],
                "card diverged" if run["status"] == "diverged" else "card", run["run_id"],
                badges(diag.labels))
@@ -328,8 +328,8 @@ def report_doc(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Doc:
            + (f" · wall time {fmt_time(float(total))}" if total is not None else "")]),
         *([P(shared_text(doc))] if shared_text(doc) else []),
     ]
-    q = p.get("quick_options") or {}
     if quick:
+        q = p.get("quick_options") or {}
         header.insert(0, P([Span("b", "QUICK run"), f": the reduced smoke-test variant, every "
                             f"setting ran {q.get('epochs')} epoch(s) with evaluations every "
                             f"{q.get('eval_every')} updates on {p['eval_train_examples']} train "
@@ -362,7 +362,7 @@ def report_doc(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Doc:
             P("The protocol is described in docs/protocol.md in the numnet repository; the "
               "protocol file this run used follows.", muted=True),
             Pre(p.get("text") or "", "toml")]),
-        Section("Environment", [Table([list(r) for r in env_rows(doc)], cls="kv")]),
+        Section("Environment", [Table(env_rows(doc), cls="kv")]),
     ]
     heading: list[Any] = [title(doc).removesuffix(" — QUICK")]
     return Doc(title(doc), header, sections,
