@@ -168,7 +168,7 @@ def test_report_and_terminal_table_name_the_final_weights(out) -> None:
     assert "docs/protocol.md in the numnet repository" in html
     assert 'class="zoom"' in html  # the figures open full size on click
     md = (out / "report.md").read_text()
-    assert "final weights (after update 111)" in md and "last curve point (update 110)" in md
+    assert "Final weights (after update 111)" in md and "Last curve point (update 110)" in md
     text = report.format_summary(json.loads((out / "results.json").read_text()))
     assert "diverged@" in text and text.endswith("of the final weights (after the last update)")
 

@@ -133,7 +133,7 @@ def test_html_summary_table_marks_diverged_cells(written) -> None:
 def test_markdown_has_table_runs_and_rules(written) -> None:
     md = (written / "report.md").read_text()
     assert "| | Setting 1 | Setting 2 | Setting 3 |" in md
-    assert "| Model 2 | " in md and "**diverged** @ 3" in md
+    assert "| Model 2 | " in md and "diverged<br>at update 3 · (15, 0.1)" in md
     assert md.count("### Model ") == 12
     assert "![Learning curves](learning_curves.png)" in md
     assert "## How the diagnosis works" in md and "```toml" in md

@@ -61,6 +61,8 @@ def _with_start(internals: dict[str, Any]) -> dict[str, Any]:
 def internals_figure(runs: list[tuple[str, dict[str, Any]]], title: str = "") -> Any:
     """The internals panel of one run; ``runs`` is ``[(label, run dict), ...]`` -- one
     implementation, or two to overlay (the second dashed)."""
+    from matplotlib.ticker import PercentFormatter
+
     fig = new_figure(INTERNALS_SIZE)
     ax_dead, ax_ratio, ax_logit, ax_loss = fig.subplots(1, 4, sharex=True)
     ax_top = ax_logit.twinx()
@@ -90,7 +92,7 @@ def internals_figure(runs: list[tuple[str, dict[str, Any]]], title: str = "") ->
                      **style)
     ax_dead.set_title("Dead ReLU units (probe)", fontsize=10)
     ax_dead.set_ylim(-0.03, 1.03)
-    ax_dead.yaxis.set_major_formatter(_percent())
+    ax_dead.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax_ratio.set_title("Update / weight ratio  lr·|g|/|w|", fontsize=10)
     ax_ratio.set_yscale("log")
     _plain_log(ax_ratio)
@@ -138,12 +140,6 @@ def _plain_log(ax: Any) -> None:
 
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
-
-
-def _percent() -> Any:
-    from matplotlib.ticker import PercentFormatter
-
-    return PercentFormatter(1.0, decimals=0)
 
 
 def confusion_figure(final: dict[str, Any], title: str = "") -> Any:

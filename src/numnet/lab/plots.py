@@ -37,6 +37,8 @@ DIVERGED_COLOR = "#c62828"
 DIVERGED_FILL = "#fde0e0"
 NOT_LEARNING_COLOR = "#6a1b9a"
 NOT_LEARNING_FILL = "#f1e4f7"
+FAILURE_COLORS = {"diverged": (DIVERGED_COLOR, DIVERGED_FILL),
+                  "not learning": (NOT_LEARNING_COLOR, NOT_LEARNING_FILL)}
 CHANCE = 0.1  # accuracy of a uniform guess over the 10 classes
 Y_RANGE = (0.0, 1.0)
 Labels = dict[str, list[str]]
@@ -149,8 +151,7 @@ def _panel(ax: Any, run: dict[str, Any], train_examples: int | None,
     failed = failure(run, labels)
     if failed is None:
         return
-    color, fill = ((DIVERGED_COLOR, DIVERGED_FILL) if failed == "diverged"
-                   else (NOT_LEARNING_COLOR, NOT_LEARNING_FILL))
+    color, fill = FAILURE_COLORS[failed]
     for spine in ax.spines.values():
         spine.set_color(color)
         spine.set_linewidth(2.5)
@@ -158,11 +159,7 @@ def _panel(ax: Any, run: dict[str, Any], train_examples: int | None,
     if failed == "not learning":
         tr = run["train_accuracy"]
         where = "NOT LEARNING" + (f"\ntrain accuracy {tr[-1]:.3f} ≈ chance" if tr else "")
-        ax.text(0.5, 0.74, where, ha="center", va="center", color=color, fontsize=15,
-                fontweight="bold", transform=ax.transAxes, gid="failure",
-                bbox={"facecolor": "white", "edgecolor": color, "alpha": 0.85})
-        return
-    if run["diverged_at_update"] is None:  # NaN accuracies, the run not stopped
+    elif run["diverged_at_update"] is None:  # NaN accuracies, the run not stopped
         where = "DIVERGED\n(non-finite accuracy)"
     else:
         at = run["diverged_at_update"] * spec["batch_size"]
@@ -170,9 +167,9 @@ def _panel(ax: Any, run: dict[str, Any], train_examples: int | None,
         where = f"DIVERGED at update {run['diverged_at_update']}\n({at:.3g} samples)"
         if not x:
             where += "\nbefore the first evaluation"
-    ax.text(0.5, 0.74, where, ha="center", va="center", color=DIVERGED_COLOR, fontsize=15,
+    ax.text(0.5, 0.74, where, ha="center", va="center", color=color, fontsize=15,
             fontweight="bold", transform=ax.transAxes, gid="failure",
-            bbox={"facecolor": "white", "edgecolor": DIVERGED_COLOR, "alpha": 0.85})
+            bbox={"facecolor": "white", "edgecolor": color, "alpha": 0.85})
 
 
 SUMMARY_TITLE = "Final test accuracy (final weights, after the last update)"
@@ -223,12 +220,10 @@ def summary_table_figure(doc: dict[str, Any], labels: Labels | None = None) -> A
         elif r == 0 or c == 0:
             box.set_text_props(fontweight="bold")
             box.set_facecolor("#e8eef7")
-        elif marks.get((r, c)) == "diverged":
-            box.set_facecolor(DIVERGED_FILL)
-            box.set_text_props(color=DIVERGED_COLOR, fontweight="bold", fontsize=11)
-        elif marks.get((r, c)) == "not learning":
-            box.set_facecolor(NOT_LEARNING_FILL)
-            box.set_text_props(color=NOT_LEARNING_COLOR, fontweight="bold", fontsize=11)
+        elif marks.get((r, c)) in FAILURE_COLORS:
+            color, fill = FAILURE_COLORS[marks[(r, c)]]
+            box.set_facecolor(fill)
+            box.set_text_props(color=color, fontweight="bold", fontsize=11)
     # the quick label on a line of its own: one line would not fit the 9-inch width
     quick = _quick_suffix(doc).removeprefix(" — ")
     ax.set_title(SUMMARY_TITLE + (f"\n{quick}" if quick else ""), fontsize=14,

@@ -1,5 +1,7 @@
 """The one rendering layer of numnet.lab: HTML whose every value is escaped, Markdown and text
-tables, figures as PNG bytes and data URIs, number formats, and the pages' stylesheet.
+tables, figures as PNG bytes and data URIs, number formats, the pages' stylesheet, and a small
+document model (:class:`Doc` of blocks) written once and serialized by :func:`to_html` and
+:func:`to_markdown`.
 
 HTML: :func:`html` is ``str.format`` for markup. Every value it interpolates is formatted (its
 format spec applied) and then escaped, unless it is already :class:`Html` -- markup made by
@@ -13,7 +15,8 @@ import base64
 import html as _html
 import io
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -104,7 +107,6 @@ table.summary th { background:#eef2f9; font-weight:600; }
 table.summary td .acc { font-size:20px; font-weight:650; font-variant-numeric:tabular-nums; }
 table.summary td .sub { display:block; font-size:12px; color:var(--muted); }
 table.summary td.best .acc { color:#1b5e20; }
-table.summary td.best .acc::after { content:" ★"; font-size:13px; color:#c49000; }
 table.summary td.diverged { background:#fde0e0; color:#c62828; }
 table.summary td.missing { color:#aaa; }
 .badge { display:inline-block; padding:1px 9px; border-radius:11px; font-size:12px;
@@ -116,10 +118,7 @@ figcaption { color:var(--muted); font-size:13px; margin-top:6px; }
 .card { border:1px solid var(--line); border-radius:9px; padding:14px 16px; background:#fff; }
 .card.diverged { border-color:#e9a3a3; background:#fff8f8; }
 .card .head { display:flex; justify-content:space-between; align-items:baseline; gap:8px; }
-.card dl { display:grid; grid-template-columns:auto 1fr; gap:2px 12px; margin:10px 0;
-           font-size:13px; }
-.card dt { color:var(--muted); }
-.card dd { margin:0; font-variant-numeric:tabular-nums; }
+.card table.kv { margin:10px 0; font-variant-numeric:tabular-nums; }
 .card ul { margin:8px 0 0; padding-left:18px; font-size:13px; }
 .card svg { display:block; margin-top:8px; }
 .legend { font-size:12px; color:var(--muted); }
@@ -131,6 +130,221 @@ pre { background:#0f1624; color:#d6e2ff; padding:14px 16px; border-radius:8px;
       overflow-x:auto; font-size:12.5px; line-height:1.45; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:10px; }
 """
+
+
+# ------------------------------------------------------------------------------ documents
+
+
+@dataclass(frozen=True)
+class Span:
+    """Inline text in a style: ``code``, ``b`` (bold), ``badge`` (``style``: its CSS colours;
+    bold in Markdown), ``sub`` (a line of its own below, in a table cell) or any other CSS class
+    of a ``<span>`` (plain in Markdown)."""
+
+    kind: str
+    text: str
+    style: str = ""
+
+
+#: Inline content: a string, a :class:`Span`, or a sequence of them.
+Text = str | Span | Sequence[str | Span]
+
+
+@dataclass
+class P:
+    text: Text
+    muted: bool = False
+
+
+@dataclass
+class Bullets:
+    items: list[Text]
+
+
+@dataclass
+class Cell:
+    """A table cell with a CSS class."""
+
+    text: Text
+    cls: str = ""
+
+
+@dataclass
+class Table:
+    """Rows of cells (:data:`Text` or :class:`Cell`). With a ``header`` the first column holds
+    row headings when ``header[0]`` is empty; without one it is a key/value list (a bullet
+    list ``key: value`` in Markdown)."""
+
+    rows: Sequence[Sequence[Any]]
+    header: list[str] | None = None
+    cls: str = ""
+
+
+@dataclass
+class Figure:
+    """A PNG by its file name: embedded in HTML (click to zoom with ``zoom``, the id of its
+    checkbox; left out when the page has no such image), linked in Markdown; ``cls``: the
+    ``<figure>``'s classes."""
+
+    name: str
+    alt: str
+    caption: str = ""
+    cls: str = ""
+    zoom: str = ""
+
+
+@dataclass
+class Pre:
+    text: str
+    lang: str = ""
+
+
+@dataclass
+class Raw:
+    """Markup for the HTML only (an inline SVG); Markdown leaves it out."""
+
+    html: Html
+
+
+@dataclass
+class Box:
+    """A part of a section (``<div class=cls>``): titled (``<h3>``, ``aside`` beside the
+    title; a run's card, a model's comparison) or not (the cards side by side)."""
+
+    title: Text
+    blocks: list[Any]
+    cls: str = ""
+    id: str = ""
+    aside: Text = ""
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[Any]
+    id: str = ""
+
+
+@dataclass
+class Doc:
+    """A page: ``title`` (Markdown's heading and the HTML title), ``heading`` (HTML's
+    ``<h1>``, default the title), ``header`` blocks, sections, a footer line and the CSS."""
+
+    title: str
+    header: list[Any]
+    sections: list[Any]
+    footer: Text = ""
+    css: str = ""
+    heading: Text = ""
+
+
+def _inline_html(text: Text) -> Html:
+    if isinstance(text, str):
+        return escape(text)
+    if isinstance(text, Span):
+        if text.kind in ("code", "b"):
+            return html(f"<{text.kind}>{{}}</{text.kind}>", text.text)
+        style = html(' style="{}"', text.style) if text.style else ""
+        return html('<span class="{}"{}>{}</span>', text.kind, style, text.text)
+    return join(_inline_html(t) for t in text)
+
+
+def _inline_md(text: Text) -> str:
+    if isinstance(text, str):
+        return text
+    if isinstance(text, Span):
+        return {"code": "`{}`", "b": "**{}**", "badge": "**{}**",
+                "sub": "<br>{}"}.get(text.kind, "{}").format(text.text)
+    return "".join(_inline_md(t) for t in text)
+
+
+def _cell_html(tag: str, cell: Any) -> Html:
+    cls = html(' class="{}"', cell.cls) if isinstance(cell, Cell) and cell.cls else ""
+    return html("<{}{}>{}</{}>", Html(tag), cls,
+                _inline_html(cell.text if isinstance(cell, Cell) else cell), Html(tag))
+
+
+def _block_html(b: Any, images: Mapping[str, bytes]) -> Html:
+    """One block as HTML (see the block classes)."""
+    if isinstance(b, P):
+        return html("<p{}>{}</p>", Html(' class="muted"') if b.muted else "",
+                    _inline_html(b.text))
+    if isinstance(b, Bullets):
+        return html("<ul>{}</ul>", join(html("<li>{}</li>", _inline_html(t)) for t in b.items))
+    if isinstance(b, Table):
+        head = ""
+        if b.header is not None:
+            head = html("<thead><tr>{}</tr></thead>", join(_cell_html("th", c) for c in b.header))
+        rows = join(html("<tr>{}</tr>", join(
+            _cell_html("th" if k == 0 and b.header and not b.header[0] else "td", c)
+            for k, c in enumerate(row))) for row in b.rows)
+        return html('<table class="{}">{}<tbody>{}</tbody></table>', b.cls, head, rows)
+    if isinstance(b, Figure):
+        if b.name not in images:
+            return Html("")
+        image = img(images[b.name], b.alt)
+        if b.zoom:  # a hidden checkbox and its label: no script, no second copy of the image
+            image = html('<input type="checkbox" class="zoom" id="{}"><label class="zoom" '
+                         'for="{}">{}</label>', b.zoom, b.zoom, image)
+        caption = html("<figcaption>{}</figcaption>", b.caption) if b.caption else ""
+        cls = html(' class="{}"', b.cls) if b.cls else ""
+        return html("<figure{}>{}{}</figure>", cls, image, caption)
+    if isinstance(b, Pre):
+        return html("<pre>{}</pre>", b.text)
+    if isinstance(b, Raw):
+        return b.html
+    if isinstance(b, Box):
+        head = html('<div class="head"><h3>{}</h3><div>{}</div></div>', _inline_html(b.title),
+                    _inline_html(b.aside)) if b.title else ""
+        return html('<div class="{}"{}>{}{}</div>', b.cls, html(' id="{}"', b.id) if b.id else "",
+                    head, join(_block_html(x, images) for x in b.blocks))
+    return html('<section{}><h2>{}</h2>{}</section>', html(' id="{}"', b.id) if b.id else "",
+                b.title, join(_block_html(x, images) for x in b.blocks))
+
+
+def to_html(doc: Doc, images: Mapping[str, bytes]) -> str:
+    """The self-contained page: figures embedded from ``images`` (``{file name: PNG}``)."""
+    body = html("<header><h1>{}</h1>{}</header>\n<main>\n{}\n</main>\n<footer>{}</footer>",
+                _inline_html(doc.heading or doc.title),
+                join(_block_html(b, images) for b in doc.header),
+                join((_block_html(b, images) for b in doc.sections), "\n"),
+                _inline_html(doc.footer))
+    return page(doc.title, doc.css, body)
+
+
+def _block_md(b: Any) -> list[str]:
+    """One block as Markdown lines, each block followed by an empty line."""
+    if isinstance(b, P):
+        return [_inline_md(b.text), ""]
+    if isinstance(b, Bullets):
+        return [*(f"- {_inline_md(t)}" for t in b.items), ""]
+    if isinstance(b, Table):
+        cells = [[_inline_md(c.text if isinstance(c, Cell) else c) for c in row]
+                 for row in b.rows]
+        if b.header is None:
+            return [*(f"- {': '.join(row)}" for row in cells), ""]
+        return [*markdown_table(b.header, cells), ""]
+    if isinstance(b, Figure):
+        return [f"![{b.alt}]({b.name})", "", *([b.caption, ""] if b.caption else [])]
+    if isinstance(b, Pre):
+        return [f"```{b.lang}", b.text.rstrip(), "```", ""]
+    if isinstance(b, Raw):
+        return []
+    if isinstance(b, Box):
+        aside = f": {_inline_md(b.aside)}" if b.aside else ""
+        head = [f"### {_inline_md(b.title)}{aside}", ""] if b.title else []
+        return [*head, *(line for x in b.blocks for line in _block_md(x))]
+    return [f"## {b.title}", "", *(line for x in b.blocks for line in _block_md(x))]
+
+
+def to_markdown(doc: Doc) -> str:
+    """The page as Markdown, its figures linked by file name."""
+    lines = [f"# {doc.title}", ""]
+    for b in (*doc.header, *doc.sections):
+        lines += _block_md(b)
+    if doc.footer:
+        lines += [_inline_md(doc.footer), ""]
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ Markdown, text

@@ -13,27 +13,22 @@ from typing import Any
 
 def _betacf(a: float, b: float, x: float) -> float:
     """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
+
+    def nonzero(v: float) -> float:
+        return v if abs(v) > 1e-300 else 1e-300
+
     qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
+    c, d = 1.0, 1.0 / nonzero(1.0 - qab * x / qap)
     h = d
     for m in range(1, 300):
         m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
+        # the even and the odd step of the fraction
+        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)),
+                   -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 / nonzero(1.0 + aa * d)
+            c = nonzero(1.0 + aa / c)
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
             break
     return h
 
@@ -89,15 +84,10 @@ def describe(values: Sequence[float], confidence: float = 0.95,
     n < 2; everything but n is None for n = 0.
 
     ``bounds=(lo, hi)``: the values' domain (``PROPORTION`` for accuracies). The interval is
-    then intersected with it, and ``"interval"`` says so. Why this and not another method: the
-    true mean lies in the domain, so removing the part of the interval outside it keeps
-    exactly the coverage of the t-interval (a sound interval stays sound), it still contains
-    the reported mean, and it is defined when values sit on the bound (an accuracy of 1.0).
-    A t-interval on the logit scale is an interval for another quantity (the mean of logits,
-    not the mean accuracy) and is undefined at 0 and 1; a percentile bootstrap with the 2-10
-    seeds of a sweep covers far less than it says (with 2 seeds it is [min, max]). With 2
-    seeds the interval is honest about how little two runs say: t_{0.975, 1} = 12.7.
-    Values outside ``bounds`` are a ValueError (a caller's bug, not a statistic)."""
+    then intersected with it, and ``"interval"`` says so: the true mean lies in the domain, so
+    this keeps the t-interval's coverage (why not a logit-scale interval or a bootstrap:
+    docs/reliability.md, "Intervals of accuracies"). Values outside ``bounds`` are a ValueError
+    (a caller's bug, not a statistic)."""
     v = [float(x) for x in values]
     n = len(v)
     if bounds is not None:
@@ -139,7 +129,6 @@ def curve_stats(curves: list[list[float]]) -> dict[str, list[float | None]]:
         for key in stats:
             stats[key].append(d[key])
     return stats
-
 
 
 def curve_gap(a: Sequence[float], b: Sequence[float],

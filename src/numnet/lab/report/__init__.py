@@ -6,10 +6,19 @@ the protocol file used and the environment. The HTML embeds its figures as base6
 sparklines as inline SVG; it loads nothing from the network.
 
 The diagnosis (:mod:`~numnet.lab.report.diagnosis`) applies fixed rules to each run's learning
-curves; :mod:`~numnet.lab.report.page` renders the HTML, :mod:`~numnet.lab.report.markdown`
-the Markdown and the terminal table, :mod:`~numnet.lab.report.write` writes the files.
+curves; :mod:`~numnet.lab.report.content` writes the report once as a document that
+:mod:`numnet.lab.render` serializes to HTML and Markdown (and the terminal table);
+:mod:`~numnet.lab.report.write` writes the files.
 """
 
+from numnet.lab.report.content import (
+    VERDICT_COLORS,
+    format_summary,
+    render_html,
+    render_markdown,
+    sparkline_svg,
+    summary_rows,
+)
 from numnet.lab.report.diagnosis import (
     MIN_EVALS_FOR_TRENDS,
     RULES,
@@ -19,8 +28,6 @@ from numnet.lab.report.diagnosis import (
     diagnose_all,
     diagnosis_records,
 )
-from numnet.lab.report.markdown import format_summary, render_markdown, summary_rows
-from numnet.lab.report.page import VERDICT_COLORS, render_html, sparkline_svg
 from numnet.lab.report.write import figure_pngs, rebuild, write_report
 
 __all__ = [

@@ -1,39 +1,15 @@
 """The diagnosis of one run from its learning curves: fixed rules, no rendering.
 
-The diagnosis applies fixed rules (:data:`RULES`) to the learning curves. With ``n``
-evaluations, ``w = max(2, ceil(0.1 n))``; "end" is the mean of the last ``w`` evaluations,
-"at 50%" / "at 75%" the mean of the ``w`` evaluations ending there; differences are in
-accuracy *points* (0.01 = 1 point). Verdicts, in priority order (the first that applies is the
-verdict; the others that apply are shown beside it):
-
-- **diverged**: the run stopped on a non-finite loss or parameters, or a recorded accuracy is
-  not a number.
-- **not learning**: end train accuracy < 20% (chance is 10%).
-- **unstable**: test accuracy goes up and down by > 0.5 points per evaluation on average
-  beyond its net trend (mean ``|change|`` between consecutive evaluations minus ``|net
-  change|`` per evaluation: a steady rise scores 0), or drops by > 2 points from one
-  evaluation to the next in the second half; trends are then noise. Both thresholds are
-  raised to what sampling noise alone gives on the ``m`` test examples evaluated (accuracy
-  ``p`` at the end: a difference of two evaluations has standard deviation ``s = sqrt(2 p (1 -
-  p) / m)``; the mean ``|change|`` threshold is at least ``1.5 s sqrt(2 / pi)``, the drop
-  threshold at least ``3 s``), so that a small evaluation set (a quick run) is not "unstable"
-  by its own noise.
-- **over-fitting**: train accuracy keeps rising over the second half (end - at 50% > 0.2
-  points) while test accuracy stalls (end - at 50% < 0.1 points), lags behind (rose at least
-  0.5 points less than train: the gap widens) or falls from its best (best - end > 0.3
-  points), and the train-test gap at the end exceeds 1 point. Judged only for runs that fit
-  their training data (end train accuracy >= 95%) and are not unstable.
-- **under-fitting** (the model or learning rate cannot fit the training data): train accuracy
-  has reached a plateau (end - at 75% <= 0.5 points) below 95%, or it ends > 3 points below
-  the best end train accuracy the same model reaches with another setting of the same
-  protocol run (when the other runs are known, :func:`diagnose_all`).
-- **still improving** (more epochs would help): train accuracy still rising at the end (end -
-  at 75% > 0.5 points) and test accuracy rising too.
-- **good fit**: none of the above.
-
-Trend rules need at least :data:`MIN_EVALS_FOR_TRENDS` evaluations; with fewer only the level
-rules apply, and the diagnosis says so. Every finding states its rule's thresholds and the
-run's numbers.
+The rules are :data:`RULES` (the report prints them), tried in the order of
+:data:`VERDICT_ORDER`: the first that applies is the verdict, the others that apply are shown
+beside it. With ``n`` evaluations, ``w = max(2, ceil(0.1 n))``; "end" is the mean of the last
+``w`` evaluations, "at 50%" / "at 75%" the mean of the ``w`` evaluations ending there;
+differences are in accuracy *points* (0.01 = 1 point). The "unstable" thresholds are raised to
+what sampling noise alone gives on the ``m`` test examples evaluated (accuracy ``p`` at the
+end: a difference of two evaluations has standard deviation ``s = sqrt(2 p (1 - p) / m)``), so
+that a small evaluation set (a quick run) is not "unstable" by its own noise. Trend rules need
+at least :data:`MIN_EVALS_FOR_TRENDS` evaluations; with fewer only the level rules apply, and
+the diagnosis says so. Every finding states its rule's thresholds and the run's numbers.
 """
 
 from __future__ import annotations
@@ -59,8 +35,6 @@ UNSTABLE_DROP_POINTS = 2.0
 UNSTABLE_NOISE_JUMP = 1.5  # x the mean |change| sampling noise alone gives
 UNSTABLE_NOISE_DROP = 3.0  # x the standard deviation of a change from sampling noise
 MIN_EVALS_FOR_TRENDS = 4
-# Kept for callers of the former name (the "still rising" threshold).
-UNDERFIT_RISING_POINTS = IMPROVING_POINTS
 
 RULES = [
     ("diverged", "the loss or a parameter became non-finite (the run stopped there), or a "

@@ -1,21 +1,8 @@
 """Why a run did what it did: findings from its training internals (``run["internals"]``,
-see ``numnet.lab.training.internals``), added to the diagnosis of its learning curves.
-
-Each finding states its numbers and the rule that made it:
-
-- **dead ReLUs**: a ReLU layer whose dead fraction on the probe reaches
-  :data:`DEAD_NOTABLE` -- the update from which it stays at least that high;
-- **step size**: the largest update/weight ratio of any layer against the usual 1e-3, when it
-  is more than :data:`RATIO_FACTOR` times larger (or smaller) than that (the first step counts:
-  ``internals["start"]`` holds updates 0 and 1);
-- **weights blew up**: a layer's weight norm more than :data:`RATIO_FACTOR` times its
-  initial one;
-- **logits**: a softmax that is certain (mean top-class probability > :data:`CERTAIN`) while
-  the run is not learning means exploded logits; a uniform one (< :data:`UNIFORM`) means the
-  output carries no information;
-- **summed loss**: with ``reduction = "sum"`` the gradient is the sum over the batch, so every
-  step is ``batch_size`` times the step the mean loss would take at the same learning rate --
-  said where the steps are too large or the run does not learn.
+see ``numnet.lab.training.internals``), added to the diagnosis of its learning curves. Each
+finding states its numbers and the rule that made it (:data:`EVIDENCE_RULES`: dead ReLUs, step
+size, weights that blew up, saturated or uniform logits, the summed loss's step); the first
+step counts, as ``internals["start"]`` holds updates 0 and 1.
 """
 
 from __future__ import annotations
@@ -23,15 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from numnet.lab.report.diagnosis import Diagnosis
+from numnet.lab.report.diagnosis import FAILED, Diagnosis
 from numnet.lab.training.internals import USUAL_UPDATE_RATIO
 
 DEAD_NOTABLE = 0.5
 RATIO_FACTOR = 10.0
 CERTAIN = 0.99
 UNIFORM = 0.15
-#: diagnosis verdicts for which the internals are cited as the cause
-TROUBLE = ("not learning", "diverged")
 
 EVIDENCE_RULES = [
     ("dead ReLUs", f"a ReLU layer with >= {DEAD_NOTABLE:.0%} of its units 0 on every one of the "
@@ -138,7 +123,7 @@ def logit_finding(internals: dict[str, Any], verdict: str) -> str | None:
     if not top or not scale:
         return None
     p, z = top[-1][1], scale[-1][1]
-    if p > CERTAIN and verdict in ("not learning", "diverged"):
+    if p > CERTAIN and verdict in FAILED:
         return (f"Logits: mean max |z| {z:.3g} and top-class probability {p:.3f} on the probe: "
                 "the softmax is saturated (certain and wrong), so its gradient is 0 for most "
                 "examples.")
@@ -160,9 +145,9 @@ def summed_loss_note(run: dict[str, Any]) -> str:
 def evidence_findings(run: dict[str, Any], verdict: str) -> list[str]:
     """The findings of a run's internals (empty when it has none): dead ReLUs, step size,
     logits and, where the steps are too large or the run fails, the summed-loss note."""
-    internals = run.get("internals")
-    if not internals or not internals.get("update"):
+    if not has_internals(run):
         return []
+    internals = run["internals"]
     out = dead_findings(internals)
     ratio_text, ratio = ratio_finding(internals)
     if ratio_text:
@@ -175,7 +160,7 @@ def evidence_findings(run: dict[str, Any], verdict: str) -> list[str]:
         out.append(logits)
     large = math.isfinite(ratio) and ratio > RATIO_FACTOR * USUAL_UPDATE_RATIO
     if run["spec"].get("reduction") == "sum" and run["spec"].get("batch_size", 1) > 1 and (
-            large or verdict in TROUBLE):
+            large or verdict in FAILED):
         out.append(summed_loss_note(run))
     return out
 

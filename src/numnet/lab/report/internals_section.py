@@ -10,7 +10,7 @@ from typing import Any
 
 from numnet.core.io import check_safe_name
 from numnet.lab.evidence_plots import cnn_figure, confusion_figure, internals_figure
-from numnet.lab.render import Html, html, img, join, png_bytes
+from numnet.lab.render import Box, Bullets, Figure, P, Section, Span, Table, png_bytes
 from numnet.lab.report.diagnosis import Diagnosis
 from numnet.lab.report.evidence import EVIDENCE_RULES, evidence_findings, has_internals
 from numnet.lab.training.internals import PROBE_EXAMPLES, USUAL_UPDATE_RATIO
@@ -77,50 +77,23 @@ INTRO = (f"At every evaluation each run records, on a fixed probe of the first {
          "by its first-layer filters and the feature maps of one test digit.")
 
 
-def _findings(run: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> list[str]:
-    d = diagnoses.get(run["run_id"])
-    return evidence_findings(run, d.verdict if d is not None else "")
-
-
-def evidence_html(doc: dict[str, Any], images: dict[str, bytes],
-                  diagnoses: dict[str, Diagnosis]) -> Html:
-    """The section as HTML (empty when no run has evidence): per run its evidence findings
+def section(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Section | None:
+    """The section (None when no run has evidence): per run its evidence findings
     (:func:`numnet.lab.report.evidence.evidence_findings`, given its verdict) and figures."""
-    blocks = []
+    boxes = []
     for run in doc["runs"]:
         names = figure_names(run)
-        if not names:
-            continue
-        figs = join(html('<figure class="evidence {}">{}</figure>', kind,
-                         img(images[name], f"{kind} of {run['run_id']}"))
-                    for kind, name in names.items() if name in images)
-        items = join(html("<li>{}</li>", f) for f in _findings(run, diagnoses))
-        blocks.append(html('<div class="evidence-run" id="evidence-{}"><h3>{}</h3>'
-                           "<ul>{}</ul>{}</div>", run["run_id"], _label(run), items, figs))
-    if not blocks:
-        return Html("")
-    rules = join(html("<tr><td><b>{}</b></td><td>{}</td></tr>", n, t) for n, t in EVIDENCE_RULES)
-    return html('<section id="internals"><h2>Why: training internals and final models</h2>'
-                '<p class="muted">{}</p><table class="rules">{}</table>{}</section>',
-                INTRO, rules, join(blocks))
-
-
-def evidence_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> list[str]:
-    """The section as Markdown lines (figures linked under ``figures/``); [] without
-    evidence."""
-    runs = [r for r in doc["runs"] if figure_names(r)]
-    if not runs:
-        return []
-    lines = ["## Why: training internals and final models", "", INTRO, ""]
-    lines.extend(f"- **{n}**: {t}" for n, t in EVIDENCE_RULES)
-    lines.append("")
-    for run in runs:
-        lines += [f"### {_label(run)}", ""]
-        lines.extend(f"- {f}" for f in _findings(run, diagnoses))
-        lines.append("")
-        for kind, name in figure_names(run).items():
-            lines += [f"![{kind} of {run['run_id']}]({name})", ""]
-    return lines
+        if names:
+            d = diagnoses.get(run["run_id"])
+            findings = evidence_findings(run, d.verdict if d is not None else "")
+            boxes.append(Box(_label(run), [Bullets(findings), *(
+                Figure(name, f"{kind} of {run['run_id']}", cls=f"evidence {kind}")
+                for kind, name in names.items())], "evidence-run", f"evidence-{run['run_id']}"))
+    if not boxes:
+        return None
+    rules = Table([[Span("b", n), t] for n, t in EVIDENCE_RULES], cls="rules")
+    return Section("Why: training internals and final models", [P(INTRO, muted=True), rules,
+                                                                *boxes], id="internals")
 
 
 CSS = """

@@ -11,27 +11,21 @@ Then one sentence per run says whether the change rescued the run and why, by th
 - a run *learns* unless its diagnosis is "not learning" or "diverged";
 - a step is *large* when it moves a layer by more than :data:`LARGE_STEP` of its weights
   (the usual heuristic is 1e-3);
-- a ReLU layer is *dead* when at least :data:`DEAD` of its units are.
+- a ReLU layer is *dead* when at least
+  :data:`~numnet.lab.report.evidence.DEAD_NOTABLE` of its units are.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from numnet.lab.report.diagnosis import Diagnosis
+from numnet.lab.render import Box, P, Section, Table
+from numnet.lab.report.diagnosis import FAILED, Diagnosis
 from numnet.lab.report.evidence import DEAD_NOTABLE
 from numnet.lab.results import final_test
 from numnet.lab.training import RunSpec
 
 LARGE_STEP = 0.1
-DEAD = DEAD_NOTABLE
-FAILED = ("not learning", "diverged")
-
-
-def labelled_models(doc: dict[str, Any]) -> dict[str, list[str | None]]:
-    """``{model: the labels of its settings}`` for the models whose settings are labelled."""
-    labels = doc["protocol"].get("labels") or {}
-    return {m: ls for m, ls in labels.items() if any(ls)}
 
 
 def _first_step(run: dict[str, Any]) -> float | None:
@@ -53,7 +47,9 @@ def remedy_rows(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]
     whether it learns, its first step, its dead ReLUs (first evaluation, end), whether it has
     batch normalisation and which optimiser it used."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for model, labels in labelled_models(doc).items():
+    for model, labels in (doc["protocol"].get("labels") or {}).items():
+        if not any(labels):
+            continue
         rows = []
         for run in doc["runs"]:
             spec = run["spec"]
@@ -84,6 +80,10 @@ def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.3g}%"
 
 
+def _acc(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
 def why(row: dict[str, Any]) -> str:
     """Why this run did (or did not) learn, from its numbers (the module's rules)."""
     step, dead = row["first_step"], row["dead_first"]
@@ -92,7 +92,7 @@ def why(row: dict[str, Any]) -> str:
                  if dead is not None else "")
     if not row["learns"]:
         parts = [step_text + (" (a large step)" if step and step > LARGE_STEP else "")]
-        if dead is not None and dead >= DEAD:
+        if dead is not None and dead >= DEAD_NOTABLE:
             parts.append(dead_text + ", so no gradient reaches the layers below")
         return "; ".join(parts)
     if row["batchnorm"] and step is not None and step > LARGE_STEP:
@@ -111,15 +111,14 @@ def sentences(model: str, rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     base, others = rows[0], rows[1:]
-    acc = "n/a" if base["test"] is None else f"{base['test']:.4f}"
     out = [f"{model} {base['label']} (lr {base['lr']:g}, {base['reduction']} loss): "
-           f"{base['diagnosis']}, test accuracy {acc}: {why(base)}."]
+           f"{base['diagnosis']}, test accuracy {_acc(base['test'])}: {why(base)}."]
     rescued = [r for r in others if r["learns"]]
     failed = [r for r in others if not r["learns"]]
     if base["learns"]:
         out.append("It learns as written; with each change: " + "; ".join(
-            f"{r['label']} ({'n/a' if r['test'] is None else format(r['test'], '.4f')}, "
-            f"{r['diagnosis']}): {why(r)}" for r in others) + ".")
+            f"{r['label']} ({_acc(r['test'])}, {r['diagnosis']}): {why(r)}" for r in others)
+            + ".")
         return out
     same_steps = [r for r in others if r["optimizer"] == base["optimizer"] == "sgd"
                   and r["reduction"] == "mean" and base["reduction"] == "sum"]
@@ -137,23 +136,20 @@ def sentences(model: str, rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def remedies_markdown(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> list[str]:
-    """The Markdown section (no lines when no model's settings are labelled)."""
+def section(doc: dict[str, Any], diagnoses: dict[str, Diagnosis]) -> Section | None:
+    """The report's "What each change did" section (None when no model's settings are
+    labelled): per model a table of its runs and the comparison in words."""
     by_model = remedy_rows(doc, diagnoses)
     if not by_model:
-        return []
-    lines = ["## What each change did", "",
-             "The settings of a model start from the same weights and see the same batches; "
-             "each changes one thing. First step: the largest update/weight ratio of any "
-             "layer at update 1 (the usual heuristic is 0.1%). Dead: the largest fraction of "
-             "a ReLU layer's units that are 0 on every probe example.", ""]
-    for model, rows in by_model.items():
-        lines += [f"### {model}", "",
-                  "| change | test accuracy | diagnosis | first step | dead (first / end) |",
-                  "|---|---|---|---|---|"]
-        for r in rows:
-            acc = "n/a" if r["test"] is None else f"{r['test']:.4f}"
-            lines.append(f"| {r['label']} | {acc} | {r['diagnosis']} | {pct(r['first_step'])}"
-                         f" | {pct(r['dead_first'])} / {pct(r['dead_end'])} |")
-        lines += [""] + sentences(model, rows) + [""]
-    return lines
+        return None
+    header = ["change", "test accuracy", "diagnosis", "first step", "dead (first / end)"]
+    return Section("What each change did", [
+        P("The settings of a model start from the same weights and see the same batches; each "
+          "changes one thing. First step: the largest update/weight ratio of any layer at "
+          "update 1 (the usual heuristic is 0.1%). Dead: the largest fraction of a ReLU "
+          "layer's units that are 0 on every probe example.", muted=True),
+        *(Box(model, [Table([[r["label"], _acc(r["test"]), r["diagnosis"], pct(r["first_step"]),
+                              f"{pct(r['dead_first'])} / {pct(r['dead_end'])}"] for r in rows],
+                            header, "summary"),
+                      *(P(t) for t in sentences(model, rows))])
+          for model, rows in by_model.items())])

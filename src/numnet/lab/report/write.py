@@ -9,12 +9,11 @@ from typing import Any
 
 from numnet.core.io import relative_child, write_bytes, write_text
 from numnet.lab.plots import learning_curves_figure, summary_table_figure
-from numnet.lab.render import png_bytes
+from numnet.lab.render import png_bytes, to_html, to_markdown
+from numnet.lab.report.content import report_doc
 from numnet.lab.report.diagnosis import Diagnosis, diagnose_all
 from numnet.lab.report.evidence import add_evidence
 from numnet.lab.report.internals_section import evidence_images
-from numnet.lab.report.markdown import render_markdown
-from numnet.lab.report.page import render_html
 from numnet.lab.results import load_results
 
 FILES = ("learning_curves.png", "summary_table.png", "report.html", "report.md")
@@ -51,8 +50,9 @@ def write_report(out_dir: str | Path, doc: dict[str, Any],
     paths = {name: relative_child(out, name, "figure name") for name in images}
     for name, data in images.items():
         write_bytes(paths[name], data)
-    write_text(out / "report.html", render_html(doc, diagnoses, images))
-    write_text(out / "report.md", render_markdown(doc, diagnoses))
+    page = report_doc(doc, diagnoses)
+    write_text(out / "report.html", to_html(page, images))
+    write_text(out / "report.md", to_markdown(page))
     return {name: paths.get(name, out / name)
             for name in (*FILES, *(n for n in images if n not in FILES))}
 
