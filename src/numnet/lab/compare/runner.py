@@ -154,7 +154,7 @@ def _run_compare(protocol: Protocol, data: Datasets | None, out_dir: Path,
                     name = f"{label} PyTorch" + (" channels_last" if cl else "")
                     # the twin of the run's own numnet model (built-in or custom layers)
                     twin = build_twin(build_model(spec), channels_last=cl)
-                    stepper = ReferenceTrainer.for_run(twin, spec, total, channels_last=cl)
+                    stepper = ReferenceTrainer.for_run(twin, spec, total)
                     display.start_run(name, spec, total)
                     result = train_run(spec, data, stepper=stepper,
                                        plugins=[Reporter(display.update)])
