@@ -17,17 +17,12 @@ numnet layer      PyTorch twin
 ``Reshape``       ``nn.Unflatten(1, (c, h, w))`` of the ``(N, 784)`` rows (one channel:
                   NCHW and NHWC are the same bytes); with several channels a reshape to NHWC
                   and a permutation to NCHW
-``Conv2D``        ``nn.Conv2d`` (HWIO -> OIHW, the stride); TensorFlow's SAME padding,
-                  ``output_size``'s ``(before, after)`` per axis: symmetric as the conv's own
-                  ``padding``, asymmetric (the extra row/column at the end) as an explicit
-                  zero ``F.pad`` before an unpadded conv; VALID: no padding
-``MaxPool2D``     ``F.max_pool2d``; SAME pads explicitly with ``-inf`` (``F.pad(value=-inf)``)
-                  so that padding never wins a max; an all-zero SAME padding is a plain
-                  ``nn.MaxPool2d``
-``AvgPool2D``     TensorFlow's ``avg_pool``: the window *sums* of the zero-padded input
-                  (``F.avg_pool2d(divisor_override=1)``) divided by each window's count of
-                  in-image elements (a ``(Ho, Wo)`` buffer worked out from the geometry);
-                  VALID divides by ``kh * kw``
+``Conv2D``        ``nn.Conv2d`` with TensorFlow's SAME padding as its own ``padding``; an
+                  asymmetric one (the extra row/column at the end): ``PaddedConv2d``
+``MaxPool2D``     ``nn.MaxPool2d``; a SAME padding that is not all zero: ``SameMaxPool2d``
+                  (pads with ``-inf``, so that padding never wins a max)
+``AvgPool2D``     ``TFAvgPool2d``: TensorFlow's ``avg_pool``, window sums of the zero-padded
+                  input over each window's count of in-image elements (VALID: ``kh * kw``)
 ``Flatten``       ``nn.Flatten`` (channel, height, width order; numnet's is (height, width,
                   channel)): the rows of the next ``Linear`` are permuted when weights are
                   copied, and any per-feature state between the two (a dropout mask, batch
@@ -35,16 +30,10 @@ numnet layer      PyTorch twin
 ``Linear``        ``nn.Linear`` (``(in, out)`` -> ``(out, in)``)
 ``ReLU`` etc.     ``nn.ReLU``, ``nn.Sigmoid``, ``nn.Tanh``
 ``BatchNorm``     over numnet's last axis, the channels of NHWC: ``nn.BatchNorm2d`` on NCHW
-                  maps, ``nn.BatchNorm1d`` on vectors, with numnet's ``momentum`` and ``eps``
-                  (PyTorch's momentum convention is numnet's), gamma, beta and the running
-                  statistics copied; training mode uses the batch's statistics and updates the
-                  running ones, evaluation mode (``model.eval()``) uses the running ones
-``Dropout``       :class:`NumnetDropout`: in training mode ``x * mask`` with *numnet's* mask,
-                  drawn from a copy of the numnet layer's own ``numpy.random.Generator`` (same
-                  state, so the same stream) by the kernel's own call,
-                  ``rng.random(numnet_shape) >= rate`` scaled by ``1 / (1 - rate)``, in
-                  numnet's layout (NHWC or its flattened (h, w, c) order) and then permuted to
-                  PyTorch's: both drop the same units at every step; evaluation: identity
+                  maps, ``nn.BatchNorm1d`` on vectors, with numnet's ``momentum`` (PyTorch's
+                  convention is numnet's) and ``eps``; gamma, beta, running statistics copied
+``Dropout``       ``NumnetDropout``: ``x * mask`` with *numnet's* mask, drawn from a copy of
+                  the numnet layer's Generator, so both drop the same units at every step
 ================  ==========================================================================
 
 Parameter layouts (numnet keeps TensorFlow's): conv kernel HWIO ``(kh, kw, c_in, c_out)`` ->
@@ -171,11 +160,14 @@ def _modules() -> SimpleNamespace:
             return sums / self.count
 
     class NumnetDropout(nn.Module):
-        """Inverted dropout with numnet's masks (see the module docstring). ``rng``: a copy
-        of the numnet layer's Generator; ``layout``: "same" (the input is in numnet's layout),
-        "nchw" (numnet draws for NHWC) or ``(c, h, w)`` (a flattened map: numnet's features in
-        (h, w, c) order, PyTorch's in (c, h, w) order). ``last_mask``: the last mask in
-        numnet's layout (as ``numnet.core.layers.Dropout.last_mask``)."""
+        """Inverted dropout with numnet's masks: in training mode ``x * mask``, the mask drawn
+        by numnet's kernel's own call, ``rng.random(numnet_shape) >= rate`` scaled by
+        ``1 / (1 - rate)``, in numnet's layout, then permuted to PyTorch's; evaluation:
+        identity. ``rng``: a copy of the numnet layer's Generator (same state, same stream);
+        ``layout``: "same" (the input is in numnet's layout), "nchw" (numnet draws for NHWC)
+        or ``(c, h, w)`` (a flattened map: numnet's features in (h, w, c) order, PyTorch's in
+        (c, h, w) order). ``last_mask``: the last mask in numnet's layout (as
+        ``numnet.core.layers.Dropout.last_mask``)."""
 
         def __init__(self, rate: float, rng: np.random.Generator,
                      layout: str | tuple[int, int, int]) -> None:
