@@ -311,12 +311,13 @@ def build_twin(numnet_model: Any, *, dtype: str | None = None,
     return twin
 
 
-def _param_slots(torch_model: Any) -> list[Slot]:
-    """Every parameter of a twin in numnet's order, as ``(module, attr, kind, chw)``."""
-    slots = getattr(torch_model, "numnet_slots", None)
-    if slots is None:
+def _twin(torch_model: Any, attr: str) -> Any:
+    """What :func:`build_twin` recorded on a twin as ``attr`` (``numnet_slots``: every
+    parameter in numnet's order, as ``(module, attr, kind, chw)``; ``numnet_names``)."""
+    value = getattr(torch_model, attr, None)
+    if value is None:
         raise ValueError("not a twin of a numnet model: build it with build_twin")
-    return slots
+    return value
 
 
 def _features(array: np.ndarray, chw: tuple[int, int, int] | None,
@@ -356,7 +357,7 @@ def copy_numnet_weights(numnet_model: Any, torch_model: Any) -> None:
     count or shape mismatch raises ValueError. (The dropout streams are copied when the twin
     is built, not here.)"""
     torch = import_torch()
-    pairs = [(_param_slots(torch_model), [(n, np.asarray(p.value)) for n, p in
+    pairs = [(_twin(torch_model, "numnet_slots"), [(n, np.asarray(p.value)) for n, p in
                                           numnet_model.named_parameters()], "parameters"),
              (torch_model.numnet_buffer_slots,
               [(n, np.asarray(a)) for n, a in numnet_model.named_buffers()], "buffers")]
@@ -381,7 +382,7 @@ def numnet_layout_arrays(torch_model: Any, what: str = "value") -> list[np.ndarr
     """The twin's parameters (``what="value"``) or gradients (``what="grad"``) as NumPy
     arrays in numnet's layout and order (the order of numnet's ``named_parameters``)."""
     out = []
-    for module, attr, kind, chw in _param_slots(torch_model):
+    for module, attr, kind, chw in _twin(torch_model, "numnet_slots"):
         t = getattr(module, attr)
         if what == "grad":
             t = t.grad
@@ -402,10 +403,7 @@ def numnet_layer_names(torch_model: Any) -> list[str]:
     """The numnet layer name of each module of a twin (``numnet.core.models``: "conv1",
     "fc1", "relu1" for the built-in models, "conv2d1", "batchnorm1", ... for a definition);
     the input reshape is "unflatten"."""
-    names = getattr(torch_model, "numnet_names", None)
-    if names is None:
-        raise ValueError("not a twin of a numnet model: build it with build_twin")
-    return list(names)
+    return list(_twin(torch_model, "numnet_names"))
 
 
 # ----------------------------------------------------------------------------------------------
