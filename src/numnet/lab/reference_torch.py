@@ -77,7 +77,7 @@ from numnet.core.layers import (
     MaxPool2D,
     Reshape,
 )
-from numnet.core.names import IMAGE_SHAPE
+from numnet.core.names import DTYPES, IMAGE_SHAPE
 
 INSTALL_HINT = 'pip install "numnet[reference]"  (here: pip install torch==2.13.0)'
 
@@ -287,7 +287,7 @@ def build_twin(numnet_model: Any, *, dtype: str | None = None,
     (:func:`copy_numnet_weights`, :func:`numnet_layout_arrays`)."""
     torch = import_torch()
     dtype = np.dtype(numnet_model.dtype if dtype is None else dtype).name
-    if dtype not in ("float32", "float64"):
+    if dtype not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     shape: tuple[int, ...] = (math.prod(IMAGE_SHAPE),)
     chw: tuple[int, int, int] | None = None  # pending: the map flattened before the next Linear

@@ -32,7 +32,6 @@ from numnet.lab.render import (
 from numnet.lab.report.evidence import combined, has_internals
 from numnet.lab.results import run_grid
 
-FILES = ("compare.json", "compare_curves.png", "compare.html", "compare.md")
 IMPLS = (("numnet", "numnet"), ("pytorch", "PyTorch"))
 
 # ------------------------------------------------------------------------------ the figure
@@ -361,7 +360,7 @@ def format_table(doc: dict[str, Any]) -> str:
                       *textwrap.wrap(TERMINAL_LEGEND, TERMINAL_COLUMNS)])
 
 
-def write_outputs(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
+def write_outputs(out_dir: str | Path, doc: dict[str, Any]) -> None:
     """Write compare.json, compare_curves.png, the internals panels, compare.html and
     compare.md (atomically)."""
     out = Path(out_dir)
@@ -373,4 +372,3 @@ def write_outputs(out_dir: str | Path, doc: dict[str, Any]) -> dict[str, Path]:
         write_bytes(out / name, data)
     write_text(out / "compare.html", render_html(doc, png, images))
     write_text(out / "compare.md", render_markdown(doc))
-    return {name: out / name for name in (*FILES, *images)}

@@ -28,7 +28,14 @@ from numnet.lab.protocol import Protocol
 from numnet.lab.records import timestamp
 from numnet.lab.reference_torch import ReferenceTrainer, build_twin, import_torch
 from numnet.lab.results import QUICK_LABEL
-from numnet.lab.training import Reporter, RunSpec, build_model, expected_updates, train_run
+from numnet.lab.training import (
+    Reporter,
+    RunResult,
+    RunSpec,
+    build_model,
+    expected_updates,
+    train_run,
+)
 
 
 class CompareOutcome(NamedTuple):
@@ -113,7 +120,7 @@ def run_compare(
                 }, complete=complete, agreement_updates=agreement_updates,
                     tolerance=tolerance)
 
-            def train(spec: RunSpec, name: str, cl: bool | None = None) -> Any:
+            def train(spec: RunSpec, name: str, cl: bool | None = None) -> RunResult:
                 """One run: numnet's (``cl`` None) or that of the PyTorch twin of the run's
                 own numnet model (built-in or custom layers), channels_last when ``cl``."""
                 total = totals[spec.run_id]
