@@ -106,9 +106,9 @@ def numnet_runner(name: str, kernels: str = "fast") -> tuple[Callable, Callable]
 def torch_runner(name: str, channels_last: bool) -> tuple[Callable, Callable]:
     import torch
 
-    from numnet.lab.reference_torch import build_reference
+    from numnet.lab.reference_torch import build_twin
 
-    model = build_reference(name, dtype="float32", channels_last=channels_last)
+    model = build_twin(numnet.core.models.build(name, seed=0), channels_last=channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
 

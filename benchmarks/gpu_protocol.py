@@ -127,10 +127,10 @@ def epoch_torch(name: str, x: np.ndarray, labels: np.ndarray, idx: list[np.ndarr
                 channels_last: bool = False) -> float:
     import torch
 
-    from numnet.lab.reference_torch import build_reference  # imports torch: only with torch
+    from numnet.lab.reference_torch import build_twin  # imports torch: only with torch
 
     dev = torch.device("cuda")
-    model = build_reference(name, dtype="float32", channels_last=channels_last).to(dev)
+    model = build_twin(models.build(name, seed=0), channels_last=channels_last).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
     tl = torch.from_numpy(labels.astype(np.int64))

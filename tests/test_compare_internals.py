@@ -15,8 +15,8 @@ from numnet.lab.training import RunSpec, build_model, train_run
 torch = pytest.importorskip("torch")
 from numnet.lab.reference_torch import (  # noqa: E402
     ReferenceTrainer,
+    build_twin,
     numnet_layer_names,
-    reference_from_numnet,
 )
 
 
@@ -26,7 +26,7 @@ def test_torch_internals_match_numnet(model: str) -> None:
     spec = RunSpec(model=model, epochs=1, lr=0.01, eval_every=3, eval_train_examples=100,
                    eval_test_examples=100, dtype="float64")
     ours = train_run(spec, data)
-    twin = reference_from_numnet(build_model(spec))
+    twin = build_twin(build_model(spec))
     theirs = train_run(spec, data, stepper=ReferenceTrainer(twin, lr=spec.lr,
                                                             reduction=spec.reduction))
     a, b = ours.internals, theirs.internals
@@ -41,7 +41,7 @@ def test_torch_internals_match_numnet(model: str) -> None:
 
 
 def test_numnet_layer_names() -> None:
-    names = numnet_layer_names(reference_from_numnet(build_model(RunSpec(
+    names = numnet_layer_names(build_twin(build_model(RunSpec(
         model="model4", epochs=1, lr=0.1, conv_activation="relu"))))
     assert names == ["unflatten", "conv1", "act1", "pool1", "conv2", "act2", "pool2", "flatten",
                      "fc1", "relu1", "fc2"]

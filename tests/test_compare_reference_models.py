@@ -57,7 +57,7 @@ def test_same_loss_and_gradients_as_numnet(name: str, reduction: str) -> None:
     model = models.build(
         name, seed=3, dtype="float64", conv_activation=conv_activation
     )
-    twin = ref.reference_from_numnet(model, name, conv_activation=conv_activation)
+    twin = ref.build_twin(model)
     assert next(twin.parameters()).dtype == torch.float64
     # The copy itself is exact in both directions.
     pairs = zip(model.named_parameters(), ref.numnet_layout_arrays(twin), strict=True)
@@ -82,10 +82,8 @@ def test_same_loss_and_gradients_as_numnet(name: str, reduction: str) -> None:
 
 def test_channels_last_computes_the_same() -> None:
     model = models.build("model4", seed=1, dtype="float64")
-    plain = ref.ReferenceTrainer(ref.reference_from_numnet(model, "model4"), lr=0.01)
-    nhwc = ref.ReferenceTrainer(
-        ref.reference_from_numnet(model, "model4", channels_last=True), lr=0.01, channels_last=True
-    )
+    plain = ref.ReferenceTrainer(ref.build_twin(model), lr=0.01)
+    nhwc = ref.ReferenceTrainer(ref.build_twin(model, channels_last=True), lr=0.01)
     conv = nhwc.model[1].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
     x, y = _batch(8, seed=2)
@@ -100,7 +98,7 @@ def test_channels_last_computes_the_same() -> None:
 
 def test_sgd_step_matches_numnet() -> None:
     model = models.build("model2", seed=5, dtype="float64")
-    trainer = ref.ReferenceTrainer(ref.reference_from_numnet(model, "model2"), lr=0.05)
+    trainer = ref.ReferenceTrainer(ref.build_twin(model), lr=0.05)
     x, y = _batch(10, seed=6)
     logits = model.forward(x)
     _, dlogits = losses.softmax_cross_entropy(logits, y, reduction="sum")

@@ -181,13 +181,14 @@ def test_one_training_step_same_loss_gradients_masks_and_statistics(name: str) -
                                    rtol=1e-11, atol=1e-12)
 
 
-def test_reference_from_numnet_needs_no_name_and_refuses_a_contradiction() -> None:
+def test_twins_of_built_in_models_need_no_name() -> None:
     model = build_model(RunSpec(model="model4", epochs=1, lr=0.1, conv_activation="relu"))
-    twin = ref.reference_from_numnet(model)  # no name: the layers say it all
+    twin = ref.build_twin(model)  # no name: the layers say it all
     assert ref.numnet_layer_names(twin)[:3] == ["unflatten", "conv1", "act1"]
-    with pytest.raises(ValueError, match="conv_activation 'tanh'"):
-        ref.reference_from_numnet(model, "model4", conv_activation="tanh")
-    assert ref.numnet_layer_names(ref.build_reference("model2")) == ["fc1", "relu1", "fc2"]
+    assert ref.numnet_layer_names(ref.build_twin(models.build("model2"))) == [
+        "fc1", "relu1", "fc2"]
+    with pytest.raises(ValueError, match="float32 or float64"):
+        ref.build_twin(models.build("model2"), dtype="float16")
 
 
 # -- training through train_run ------------------------------------------------------------------

@@ -17,54 +17,30 @@ numnet layer      PyTorch twin
 ``Reshape``       ``nn.Unflatten(1, (c, h, w))`` of the ``(N, 784)`` rows (one channel:
                   NCHW and NHWC are the same bytes); with several channels a reshape to NHWC
                   and a permutation to NCHW
-``Conv2D``        ``nn.Conv2d`` (HWIO -> OIHW, the stride); TensorFlow's SAME padding,
-                  ``output_size``'s ``(before, after)`` per axis: symmetric as the conv's own
-                  ``padding``, asymmetric (the extra row/column at the end) as an explicit
-                  zero ``F.pad`` before an unpadded conv; VALID: no padding
-``MaxPool2D``     ``F.max_pool2d``; SAME pads explicitly with ``-inf`` (``F.pad(value=-inf)``)
-                  so that padding never wins a max; an all-zero SAME padding is a plain
-                  ``nn.MaxPool2d``
-``AvgPool2D``     TensorFlow's ``avg_pool``: the window *sums* of the zero-padded input
-                  (``F.avg_pool2d(divisor_override=1)``) divided by each window's count of
-                  in-image elements (a ``(Ho, Wo)`` buffer worked out from the geometry);
-                  VALID divides by ``kh * kw``
-``Flatten``       ``nn.Flatten`` (channel, height, width order): the rows of the next
-                  ``Linear`` are permuted when weights are copied (below), and any per-feature
-                  state between the two (a dropout mask, batch norm's vectors) likewise
+``Conv2D``        ``nn.Conv2d`` with TensorFlow's SAME padding as its own ``padding``; an
+                  asymmetric one (the extra row/column at the end): ``PaddedConv2d``
+``MaxPool2D``     ``nn.MaxPool2d``; a SAME padding that is not all zero: ``SameMaxPool2d``
+                  (pads with ``-inf``, so that padding never wins a max)
+``AvgPool2D``     ``TFAvgPool2d``: TensorFlow's ``avg_pool``, window sums of the zero-padded
+                  input over each window's count of in-image elements (VALID: ``kh * kw``)
+``Flatten``       ``nn.Flatten`` (channel, height, width order; numnet's is (height, width,
+                  channel)): the rows of the next ``Linear`` are permuted when weights are
+                  copied, and any per-feature state between the two (a dropout mask, batch
+                  norm's vectors) likewise
 ``Linear``        ``nn.Linear`` (``(in, out)`` -> ``(out, in)``)
 ``ReLU`` etc.     ``nn.ReLU``, ``nn.Sigmoid``, ``nn.Tanh``
 ``BatchNorm``     over numnet's last axis, the channels of NHWC: ``nn.BatchNorm2d`` on NCHW
-                  maps, ``nn.BatchNorm1d`` on vectors, with numnet's ``momentum`` and ``eps``
-                  (PyTorch's momentum convention is numnet's), gamma, beta and the running
-                  statistics copied; training mode uses the batch's statistics and updates the
-                  running ones, evaluation mode (``model.eval()``) uses the running ones
-``Dropout``       :class:`NumnetDropout`: in training mode ``x * mask`` with *numnet's* mask,
-                  drawn from a copy of the numnet layer's own ``numpy.random.Generator`` (same
-                  state, so the same stream) by the kernel's own call,
-                  ``rng.random(numnet_shape) >= rate`` scaled by ``1 / (1 - rate)``, in
-                  numnet's layout (NHWC or its flattened (h, w, c) order) and then permuted to
-                  PyTorch's: both drop the same units at every step; evaluation: identity
+                  maps, ``nn.BatchNorm1d`` on vectors, with numnet's ``momentum`` (PyTorch's
+                  convention is numnet's) and ``eps``; gamma, beta, running statistics copied
+``Dropout``       ``NumnetDropout``: ``x * mask`` with *numnet's* mask, drawn from a copy of
+                  the numnet layer's Generator, so both drop the same units at every step
 ================  ==========================================================================
 
-Layouts of the parameters (numnet keeps TensorFlow's):
-
-==================  =============================  ================================
-parameter           numnet                         PyTorch
-==================  =============================  ================================
-conv kernel         HWIO ``(kh, kw, c_in, c_out)``  OIHW ``(c_out, c_in, kh, kw)``
-linear weight       ``(in, out)``, ``y = x @ W``   ``(out, in)``, ``y = x @ W.T``
-bias, gamma, beta   ``(out,)``                     ``(out,)``
-==================  =============================  ================================
-
-numnet flattens a feature map in (height, width, channel) order (TensorFlow's), PyTorch's
-``nn.Flatten`` in (channel, height, width) order. Rather than add a permutation layer, the
-rows of the first Linear after a Flatten are permuted when copying, so model 4's
-``linear(392 -> 32)`` sees the same feature in the same row in both; a per-feature vector on
-the way (batch norm on the flattened features) is permuted the same way, and a dropout mask
-drawn in numnet's order is permuted before it is applied.
-
-``channels_last=True`` stores the conv weights and activations as NHWC in memory (PyTorch's
-``torch.channels_last``), often faster on CPU; the math is the same.
+Parameter layouts (numnet keeps TensorFlow's): conv kernel HWIO ``(kh, kw, c_in, c_out)`` ->
+OIHW ``(c_out, c_in, kh, kw)``; linear weight ``(in, out)`` (``y = x @ W``) -> ``(out, in)``;
+bias, gamma, beta ``(out,)`` in both. ``channels_last=True`` stores the conv weights and
+activations as NHWC in memory (``torch.channels_last``), often faster on CPU; the math is the
+same.
 
 Training (:class:`ReferenceTrainer`): the cross-entropy on the logits with the run's
 reduction, the run's optimiser as ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` / ``RMSprop``
@@ -79,17 +55,16 @@ import copy
 import functools
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from numnet.core import models
 from numnet.core import optim as numnet_optim
 from numnet.core import schedules as numnet_schedules
 from numnet.core.errors import NumnetError
-from numnet.core.introspect import logit_stats
+from numnet.core.introspect import dead_fraction, logit_stats
 from numnet.core.kernels.plain import geometry, windows
 from numnet.core.layers import (
     ACTIVATIONS,
@@ -102,11 +77,9 @@ from numnet.core.layers import (
     MaxPool2D,
     Reshape,
 )
-from numnet.core.names import IMAGE_SHAPE, MODEL_NAMES
+from numnet.core.names import DTYPES, IMAGE_SHAPE
 
 INSTALL_HINT = 'pip install "numnet[reference]"  (here: pip install torch==2.13.0)'
-#: what the twin calls the input reshape (numnet's "reshape" layer), as it always has
-UNFLATTEN = "unflatten"
 
 
 class ReferenceUnavailableError(NumnetError):
@@ -124,17 +97,6 @@ def import_torch() -> ModuleType:
             f"({exc}); install the optional extra: {INSTALL_HINT}"
         ) from None
     return torch
-
-
-def torch_dtype(dtype: str | np.dtype) -> Any:
-    """The torch dtype for a NumPy dtype name ("float32" or "float64")."""
-    torch = import_torch()
-    name = np.dtype(dtype).name
-    if name == "float32":
-        return torch.float32
-    if name == "float64":
-        return torch.float64
-    raise ValueError(f"dtype must be float32 or float64, got {name}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,11 +160,14 @@ def _modules() -> SimpleNamespace:
             return sums / self.count
 
     class NumnetDropout(nn.Module):
-        """Inverted dropout with numnet's masks (see the module docstring). ``rng``: a copy
-        of the numnet layer's Generator; ``layout``: "same" (the input is in numnet's layout),
-        "nchw" (numnet draws for NHWC) or ``(c, h, w)`` (a flattened map: numnet's features in
-        (h, w, c) order, PyTorch's in (c, h, w) order). ``last_mask``: the last mask in
-        numnet's layout (as ``numnet.core.layers.Dropout.last_mask``)."""
+        """Inverted dropout with numnet's masks: in training mode ``x * mask``, the mask drawn
+        by numnet's kernel's own call, ``rng.random(numnet_shape) >= rate`` scaled by
+        ``1 / (1 - rate)``, in numnet's layout, then permuted to PyTorch's; evaluation:
+        identity. ``rng``: a copy of the numnet layer's Generator (same state, same stream);
+        ``layout``: "same" (the input is in numnet's layout), "nchw" (numnet draws for NHWC)
+        or ``(c, h, w)`` (a flattened map: numnet's features in (h, w, c) order, PyTorch's in
+        (c, h, w) order). ``last_mask``: the last mask in numnet's layout (as
+        ``numnet.core.layers.Dropout.last_mask``)."""
 
         def __init__(self, rate: float, rng: np.random.Generator,
                      layout: str | tuple[int, int, int]) -> None:
@@ -226,8 +191,7 @@ def _modules() -> SimpleNamespace:
             if self.layout == "nchw":
                 mask = mask.transpose(0, 3, 1, 2)
             elif self.layout != "same":
-                c, h, w = self.layout
-                mask = mask.reshape(n, h, w, c).transpose(0, 3, 1, 2).reshape(n, -1)
+                mask = _features(mask.T, self.layout, to_torch=True).T
             return x * torch.from_numpy(np.ascontiguousarray(mask)).to(x.device)
 
     return SimpleNamespace(NHWCUnflatten=NHWCUnflatten, PaddedConv2d=PaddedConv2d,
@@ -261,8 +225,7 @@ def _twin_module(layer: Any, in_shape: tuple[int, ...], chw: tuple[int, int, int
                  slots: list[Slot], buffers: list[Slot]) -> Any:
     """The torch module of one numnet layer whose per-example input is ``in_shape``
     (numnet's layout); appends its parameter and buffer slots."""
-    torch = import_torch()
-    nn, mods = torch.nn, _modules()
+    nn, mods = import_torch().nn, _modules()
     if isinstance(layer, Reshape):
         h, w, c = layer.shape
         return nn.Unflatten(1, (c, h, w)) if c == 1 else mods.NHWCUnflatten((h, w, c))
@@ -315,28 +278,30 @@ def build_twin(numnet_model: Any, *, dtype: str | None = None,
                channels_last: bool = False) -> Any:
     """The PyTorch twin of any numnet model (``models.Sequential``): a ``torch.nn.Sequential``
     of one module per numnet layer (the module docstring lists them), holding the numnet
-    model's weights, batch-norm statistics and dropout streams, in ``dtype`` (default: the
-    numnet model's). Input ``(N, 784)`` rows, output logits ``(N, 10)``.
+    model's weights, batch-norm statistics and dropout streams, in ``dtype`` ("float32" or
+    "float64"; default: the numnet model's). Input ``(N, 784)`` rows, output logits
+    ``(N, 10)``.
 
     The twin carries ``numnet_names`` (numnet's layer name of each module; the input reshape
     is "unflatten") and the slots that pair its parameters and buffers with numnet's
     (:func:`copy_numnet_weights`, :func:`numnet_layout_arrays`)."""
     torch = import_torch()
-    if dtype is None:
-        dtype = np.dtype(numnet_model.dtype).name
+    dtype = np.dtype(numnet_model.dtype if dtype is None else dtype).name
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     shape: tuple[int, ...] = (math.prod(IMAGE_SHAPE),)
     chw: tuple[int, int, int] | None = None  # pending: the map flattened before the next Linear
     modules, names, slots, buffers = [], [], [], []  # type: ignore[var-annotated]
     for name, layer in numnet_model.layers:
         modules.append(_twin_module(layer, shape, chw, slots, buffers))
-        names.append(UNFLATTEN if isinstance(layer, Reshape) else name)
+        names.append("unflatten" if isinstance(layer, Reshape) else name)
         if isinstance(layer, Flatten) and len(shape) == 3:
             h, w, c = shape
             chw = (c, h, w)
         elif isinstance(layer, Linear):
             chw = None
         shape = layer.output_shape(shape)
-    twin = torch.nn.Sequential(*modules).to(torch_dtype(dtype))
+    twin = torch.nn.Sequential(*modules).to(getattr(torch, dtype))
     if channels_last:
         twin = twin.to(memory_format=torch.channels_last)
     twin.numnet_names = names
@@ -346,30 +311,26 @@ def build_twin(numnet_model: Any, *, dtype: str | None = None,
     return twin
 
 
-def build_reference(
-    name: str,
-    *,
-    conv_activation: str | None = None,
-    dtype: str = "float32",
-    channels_last: bool = False,
-    seed: int = 0,
-) -> Any:
-    """The twin (:func:`build_twin`) of the protocol's model ``name`` ("model1".."model4")
-    built by numnet with ``seed``: input ``(N, 784)``, output logits ``(N, 10)``.
-    ``conv_activation`` (None or "relu", "sigmoid", "tanh") follows each convolution of
-    model 4."""
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; expected one of {MODEL_NAMES}")
-    numnet_model = models.build(name, seed=seed, dtype=dtype, conv_activation=conv_activation)
-    return build_twin(numnet_model, channels_last=channels_last)
-
-
-def _param_slots(torch_model: Any) -> list[Slot]:
-    """Every parameter of a twin in numnet's order, as ``(module, attr, kind, chw)``."""
-    slots = getattr(torch_model, "numnet_slots", None)
-    if slots is None:
+def _twin(torch_model: Any, attr: str) -> Any:
+    """What :func:`build_twin` recorded on a twin as ``attr`` (``numnet_slots``: every
+    parameter in numnet's order, as ``(module, attr, kind, chw)``; ``numnet_names``)."""
+    value = getattr(torch_model, attr, None)
+    if value is None:
         raise ValueError("not a twin of a numnet model: build it with build_twin")
-    return slots
+    return value
+
+
+def _features(array: np.ndarray, chw: tuple[int, int, int] | None,
+              to_torch: bool) -> np.ndarray:
+    """``array`` with its first axis (features of a flattened ``chw`` map) permuted from
+    numnet's (h, w, c) order to PyTorch's (c, h, w) order, or back; unchanged when ``chw`` is
+    None."""
+    if chw is None:
+        return array
+    c, h, w = chw
+    if to_torch:
+        return array.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(array.shape)
+    return array.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(array.shape)
 
 
 def to_torch_layout(array: np.ndarray, kind: str, chw: tuple[int, int, int] | None) -> np.ndarray:
@@ -378,31 +339,16 @@ def to_torch_layout(array: np.ndarray, kind: str, chw: tuple[int, int, int] | No
     flattened map its rows (a linear weight) or features (a vector) come from, else None."""
     if kind == "conv_weight":  # HWIO -> OIHW
         return np.ascontiguousarray(array.transpose(3, 2, 0, 1))
-    if kind == "linear_weight":  # (in, out) -> (out, in)
-        if chw is not None:  # rows in (h, w, c) order -> (c, h, w) order
-            c, h, w = chw
-            array = array.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(c * h * w, -1)
-        return np.ascontiguousarray(array.T)
-    if chw is not None:  # features in (h, w, c) order -> (c, h, w) order
-        c, h, w = chw
-        return np.ascontiguousarray(array.reshape(h, w, c).transpose(2, 0, 1).reshape(-1))
-    return np.ascontiguousarray(array)
+    array = _features(array, chw, to_torch=True)
+    return np.ascontiguousarray(array.T if kind == "linear_weight" else array)
 
 
 def to_numnet_layout(array: np.ndarray, kind: str, chw: tuple[int, int, int] | None) -> np.ndarray:
     """Inverse of :func:`to_torch_layout`: a PyTorch parameter (or gradient) in numnet's layout."""
     if kind == "conv_weight":  # OIHW -> HWIO
         return np.ascontiguousarray(array.transpose(2, 3, 1, 0))
-    if kind == "linear_weight":  # (out, in) -> (in, out)
-        array = array.T
-        if chw is not None:  # rows in (c, h, w) order -> (h, w, c) order
-            c, h, w = chw
-            array = array.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1)
-        return np.ascontiguousarray(array)
-    if chw is not None:  # features in (c, h, w) order -> (h, w, c) order
-        c, h, w = chw
-        return np.ascontiguousarray(array.reshape(c, h, w).transpose(1, 2, 0).reshape(-1))
-    return np.ascontiguousarray(array)
+    array = array.T if kind == "linear_weight" else array
+    return np.ascontiguousarray(_features(array, chw, to_torch=False))
 
 
 def copy_numnet_weights(numnet_model: Any, torch_model: Any) -> None:
@@ -411,9 +357,9 @@ def copy_numnet_weights(numnet_model: Any, torch_model: Any) -> None:
     count or shape mismatch raises ValueError. (The dropout streams are copied when the twin
     is built, not here.)"""
     torch = import_torch()
-    pairs = [(_param_slots(torch_model), [(n, np.asarray(p.value)) for n, p in
+    pairs = [(_twin(torch_model, "numnet_slots"), [(n, np.asarray(p.value)) for n, p in
                                           numnet_model.named_parameters()], "parameters"),
-             (getattr(torch_model, "numnet_buffer_slots", []),
+             (torch_model.numnet_buffer_slots,
               [(n, np.asarray(a)) for n, a in numnet_model.named_buffers()], "buffers")]
     with torch.no_grad():
         for slots, arrays, what in pairs:
@@ -432,32 +378,11 @@ def copy_numnet_weights(numnet_model: Any, torch_model: Any) -> None:
                 target.copy_(torch.from_numpy(value))
 
 
-def reference_from_numnet(
-    numnet_model: Any,
-    name: str | None = None,
-    *,
-    conv_activation: str | None = None,
-    dtype: str | None = None,
-    channels_last: bool = False,
-) -> Any:
-    """The PyTorch twin of ``numnet_model`` (:func:`build_twin`): same layers, same weights,
-    same dtype unless ``dtype`` says otherwise. ``name`` and ``conv_activation`` are accepted
-    for older callers and not needed: the numnet model's layers say everything (a
-    ``conv_activation`` that contradicts them raises ValueError)."""
-    del name
-    if conv_activation not in (None, "none"):
-        acts = {type(layer).__name__.lower() for _, layer in numnet_model.layers}
-        if conv_activation not in acts:
-            raise ValueError(f"conv_activation {conv_activation!r}: the numnet model has no "
-                             "such layer")
-    return build_twin(numnet_model, dtype=dtype, channels_last=channels_last)
-
-
 def numnet_layout_arrays(torch_model: Any, what: str = "value") -> list[np.ndarray]:
     """The twin's parameters (``what="value"``) or gradients (``what="grad"``) as NumPy
     arrays in numnet's layout and order (the order of numnet's ``named_parameters``)."""
     out = []
-    for module, attr, kind, chw in _param_slots(torch_model):
+    for module, attr, kind, chw in _twin(torch_model, "numnet_slots"):
         t = getattr(module, attr)
         if what == "grad":
             t = t.grad
@@ -471,7 +396,19 @@ def numnet_layout_buffers(torch_model: Any) -> list[np.ndarray]:
     """The twin's buffers (batch norm's running statistics) in numnet's layout and order
     (numnet's ``named_buffers``)."""
     return [to_numnet_layout(getattr(m, attr).detach().cpu().numpy(), kind, chw)
-            for m, attr, kind, chw in getattr(torch_model, "numnet_buffer_slots", [])]
+            for m, attr, kind, chw in torch_model.numnet_buffer_slots]
+
+
+def numnet_layer_names(torch_model: Any) -> list[str]:
+    """The numnet layer name of each module of a twin (``numnet.core.models``: "conv1",
+    "fc1", "relu1" for the built-in models, "conv2d1", "batchnorm1", ... for a definition);
+    the input reshape is "unflatten"."""
+    return list(_twin(torch_model, "numnet_names"))
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------
 
 
 def loss_function(reduction: str) -> Any:
@@ -521,8 +458,9 @@ class ReferenceTrainer:
     ``loss(x, y)`` forward (training mode) and loss of a NumPy batch (``x`` ``(N, 784)``,
     ``y`` one-hot ``(N, 10)`` or ``(N,)`` class indices; inputs are cast to the model's dtype),
     ``update()`` backward and one optimiser step for it, ``parameters_finite()``,
-    ``evaluate(x, y, batch_size)`` -> ``(accuracy, mean cross-entropy)`` in evaluation mode
-    without gradients. ``step(x, y)`` does both halves and returns the loss before the update.
+    ``evaluate(x, y, batch_size)`` -> ``(accuracy, mean cross-entropy)``, ``internals`` and
+    ``probabilities``, evaluations in evaluation mode without gradients. ``step(x, y)`` does
+    both halves and returns the loss before the update.
 
     ``optimizer``: numnet's optimiser spec (a mapping or its JSON, ``RunSpec.optimizer``; None:
     plain SGD), built by :func:`torch_optimizer` at ``lr``. ``schedule``: numnet's schedule
@@ -532,15 +470,13 @@ class ReferenceTrainer:
     """
 
     def __init__(
-        self, model: Any, *, lr: float, reduction: str = "sum", channels_last: bool = False,
+        self, model: Any, *, lr: float, reduction: str = "sum",
         optimizer: Mapping[str, Any] | str | None = None,
         schedule: Mapping[str, Any] | str | None = None, total_updates: int | None = None,
     ) -> None:  # fmt: skip
-        torch = import_torch()
-        self.torch = torch
+        self.torch = import_torch()
         self.model = model
         self.dtype = next(model.parameters()).dtype
-        self.channels_last = channels_last
         self.loss_fn = loss_function(reduction)
         self.lr = lr
         self.optimizer = torch_optimizer(model.parameters(), optimizer, lr)
@@ -556,14 +492,12 @@ class ReferenceTrainer:
         self._loss: Any = None
 
     @classmethod
-    def for_run(cls, model: Any, spec: Any, total_updates: int,
-                channels_last: bool = False) -> ReferenceTrainer:
+    def for_run(cls, model: Any, spec: Any, total_updates: int) -> ReferenceTrainer:
         """The stepper of the run ``spec`` (a ``RunSpec``) on the twin ``model``: its lr,
         reduction, optimiser and schedule over ``total_updates`` updates (as
         ``NumnetStepper.for_run``)."""
-        return cls(model, lr=spec.lr, reduction=spec.reduction, channels_last=channels_last,
-                   optimizer=spec.optimizer_spec(), schedule=spec.schedule_spec(),
-                   total_updates=total_updates)
+        return cls(model, lr=spec.lr, reduction=spec.reduction, optimizer=spec.optimizer_spec(),
+                   schedule=spec.schedule_spec(), total_updates=total_updates)
 
     def _inputs(self, x: np.ndarray) -> Any:
         return self.torch.from_numpy(np.ascontiguousarray(x)).to(self.dtype)
@@ -580,6 +514,14 @@ class ReferenceTrainer:
         # the convs' channels_last weights keep every activation NHWC from the first conv on.
         return self.model(self._inputs(x))
 
+    def _eval_logits(self, x: np.ndarray, batch_size: int) -> Iterator[tuple[int, Any]]:
+        """``(start, logits)`` of ``x`` in chunks of ``batch_size``, in evaluation mode
+        without gradients."""
+        self.model.eval()
+        with self.torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                yield start, self.forward(x[start : start + batch_size])
+
     def loss(self, x: np.ndarray, y: np.ndarray) -> float:
         """Forward (training mode) and loss of a training batch (kept for :meth:`update`)."""
         self.model.train()
@@ -593,15 +535,18 @@ class ReferenceTrainer:
                                                    strict=True)
                 if isinstance(getattr(m, "weight", None), self.torch.nn.Parameter)}
 
+    def _backward(self) -> None:
+        self.optimizer.zero_grad(set_to_none=False)
+        self._loss.backward()
+        self._loss = None
+
     def update(self) -> None:
         """Backward of the last :meth:`loss` and one optimiser step at the schedule's rate."""
         if self.schedule is not None:
             rate = self.schedule.lr_at(self.updates, self.lr, self.total_updates)
             for group in self.optimizer.param_groups:
                 group["lr"] = rate
-        self.optimizer.zero_grad(set_to_none=False)
-        self._loss.backward()
-        self._loss = None
+        self._backward()
         measure, self.measure_next_update = self.measure_next_update, False
         before = None
         if measure and not self._plain_sgd:
@@ -616,9 +561,7 @@ class ReferenceTrainer:
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
         """Loss of the batch; fills every parameter's ``.grad`` (no update)."""
         loss = self.loss(x, y)
-        self.optimizer.zero_grad(set_to_none=False)
-        self._loss.backward()
-        self._loss = None
+        self._backward()
         return loss
 
     def step(self, x: np.ndarray, y: np.ndarray) -> float:
@@ -628,23 +571,14 @@ class ReferenceTrainer:
         return loss
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
-        """``(accuracy, mean cross-entropy)`` over ``x``, in chunks, in evaluation mode
-        without gradients. Accuracy: the argmax logit equals the label (argmax of the one-hot
-        row)."""
-        y = np.asarray(y)
-        labels = y.argmax(axis=1) if y.ndim == 2 else y
+        """``(accuracy, mean cross-entropy)`` over ``x``, in chunks. Accuracy: the argmax
+        logit equals the label (argmax of the one-hot row)."""
         correct, loss_sum = 0, 0.0
-        self.model.eval()
-        with self.torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                logits = self.forward(x[start : start + batch_size])
-                target = self.torch.from_numpy(
-                    np.ascontiguousarray(labels[start : start + batch_size], dtype=np.int64)
-                )
-                correct += int((logits.argmax(dim=1) == target).sum())
-                loss_sum += float(
-                    self.torch.nn.functional.cross_entropy(logits, target, reduction="sum")
-                )
+        cross_entropy = self.torch.nn.functional.cross_entropy
+        for start, logits in self._eval_logits(x, batch_size):
+            target = self._targets(y[start : start + batch_size])
+            correct += int((logits.argmax(dim=1) == target).sum())
+            loss_sum += float(cross_entropy(logits, target, reduction="sum"))
         n = len(x)
         return (correct / n, loss_sum / n) if n else (float("nan"), float("nan"))
 
@@ -660,75 +594,27 @@ class ReferenceTrainer:
         ReLU (a unit: a feature, or a channel over all positions), the logit statistics, and
         the measured update norms when asked (``measure_next_update``). Norms and fractions do
         not depend on the layout."""
-        nn = self.torch.nn
-        weight_norm: dict[str, float] = {}
-        grad_norm: dict[str, float] = {}
+        weights = self._weights()
         dead: dict[str, float] = {}
         self.model.eval()
         with self.torch.no_grad():
             h = self._inputs(x_probe)
             for name, module in zip(numnet_layer_names(self.model), self.model, strict=True):
                 h = module(h)
-                weight = getattr(module, "weight", None)
-                if isinstance(weight, nn.Parameter):
-                    weight_norm[name] = float(weight.detach().double().norm())
-                    g = weight.grad
-                    grad_norm[name] = float(g.double().norm()) if g is not None else 0.0
-                elif isinstance(module, nn.ReLU):
-                    a = h if h.dim() == 2 else h.movedim(1, -1)  # units on the last axis
-                    a = a.reshape(-1, a.shape[-1])
-                    dead[name] = float((a <= 0).all(dim=0).double().mean())
+                if isinstance(module, self.torch.nn.ReLU):  # units on the last axis
+                    dead[name] = dead_fraction((h if h.dim() == 2 else h.movedim(1, -1))
+                                               .cpu().numpy())
             logits = h.double().cpu().numpy()
-        snap = {"weight_norm": weight_norm, "grad_norm": grad_norm, "dead_fraction": dead,
-                **logit_stats(logits)}
+        snap = {"weight_norm": {n: float(w.detach().double().norm()) for n, w in weights.items()},
+                "grad_norm": {n: 0.0 if w.grad is None else float(w.grad.double().norm())
+                              for n, w in weights.items()},
+                "dead_fraction": dead, **logit_stats(logits)}
         if self.last_update_norms is not None:
             snap["update_norm"] = self.last_update_norms
         return snap
 
     def probabilities(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Softmax probabilities ``(N, 10)`` (NumPy, float64), in chunks, in evaluation mode
-        without gradients."""
-        out = []
-        self.model.eval()
-        with self.torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                z = self.forward(x[start : start + batch_size]).double()
-                out.append(self.torch.softmax(z, dim=1).cpu().numpy())
+        """Softmax probabilities ``(N, 10)`` (NumPy, float64), in chunks."""
+        out = [self.torch.softmax(z.double(), dim=1).cpu().numpy()
+               for _, z in self._eval_logits(x, batch_size)]
         return np.concatenate(out) if out else np.zeros((0, 10))
-
-
-def numnet_layer_names(torch_model: Any) -> list[str]:
-    """The numnet layer name of each module of a twin (``numnet.core.models``: "conv1",
-    "fc1", "relu1" for the built-in models, "conv2d1", "batchnorm1", ... for a definition);
-    the input reshape is "unflatten"."""
-    names = getattr(torch_model, "numnet_names", None)
-    if names is None:
-        raise ValueError("not a twin of a numnet model: build it with build_twin")
-    return list(names)
-
-
-def iter_params(torch_model: Any) -> Iterator[Any]:
-    """The parameters in numnet's order (for callers that want the tensors themselves)."""
-    for module, attr, _kind, _chw in _param_slots(torch_model):
-        yield getattr(module, attr)
-
-
-__all__: Sequence[str] = (
-    "INSTALL_HINT",
-    "ReferenceTrainer",
-    "ReferenceUnavailableError",
-    "build_reference",
-    "build_twin",
-    "copy_numnet_weights",
-    "import_torch",
-    "iter_params",
-    "loss_function",
-    "numnet_dropout_class",
-    "numnet_layer_names",
-    "numnet_layout_arrays",
-    "numnet_layout_buffers",
-    "reference_from_numnet",
-    "to_numnet_layout",
-    "to_torch_layout",
-    "torch_optimizer",
-)

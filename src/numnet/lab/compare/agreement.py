@@ -120,18 +120,33 @@ def _numnet_stepper(spec64: RunSpec, total: int, rows_reversed: bool = False) ->
 def _steppers(spec64: RunSpec, total: int) -> tuple[Any, Any]:
     """A fresh numnet float64 model for ``spec64`` and its PyTorch twin, as steppers with the
     run's optimiser and its schedule over ``total`` updates."""
-    model = build_model(spec64)
-    twin = build_twin(model)
-    return (NumnetStepper.for_run(model, spec64, total),
-            ReferenceTrainer.for_run(twin, spec64, total))
+    numnet = _numnet_stepper(spec64, total)
+    return numnet, ReferenceTrainer.for_run(build_twin(numnet.model), spec64, total)
 
 
-def _batches(spec: RunSpec, train: DataSet, n: int) -> Iterator[tuple[int, np.ndarray, Any]]:
-    """The run's first ``n`` batches (its shuffle seed), images cast to float64."""
+def _in_step(first: Any, second: Any, spec: RunSpec, train: DataSet, n: int, *,
+             reverse: bool = False, copy_weights: bool = False,
+             ) -> Iterator[tuple[int, float, float]]:  # fmt: skip
+    """Both steppers through the run's first ``n`` batches (its shuffle seed, images cast to
+    float64): ``(update, loss_first, loss_second)`` after one update of each, or, after a
+    non-finite loss, without an update and last. ``reverse``: the second gets each batch with
+    its rows reversed; ``copy_weights``: the second starts each update from the first's
+    weights (``copy_numnet_weights``: a numnet model and its twin)."""
     source = make_batch_source(spec, train)
     for i in range(1, n + 1):
         x, y = source.next_batch(spec.batch_size)
-        yield i, x.astype(np.float64), y
+        x = x.astype(np.float64)
+        if copy_weights:
+            copy_numnet_weights(first.model, second.model)
+        a = first.loss(x, y)
+        b = second.loss(x[::-1].copy(), y[::-1].copy()) if reverse else second.loss(x, y)
+        finite = math.isfinite(a) and math.isfinite(b)
+        if finite:
+            first.update()
+            second.update()
+        yield i, a, b
+        if not finite:
+            return
 
 
 def float64_agreement(
@@ -158,16 +173,11 @@ def float64_agreement(
         numnet, torch_ = _steppers(spec64, total)
         rel: list[float] = []
         both_diverged_at = None
-        for i, x, y in _batches(spec, train, n):
-            a, b = numnet.loss(x, y), torch_.loss(x, y)
+        for i, a, b in _in_step(numnet, torch_, spec, train, n):
             if not (math.isfinite(a) or math.isfinite(b)):
                 both_diverged_at = i  # the same verdict in both; nothing more to compare
                 break
-            rel.append(_rel(a, b))
-            if not (math.isfinite(a) and math.isfinite(b)):
-                break  # one diverged, the other not: rel is inf
-            numnet.update()
-            torch_.update()
+            rel.append(_rel(a, b))  # inf when one diverged, the other not (and it ends)
         worst = max(rel, default=0.0)
         result.update(
             method="trajectory",
@@ -183,16 +193,9 @@ def float64_agreement(
             return result
 
         # 2a. control: numnet against itself with each batch's rows reversed.
-        numnet = _numnet_stepper(spec64, total)
-        reversed_ = _numnet_stepper(spec64, total, rows_reversed=True)
-        control: list[float] = []
-        for _i, x, y in _batches(spec, train, len(rel)):
-            a, c = numnet.loss(x, y), reversed_.loss(x[::-1].copy(), y[::-1].copy())
-            control.append(_rel(a, c))
-            if not (math.isfinite(a) and math.isfinite(c)):
-                break
-            numnet.update()
-            reversed_.update()
+        control = [_rel(a, c) for _, a, c in _in_step(
+            _numnet_stepper(spec64, total), _numnet_stepper(spec64, total, rows_reversed=True),
+            spec, train, len(rel), reverse=True)]
         horizon = next((k for k, r in enumerate(control) if r > control_tolerance), len(control))
         within = max(rel[:horizon], default=0.0)
 
@@ -200,16 +203,12 @@ def float64_agreement(
         numnet, torch_ = _steppers(spec64, total)
         lock_loss, lock_param, lock_at = 0.0, 0.0, None
         lock_updates = 0
-        for i, x, y in _batches(spec, train, len(rel)):
-            copy_numnet_weights(numnet.model, torch_.model)
-            a, b = numnet.loss(x, y), torch_.loss(x, y)
+        for i, a, b in _in_step(numnet, torch_, spec, train, len(rel), copy_weights=True):
             r = _rel(a, b)
             if not (math.isfinite(a) and math.isfinite(b)):
                 if math.isfinite(a) or math.isfinite(b):
                     lock_loss, lock_at = math.inf, i
                 break
-            numnet.update()
-            torch_.update()
             lock_updates = i
             rp = _param_rel(numnet.model, torch_.model)
             if max(r, rp) > max(lock_loss, lock_param):

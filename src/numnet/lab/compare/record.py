@@ -27,14 +27,6 @@ def _diagnosis(run: dict[str, Any]) -> dict[str, Any]:
             "numbers": d.numbers}
 
 
-def refresh_diagnoses(doc: dict[str, Any]) -> dict[str, Any]:
-    """Recompute every run's diagnosis with the current rules (so that the findings and the
-    rules printed beside them always match); returns ``doc``, changed in place."""
-    for r in doc["runs"]:
-        r["diagnosis"] = {impl: _diagnosis(r["runs"][impl]) for impl in ("numnet", "pytorch")}
-    return doc
-
-
 def _impl_summary(r: RunResult) -> dict[str, Any]:
     d = r.to_dict()
     d["best_test_accuracy"] = max(r.test_accuracy) if r.test_accuracy else None

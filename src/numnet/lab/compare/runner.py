@@ -4,9 +4,8 @@ the same loop, then the float64 agreement of each, written as it goes."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from numnet.core import runtime
 from numnet.core.datasets import Datasets
@@ -39,17 +38,11 @@ from numnet.lab.training import (
 )
 
 
-@dataclass
-class CompareOutcome:
+class CompareOutcome(NamedTuple):
     """What :func:`run_compare` produced: the output folder and the compare.json document."""
 
     out_dir: Path
     doc: dict[str, Any]
-    failed: list[str] = field(default_factory=list)  # run ids that failed the agreement
-
-    @property
-    def passed(self) -> bool:
-        return not self.failed
 
 
 def convolutional(spec: RunSpec) -> bool:
@@ -58,13 +51,6 @@ def convolutional(spec: RunSpec) -> bool:
     if spec.layers is None:
         return spec.model == "model4"
     return "conv2d" in spec.layer_types()
-
-
-def torch_info() -> dict[str, Any]:
-    """PyTorch's version, intra-op thread count and whether mkldnn is there."""
-    torch = import_torch()
-    return {"version": torch.__version__, "threads": torch.get_num_threads(),
-            "mkldnn": bool(torch.backends.mkldnn.is_available())}
 
 
 def run_compare(
@@ -99,97 +85,86 @@ def run_compare(
     the data against the pinned checksums. Raises :class:`AgreementError` (after writing every
     output) when a run fails the float64 agreement.
     """
-    import_torch()  # before runtime.threads, which sets PyTorch's threads once it is imported
+    torch = import_torch()  # before runtime.threads, which sets PyTorch's threads once imported
     resolved = protocol_mod.resolve(protocol, seed, quick)
     plan_runs(resolved, models)  # an unknown model is said before the folder is made
     # Locked before anything is written into it: two compares never mix their outputs.
     with folder_lock(output_folder(resolved, out_dir, "compare"), "numnet compare") as out:
-        return _run_compare(resolved, data, out, models, agreement_updates, channels_last,
-                            threads, data_dir, progress, log, tolerance, device, verify)
+        started = time.perf_counter()
+        started_at = timestamp()
+        resolved, specs, out, data, info = set_up(resolved, None, False, models, out, data,
+                                                  data_dir, progress, kind="compare",
+                                                  verify=verify)
+        totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)
+                  for s in specs}
+        n_impl = {s.run_id: 3 if channels_last and convolutional(s) else 2 for s in specs}
+        display = ProgressDisplay(
+            progress, log, sum(totals[s.run_id] * n_impl[s.run_id] for s in specs))
+        quick_note = f" [{QUICK_LABEL}]" if resolved.quick else ""
+        display.message(f"numnet compare: protocol {resolved.name}{quick_note} (hash "
+                        f"{resolved.hash}), {plural(len(specs), 'run')} x numnet/PyTorch, "
+                        f"output {out}")
 
+        records: list[dict[str, Any]] = []
+        with runtime.threads(threads):
+            environment = environment_info(threads)
+            environment["torch"] = {"version": torch.__version__,
+                                    "threads": torch.get_num_threads(),
+                                    "mkldnn": bool(torch.backends.mkldnn.is_available())}
 
-def _run_compare(protocol: Protocol, data: Datasets | None, out_dir: Path,
-                 models: list[str] | None, agreement_updates: int, channels_last: bool,
-                 threads: int | None, data_dir: str | Path | None, progress: str, log: Log,
-                 tolerance: float, device: str, verify: bool) -> CompareOutcome:
-    """:func:`run_compare` once the folder is locked."""
-    started = time.perf_counter()
-    started_at = timestamp()
-    protocol, specs, out, data, info = set_up(protocol, None, False, models, out_dir, data,
-                                              data_dir, progress, kind="compare",
-                                              verify=verify)
+            def document(complete: bool) -> dict[str, Any]:
+                return compare_document(resolved, records, info, environment, {
+                    "started_at": started_at,
+                    "finished_at": timestamp(),
+                    "wall_time": time.perf_counter() - started,
+                }, complete=complete, agreement_updates=agreement_updates,
+                    tolerance=tolerance)
 
-    totals = {s.run_id: expected_updates(data.train.num_examples, s.batch_size, s.epochs)
-              for s in specs}
-    n_impl = {s.run_id: 3 if channels_last and convolutional(s) else 2 for s in specs}
-    display = ProgressDisplay(
-        progress, log, sum(totals[s.run_id] * n_impl[s.run_id] for s in specs))
-    quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
-    display.message(f"numnet compare: protocol {protocol.name}{quick_note} (hash "
-                    f"{protocol.hash}), {plural(len(specs), 'run')} x numnet/PyTorch, output {out}")
-
-    records: list[dict[str, Any]] = []
-    with runtime.threads(threads):
-        environment = environment_info(threads)
-        environment["torch"] = torch_info()
-
-        def document(complete: bool) -> dict[str, Any]:
-            return compare_document(protocol, records, info, environment, {
-                "started_at": started_at,
-                "finished_at": timestamp(),
-                "wall_time": time.perf_counter() - started,
-            }, complete=complete, agreement_updates=agreement_updates, tolerance=tolerance)
-
-        try:
-            for k, spec in enumerate(specs, start=1):
+            def train(spec: RunSpec, name: str, cl: bool | None = None) -> RunResult:
+                """One run: numnet's (``cl`` None) or that of the PyTorch twin of the run's
+                own numnet model (built-in or custom layers), channels_last when ``cl``."""
                 total = totals[spec.run_id]
-                label = f"[{k}/{len(specs)}]"
-                display.start_run(f"{label} numnet", spec, total)
-                numnet_run = train_run(spec, data, device=device,
-                                       plugins=[Reporter(display.update)])
-                display.end_run(f"{label} numnet", numnet_run, total)
-
-                def torch_run(cl: bool, spec: RunSpec = spec, label: str = label,
-                              total: int = total) -> RunResult:
-                    name = f"{label} PyTorch" + (" channels_last" if cl else "")
-                    # the twin of the run's own numnet model (built-in or custom layers)
+                stepper = None
+                if cl is not None:
                     twin = build_twin(build_model(spec), channels_last=cl)
-                    stepper = ReferenceTrainer.for_run(twin, spec, total, channels_last=cl)
-                    display.start_run(name, spec, total)
-                    result = train_run(spec, data, stepper=stepper,
-                                       plugins=[Reporter(display.update)])
-                    display.end_run(name, result, total)
-                    return result
+                    stepper = ReferenceTrainer.for_run(twin, spec, total)
+                display.start_run(name, spec, total)
+                result = train_run(spec, data, device=device if stepper is None else "cpu",
+                                   stepper=stepper, plugins=[Reporter(display.update)])
+                display.end_run(name, result, total)
+                result.model = None
+                return result
 
-                pt_run = torch_run(False)
-                cl_run = torch_run(True) if n_impl[spec.run_id] == 3 else None
-                agreement = None
-                if agreement_updates > 0:
-                    t0 = time.perf_counter()
-                    agreement = float64_agreement(spec, data.train, agreement_updates,
-                                                  tolerance=tolerance)
-                    agreement["wall_time"] = time.perf_counter() - t0
-                    display.message(f"{label} float64 agreement {spec.run_id}: "
-                                    f"{describe_agreement(agreement)}")
-                for r in (numnet_run, pt_run, cl_run):
-                    if r is not None:
-                        r.model = None
-                records.append(compare_record(spec, numnet_run, pt_run, cl_run, agreement))
-                save_document(out, document(complete=False))
-        finally:
-            display.close()
+            try:
+                for k, spec in enumerate(specs, start=1):
+                    label = f"[{k}/{len(specs)}]"
+                    numnet_run = train(spec, f"{label} numnet")
+                    pt_run = train(spec, f"{label} PyTorch", cl=False)
+                    cl_run = (train(spec, f"{label} PyTorch channels_last", cl=True)
+                              if n_impl[spec.run_id] == 3 else None)
+                    agreement = None
+                    if agreement_updates > 0:
+                        t0 = time.perf_counter()
+                        agreement = float64_agreement(spec, data.train, agreement_updates,
+                                                      tolerance=tolerance)
+                        agreement["wall_time"] = time.perf_counter() - t0
+                        display.message(f"{label} float64 agreement {spec.run_id}: "
+                                        f"{describe_agreement(agreement)}")
+                    records.append(compare_record(spec, numnet_run, pt_run, cl_run, agreement))
+                    save_document(out, document(complete=False))
+            finally:
+                display.close()
 
-    doc = document(complete=True)
-    write_outputs(out, doc)
-    failed = [r["run_id"] for r in records if r["agreement"] and not r["agreement"]["passed"]]
+        doc = document(complete=True)
+        write_outputs(out, doc)
     log(f"numnet compare: done in {doc['timing']['wall_time']:.1f} s; outputs in {out}")
-    outcome = CompareOutcome(out_dir=out, doc=doc, failed=failed)
+    failed = {r["run_id"]: r["agreement"] for r in records
+              if r["agreement"] and not r["agreement"]["passed"]}
     if failed:
-        worst = {r["run_id"]: r["agreement"] for r in records if r["run_id"] in failed}
-        detail = "; ".join(f"{rid}: {describe_agreement(a)}" for rid, a in worst.items())
+        detail = "; ".join(f"{rid}: {describe_agreement(a)}" for rid, a in failed.items())
         raise AgreementError(
             f"numnet and PyTorch disagree in float64 beyond {tolerance:g} in "
             f"{len(failed)} run(s) ({detail}); one of the two implementations has a bug. "
             f"Details in {out / 'compare.json'}"
         )
-    return outcome
+    return CompareOutcome(out, doc)
