@@ -51,7 +51,7 @@ Parallel: the trainings (:class:`RunGroup`) run on ``jobs`` worker processes (de
 CPU; ``jobs=1`` in this process, each run saved as it ends), longest first
 (:func:`estimated_cost`), each with ``threads`` threads (1 unless given). A worker returns a
 group's results when it ends and this process saves them; with workers, each draws its runs'
-evidence figures for the report (:mod:`~numnet.lab.experiments.figures`). An interruption
+evidence figures for the report (:func:`~numnet.lab.experiments.work.draw_figures`). An interruption
 stops and joins the workers, keeping every run saved.
 
 Modules: :mod:`~numnet.lab.experiments.plan` (runs and seeds),

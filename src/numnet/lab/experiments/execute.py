@@ -35,15 +35,15 @@ from numnet.lab.experiments.work import (
     DataRef,
     GroupDone,
     WorkContext,
+    in_flight,
     install_data,
     load_data,
-    progress_of,
     train_group,
     work_group,
     worker_info,
 )
 from numnet.lab.metrics import metrics_path, write_metrics
-from numnet.lab.progress import InFlight, Log, ProgressDisplay, plural, stderr_log
+from numnet.lab.progress import Log, ProgressDisplay, plural, stderr_log
 from numnet.lab.training import RunResult, RunSpec, expected_updates
 
 
@@ -153,10 +153,7 @@ def execute(
                                     save, keep_going, retries)
     else:
         def poll(statuses: list[tuple[RunGroup, list[float], int]]) -> None:
-            display.in_flight([
-                InFlight(g.task_id, int(p.get("update", 0)), int(p.get("total", 0)),
-                         p.get("test_accuracy"), float(p.get("elapsed", 0.0)), n)
-                for g, values, n in statuses for p in [progress_of(values)]])
+            display.in_flight([in_flight(*status) for status in statuses])
 
         outcomes = executor.iter_local(
             order, fn, (ctx,), jobs=ex.jobs, retries=retries, threads=threads or 1,

@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,14 +30,14 @@ from numnet.core.errors import NumnetError
 from numnet.lab import data as data_mod
 from numnet.lab import executor
 from numnet.lab.environment import blas_thread_counts, data_info
-from numnet.lab.experiments.figures import draw_figures
 from numnet.lab.experiments.plan import RunGroup
+from numnet.lab.progress import InFlight
+from numnet.lab.report.internals_section import run_evidence_images
 from numnet.lab.training import Progress, Reporter, RunResult, RunSpec, ShorterRuns, train_run
 
-#: What a worker publishes in its slot: update, total updates, evaluations, last train and
-#: test accuracy (NaN before the first evaluation), seconds since the run started.
-PROGRESS_FIELDS = ("update", "total", "evaluations", "train_accuracy", "test_accuracy",
-                   "elapsed")
+#: What a worker publishes in its slot (``executor.report_progress``): the fields of an
+#: :class:`~numnet.lab.progress.InFlight` after the run id, less its threads.
+PROGRESS_FIELDS = ("update", "total", "test_accuracy", "elapsed")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class WorkContext:
     pins on its first group (local workers are pinned by the executor)."""
 
     device: str = "cpu"
-    #: draw each run's evidence figures as it ends (experiments.figures)
+    #: draw each run's evidence figures as it ends (draw_figures)
     draw_figures: bool = False
     data: DataRef | None = None
     threads: int | None = None
@@ -122,6 +122,15 @@ def train_group(group: RunGroup, data: Datasets, device: str = "cpu",
     return [done[s.run_id] for s in group.specs]
 
 
+def draw_figures(results: Iterable[RunResult]) -> dict[str, dict[str, bytes]]:
+    """``{run_id: {file name: PNG bytes}}``: the evidence figures of finished runs, what
+    ``write_report`` would draw from the same records (``run_evidence_images``: a run's
+    figures depend on its record alone). A worker draws them as each run ends, beside the
+    trainings still running, and the report embeds the bytes instead of drawing them again
+    (the bytes are the same either way, tested)."""
+    return {result.run_id: run_evidence_images(result.to_dict()) for result in results}
+
+
 def worker_info() -> dict[str, Any]:
     """Where a group ran: host, pid, BLAS and numnet thread counts (a record's ``worker``)."""
     return {"host": socket.gethostname(), "pid": os.getpid(),
@@ -155,12 +164,8 @@ def load_data(ref: DataRef) -> tuple[Datasets, dict[str, Any]]:
 
 
 def _publish(p: Progress) -> None:
-    slot = executor.current_slot()
-    if slot is not None:
-        nan = math.nan
-        slot.report([p.update, p.total_updates, p.evaluations,
-                     nan if p.train_accuracy is None else p.train_accuracy,
-                     nan if p.test_accuracy is None else p.test_accuracy, p.elapsed])
+    accuracy = math.nan if p.test_accuracy is None else p.test_accuracy
+    executor.report_progress([p.update, p.total_updates, accuracy, p.elapsed])
 
 
 def work_group(group: RunGroup, ctx: WorkContext) -> GroupDone:
@@ -176,10 +181,8 @@ def work_group(group: RunGroup, ctx: WorkContext) -> GroupDone:
     return GroupDone(results, time.process_time() - cpu, images, worker_info(), info)
 
 
-def progress_of(values: list[float]) -> dict[str, Any]:
-    """A slot's numbers (:data:`PROGRESS_FIELDS`) by name; NaN accuracies become None."""
-    d: dict[str, Any] = dict(zip(PROGRESS_FIELDS, values, strict=False))
-    for key in ("train_accuracy", "test_accuracy"):
-        if key in d and math.isnan(d[key]):
-            d[key] = None
-    return d
+def in_flight(group: RunGroup, values: list[float], threads: int) -> InFlight:
+    """The run of ``group`` in flight, from its slot's numbers (:data:`PROGRESS_FIELDS`)."""
+    update, total, accuracy, elapsed = values
+    return InFlight(group.task_id, int(update), int(total),
+                    None if math.isnan(accuracy) else accuracy, elapsed, threads)
