@@ -13,6 +13,8 @@ from numnet.core.names import DEFAULT_DTYPE, DEFAULT_KERNELS
 
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
+#: A result's curves, one value per evaluation
+CURVES = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
 
 
 @dataclass(frozen=True)
@@ -198,10 +200,7 @@ class RunResult:
             "updates": self.updates,
             "evaluations": self.evaluations,
             "samples": list(self.samples),
-            "train_accuracy": list(self.train_accuracy),
-            "test_accuracy": list(self.test_accuracy),
-            "train_loss": list(self.train_loss),
-            "test_loss": list(self.test_loss),
+            **{k: list(getattr(self, k)) for k in CURVES},
             "final_train_accuracy": self.final_train_accuracy,
             "final_test_accuracy": self.final_test_accuracy,
             "final_weights": dict(self.final_weights) if self.final_weights else None,
@@ -221,19 +220,12 @@ class RunResult:
             status=d["status"],
             updates=int(d["updates"]),
             samples=[int(s) for s in d["samples"]],
-            train_accuracy=[float(a) for a in d["train_accuracy"]],
-            test_accuracy=[float(a) for a in d["test_accuracy"]],
-            train_loss=[float(a) for a in d["train_loss"]],
-            test_loss=[float(a) for a in d["test_loss"]],
+            **{k: [float(a) for a in d[k]] for k in CURVES},
             init_seed=int(d["init_seed"]),
             shuffle_seed=int(d["shuffle_seed"]),
-            diverged_at_update=d.get("diverged_at_update"),
-            divergence_reason=d.get("divergence_reason"),
             wall_time=float(d.get("wall_time", 0.0)),
-            internals=d.get("internals"),
-            final_model=d.get("final_model"),
-            final_weights=d.get("final_weights"),
-            shared_with=d.get("shared_with"),
+            **{k: d.get(k) for k in ("diverged_at_update", "divergence_reason", "internals",
+                                     "final_model", "final_weights", "shared_with")},
         )
 
 
