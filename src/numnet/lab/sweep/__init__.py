@@ -20,13 +20,10 @@ Seeds (:func:`expand`):
 Under ``[training] shared_start`` a run that is a prefix of another of the same replicate is
 taken from it, as reproduce does: fewer trainings, the same numbers.
 
-Execution (:func:`run_sweep`, :func:`numnet.lab.experiments.execute.execute`): the one worker
-function on ``jobs`` local worker processes (each with ``threads`` threads, 1 by default, and
-the data handed over once) or on a Dask distributed cluster (``scheduler``: each worker loads
-the data once from a :class:`DataRef`, its own cache or sources; a data dir must exist at the
-same path on every worker). Workers return their results; this process writes every record.
-A run that fails is retried ``retries`` times, then recorded in ``errors/<run_id>.json``, and
-the others go on.
+Execution (:func:`run_sweep`): reproduce's, on ``jobs`` local worker processes or on a Dask
+distributed cluster (``scheduler``: each worker loads the data once from a :class:`DataRef`;
+a data dir must exist at the same path on every worker). A run that fails is retried
+``retries`` times, then recorded in ``errors/<run_id>.json``, and the others go on.
 
 Output folder (every file written atomically; the folder locked while the sweep runs)::
 
