@@ -17,28 +17,33 @@ STATUS_DIVERGED = "diverged"
 CURVES = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
 
 
+#: RunSpec fields left out of its ``to_dict`` at these values: the records of default runs keep
+#: the fields they always had
+OMITTED: dict[str, Any] = {"kernels": DEFAULT_KERNELS, "internals": True, "layers": None,
+                           "optimizer": None, "schedule": None, "replicate": None}
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that determines one run (hashable, picklable, JSON-able via ``to_dict``).
 
     ``setting`` is the 1-based index of the setting in the protocol (labels only: it is part of
     ``run_id`` but does not change the computation; ``seed`` does). ``kernels`` picks the core's
-    implementation ("fast" or "plain", ``numnet.core.names.KERNELS``); at its default it is left
-    out of ``to_dict``, so the records of default runs keep the fields they always had.
-    ``internals`` (default True) records the training internals at each evaluation
-    (``numnet.lab.training.internals``); they never change the results, and the field is in
-    ``to_dict`` only when False.
+    implementation ("fast" or "plain", ``numnet.core.names.KERNELS``). ``internals`` (default
+    True) records the training internals at each evaluation
+    (``numnet.lab.training.internals``); they never change the results. Fields at their
+    :data:`OMITTED` values are left out of ``to_dict``.
 
     ``layers``: a custom model's definition (canonical JSON of its layer list,
     ``numnet.core.models.build``); None for the built-in ``model`` 1-4. ``optimizer``: the
     optimiser's table as canonical JSON (``numnet.core.optim.build``: its type, its
     hyper-parameters and weight decay; the learning rate is ``lr``), None for plain SGD;
     ``schedule``: the learning-rate schedule's table (``numnet.core.schedules.build``), None
-    for a constant rate. Each is left out of ``to_dict`` when None.
+    for a constant rate.
 
     ``replicate``: a label like ``setting``: the replicate of a sweep (``numnet sweep``) this
     run is, which makes its ``run_id`` unique per replicate (``model4-setting2-seed3``); the
-    seed alone decides the numbers. Left out of ``to_dict`` when None (reproduce's runs).
+    seed alone decides the numbers; None for reproduce's runs.
     """
 
     model: str
@@ -72,15 +77,8 @@ class RunSpec:
         return base if self.replicate is None else f"{base}-seed{self.replicate}"
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if d["kernels"] == DEFAULT_KERNELS:
-            del d["kernels"]
-        if d["internals"]:
-            del d["internals"]
-        for key in ("layers", "optimizer", "schedule", "replicate"):
-            if d[key] is None:
-                del d[key]
-        return d
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in OMITTED or v != OMITTED[k]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
