@@ -5,10 +5,10 @@ seeds and a grid; ``numnet train`` records its one run the same way).
 - **Plan** (:mod:`~numnet.lab.experiments.plan`): every run is a
   :class:`~numnet.lab.training.RunSpec` (:func:`plan_runs`; a sweep's carry a ``replicate``
   label); the runs one training makes are grouped (:func:`run_groups`).
-- **Execute** (:mod:`~numnet.lab.experiments.execute`): the groups go to the one worker
-  function (:mod:`~numnet.lab.experiments.work`) in this process (``jobs=1``) or on a backend
-  of :mod:`numnet.lab.executor` (local worker processes, or a Dask cluster for a sweep),
-  which returns their results.
+- **Execute** (:mod:`~numnet.lab.experiments.execute`): the groups are trained in this
+  process (``jobs=1``) or by the one worker function on a backend of
+  :mod:`numnet.lab.executor` (local worker processes, or a Dask cluster for a sweep), which
+  returns their results.
 - **Record** (:mod:`~numnet.lab.experiments.store`): this process writes every run's record,
   metrics and weights, and reads them back to resume; the folder is claimed (locked, its
   configuration checked) for the whole command.

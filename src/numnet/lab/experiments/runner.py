@@ -154,7 +154,7 @@ def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: lis
         environment = environment_info(threads)
     quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
     # Each run's evidence figures depend on its record alone: with workers, the worker that
-    # trained a run draws them, not this process after the last run (work.draw_figures).
+    # trained a run draws them, not this process after the last run (execute.draw_figures).
     ex = execute(specs, out, data, info=info, protocol_hash=protocol.hash,
                  what="numnet reproduce", title=f"protocol {protocol.name}{quick_note} "
                  f"(hash {protocol.hash})", jobs=jobs, threads=threads, device=device,

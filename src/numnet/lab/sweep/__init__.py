@@ -69,9 +69,8 @@ from numnet.core.io import write_bytes, write_json, write_text
 from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.executor import check_scheduler
-from numnet.lab.experiments.execute import Execution, execute
+from numnet.lab.experiments.execute import DataRef, Execution, execute, work_group
 from numnet.lab.experiments.store import claim_folder
-from numnet.lab.experiments.work import DataRef, work_group
 from numnet.lab.progress import Log, plural, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir
