@@ -70,10 +70,10 @@ from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.executor import check_scheduler
 from numnet.lab.experiments.execute import DataRef, Execution, execute, work_group
+from numnet.lab.experiments.runner import output_folder
 from numnet.lab.experiments.store import claim_folder
 from numnet.lab.progress import Log, plural, stderr_log
 from numnet.lab.protocol import Protocol
-from numnet.lab.records import default_out_dir
 from numnet.lab.render import png_bytes
 from numnet.lab.sweep.figures import learning_curves_bands_figure, sweep_table_figure
 from numnet.lab.sweep.plan import (
@@ -196,8 +196,7 @@ def sweep(
         # set is one clear error. Dask workers use their own sources.
         data_mod.fetch(data.dataset, data.data_dir, data.cache_dir, verify=data.verify,
                        progress=True)
-    out = (Path(out_dir) if out_dir is not None
-           else default_out_dir(protocol.name, kind="sweep", quick=protocol.quick))
+    out = output_folder(protocol, out_dir, kind="sweep")
     # what each run's numbers depend on besides its spec: the protocol and the data split
     configuration = {**protocol.semantic_dict(), "hash": protocol.hash,
                      "data": {"dataset": data.dataset, "validation_size": data.validation_size}}

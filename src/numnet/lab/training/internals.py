@@ -38,6 +38,7 @@ import numpy as np
 from numnet.core import introspect
 from numnet.core.backend import array_module, to_numpy
 from numnet.core.layers import Conv2D
+from numnet.core.losses import softmax
 from numnet.core.names import IMAGE_SHAPE, NUM_CLASSES
 
 PROBE_EXAMPLES = 256
@@ -234,10 +235,7 @@ def numnet_probabilities(model: Any, x: Any, batch_size: int) -> np.ndarray:
     out = []
     for start in range(0, len(x), batch_size):
         logits = model.forward(x[start : start + batch_size], train=False)
-        z = logits.astype(xp.float64)
-        z = z - z.max(axis=1, keepdims=True)
-        e = xp.exp(z)
-        out.append(to_numpy(e / e.sum(axis=1, keepdims=True)))
+        out.append(to_numpy(softmax(logits.astype(xp.float64))))
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES))
 
 

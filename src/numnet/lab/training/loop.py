@@ -1,10 +1,6 @@
-"""The training loop of one run (the rules are in :mod:`numnet.lab.training`).
-
-Read :func:`train_run` first: it is the protocol's loop, a screen long. What is optional --
-the progress display, the training internals, the shorter runs taken from this one -- is a
-*plug-in* (:class:`Plugin`): an object the loop calls at fixed moments, which a reader can
-skip. :class:`Run` holds what the loop builds up (the curves, the status) and makes the
-:class:`RunResult`.
+"""The training loop of one run (the rules are in :mod:`numnet.lab.training`): read
+:func:`train_run` first. :class:`Run` holds what the loop builds up (the curves, the status)
+and makes the :class:`RunResult`; the optional parts are plug-ins (:class:`Plugin`).
 """
 
 from __future__ import annotations
