@@ -10,7 +10,7 @@ import json
 import pytest
 
 from numnet.lab.cli import build_parser, common, main
-from numnet.lab.experiments import work
+from numnet.lab.experiments import execute as execute_mod
 from numnet.lab.records import strip_timing
 
 #: Which commands must have which shared options.
@@ -165,7 +165,7 @@ def test_an_interrupt_is_reported_once(proto, tmp_path, monkeypatch, capsys) -> 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(work, "train_run", interrupted)  # --jobs 1: trained in this process
+    monkeypatch.setattr(execute_mod, "train_run", interrupted)  # --jobs 1: trained in this process
     assert main(["reproduce", "--protocol", str(proto), "--out", str(tmp_path / "o"),
                  "--quiet", "--jobs", "1"]) == 130
     err = capsys.readouterr().err

@@ -19,7 +19,7 @@ from tiny_mnist import TINY_PROTOCOL, tiny_datasets
 
 from numnet.core.errors import NumnetError
 from numnet.lab import experiments, protocol, training
-from numnet.lab.experiments import work
+from numnet.lab.experiments import execute as execute_mod
 from numnet.lab.records import strip_timing
 
 TESTS_DIR = Path(__file__).parent
@@ -238,7 +238,7 @@ def test_other_kernels_are_other_runs(full, proto_path, tmp_path) -> None:
 
 def test_keyboard_interrupt_keeps_finished_runs(proto_path, tmp_path, monkeypatch) -> None:
     calls = []
-    real = work.train_run
+    real = execute_mod.train_run
 
     def interrupted(spec, *args, **kwargs):
         calls.append(spec.run_id)
@@ -246,7 +246,7 @@ def test_keyboard_interrupt_keeps_finished_runs(proto_path, tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real(spec, *args, **kwargs)
 
-    monkeypatch.setattr(work, "train_run", interrupted)
+    monkeypatch.setattr(execute_mod, "train_run", interrupted)
     lines: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         experiments.reproduce(proto_path, DATA, tmp_path / "int", progress="none",

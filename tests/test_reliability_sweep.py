@@ -18,7 +18,7 @@ from tiny_mnist import TINY_PROTOCOL
 from numnet.lab import executor, protocol, sweep
 from numnet.lab.cli import main
 from numnet.lab.experiments import run_groups
-from numnet.lab.experiments.work import WorkContext, work_group
+from numnet.lab.experiments.execute import WorkContext, work_group
 
 
 def hang(group, ctx, *, marker):
@@ -33,7 +33,7 @@ import test_reliability_sweep as here
 from numnet.lab import executor, protocol, sweep
 from numnet.lab.cli import Terminated, sigterm_as_interrupt
 from numnet.lab.experiments import run_groups
-from numnet.lab.experiments.work import WorkContext
+from numnet.lab.experiments.execute import WorkContext
 groups = run_groups(list(sweep.expand(protocol.loads(here.TINY_PROTOCOL), 1).runs[:1]))
 fn = functools.partial(here.hang, marker=sys.argv[1])
 try:

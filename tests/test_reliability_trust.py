@@ -39,7 +39,7 @@ from numnet.core.errors import (
     UnsafeNameError,
     WeightsFileError,
 )
-from numnet.lab import predict, protocol, records, results, stats
+from numnet.lab import predict, protocol, results, stats
 from numnet.lab.cli import main
 
 DATA = tiny_datasets()
@@ -411,16 +411,25 @@ def _percentages(text: str) -> list[float]:
 
 
 def test_records_that_fail_the_schema_are_redone_not_trusted(finished, tmp_path) -> None:
-    folder = records_folder(finished, tmp_path)
+    from numnet.lab.experiments.store import load_record
+    from numnet.lab.training import RunSpec
+
+    folder = tmp_path / "copy"
+    for sub in ("runs", "weights"):
+        shutil.copytree(finished / sub, folder / sub)
     path = folder / "runs" / "model2-setting1.json"
     record = json.loads(path.read_text())
-    expected = {"format": record["format"]}
-    assert records.load_finished(path, expected) is not None
+    spec = RunSpec.from_dict(record["result"]["spec"])
+
+    def load() -> dict | None:
+        return load_record(folder, spec, record["protocol_hash"], record["data_fingerprint"])
+
+    assert load() is not None
     record["result"]["test_accuracy"][0] = 7.5
     path.write_text(json.dumps(record))
-    assert records.load_finished(path, expected) is None
+    assert load() is None
     path.write_text("[" * 100_000)
-    assert records.load_finished(path, expected) is None
+    assert load() is None
 
 
 def test_validate_run_record_directly(finished) -> None:

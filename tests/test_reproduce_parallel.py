@@ -327,7 +327,7 @@ def test_evidence_figures_drawn_by_the_workers_are_the_reports(protos, tmp_path,
     process draws none: here it would fail); the report embeds those bytes. They equal what
     ``numnet report DIR`` draws from results.json alone, and what ``draw_figures`` draws from
     the same results in this process."""
-    from numnet.lab.experiments.figures import draw_figures
+    from numnet.lab.experiments.execute import draw_figures
     from numnet.lab.report import internals_section, rebuild
 
     def not_here(run):

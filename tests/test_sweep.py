@@ -3,7 +3,7 @@
 The executions run on tiny synthetic IDX files written here (a 2-model protocol, 8 runs of a
 few milliseconds each); one Dask LocalCluster (a real scheduler and two worker processes on
 127.0.0.1) is shared by the module. Fault injection wraps the one worker function,
-:func:`numnet.lab.experiments.work.work_group`, in functions defined in this module (workers
+:func:`numnet.lab.experiments.execute.work_group`, in functions defined in this module (workers
 import it: multiprocessing passes sys.path on).
 """
 
@@ -30,7 +30,7 @@ from numnet.lab import executor, sweep
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.cli import main
 from numnet.lab.experiments import plan_runs, run_groups
-from numnet.lab.experiments.work import WorkContext, load_data, work_group
+from numnet.lab.experiments.execute import WorkContext, load_data, work_group
 from numnet.lab.records import strip_timing
 from numnet.lab.training import train_run
 

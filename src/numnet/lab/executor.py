@@ -14,7 +14,7 @@ threads or locks), each with its ``threads`` pinned:
   SIGINT (a terminal sends it to the whole process group), so only the parent decides.
 
 Every task runs in a *slot* (0 .. jobs-1, one per task in flight): a few numbers in shared
-memory where the worker publishes its progress (:meth:`WorkerSlot.report`) and the parent
+memory where the worker publishes its progress (:func:`report_progress`) and the parent
 reads it for its in-flight status (``poll``, every ``poll_every`` seconds while tasks run).
 Display only: nothing flows back to the task.
 
@@ -80,7 +80,7 @@ def failure(task: Any, exc: BaseException, tb: Any = None, attempts: int = 1) ->
 #: What the backends yield per task: ``(task, result, None)`` or ``(task, None, failure)``.
 Outcome = tuple[Any, Any, TaskFailure | None]
 #: ``poll(statuses)``: the tasks in flight, in submission order, as ``(task, values, threads)``
-#: -- the numbers its worker last reported (:meth:`WorkerSlot.report`) and its thread count.
+#: -- the numbers its worker last reported (:func:`report_progress`) and its thread count.
 Poll = Callable[[list[tuple[Any, list[float], int]]], None]
 
 
@@ -112,44 +112,21 @@ def pin_threads(threads: int | None) -> None:
 
 # ------------------------------------------------------------------------------ slots
 
+#: In a worker of :func:`iter_local`: the shared progress numbers of every slot (``values``,
+#: ``fields`` per slot) and the slot of the task running now (``index``, None between tasks).
+_SLOT: dict[str, Any] = {"values": None, "fields": 0, "index": None}
 
-class Slots:
-    """Shared memory of the tasks in flight: per slot ``fields`` progress numbers (the worker
-    writes them). Lock-free: one writer per value, and a torn read only shows a progress line
+
+def report_progress(values: Sequence[float]) -> None:
+    """Publish up to ``fields`` progress numbers in the running task's slot, for the parent's
+    in-flight status; does nothing outside a task of :func:`iter_local` (the parent process, a
+    Dask worker). Lock-free: one writer per value, and a torn read only shows a progress line
     a moment old."""
-
-    def __init__(self, jobs: int, fields: int, ctx: Any) -> None:
-        self.jobs, self.fields = jobs, fields
-        self.values = ctx.RawArray("d", jobs * fields)
-
-    def read(self, slot: int) -> list[float]:
-        return list(self.values[slot * self.fields:(slot + 1) * self.fields])
-
-    def clear(self, slot: int) -> None:
-        self.values[slot * self.fields:(slot + 1) * self.fields] = [0.0] * self.fields
-
-
-@dataclass
-class WorkerSlot:
-    """The slot of the task running in this worker process (see :func:`current_slot`)."""
-
-    slots: Slots
-    index: int
-
-    def report(self, values: Sequence[float]) -> None:
-        """Publish up to ``fields`` progress numbers for the parent's in-flight status."""
-        f = self.slots.fields
-        n = min(len(values), f)
-        self.slots.values[self.index * f:self.index * f + n] = [float(v) for v in values[:n]]
-
-
-_WORKER: dict[str, Any] = {"slots": None, "slot": None}
-
-
-def current_slot() -> WorkerSlot | None:
-    """The running task's slot in a worker of :func:`iter_local`; None anywhere else (the
-    parent process, a Dask worker)."""
-    return _WORKER["slot"]
+    if _SLOT["index"] is None:
+        return
+    f = _SLOT["fields"]
+    n = min(len(values), f)
+    _SLOT["values"][_SLOT["index"] * f:_SLOT["index"] * f + n] = [float(v) for v in values[:n]]
 
 
 def _watch_parent() -> None:
@@ -180,13 +157,13 @@ def _exit_with_parent() -> None:
         pass
 
 
-def _init_worker(slots: Slots, threads: int | None, initializer: Callable[..., None] | None,
-                 initargs: tuple[Any, ...]) -> None:
+def _init_worker(values: Any, fields: int, threads: int | None,
+                 initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
     # Ctrl-C reaches every process of the terminal's group: the parent alone handles it
     # (terminating the workers), so a worker never dies half-way through on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
-    _WORKER["slots"] = slots
+    _SLOT.update(values=values, fields=fields)
     threading.Thread(target=_watch_parent, name="numnet-watchdog", daemon=True).start()
     pin_threads(threads)
     if initializer is not None:
@@ -194,11 +171,11 @@ def _init_worker(slots: Slots, threads: int | None, initializer: Callable[..., N
 
 
 def _run_in_slot(index: int, fn: Callable[..., Any], *args: Any) -> Any:
-    _WORKER["slot"] = WorkerSlot(_WORKER["slots"], index)
+    _SLOT["index"] = index
     try:
         return fn(*args)
     finally:
-        _WORKER["slot"] = None
+        _SLOT["index"] = None
 
 
 # ------------------------------------------------------------------------------ the executor
@@ -231,14 +208,17 @@ def iter_local(
     if jobs < 1:
         raise NumnetError(f"--jobs must be at least 1, got {jobs}")
     ctx = mp_context()
-    slots = Slots(jobs, fields, ctx)
+    values = ctx.RawArray("d", jobs * fields)  # the slots' progress numbers, shared
+
+    def numbers(slot: int) -> slice:
+        return slice(slot * fields, (slot + 1) * fields)
     pending: deque[Any] = deque(tasks)
     raised: dict[str, int] = {}
     died: dict[str, int] = {}
 
     def new_pool() -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                      initargs=(slots, threads, initializer, initargs))
+                                      initargs=(values, fields, threads, initializer, initargs))
 
     pool = new_pool()
     in_flight: dict[cf.Future, tuple[Any, int]] = {}  # future -> (task, slot)
@@ -249,7 +229,7 @@ def iter_local(
             free = [s for s in range(jobs) if s not in {slot for _, slot in in_flight.values()}]
             while pending and len(in_flight) < jobs:
                 task, slot = pending.popleft(), free.pop(0)
-                slots.clear(slot)
+                values[numbers(slot)] = [0.0] * fields
                 try:
                     fut = pool.submit(_run_in_slot, slot, fn, task, *args)
                 except cf.process.BrokenProcessPool:  # broke since the last wait
@@ -265,7 +245,7 @@ def iter_local(
                     if done:
                         break
                     if poll is not None:
-                        poll([(t, slots.read(s), threads or 1)
+                        poll([(t, values[numbers(s)], threads or 1)
                               for t, s in sorted(in_flight.values(), key=lambda ts: ts[1])])
                 broken = any(isinstance(f.exception(), cf.process.BrokenProcessPool)
                              for f in done)

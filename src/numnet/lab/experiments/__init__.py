@@ -5,10 +5,10 @@ seeds and a grid; ``numnet train`` records its one run the same way).
 - **Plan** (:mod:`~numnet.lab.experiments.plan`): every run is a
   :class:`~numnet.lab.training.RunSpec` (:func:`plan_runs`; a sweep's carry a ``replicate``
   label); the runs one training makes are grouped (:func:`run_groups`).
-- **Execute** (:mod:`~numnet.lab.experiments.execute`): the groups go to the one worker
-  function (:mod:`~numnet.lab.experiments.work`) in this process (``jobs=1``) or on a backend
-  of :mod:`numnet.lab.executor` (local worker processes, or a Dask cluster for a sweep),
-  which returns their results.
+- **Execute** (:mod:`~numnet.lab.experiments.execute`): the groups are trained in this
+  process (``jobs=1``) or by the one worker function on a backend of
+  :mod:`numnet.lab.executor` (local worker processes, or a Dask cluster for a sweep), which
+  returns their results.
 - **Record** (:mod:`~numnet.lab.experiments.store`): this process writes every run's record,
   metrics and weights, and reads them back to resume; the folder is claimed (locked, its
   configuration checked) for the whole command.
@@ -47,18 +47,12 @@ Shared runs: under shared starts, a run that is a prefix of another (same spec b
 epochs: :func:`run_groups`) is taken from the longer run at its own last update (550*E + 1
 for E epochs), identical to training it alone; its record says ``shared_with``.
 
-Parallel: the trainings (:class:`RunGroup`) run on ``jobs`` worker processes (default one per
-CPU; ``jobs=1`` in this process, each run saved as it ends), longest first
-(:func:`estimated_cost`), each with ``threads`` threads (1 unless given). A worker returns a
-group's results when it ends and this process saves them; with workers, each draws its runs'
-evidence figures for the report (:mod:`~numnet.lab.experiments.figures`). An interruption
-stops and joins the workers, keeping every run saved.
-
-Modules: :mod:`~numnet.lab.experiments.plan` (runs and seeds),
-:mod:`~numnet.lab.experiments.execute` (resume, run the groups, record, failure policy),
-:mod:`~numnet.lab.experiments.work` (the one worker function),
-:mod:`~numnet.lab.experiments.store` (run records on disk, resume, the folder's claim),
-:mod:`~numnet.lab.experiments.runner` (``reproduce`` and ``train``).
+Parallel (:mod:`~numnet.lab.experiments.execute`): the trainings (:class:`RunGroup`) run on
+``jobs`` worker processes (default one per CPU; ``jobs=1`` in this process, each run saved as
+it ends), longest first (:func:`estimated_cost`), each with ``threads`` threads (1 unless
+given); a worker returns a group's results (and draws its runs' evidence figures for the
+report) and this process saves them. An interruption stops and joins the workers, keeping
+every run saved. ``reproduce`` and ``train`` are in :mod:`~numnet.lab.experiments.runner`.
 """
 
 from numnet.lab.experiments.plan import (

@@ -128,8 +128,54 @@ def reproduce(
     out = output_folder(protocol, out_dir)
     configuration = {**protocol.semantic_dict(), "hash": protocol.hash}
     with claim_folder(out, "reproduce", configuration, force=force):
-        return _reproduce(protocol, data, out, models, force, device, data_dir, progress, log,
-                          make_report, threads, kernels, internals, verify, started, jobs)
+        cpu_started = time.process_time()
+        started_at = timestamp()
+        protocol, specs, out, data, info = set_up(protocol, None, False, models, out, data,
+                                                  data_dir, progress, kernels=kernels,
+                                                  internals=internals, verify=verify)
+        with runtime.threads(threads), runtime.single_threaded_blas():  # as every training runs
+            # the counts of this process; the workers' are timing["threads_per_run"]
+            environment = environment_info(threads)
+        quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
+        # Each run's evidence figures depend on its record alone: with workers, the worker that
+        # trained a run draws them, not this process after the last run (execute.draw_figures).
+        ex = execute(specs, out, data, info=info, protocol_hash=protocol.hash,
+                     what="numnet reproduce", title=f"protocol {protocol.name}{quick_note} "
+                     f"(hash {protocol.hash})", jobs=jobs, threads=threads, device=device,
+                     force=force, figures=make_report, progress=progress, log=log)
+        outcome = ReproduceOutcome(out_dir=out, protocol=protocol,
+                                   results=[ex.results[s.run_id] for s in specs],
+                                   reused=list(ex.reused),
+                                   trained=[s.run_id for s in specs if s.run_id not in ex.reused])
+        outcome.wall_time = time.perf_counter() - started
+        trained = [ex.results[rid] for rid in outcome.trained]
+        timing = {
+            "started_at": started_at,
+            "finished_at": timestamp(),
+            "wall_time": outcome.wall_time,
+            # this process and the workers, all threads
+            "cpu_time": time.process_time() - cpu_started + ex.cpu_time,
+            "training_time": sum(r.wall_time for r in trained if r.shared_with is None),
+            "reused_runs": list(outcome.reused),
+            # worker processes (1: this process) and their threads; results depend on neither
+            "jobs": ex.jobs,
+            "threads_per_run": threads if threads or ex.jobs == 1 else WORKER_THREADS,
+            "shared_runs": {r.run_id: r.shared_with for r in trained if r.shared_with},
+        }
+        outcome.results_json = results_document(
+            protocol, outcome.results, info, timing, device, environment,
+            diagnoses=diagnosis_records([r.to_dict() for r in outcome.results]))
+        write_json(out / "results.json", outcome.results_json)
+        write_text(out / "results.csv", results_csv(outcome.results_json))
+        if make_report:
+            write_report(out, outcome.results_json, ex.figures)
+        # results.json's wall time ends before the report; the command's includes it
+        outcome.wall_time = time.perf_counter() - started
+        log(f"numnet reproduce: done in {outcome.wall_time:.1f} s ({len(outcome.trained)} trained"
+            + (f", {len(timing['shared_runs'])} of them taken from longer runs"
+               if timing["shared_runs"] else "")
+            + f", {len(outcome.reused)} reused); outputs in {out}")
+        return outcome
 
 
 def output_folder(protocol: Protocol, out_dir: str | Path | None, kind: str | None = None
@@ -137,61 +183,6 @@ def output_folder(protocol: Protocol, out_dir: str | Path | None, kind: str | No
     """``out_dir``, or the default folder of ``protocol`` (:func:`default_out_dir`)."""
     return (Path(out_dir) if out_dir is not None
             else default_out_dir(protocol.name, kind=kind, quick=protocol.quick))
-
-
-def _reproduce(protocol: Protocol, data: Datasets | None, out: Path, models: list[str] | None,
-               force: bool, device: str, data_dir: str | Path | None, progress: str, log: Log,
-               make_report: bool, threads: int | None, kernels: str, internals: bool,
-               verify: bool, started: float, jobs: int | None) -> ReproduceOutcome:
-    """:func:`reproduce` once the folder is taken."""
-    cpu_started = time.process_time()
-    started_at = timestamp()
-    protocol, specs, out, data, info = set_up(protocol, None, False, models, out, data,
-                                              data_dir, progress, kernels=kernels,
-                                              internals=internals, verify=verify)
-    with runtime.threads(threads), runtime.single_threaded_blas():  # as every training runs
-        # the counts of this process; the workers' are timing["threads_per_run"]
-        environment = environment_info(threads)
-    quick_note = f" [{QUICK_LABEL}]" if protocol.quick else ""
-    # Each run's evidence figures depend on its record alone: with workers, the worker that
-    # trained a run draws them, not this process after the last run (experiments.figures).
-    ex = execute(specs, out, data, info=info, protocol_hash=protocol.hash,
-                 what="numnet reproduce", title=f"protocol {protocol.name}{quick_note} "
-                 f"(hash {protocol.hash})", jobs=jobs, threads=threads, device=device,
-                 force=force, figures=make_report, progress=progress, log=log)
-    outcome = ReproduceOutcome(out_dir=out, protocol=protocol,
-                               results=[ex.results[s.run_id] for s in specs],
-                               reused=list(ex.reused),
-                               trained=[s.run_id for s in specs if s.run_id not in ex.reused])
-    outcome.wall_time = time.perf_counter() - started
-    trained = [ex.results[rid] for rid in outcome.trained]
-    timing = {
-        "started_at": started_at,
-        "finished_at": timestamp(),
-        "wall_time": outcome.wall_time,
-        # this process and the workers, all threads
-        "cpu_time": time.process_time() - cpu_started + ex.cpu_time,
-        "training_time": sum(r.wall_time for r in trained if r.shared_with is None),
-        "reused_runs": list(outcome.reused),
-        # worker processes (1: this process) and their threads; results depend on neither
-        "jobs": ex.jobs,
-        "threads_per_run": threads if threads or ex.jobs == 1 else WORKER_THREADS,
-        "shared_runs": {r.run_id: r.shared_with for r in trained if r.shared_with},
-    }
-    outcome.results_json = results_document(
-        protocol, outcome.results, info, timing, device, environment,
-        diagnoses=diagnosis_records([r.to_dict() for r in outcome.results]))
-    write_json(out / "results.json", outcome.results_json)
-    write_text(out / "results.csv", results_csv(outcome.results_json))
-    if make_report:
-        write_report(out, outcome.results_json, ex.figures)
-    # results.json's wall time ends before the report; the command's includes it
-    outcome.wall_time = time.perf_counter() - started
-    log(f"numnet reproduce: done in {outcome.wall_time:.1f} s ({len(outcome.trained)} trained"
-        + (f", {len(timing['shared_runs'])} of them taken from longer runs"
-           if timing["shared_runs"] else "")
-        + f", {len(outcome.reused)} reused); outputs in {out}")
-    return outcome
 
 
 def train_one(

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from numnet.core import optim, serialize
-from numnet.core.errors import FolderError, NumnetError, WeightsFileError
+from numnet.core.errors import FolderError, NumnetError
 from numnet.core.io import (
     atomic_writer,
     child_path,
@@ -34,8 +34,8 @@ from numnet.core.io import (
 )
 from numnet.lab.executor import TaskFailure
 from numnet.lab.metrics import write_metrics
-from numnet.lab.records import load_finished
 from numnet.lab.report.diagnosis import diagnose
+from numnet.lab.results import validate_run
 from numnet.lab.training import RunResult, RunSpec
 
 RUN_FORMAT = "numnet.run/1"
@@ -57,25 +57,26 @@ def optimizer_path(out_dir: Path, run_id: str) -> Path:
 
 def load_record(out_dir: Path, spec: RunSpec, protocol_hash: str,
                 fingerprint: str | None) -> dict[str, Any] | None:
-    """The saved record of ``spec`` in ``out_dir`` if it is finished (weights verified) *and*
-    was made by the same protocol hash, the same spec and the same data (``fingerprint``;
-    None: not known here, a Dask sweep's, whose folder's configuration names the data);
-    otherwise None (retrain)."""
+    """The saved record of ``spec`` in ``out_dir`` if it is finished *and* made by the same
+    computation: the same protocol hash, spec and data (``fingerprint``; None: not known here,
+    a Dask sweep's, whose folder's configuration names the data), its run matching the schema
+    (``numnet.lab.results.validate_run``: accuracies in [0, 1], curves as long as the counts
+    say...) and its weights verified (every array against its SHA-256). Anything missing,
+    unreadable, damaged or different gives None: the run is trained again."""
     record_path, weights_path = run_paths(out_dir, spec.run_id)
-    expected = {"format": RUN_FORMAT, "protocol_hash": protocol_hash,
-                "result.spec": spec.to_dict()}
-    if fingerprint is not None:
-        expected["data_fingerprint"] = fingerprint
-    record = load_finished(record_path, expected, requires=[weights_path])
-    if record is None:
+    if not record_path.is_file() or not weights_path.is_file():
         return None
     try:
+        record = read_json(record_path)  # bounded: numnet.core.documents
+        if (record["format"] != RUN_FORMAT or record["protocol_hash"] != protocol_hash
+                or record["result"]["spec"] != spec.to_dict()
+                or fingerprint not in (None, record["data_fingerprint"])):
+            return None
+        validate_run(record["result"], str(record_path))
         serialize.verify(weights_path)
         RunResult.from_dict(record["result"])
-    except WeightsFileError:
-        return None  # truncated or damaged weights: the run is not finished, retrain it
-    except (KeyError, TypeError, ValueError):
-        return None  # a record of another shape: retrain
+    except (NumnetError, KeyError, TypeError, ValueError):
+        return None
     return record
 
 

@@ -17,7 +17,7 @@ from numnet.lab.plots import (
     TRAIN_COLOR,
     new_figure,
 )
-from numnet.lab.sweep.aggregate import cell_text
+from numnet.lab.sweep.summary import cell_text
 
 
 def learning_curves_bands_figure(summary: dict[str, Any]) -> Any:
@@ -77,7 +77,7 @@ def learning_curves_bands_figure(summary: dict[str, Any]) -> Any:
 def sweep_table_figure(summary: dict[str, Any]) -> Any:
     """The summary table for a sweep: rows "Model 1".., columns "Setting 1"..; each cell the
     final test accuracy in %, mean ± std (n) over the seeds; cells with diverged or failed runs
-    red (:func:`numnet.lab.sweep.aggregate.cell_text` says how many)."""
+    red (:func:`numnet.lab.sweep.summary.cell_text` says how many)."""
     cells = summary["cells"]
     models = list(dict.fromkeys(c["model"] for c in cells))
     rows = max((c["setting"] for c in cells), default=1)

@@ -187,32 +187,30 @@ def expand(
             f"--seeds {seeds} x {len(base) * combinations} settings plans {planned} runs, more "
             f"than the {MAX_SWEEP_RUNS} numnet sweeps at once; use fewer --seeds, --grid "
             "values or --models")
+    if not grid:  # replicate r: the runs of the protocol seeded s + r
+        cells = [Cell(s.run_id, s.model, int(s.setting or 1), _label(s, ()),
+                      dataclasses.replace(s, seed=0)) for s in base]
+        replicas = [plan_runs(protocol.with_seed(protocol.seed + r), models)
+                    for r in range(seeds)]
+        runs = [dataclasses.replace(replicas[r][k], replicate=r)
+                for k in range(len(base)) for r in range(seeds)]
+        return SweepPlan(protocol, seeds, grid, tuple(cells), tuple(runs))
+    keys = list(grid)
+    by_model: dict[str, list[RunSpec]] = {}
+    for spec in base:
+        for values in itertools.product(*(grid[k] for k in keys)):
+            changed = dataclasses.replace(spec, seed=0, setting=None,
+                                          **dict(zip(keys, values, strict=True)))
+            if changed not in by_model.setdefault(spec.model, []):
+                by_model[spec.model].append(changed)
     cells: list[Cell] = []
-    if not grid:
-        for spec in base:
-            cells.append(Cell(spec.run_id, spec.model, int(spec.setting or 1), _label(spec, ()),
-                              dataclasses.replace(spec, seed=0)))
-    else:
-        keys = list(grid)
-        by_model: dict[str, list[RunSpec]] = {}
-        for spec in base:
-            for values in itertools.product(*(grid[k] for k in keys)):
-                changed = dataclasses.replace(spec, seed=0, setting=None,
-                                              **dict(zip(keys, values, strict=True)))
-                if changed not in by_model.setdefault(spec.model, []):
-                    by_model[spec.model].append(changed)
-        for model, specs in by_model.items():
-            for k, spec in enumerate(specs, start=1):
-                spec = dataclasses.replace(spec, setting=k)
-                cells.append(Cell(spec.run_id, model, k, _label(spec, keys), spec,
-                                  seed_key=setting_key(spec, keys)))
     runs: list[RunSpec] = []
-    for cell in cells:
-        for r in range(seeds):
-            if cell.seed_key is None:
-                seed = plan_runs(protocol.with_seed(protocol.seed + r), [cell.model])[
-                    cell.setting - 1].seed
-            else:
-                seed = grid_seed(protocol.seed + r, cell.model, cell.seed_key)
-            runs.append(dataclasses.replace(cell.spec, seed=seed, replicate=r))
+    for model, specs in by_model.items():
+        for k, unnumbered in enumerate(specs, start=1):
+            spec = dataclasses.replace(unnumbered, setting=k)
+            key = setting_key(spec, keys)
+            cells.append(Cell(spec.run_id, model, k, _label(spec, keys), spec, key))
+            runs += [dataclasses.replace(spec, replicate=r,
+                                         seed=grid_seed(protocol.seed + r, model, key))
+                     for r in range(seeds)]
     return SweepPlan(protocol, seeds, grid, tuple(cells), tuple(runs))

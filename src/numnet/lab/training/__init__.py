@@ -3,41 +3,54 @@ detection.
 
 ``train_run(spec, data)`` is a pure function of its inputs: the same :class:`RunSpec` on the
 same data gives the same :class:`RunResult` (timing fields aside), in this process, in another
-one, or on a Dask worker (both classes pickle).
+one, or on a Dask worker (both classes pickle). Everything random comes from ``spec.seed``,
+split by :func:`child_seeds` (``SeedSequence(seed).spawn(2)``) into the *init* seed, which
+builds the model (:func:`build_model`), and the *shuffle* seed, which orders the batches
+(:func:`make_batch_source`, a TensorFlow-style ``DataSet`` over the train split): the PyTorch
+reference calls the same two functions to start from the same weights and batches.
 
-Everything random in a run comes from ``spec.seed``, split into two independent children by
-:func:`child_seeds` (``numpy.random.SeedSequence(seed).spawn(2)``):
+:func:`train_run` (``loop.py``), as it reads (its device and stepper options left out)::
 
-- the *init* seed builds the model (:func:`build_model`, ``models.build(..., seed=init)``);
-- the *shuffle* seed drives the mini-batch order (:func:`make_batch_source`, a fresh
-  TensorFlow-style ``DataSet`` over the train split seeded with it).
-
-So another implementation (the PyTorch reference) starts from the same weights and sees the
-same batches by calling these two functions.
-
-The loop is the protocol's (docs/protocol.md §2), and :func:`train_run` reads as it does::
-
+    batches = make_batch_source(spec, data.train)
+    stepper = NumnetStepper.for_run(build_model(spec), spec, total)
+    run = Run(spec, data, stepper, device, plugins)
     i = 0
+    run.started(batches)
     while batches.epochs_completed < spec.epochs:
         i += 1
-        x, y = batches.next_batch(spec.batch_size)
-        loss = stepper.loss(x, y)           # forward and loss (numnet.core.losses)
-        if not finite(loss): diverged; break
-        stepper.update()                    # backward (model.backward) and one SGD step
-        if i % spec.eval_every == 0: evaluate the curve point (train and test examples)
+        x, y = run.on_device(*batches.next_batch(spec.batch_size))
+        loss = stepper.loss(x, y)                 # forward and loss
+        if not np.isfinite(loss):
+            run.diverge(i, "non-finite training loss")   # this update is not applied
+            break
+        stepper.update()                          # backward and one optimiser step
+        run.updated(i, loss)
+        if i % spec.eval_every == 0 and not run.evaluate(i):   # a curve point
+            break
+    return run.finish()
 
-With 55,000 examples and batch 100 a run of E epochs makes 550*E + 1 updates and
-floor((550*E + 1) / 200) evaluations (:func:`expected_updates`, :func:`expected_evaluations`).
-After the loop the final weights (after update 550*E + 1, the ones saved) are evaluated once
-more on the same examples (``RunResult.final_weights``); the curves stay the protocol's.
+One step, from the loop to the GEMM, in the order the code runs:
 
-One training step from the loop to the GEMM, in the order the code runs:
-``NumnetStepper.loss`` (``stepper.py``) -> ``Sequential.forward`` (``numnet.core.models``) ->
-each layer's ``forward`` (``numnet.core.layers``) -> its kernel (``numnet.core.kernels``:
-``linear_forward`` is ``x @ W + b``, one GEMM) -> ``softmax_cross_entropy``
-(``numnet.core.losses``); then ``NumnetStepper.update`` -> ``Sequential.backward`` -> each
-layer's ``backward`` (``linear_backward``: ``dW = x.T @ dy``, ``dx = dy @ W.T``) ->
-``SGD.step`` (``numnet.core.optim``).
+1. ``DataSet.next_batch`` (``numnet.core.datasets``): the next 100 images ``(100, 784)`` and
+   one-hot labels ``(100, 10)`` of this epoch's shuffled order; ``Run.on_device`` casts them
+   to the run's dtype (no copy for float32 on the CPU).
+2. ``NumnetStepper.loss`` (``stepper.py``) -> ``Sequential.forward`` (``numnet.core.models``)
+   -> each step of the model's plan (a layer, or a fused conv+pool, ``numnet.core.plan``) ->
+   ``Linear.forward`` (``numnet.core.layers``) -> ``layer.ops.linear_forward``
+   (``numnet.core.kernels.plain``: ``y = x @ W + b``, **the GEMM**, ``(100, 784) @ (784, n)``)
+   -> ... -> ``softmax_cross_entropy`` (``numnet.core.losses``): the batch loss and
+   dL/dlogits, kept for the update.
+3. ``NumnetStepper.update`` -> ``Sequential.backward`` -> each layer's ``backward`` in reverse
+   -> ``linear_backward`` (``dW = x.T @ dy``, ``db = dy.sum(0)``, ``dx = dy @ W.T``: two more
+   GEMMs; the first layer skips dx) -> ``SGD.step`` (``numnet.core.optim``: ``p -= lr * grad``).
+4. Every ``eval_every`` (200) updates ``Run.evaluate``: the parameters checked finite, then
+   ``evaluate`` (``stepper.py``) on the first 11,000 train and 10,000 test examples, one
+   evaluation forward each (``train=False``), appended to the curves.
+
+With 55,000 examples and batch 100 a run of E epochs makes 550*E + 1 updates
+(:func:`expected_updates`) and floor((550*E + 1) / 200) evaluations
+(:func:`expected_evaluations`). After the loop the final weights (those saved) are evaluated
+once more on the same examples (``RunResult.final_weights``); the curves stay the protocol's.
 
 What is optional is a plug-in (:class:`Plugin`) that a reader can skip: the progress reports
 (:class:`Reporter`, display only), the training internals (:class:`Internals`, when
@@ -47,9 +60,9 @@ its last update, identical to training it alone.
 
 Divergence: the batch loss is checked at every update (a scalar, free) and the parameters at
 every evaluation. A non-finite value stops the run with status ``"diverged"``; its curves end
-at the last good evaluation and ``diverged_at_update`` is the number of the update that
-produced the non-finite loss (that update is not applied) or after which the parameters (or
-the evaluation losses) were found non-finite.
+at the last good evaluation and ``diverged_at_update`` is the update that produced the
+non-finite loss (not applied) or after which the parameters (or the evaluation losses) were
+found non-finite.
 """
 
 from numnet.lab.training.loop import (

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ import numpy as np
 from numnet.core import introspect
 from numnet.core.backend import array_module, to_numpy
 from numnet.core.layers import Conv2D
+from numnet.core.losses import softmax
 from numnet.core.names import IMAGE_SHAPE, NUM_CLASSES
 
 PROBE_EXAMPLES = 256
@@ -115,34 +117,26 @@ class InternalsRecorder:
         #: seconds spent recording (the snapshots and the final evidence)
         self.seconds = 0.0
 
+    def timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, its time counted in :attr:`seconds`."""
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.seconds += time.perf_counter() - t0
+        return out
+
     def record(self, stepper: Any, update: int) -> None:
         """Take the stepper's snapshot after update ``update`` (an evaluation) and append it."""
-        self.append(self.snapshot(stepper), update)
-
-    def snapshot(self, stepper: Any) -> dict[str, Any]:
-        """The stepper's snapshot now, to be appended once its evaluation is settled."""
-        t0 = time.perf_counter()
-        snap = stepper.internals(self.x_probe)
-        self.seconds += time.perf_counter() - t0
-        return snap
-
-    def append(self, snap: dict[str, Any], update: int) -> None:
-        """Append a snapshot taken after update ``update`` (an evaluation)."""
-        self.evals.append(snap, update)
+        self.evals.append(self.timed(stepper.internals, self.x_probe), update)
 
     def record_start(self, stepper: Any, update: int) -> None:
         """A start snapshot: ``update`` 0 (before any step) or 1 (after the first)."""
-        t0 = time.perf_counter()
-        self.start.append(stepper.internals(self.x_probe), update, gradient=update > 0)
-        self.seconds += time.perf_counter() - t0
+        self.start.append(self.timed(stepper.internals, self.x_probe), update,
+                          gradient=update > 0)
 
     def final(self, stepper: Any, x_te: Any, y_te: Any, batch_size: int,
               update: int) -> dict[str, Any]:
         """:func:`final_evidence`, its time counted in :attr:`seconds`."""
-        t0 = time.perf_counter()
-        out = final_evidence(stepper, x_te, y_te, batch_size, update)
-        self.seconds += time.perf_counter() - t0
-        return out
+        return self.timed(final_evidence, stepper, x_te, y_te, batch_size, update)
 
     def to_dict(self) -> dict[str, Any]:
         """The record's ``internals`` object (JSON-ready): the per-evaluation lists at the top
@@ -241,10 +235,7 @@ def numnet_probabilities(model: Any, x: Any, batch_size: int) -> np.ndarray:
     out = []
     for start in range(0, len(x), batch_size):
         logits = model.forward(x[start : start + batch_size], train=False)
-        z = logits.astype(xp.float64)
-        z = z - z.max(axis=1, keepdims=True)
-        e = xp.exp(z)
-        out.append(to_numpy(e / e.sum(axis=1, keepdims=True)))
+        out.append(to_numpy(softmax(logits.astype(xp.float64))))
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES))
 
 

@@ -1,10 +1,6 @@
-"""The training loop of one run (the rules are in :mod:`numnet.lab.training`).
-
-Read :func:`train_run` first: it is the protocol's loop, a screen long. What is optional --
-the progress display, the training internals, the shorter runs taken from this one -- is a
-*plug-in* (:class:`Plugin`): an object the loop calls at fixed moments, which a reader can
-skip. :class:`Run` holds what the loop builds up (the curves, the status) and makes the
-:class:`RunResult`.
+"""The training loop of one run (the rules are in :mod:`numnet.lab.training`): read
+:func:`train_run` first. :class:`Run` holds what the loop builds up (the curves, the status)
+and makes the :class:`RunResult`; the optional parts are plug-ins (:class:`Plugin`).
 """
 
 from __future__ import annotations
@@ -21,8 +17,15 @@ from numnet.core import backend, models, runtime, schedules
 from numnet.core.datasets import DataSet, Datasets
 from numnet.core.names import MODEL_NAMES
 from numnet.lab.training.internals import PROBE_EXAMPLES, InternalsRecorder
-from numnet.lab.training.spec import STATUS_DIVERGED, STATUS_OK, Progress, RunResult, RunSpec
-from numnet.lab.training.stepper import NumnetStepper, evaluate_final_weights, evaluation_sets
+from numnet.lab.training.spec import (
+    CURVES,
+    STATUS_DIVERGED,
+    STATUS_OK,
+    Progress,
+    RunResult,
+    RunSpec,
+)
+from numnet.lab.training.stepper import NumnetStepper, evaluation_sets
 
 # ------------------------------------------------------------------------------ seeds, counts
 
@@ -172,8 +175,7 @@ class Run:
         self.examples = self.total = 0  # train examples, updates to make (set when it starts)
         self.applied = 0  # the last update applied to the weights
         self.samples: list[int] = []
-        self.curves: dict[str, list[float]] = {
-            k: [] for k in ("tr_acc", "te_acc", "tr_loss", "te_loss")}
+        self.curves: dict[str, list[float]] = {k: [] for k in CURVES}
         #: seconds from the start of the loop to the end of each curve evaluation
         self.evaluation_times: list[float] = []
         self.status, self.diverged_at, self.reason = STATUS_OK, None, None
@@ -206,19 +208,25 @@ class Run:
         if not self.stepper.parameters_finite():
             self.diverge(update, "non-finite parameters")
             return False
-        x_tr, y_tr, x_te, y_te = self.sets
-        tr_acc, tr_loss = self.stepper.evaluate(x_tr, y_tr, self.spec.eval_batch_size)
-        te_acc, te_loss = self.stepper.evaluate(x_te, y_te, self.spec.eval_batch_size)
-        if not (np.isfinite(tr_loss) and np.isfinite(te_loss)):
+        point = self.evaluation(self.stepper)
+        if not (np.isfinite(point["train_loss"]) and np.isfinite(point["test_loss"])):
             self.diverge(update, "non-finite evaluation loss")
             return False
         self.samples.append(update * self.spec.batch_size)
-        for key, value in zip(self.curves, (tr_acc, te_acc, tr_loss, te_loss), strict=True):
+        for key, value in point.items():
             self.curves[key].append(value)
         self.evaluation_times.append(self.elapsed())
         for plugin in self.plugins:
             plugin.evaluated(self, update)
         return True
+
+    def evaluation(self, stepper: Any) -> dict[str, float]:
+        """The accuracies and losses (:data:`CURVES`) of ``stepper``'s model on the curves'
+        examples, train then test."""
+        x_tr, y_tr, x_te, y_te = self.sets
+        tr_acc, tr_loss = stepper.evaluate(x_tr, y_tr, self.spec.eval_batch_size)
+        te_acc, te_loss = stepper.evaluate(x_te, y_te, self.spec.eval_batch_size)
+        return dict(zip(CURVES, (tr_acc, te_acc, tr_loss, te_loss), strict=True))
 
     def diverge(self, update: int, reason: str) -> None:
         """The run diverged at ``update``, for ``reason``."""
@@ -245,36 +253,34 @@ class Run:
         update, status = self.applied, self.status
         diverged_at, reason, final_weights = self.diverged_at, self.reason, None
         if status == STATUS_OK:
-            final_weights = evaluate_final_weights(stepper, update, self.samples, self.curves,
-                                                   spec, self.sets)
+            # the weights after the last update (saved, used by predict); when that update
+            # was the last curve point, the point is reused (same weights, same numbers)
+            at_point = self.samples and self.samples[-1] == update * spec.batch_size
+            final_weights = {"update": update, **(
+                {k: v[-1] for k, v in self.curves.items()} if at_point
+                else self.evaluation(stepper))}
             if not (np.isfinite(final_weights["train_loss"])
                     and np.isfinite(final_weights["test_loss"])):
                 status, diverged_at = STATUS_DIVERGED, update
                 reason, final_weights = "non-finite final weights", None
         recorder, evidence = self.recorder, None
+        optimizer = getattr(self.stepper, "optimizer", None)
         if recorder is not None and status == STATUS_OK and hasattr(stepper, "probabilities"):
             _, _, x_te, y_te = self.sets
             evidence = recorder.final(stepper, x_te, y_te, spec.eval_batch_size, update)
         return RunResult(
             spec=spec, status=status, updates=update, samples=list(self.samples),
-            train_accuracy=list(self.curves["tr_acc"]),
-            test_accuracy=list(self.curves["te_acc"]),
-            train_loss=list(self.curves["tr_loss"]), test_loss=list(self.curves["te_loss"]),
+            **{k: list(v) for k, v in self.curves.items()},
             init_seed=self.init_seed, shuffle_seed=self.shuffle_seed,
             diverged_at_update=diverged_at, divergence_reason=reason,
             wall_time=self.elapsed(), final_weights=final_weights, model=stepper.model,
             internals=recorder.to_dict() if recorder is not None else None,
             internals_time=recorder.seconds if recorder is not None else 0.0,
             final_model=evidence, evaluation_times=list(self.evaluation_times),
-            optimizer_state=self.optimizer_state(spec),
+            # a copy of this run's optimiser state now, for a run with an optimiser of its own
+            optimizer_state=copy.deepcopy(optimizer.state_dict())
+            if spec.optimizer is not None and hasattr(optimizer, "state_dict") else None,
         )
-
-    def optimizer_state(self, spec: RunSpec) -> dict[str, Any] | None:
-        """A copy of the optimiser's state now, for a run with an optimiser of its own."""
-        optimizer = getattr(self.stepper, "optimizer", None)
-        if spec.optimizer is None or not hasattr(optimizer, "state_dict"):
-            return None
-        return copy.deepcopy(optimizer.state_dict())
 
 
 # ------------------------------------------------------------------------------ plug-ins
@@ -337,8 +343,8 @@ class Reporter(Plugin):
         has_points = bool(run.samples)
         self.on_progress(Progress(
             run.spec, update, run.total, len(run.samples),
-            run.curves["tr_acc"][-1] if has_points else None,
-            run.curves["te_acc"][-1] if has_points else None,
+            run.curves["train_accuracy"][-1] if has_points else None,
+            run.curves["test_accuracy"][-1] if has_points else None,
             run.elapsed(), done, train_loss=loss))
 
 

@@ -13,6 +13,14 @@ from numnet.core.names import DEFAULT_DTYPE, DEFAULT_KERNELS
 
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
+#: A result's curves, one value per evaluation
+CURVES = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
+
+
+#: RunSpec fields left out of its ``to_dict`` at these values: the records of default runs keep
+#: the fields they always had
+OMITTED: dict[str, Any] = {"kernels": DEFAULT_KERNELS, "internals": True, "layers": None,
+                           "optimizer": None, "schedule": None, "replicate": None}
 
 
 @dataclass(frozen=True)
@@ -21,22 +29,21 @@ class RunSpec:
 
     ``setting`` is the 1-based index of the setting in the protocol (labels only: it is part of
     ``run_id`` but does not change the computation; ``seed`` does). ``kernels`` picks the core's
-    implementation ("fast" or "plain", ``numnet.core.names.KERNELS``); at its default it is left
-    out of ``to_dict``, so the records of default runs keep the fields they always had.
-    ``internals`` (default True) records the training internals at each evaluation
-    (``numnet.lab.training.internals``); they never change the results, and the field is in
-    ``to_dict`` only when False.
+    implementation ("fast" or "plain", ``numnet.core.names.KERNELS``). ``internals`` (default
+    True) records the training internals at each evaluation
+    (``numnet.lab.training.internals``); they never change the results. Fields at their
+    :data:`OMITTED` values are left out of ``to_dict``.
 
     ``layers``: a custom model's definition (canonical JSON of its layer list,
     ``numnet.core.models.build``); None for the built-in ``model`` 1-4. ``optimizer``: the
     optimiser's table as canonical JSON (``numnet.core.optim.build``: its type, its
     hyper-parameters and weight decay; the learning rate is ``lr``), None for plain SGD;
     ``schedule``: the learning-rate schedule's table (``numnet.core.schedules.build``), None
-    for a constant rate. Each is left out of ``to_dict`` when None.
+    for a constant rate.
 
     ``replicate``: a label like ``setting``: the replicate of a sweep (``numnet sweep``) this
     run is, which makes its ``run_id`` unique per replicate (``model4-setting2-seed3``); the
-    seed alone decides the numbers. Left out of ``to_dict`` when None (reproduce's runs).
+    seed alone decides the numbers; None for reproduce's runs.
     """
 
     model: str
@@ -70,15 +77,8 @@ class RunSpec:
         return base if self.replicate is None else f"{base}-seed{self.replicate}"
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if d["kernels"] == DEFAULT_KERNELS:
-            del d["kernels"]
-        if d["internals"]:
-            del d["internals"]
-        for key in ("layers", "optimizer", "schedule", "replicate"):
-            if d[key] is None:
-                del d[key]
-        return d
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in OMITTED or v != OMITTED[k]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -198,10 +198,7 @@ class RunResult:
             "updates": self.updates,
             "evaluations": self.evaluations,
             "samples": list(self.samples),
-            "train_accuracy": list(self.train_accuracy),
-            "test_accuracy": list(self.test_accuracy),
-            "train_loss": list(self.train_loss),
-            "test_loss": list(self.test_loss),
+            **{k: list(getattr(self, k)) for k in CURVES},
             "final_train_accuracy": self.final_train_accuracy,
             "final_test_accuracy": self.final_test_accuracy,
             "final_weights": dict(self.final_weights) if self.final_weights else None,
@@ -221,19 +218,12 @@ class RunResult:
             status=d["status"],
             updates=int(d["updates"]),
             samples=[int(s) for s in d["samples"]],
-            train_accuracy=[float(a) for a in d["train_accuracy"]],
-            test_accuracy=[float(a) for a in d["test_accuracy"]],
-            train_loss=[float(a) for a in d["train_loss"]],
-            test_loss=[float(a) for a in d["test_loss"]],
+            **{k: [float(a) for a in d[k]] for k in CURVES},
             init_seed=int(d["init_seed"]),
             shuffle_seed=int(d["shuffle_seed"]),
-            diverged_at_update=d.get("diverged_at_update"),
-            divergence_reason=d.get("divergence_reason"),
             wall_time=float(d.get("wall_time", 0.0)),
-            internals=d.get("internals"),
-            final_model=d.get("final_model"),
-            final_weights=d.get("final_weights"),
-            shared_with=d.get("shared_with"),
+            **{k: d.get(k) for k in ("diverged_at_update", "divergence_reason", "internals",
+                                     "final_model", "final_weights", "shared_with")},
         )
 
 

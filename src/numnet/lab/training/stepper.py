@@ -137,21 +137,3 @@ class NumnetStepper:
 
     def probabilities(self, x: Any, batch_size: int) -> Any:
         return numnet_probabilities(self.model, x, batch_size)
-
-
-def evaluate_final_weights(stepper: Any, update: int, samples: list[int],
-                           curves: dict[str, list[float]], spec: RunSpec,
-                           sets: tuple[Any, Any, Any, Any]) -> dict[str, Any]:
-    """The evaluation of the weights after the last update (those saved and used by
-    ``predict``), on the curves' examples ``sets = (x_tr, y_tr, x_te, y_te)``:
-    ``{"update", "train_accuracy", "test_accuracy", "train_loss", "test_loss"}``. When the last
-    update was also the last curve point that point is reused (same weights, same numbers)."""
-    if samples and samples[-1] == update * spec.batch_size:
-        tr_acc, te_acc = curves["tr_acc"][-1], curves["te_acc"][-1]
-        tr_loss, te_loss = curves["tr_loss"][-1], curves["te_loss"][-1]
-    else:
-        x_tr, y_tr, x_te, y_te = sets
-        tr_acc, tr_loss = stepper.evaluate(x_tr, y_tr, spec.eval_batch_size)
-        te_acc, te_loss = stepper.evaluate(x_te, y_te, spec.eval_batch_size)
-    return {"update": update, "train_accuracy": tr_acc, "test_accuracy": te_acc,
-            "train_loss": tr_loss, "test_loss": te_loss}

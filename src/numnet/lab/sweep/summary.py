@@ -1,14 +1,16 @@
-"""The summary of a sweep: per cell, the counts and the statistics of its runs (final
-accuracies with a 95% t-interval, per-evaluation bands of the curves), and summary.json.
+"""The summary of a sweep, from the run records ``reproduce`` writes too
+(``runs/<run_id>.json``, ``record["result"]``): per cell the counts and statistics of its runs
+(final accuracies with a 95% t-interval, per-evaluation bands of the curves) in summary.json,
+and summary.md, summary.csv and the figures written from summary.json alone.
 
 Aggregation counts runs with status ``ok``; a diverged run (a result, not an error) is counted
 in ``n_diverged`` and left out of the statistics; a failed run is counted in ``n_error``.
-The runs are read from their records (``runs/<run_id>.json``, ``record["result"]``), the same
-records ``reproduce`` writes.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from typing import Any
 
@@ -16,6 +18,7 @@ from numnet import __version__
 from numnet.lab.environment import environment_info
 from numnet.lab.executor import TaskFailure
 from numnet.lab.experiments.execute import Execution
+from numnet.lab.render import markdown_table
 from numnet.lab.stats import curve_stats, describe_proportion
 from numnet.lab.sweep.plan import SweepPlan, cell_id
 from numnet.lab.training import RunSpec
@@ -114,3 +117,60 @@ def summary_document(plan: SweepPlan, outcome: Execution, *, executor: str, devi
             "tasks_reused": len(outcome.reused),
         },
     }
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """summary.md: the mean ± std table (the reproduce table's layout) then one row per
+    cell in detail."""
+    cells = summary["cells"]
+    models = list(dict.fromkeys(c["model"] for c in cells))
+    rows = max((c["setting"] for c in cells), default=0)
+    grid = {(c["model"], c["setting"]): c for c in cells}
+    p = summary["protocol"]
+    quick = " — QUICK (reduced smoke-test variant)" if p["quick"] else ""
+    lines = [f"# Sweep: {p['name']}{quick}, {summary['seeds']} seeds per cell", "",
+             f"Protocol hash {p['hash']}, base seed {p['seed']}"
+             + (f", grid {summary['grid']}" if summary["grid"] else "")
+             + f"; executed on {summary['executor']}, device {summary['device']}.", "",
+             "Final test accuracy (%), mean ± sample std over seeds (runs with status ok):", ""]
+    lines += markdown_table(
+        ["", *[f"Setting {k}" for k in range(1, rows + 1)]],
+        [[f"Model {m.removeprefix('model')}",
+          *[cell_text(grid[(m, k)]) if (m, k) in grid else "" for k in range(1, rows + 1)]]
+         for m in models])
+    lines.append("")
+    lines += markdown_table(
+        ["cell", "setting", "n ok", "mean %", "std %", "min %", "max %",
+         "95% CI % (t, within 0-100)", "diverged", "failed"],
+        [[c["cell_id"], c["label"], f"{c['n_ok']}/{c['n_tasks']}",
+          *[pct(c["final_test_accuracy"][k]) for k in ("mean", "std", "min", "max")],
+          ci_text(c["final_test_accuracy"]), str(c["n_diverged"]), str(c["n_error"])]
+         for c in cells])
+    if summary["failures"]:
+        lines += ["", "## Failed tasks", ""]
+        lines += [f"- {f['task_id']}: {f['error']}" for f in summary["failures"]]
+    t = summary["timing"]
+    lines += ["", f"Wall time of this invocation {t['wall_time']:.1f} s ({t['tasks_run']} tasks "
+              f"run, {t['tasks_reused']} reused); sum of the runs' own times "
+              f"{t['task_time_total']:.1f} s ({t['task_time_run_now']:.1f} s run now).", ""]
+    return "\n".join(lines)
+
+
+SUMMARY_CSV_COLUMNS = ("cell_id", "model", "setting", "epochs", "lr", "reduction", "n_tasks",
+                       "n_ok", "n_diverged", "n_error", "mean", "std", "min", "max", "ci95_low",
+                       "ci95_high", "train_mean", "train_std")
+
+
+def summary_csv(summary: dict[str, Any]) -> str:
+    """summary.csv: one row per cell (final test accuracy statistics as fractions)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(SUMMARY_CSV_COLUMNS)
+    for c in summary["cells"]:
+        d, tr = c["final_test_accuracy"], c["final_train_accuracy"]
+        ci = d["ci95"] or [None, None]
+        row = [c["cell_id"], c["model"], c["setting"], c["epochs"], repr(c["lr"]),
+               c["reduction"], c["n_tasks"], c["n_ok"], c["n_diverged"], c["n_error"],
+               d["mean"], d["std"], d["min"], d["max"], ci[0], ci[1], tr["mean"], tr["std"]]
+        writer.writerow(["" if v is None else v for v in row])
+    return buf.getvalue()
