@@ -191,12 +191,12 @@ MAX_OPTION_TEXT = 1 << 20
 class Rule(NamedTuple):
     """What one key of a results document may hold (see :meth:`_Schema.check`).
 
-    ``kind``: ``"int"`` or ``"num"`` (a finite number) from ``low`` to ``high``; ``"str"``;
-    ``"bool"``; ``"name"`` (a file-name-safe id); ``"strs"`` (a list of strings);
-    ``"series"`` (a list of ``length`` numbers from ``low`` to ``high``, null entries allowed
-    when ``null``); ``"obj"`` (an object whose keys follow ``fields``); a tuple of the values
-    allowed; or a function ``(schema, value, path)`` that checks the value. ``null``: None is
-    allowed; ``opt``: the key may be absent."""
+    ``kind``: ``"int"`` or ``"num"`` (a finite number) from ``low`` to ``high``; one of
+    :data:`TESTS`; ``"name"`` (a file-name-safe id); ``"series"`` (a list of ``length``
+    numbers from ``low`` to ``high``, null entries allowed when ``null``); ``"obj"`` (an
+    object whose keys follow ``fields``); a tuple of the values allowed; or a function
+    ``(schema, value, path)`` that checks the value. ``null``: None is allowed; ``opt``: the
+    key may be absent."""
 
     kind: Any
     low: float | None = None
@@ -207,6 +207,16 @@ class Rule(NamedTuple):
     fields: dict[str, Rule] | None = None
 
 
+#: the kinds of :class:`Rule` that are one test: kind -> (test, what the value must be)
+TESTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "strs": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+             "a list of strings"),
+    "run_ids": (lambda v: isinstance(v, list), "a list of run ids"),
+    "model_names": (lambda v: isinstance(v, list) and len(v) <= MAX_SETTING
+                    and all(isinstance(m, str) for m in v), "a list of model names"),
+}
 STR = Rule("str")
 OPT_STR = Rule("str", null=True, opt=True)
 SEED = Rule("int", 0, MAX_SEED)
@@ -259,23 +269,19 @@ class _Schema:
             return
         if callable(kind):
             kind(self, value, path)
+        elif kind in TESTS:
+            test, what = TESTS[kind]
+            if not test(value):
+                self.fail(path, what + (" or null" if rule.null else ""), value)
         elif isinstance(kind, tuple):
             if value not in kind:
                 self.fail(path, f"one of {', '.join(kind)}", value)
         elif kind == "obj":
             self.fields(self.table(value, path), path, rule.fields or {})
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                self.fail(path, "true or false", value)
-        elif kind == "strs":
-            if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-                self.fail(path, "a list of strings", value)
-        elif kind in ("str", "name"):
-            if not isinstance(value, str):
-                self.fail(path, "a string" + (" or null" if rule.null else ""), value)
+        elif kind == "name":  # numnet makes file names of it: figures/<run_id>.*.png
+            self.check(value, path, STR)
             try:
-                if kind == "name":  # numnet makes file names of it: figures/<run_id>.*.png
-                    check_safe_name(value, path)
+                check_safe_name(value, path)
             except UnsafeNameError:
                 self.fail(path, "a file-name-safe id (1-100 of letters, digits, '.', '_', '-', "
                           "'+'; no '/', no '..')", value)
@@ -305,12 +311,6 @@ class _Schema:
             self.fail(path, f"a finite number{bounds}", value)
 
 
-def _model_names(s: _Schema, models: Any, path: str) -> None:
-    if (not isinstance(models, list) or len(models) > MAX_SETTING
-            or not all(isinstance(m, str) for m in models)):
-        s.fail(path, "a list of model names", models)
-
-
 def _settings(s: _Schema, settings: Any, path: str) -> None:
     """``{model: [[epochs, lr], ...]}``: at most MAX_SETTING rows (the figure's) per model."""
     for model, rows in s.table(settings, path).items():
@@ -328,11 +328,6 @@ def _quick_options(s: _Schema, options: Any, path: str) -> None:
         s.check(value, f"{path}.{key}", Rule("int", 1, MAX_EXAMPLES))
 
 
-def _run_ids(s: _Schema, value: Any, path: str) -> None:
-    if not isinstance(value, list):
-        s.fail(path, "a list of run ids", value)
-
-
 #: results.json, but its runs (:func:`_validate_run`) and its format and label
 DOCUMENT = {
     "protocol": Rule("obj", fields={  # Protocol.metadata()
@@ -344,7 +339,7 @@ DOCUMENT = {
         "eval_every": Rule("int", 1, MAX_UPDATES_PER_RUN),
         **dict.fromkeys(("eval_train_examples", "eval_test_examples"),
                         Rule("int", 1, MAX_EXAMPLES)),
-        "models": Rule(_model_names),
+        "models": Rule("model_names"),
         "settings": Rule(_settings, opt=True),
         "quick_options": Rule(_quick_options, null=True, opt=True),
     }),
@@ -353,7 +348,7 @@ DOCUMENT = {
     "environment": Rule("obj", opt=True),
     "timing": Rule("obj", opt=True, fields={
         "wall_time": Rule("num", 0.0, opt=True), "cpu_time": Rule("num", 0.0, opt=True),
-        "reused_runs": Rule(_run_ids, opt=True)}),
+        "reused_runs": Rule("run_ids", opt=True)}),
     "results": Rule("obj", opt=True),
     "device": Rule("str", opt=True),
 }
