@@ -210,16 +210,13 @@ def _pool2d(g: _Graph, name: str, layer: Any, op: str, **attributes: Any) -> Non
 
 def _batch_norm(g: _Graph, name: str, layer: Any) -> None:
     """Evaluation mode: ``(x - running_mean) / sqrt(running_var + eps) * gamma + beta`` over the
-    last axis -- features of ``(N, F)`` rows, channels of an image.
+    last axis -- features of ``(N, F)`` rows, channels of an image (axis 1 once NCHW).
 
-    One ONNX BatchNormalization node (inference mode), on ``(N, F)`` or on the NCHW image, whose
-    axis 1 is then the channels numnet normalises. Why not Mul/Add with constants folded here
-    in float64: a runtime folds the node itself (onnxruntime into ``x * s + t``, or into the
-    weights of the Conv before it) in float32, so pre-folding would not make its result closer
-    to numnet's, and the standard operator keeps the layer visible (Netron) and the statistics
-    as they were trained. The folded form loses only ~1 float32 ulp of ``|running_mean| * s``,
-    far below the 1e-4 allowed on the logits (measured: 3e-7 on tests/test_export.py's model
-    with every layer type and random statistics).
+    One ONNX BatchNormalization node, not Mul/Add constants folded here in float64: runtimes
+    fold the node themselves in float32 (onnxruntime into ``x * s + t`` or the Conv before it),
+    so pre-folding would not bring their result closer to numnet's (both lose ~1 float32 ulp,
+    measured 3e-7 on tests/test_export.py's every-layer model, far below the 1e-4 allowed),
+    and the standard operator keeps the layer and its trained statistics visible (Netron).
     """
     if len(g.shape) == 3:
         g.to_nchw(name)

@@ -263,21 +263,12 @@ class Protocol:
         if self.quick:
             return self
         q = self.quick_options
-        models = tuple(
-            dataclasses.replace(
-                m, settings=tuple(dataclasses.replace(s, epochs=q["epochs"])
-                                  for s in m.settings)
-            )
-            for m in self.models
-        )
+        models = tuple(dataclasses.replace(m, settings=tuple(
+            dataclasses.replace(s, epochs=q["epochs"]) for s in m.settings)) for m in self.models)
         return dataclasses.replace(
-            self,
-            models=models,
-            eval_every=q["eval_every"],
+            self, models=models, eval_every=q["eval_every"], quick=True,
             eval_train_examples=min(q["eval_train_examples"], self.eval_train_examples),
-            eval_test_examples=min(q["eval_test_examples"], self.eval_test_examples),
-            quick=True,
-        )
+            eval_test_examples=min(q["eval_test_examples"], self.eval_test_examples))
 
     def select_models(self, names: list[str] | None) -> tuple[ModelPlan, ...]:
         """The plans of ``names`` in protocol order (all when None); ProtocolError on unknown."""

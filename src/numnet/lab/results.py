@@ -19,7 +19,6 @@ import io
 import json
 import math
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
@@ -27,11 +26,12 @@ from typing import Any, NamedTuple, NoReturn
 from numnet.core import documents
 from numnet.core.errors import ResultsError, UnsafeNameError
 from numnet.core.io import check_safe_name
-from numnet.core.names import CUSTOM_MODEL_NAME, MODEL_NAMES, NUM_CLASSES
+from numnet.core.names import MODEL_NAMES, NUM_CLASSES
 from numnet.lab.environment import environment_info
 from numnet.lab.protocol import (
     DATASET_SIZES,
     MAX_UPDATES_PER_RUN,
+    MODEL_NAME_PATTERN,
     TABLE_OPTIONS,
     Protocol,
     check_table_option,
@@ -214,6 +214,10 @@ TESTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "strs": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
              "a list of strings"),
     "run_ids": (lambda v: isinstance(v, list), "a list of run ids"),
+    "model": (lambda v: v in MODEL_NAMES or isinstance(v, str)
+              and MODEL_NAME_PATTERN.fullmatch(v) is not None,
+              f"one of {', '.join(MODEL_NAMES)} or a custom model's name (a letter, then up to "
+              "39 letters, digits, '-' or '_')"),
     "model_names": (lambda v: isinstance(v, list) and len(v) <= MAX_SETTING
                     and all(isinstance(m, str) for m in v), "a list of model names"),
 }
@@ -403,13 +407,8 @@ def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: in
                   max_setting: int = MAX_SETTING) -> None:
     s.fields(run, path, {"run_id": Rule("name"), "spec": Rule("obj")})
     spec, sp = run["spec"], f"{path}.spec"
-    model = s.get(spec, "model", sp)
-    if model not in MODEL_NAMES and not (isinstance(model, str)
-                                         and re.fullmatch(CUSTOM_MODEL_NAME, model)):
-        s.fail(f"{sp}.model", f"one of {', '.join(MODEL_NAMES)} or a custom model's name (a "
-               "letter, then up to 39 letters, digits, '-' or '_')", model)
-    _validate_options(s, spec, sp)
     s.fields(spec, sp, {
+        "model": Rule("model"),
         "batch_size": Rule("int", 1, MAX_BATCH_SIZE),
         "epochs": Rule("int", 1, MAX_UPDATES_PER_RUN),
         "lr": Rule("num", 0.0),
@@ -422,6 +421,7 @@ def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: in
         # null: an ad hoc run; bounded: the setting is a row of the report's figure
         "setting": Rule("int", 1, max_setting, null=True),
     })
+    _validate_options(s, spec, sp)
     if planned_updates(spec["epochs"], spec["batch_size"], train_examples) > MAX_UPDATES_PER_RUN:
         s.fail(f"{sp}.epochs", f"at most {MAX_UPDATES_PER_RUN:.0e} updates' worth at batch "
                f"{spec['batch_size']}", spec["epochs"])
