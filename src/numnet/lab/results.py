@@ -214,8 +214,8 @@ TESTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "strs": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
              "a list of strings"),
     "run_ids": (lambda v: isinstance(v, list), "a list of run ids"),
-    "model": (lambda v: v in MODEL_NAMES or isinstance(v, str)
-              and MODEL_NAME_PATTERN.fullmatch(v) is not None,
+    "model": (lambda v: v in MODEL_NAMES or (isinstance(v, str)
+                                             and MODEL_NAME_PATTERN.fullmatch(v) is not None),
               f"one of {', '.join(MODEL_NAMES)} or a custom model's name (a letter, then up to "
               "39 letters, digits, '-' or '_')"),
     "model_names": (lambda v: isinstance(v, list) and len(v) <= MAX_SETTING
