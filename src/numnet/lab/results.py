@@ -479,34 +479,29 @@ def _validate_samples(s: _Schema, run: dict[str, Any], path: str) -> int:
     return len(samples)
 
 
-def _validate_image(s: _Schema, image: Any, path: str, dims: int) -> None:
-    """An encoded image of the final-model figures (``{"shape", "lo", "hi", "b64"}``, see
-    ``numnet.lab.training.internals.encode_image``): its shape bounded and matching its bytes,
-    so that decoding it allocates what the document says and no more."""
-    shape = s.get(s.table(image, path), "shape", path)
-    if (not isinstance(shape, list) or len(shape) != dims or not all(
-            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_IMAGE_VALUES
-            for n in shape) or math.prod(shape) > MAX_IMAGE_VALUES):
-        s.fail(f"{path}.shape", f"a list of {dims} sizes (at most {MAX_IMAGE_VALUES} values)",
-               shape)
-    s.fields(image, path, {"lo": Rule("num"), "hi": Rule("num"), "b64": STR})
-    b64 = image["b64"]
-    if len(b64) != 4 * -(-math.prod(shape) // 3):
-        s.fail(f"{path}.b64", f"the base64 of {math.prod(shape)} bytes (its shape)",
-               f"{len(b64)} characters")
-    try:
-        base64.b64decode(b64, validate=True)
-    except ValueError:
-        s.fail(f"{path}.b64", "base64 text", b64)
-
-
 def _image(dims: int, panels: str | None = None) -> Rule:
-    """A :func:`_validate_image` rule; ``panels``: what its first axis counts (at most
-    MAX_PANELS of them)."""
+    """The rule of an encoded image of the final-model figures (``{"shape", "lo", "hi",
+    "b64"}``, see ``numnet.lab.training.internals.encode_image``) of ``dims`` dimensions: its
+    shape bounded and matching its bytes, so that decoding it allocates what the document says
+    and no more; ``panels``: what its first axis counts (at most MAX_PANELS of them)."""
     def check(s: _Schema, image: Any, path: str) -> None:
-        _validate_image(s, image, path, dims)
-        if panels and image["shape"][0] > MAX_PANELS:
-            s.fail(f"{path}.shape[0]", f"at most {MAX_PANELS} {panels}", image["shape"][0])
+        shape = s.get(s.table(image, path), "shape", path)
+        if (not isinstance(shape, list) or len(shape) != dims or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_IMAGE_VALUES
+                for n in shape) or math.prod(shape) > MAX_IMAGE_VALUES):
+            s.fail(f"{path}.shape", f"a list of {dims} sizes (at most {MAX_IMAGE_VALUES} "
+                   "values)", shape)
+        s.fields(image, path, {"lo": Rule("num"), "hi": Rule("num"), "b64": STR})
+        b64 = image["b64"]
+        if len(b64) != 4 * -(-math.prod(shape) // 3):
+            s.fail(f"{path}.b64", f"the base64 of {math.prod(shape)} bytes (its shape)",
+                   f"{len(b64)} characters")
+        try:
+            base64.b64decode(b64, validate=True)
+        except ValueError:
+            s.fail(f"{path}.b64", "base64 text", b64)
+        if panels and shape[0] > MAX_PANELS:
+            s.fail(f"{path}.shape[0]", f"at most {MAX_PANELS} {panels}", shape[0])
     return Rule(check)
 
 
@@ -514,7 +509,7 @@ def _validate_final_model(s: _Schema, final: Any, path: str) -> None:
     """The final model's evidence (``numnet.lab.training.internals``): a square confusion
     table of counts over at most MAX_CLASSES classes, the most confused images (label,
     predicted class, probability, image), the CNN's filters, feature maps and digit, each
-    image bounded (see :func:`_validate_image`)."""
+    image bounded (see :func:`_image`)."""
     for key, value in s.table(final, path).items():
         if not isinstance(value, list | dict | int | float | str):
             s.fail(f"{path}.{key}", "a list or an object", value)
