@@ -32,6 +32,7 @@ import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +63,6 @@ CHECK_ROWS = 256
 CHECK_TOLERANCE = 1e-4
 #: the message when the onnx package is missing (the command line prints it, exit code 2)
 NEEDS_ONNX = 'numnet export needs the onnx package: pip install "numnet[onnx]"'
-
-__all__ = [
-    "CHECK_ROWS", "CHECK_TOLERANCE", "INPUT", "IR_VERSION", "LOGITS", "OPSET", "PROBABILITIES",
-    "ExportCheckError", "ExportError", "Exported", "check_images", "export_weights",
-    "max_logit_difference", "model_proto", "onnxruntime_outputs", "to_onnx", "to_onnx_bytes",
-    "weights_metadata",
-]  # fmt: skip
-
 
 class ExportError(NumnetError):
     """A model or a weights file cannot be exported (a layer without a converter, a missing
@@ -155,13 +148,16 @@ class _Graph:
 # ----------------------------------------------------------------------------------------------
 
 
-def _window_pads(g: _Graph, kernel: tuple[int, int], stride: tuple[int, int],
-                 padding: str) -> tuple[list[int], tuple[int, int]]:
-    """ONNX ``pads`` ``[top, left, bottom, right]`` of a window over the current image, and the
-    output (height, width) -- TensorFlow's SAME/VALID as numnet's kernels compute them."""
-    h, w, _ = g.shape
-    (ho, top, bottom), (wo, left, right) = geometry(h, w, kernel, stride, padding)
-    return [top, left, bottom, right], (ho, wo)
+def _window(g: _Graph, name: str, op: str, inputs: list[str], kernel: tuple[int, int],
+            layer: Any, channels: int, **attributes: Any) -> None:
+    """One ``op`` node sliding a ``kernel`` window over the current (NCHW) image with the
+    layer's stride and padding: TensorFlow's SAME/VALID as numnet's kernels compute them,
+    written as explicit ONNX ``pads`` ``[top, left, bottom, right]``."""
+    stride = pair(layer.stride)
+    (ho, top, bottom), (wo, left, right) = geometry(*g.shape[:2], kernel, stride, layer.padding)
+    g.node(op, [g.tensor, *inputs], name, kernel_shape=list(kernel), strides=list(stride),
+           pads=[top, left, bottom, right], **attributes)
+    g.shape = (ho, wo, channels)
 
 
 def _reshape(g: _Graph, name: str, layer: Any) -> None:
@@ -201,47 +197,26 @@ def _conv2d(g: _Graph, name: str, layer: Any) -> None:
     if weight.shape[2] != g.shape[2]:
         raise ExportError(f"layer {name!r} (Conv2D) takes {weight.shape[2]} channels, but its "
                           f"input has {g.shape[2]}")
-    kernel, stride = (weight.shape[0], weight.shape[1]), pair(layer.stride)
-    pads, (ho, wo) = _window_pads(g, kernel, stride, layer.padding)
-    w = g.constant(f"{name}.weight", weight.transpose(3, 2, 0, 1))  # -> OIHW
-    b = g.constant(f"{name}.bias", to_numpy(layer.bias.value))
-    g.node("Conv", [g.tensor, w, b], name, kernel_shape=list(kernel), strides=list(stride),
-           pads=pads, dilations=[1, 1], group=1)
-    g.shape = (ho, wo, weight.shape[3])
+    inputs = [g.constant(f"{name}.weight", weight.transpose(3, 2, 0, 1)),  # -> OIHW
+              g.constant(f"{name}.bias", to_numpy(layer.bias.value))]
+    _window(g, name, "Conv", inputs, weight.shape[:2], layer, weight.shape[3],
+            dilations=[1, 1], group=1)
 
 
 def _pool2d(g: _Graph, name: str, layer: Any, op: str, **attributes: Any) -> None:
     g.to_nchw(name)
-    kernel, stride = pair(layer.pool_size), pair(layer.stride)
-    pads, (ho, wo) = _window_pads(g, kernel, stride, layer.padding)
-    g.node(op, [g.tensor], name, kernel_shape=list(kernel), strides=list(stride), pads=pads,
-           **attributes)
-    g.shape = (ho, wo, g.shape[2])
-
-
-def _max_pool2d(g: _Graph, name: str, layer: Any) -> None:
-    # numnet pads SAME with -inf; ONNX's MaxPool never lets its pads win a max: the same.
-    _pool2d(g, name, layer, "MaxPool")
-
-
-def _avg_pool2d(g: _Graph, name: str, layer: Any) -> None:
-    # TensorFlow's SAME average divides by the count of real (not padded) elements:
-    # count_include_pad=0 with explicit pads.
-    _pool2d(g, name, layer, "AveragePool", count_include_pad=0)
+    _window(g, name, op, [], pair(layer.pool_size), layer, g.shape[2], **attributes)
 
 
 def _batch_norm(g: _Graph, name: str, layer: Any) -> None:
     """Evaluation mode: ``(x - running_mean) / sqrt(running_var + eps) * gamma + beta`` over the
-    last axis -- features of ``(N, F)`` rows, channels of an image.
+    last axis -- features of ``(N, F)`` rows, channels of an image (axis 1 once NCHW).
 
-    One ONNX BatchNormalization node (inference mode), on ``(N, F)`` or on the NCHW image, whose
-    axis 1 is then the channels numnet normalises. Why not Mul/Add with constants folded here
-    in float64: a runtime folds the node itself (onnxruntime into ``x * s + t``, or into the
-    weights of the Conv before it) in float32, so pre-folding would not make its result closer
-    to numnet's, and the standard operator keeps the layer visible (Netron) and the statistics
-    as they were trained. The folded form loses only ~1 float32 ulp of ``|running_mean| * s``,
-    far below the 1e-4 allowed on the logits (measured: 3e-7 on tests/test_export.py's model
-    with every layer type and random statistics).
+    One ONNX BatchNormalization node, not Mul/Add constants folded here in float64: runtimes
+    fold the node themselves in float32 (onnxruntime into ``x * s + t`` or the Conv before it),
+    so pre-folding would not bring their result closer to numnet's (both lose ~1 float32 ulp,
+    measured 3e-7 on tests/test_export.py's every-layer model, far below the 1e-4 allowed),
+    and the standard operator keeps the layer and its trained statistics visible (Netron).
     """
     if len(g.shape) == 3:
         g.to_nchw(name)
@@ -261,11 +236,8 @@ def _array(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def _activation(op: str) -> Callable[[_Graph, str, Any], None]:
-    def convert(g: _Graph, name: str, layer: Any) -> None:
-        g.node(op, [g.tensor], name)  # elementwise: any layout
-
-    return convert
+def _elementwise(g: _Graph, name: str, layer: Any, op: str) -> None:
+    g.node(op, [g.tensor], name)  # any layout
 
 
 def _identity_in_evaluation(g: _Graph, name: str, layer: Any) -> None:
@@ -281,13 +253,16 @@ CONVERTERS: dict[str, Callable[[_Graph, str, Any], None]] = {
     "Flatten": _flatten,
     "Linear": _linear,
     "Conv2D": _conv2d,
-    "MaxPool2D": _max_pool2d,
-    "AvgPool2D": _avg_pool2d,
+    # numnet pads SAME with -inf; ONNX's MaxPool never lets its pads win a max: the same.
+    "MaxPool2D": partial(_pool2d, op="MaxPool"),
+    # TensorFlow's SAME average divides by the count of real (not padded) elements:
+    # count_include_pad=0 with explicit pads.
+    "AvgPool2D": partial(_pool2d, op="AveragePool", count_include_pad=0),
     "BatchNorm": _batch_norm,
     "Dropout": _identity_in_evaluation,
-    "ReLU": _activation("Relu"),
-    "Sigmoid": _activation("Sigmoid"),
-    "Tanh": _activation("Tanh"),
+    "ReLU": partial(_elementwise, op="Relu"),
+    "Sigmoid": partial(_elementwise, op="Sigmoid"),
+    "Tanh": partial(_elementwise, op="Tanh"),
 }
 
 
@@ -305,10 +280,6 @@ def _converter(name: str, layer: Any) -> Callable[[_Graph, str, Any], None]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _metadata_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
 def model_proto(model: Any, metadata: dict[str, Any] | None = None) -> Any:
     """The ``onnx.ModelProto`` of ``model`` (a ``numnet.core.models.Sequential`` or anything
     with ``layers`` = ``[(name, layer), ...]`` taking ``(N, 784)`` rows).
@@ -321,6 +292,7 @@ def model_proto(model: Any, metadata: dict[str, Any] | None = None) -> Any:
     """
     onnx = _onnx()
     helper, tensor_proto = onnx.helper, onnx.TensorProto
+    config = getattr(model, "config", None)
     g = _Graph(onnx)
     for name, layer in model.layers:
         _converter(name, layer)(g, name, layer)
@@ -335,7 +307,7 @@ def model_proto(model: Any, metadata: dict[str, Any] | None = None) -> Any:
     g.nodes.append(helper.make_node("Softmax", [LOGITS], [PROBABILITIES], name=PROBABILITIES,
                                     axis=1))
     graph = helper.make_graph(
-        g.nodes, str((getattr(model, "config", None) or {}).get("name") or "numnet"),
+        g.nodes, str((config or {}).get("name") or "numnet"),
         inputs=[helper.make_tensor_value_info(INPUT, tensor_proto.FLOAT, ["N", INPUT_FEATURES])],
         outputs=[helper.make_tensor_value_info(out, tensor_proto.FLOAT, ["N", classes])
                  for out in (LOGITS, PROBABILITIES)],
@@ -348,14 +320,15 @@ def model_proto(model: Any, metadata: dict[str, Any] | None = None) -> Any:
     proto.ir_version = IR_VERSION
     props = {"numnet_version": __version__, "input": "images: (N, 784) float32 MNIST rows, "
              "pixel / 255, row-major 28x28"}
-    config = getattr(model, "config", None)
     if config:
         props["model_config"] = config
     if np.dtype(getattr(model, "dtype", np.float32)) != np.float32:
         props["dtype_note"] = (f"the numnet model computes in {np.dtype(model.dtype).name}; "
                                "its weights were cast to float32 for this float32 graph")
     props.update(metadata or {})
-    helper.set_model_props(proto, {str(k): _metadata_text(v) for k, v in props.items()})
+    helper.set_model_props(proto, {str(key): value if isinstance(value, str)
+                                   else json.dumps(value, sort_keys=True)
+                                   for key, value in props.items()})
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
@@ -398,24 +371,15 @@ def weights_metadata(weights: str | os.PathLike[str], header: dict[str, Any]) ->
     meta = header.get("metadata") or {}
     spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
     config = header.get("config") or {}
-    out: dict[str, Any] = {"source_weights": path.name}
-    for key in ("run_id", "status"):
-        if meta.get(key) is not None:
-            out[key] = meta[key]
-    final = meta.get("final_weights")
-    if isinstance(final, dict) and final.get("test_accuracy") is not None:
-        out["test_accuracy"] = final["test_accuracy"]
-    for key in ("final_test_accuracy", "final_train_accuracy", "final_weights"):
-        if meta.get(key) is not None:
-            out[key] = meta[key]
-    for key in ("epochs", "lr", "reduction", "batch_size"):
-        if spec.get(key) is not None:
-            out[key] = spec[key]
-    seed = spec.get("seed", config.get("seed"))
-    if seed is not None:
-        out["seed"] = seed
-    out.update(_protocol_facts(path.parent.parent, path.stem))
-    return out
+    final = meta.get("final_weights") if isinstance(meta.get("final_weights"), dict) else {}
+    facts = {"source_weights": path.name, "run_id": meta.get("run_id"),
+             "status": meta.get("status"), "test_accuracy": final.get("test_accuracy"),
+             **{key: meta.get(key) for key in ("final_test_accuracy", "final_train_accuracy",
+                                               "final_weights")},
+             **{key: spec.get(key) for key in ("epochs", "lr", "reduction", "batch_size")},
+             "seed": spec.get("seed", config.get("seed")),
+             **_protocol_facts(path.parent.parent, path.stem)}
+    return {key: value for key, value in facts.items() if value is not None}
 
 
 def _protocol_facts(folder: Path, run_id: str) -> dict[str, Any]:

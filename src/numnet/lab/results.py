@@ -19,17 +19,24 @@ import io
 import json
 import math
 import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
-from numnet.core import documents, models, optim, schedules
+from numnet.core import documents
 from numnet.core.errors import ResultsError, UnsafeNameError
 from numnet.core.io import check_safe_name
-from numnet.core.names import CUSTOM_MODEL_NAME, MODEL_NAMES, NUM_CLASSES
+from numnet.core.names import MODEL_NAMES, NUM_CLASSES
 from numnet.lab.environment import environment_info
-from numnet.lab.protocol import DATASET_SIZES, MAX_UPDATES_PER_RUN, Protocol, planned_updates
+from numnet.lab.protocol import (
+    DATASET_SIZES,
+    MAX_UPDATES_PER_RUN,
+    MODEL_NAME_PATTERN,
+    TABLE_OPTIONS,
+    Protocol,
+    check_table_option,
+    planned_updates,
+)
 from numnet.lab.training import RunResult
 from numnet.lab.training.internals import PER_LAYER, SCALARS
 
@@ -98,9 +105,7 @@ def load_results(out_dir: str | Path) -> dict[str, Any]:
     """Read ``out_dir/results.json``, checked against the schema (:func:`validate`) before
     anything reads it: a hand-edited or damaged file is one ResultsError naming the key."""
     path = Path(out_dir) / "results.json"
-    doc = documents.read_json(path, "results file", max_bytes=MAX_RESULTS_BYTES,
-                              max_depth=MAX_DEPTH, error=ResultsError)
-    return validate(doc, documents.display(path))
+    return validate(_read(path, "results file"), documents.display(path))
 
 
 def final_test(run: dict[str, Any]) -> tuple[float | None, str]:
@@ -117,12 +122,6 @@ def final_train(run: dict[str, Any]) -> float | None:
     """The train accuracy that goes with :func:`final_test`."""
     fw = run.get("final_weights")
     return fw["train_accuracy"] if fw else run.get("final_train_accuracy")
-
-
-def iter_runs(doc: dict[str, Any]) -> Iterator[RunResult]:
-    """The runs of a results document as :class:`RunResult` objects."""
-    for run in doc["runs"]:
-        yield RunResult.from_dict(run)
 
 
 Grid = dict[tuple[str, int], dict[str, Any]]
@@ -170,6 +169,8 @@ MAX_SEED = 2**63 - 1
 MAX_CLASSES = 100
 MAX_PANELS = 64
 MAX_IMAGE_VALUES = 10**6
+#: The most confused images the confusion figure shows (the rest are not read).
+CONFUSED_SHOWN = 16
 #: Bounds of the file itself (:mod:`numnet.core.documents`): bytes and nesting depth.
 MAX_RESULTS_BYTES = documents.MAX_JSON_BYTES
 MAX_DEPTH = documents.MAX_JSON_DEPTH
@@ -180,16 +181,60 @@ RUN_FORMAT = "numnet.run/1"
 #: Train examples assumed where a document does not say (the largest data set numnet knows):
 #: only used to bound the updates a run's epochs plan.
 DEFAULT_TRAIN_EXAMPLES = max(n for n, _ in DATASET_SIZES.values())
-
-
 #: the internals' series: one per layer (objects of series) or one per run (a series)
 LAYER_SERIES = (*PER_LAYER, "dead_fraction")
+#: the longest JSON text of a spec's layers, optimiser or schedule (a definition of thousands
+#: of layers is refused by the core anyway)
+MAX_OPTION_TEXT = 1 << 20
 
 
-def _printable(path: str) -> str:
-    """A key path with the document's control characters escaped (the message stays one
-    line)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+class Rule(NamedTuple):
+    """What one key of a results document may hold (see :meth:`_Schema.check`).
+
+    ``kind``: ``"int"`` or ``"num"`` (a finite number) from ``low`` to ``high``; one of
+    :data:`TESTS`; ``"name"`` (a file-name-safe id); ``"series"`` (a list of ``length``
+    numbers from ``low`` to ``high``, null entries allowed when ``null``); ``"obj"`` (an
+    object whose keys follow ``fields``); a tuple of the values allowed; or a function
+    ``(schema, value, path)`` that checks the value. ``null``: None is allowed; ``opt``: the
+    key may be absent."""
+
+    kind: Any
+    low: float | None = None
+    high: float | None = None
+    null: bool = False
+    opt: bool = False
+    length: int | None = None
+    fields: dict[str, Rule] | None = None
+
+
+#: the kinds of :class:`Rule` that are one test: kind -> (test, what the value must be)
+TESTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "strs": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+             "a list of strings"),
+    "run_ids": (lambda v: isinstance(v, list), "a list of run ids"),
+    "model": (lambda v: v in MODEL_NAMES or (isinstance(v, str)
+                                             and MODEL_NAME_PATTERN.fullmatch(v) is not None),
+              f"one of {', '.join(MODEL_NAMES)} or a custom model's name (a letter, then up to "
+              "39 letters, digits, '-' or '_')"),
+    "model_names": (lambda v: isinstance(v, list) and len(v) <= MAX_SETTING
+                    and all(isinstance(m, str) for m in v), "a list of model names"),
+}
+STR = Rule("str")
+OPT_STR = Rule("str", null=True, opt=True)
+SEED = Rule("int", 0, MAX_SEED)
+UPDATES = Rule("int", 0, MAX_UPDATES_PER_RUN)
+ACCURACY = Rule("num", 0.0, 1.0)
+LOSS = Rule("num", 0.0)
+
+
+#: what every schema error says to do
+REBUILD = "rebuild the file with `numnet reproduce --out DIR` (or restore it)"
+
+
+def _key(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 class _Schema:
@@ -199,18 +244,16 @@ class _Schema:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, path: str, what: str, value: Any) -> None:
+    def fail(self, path: str, what: str, value: Any) -> NoReturn:
         shown = repr(value)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        raise ResultsError(f"{self.source}: {_printable(path)} must be {what}, got {shown}; "
-                           "rebuild the file with `numnet reproduce --out DIR` (or restore it)")
+        raise ResultsError(f"{self.source}: {documents.printable(path)} must be {what}, got "
+                           f"{shown}; {REBUILD}")
 
     def get(self, table: dict[str, Any], key: str, path: str) -> Any:
         if key not in table:
-            where = f"{path}.{key}" if path else key
-            raise ResultsError(f"{self.source}: {_printable(where)} is missing; "
-                               "rebuild the file with `numnet reproduce --out DIR` (or "
-                               "restore it)")
+            raise ResultsError(f"{self.source}: {documents.printable(_key(path, key))} is "
+                               f"missing; {REBUILD}")
         return table[key]
 
     def table(self, value: Any, path: str) -> dict[str, Any]:
@@ -218,48 +261,101 @@ class _Schema:
             self.fail(path, "a JSON object", value)
         return value
 
-    def text(self, value: Any, path: str, none: bool = False) -> None:
-        if not (isinstance(value, str) or (none and value is None)):
-            self.fail(path, "a string" + (" or null" if none else ""), value)
+    def fields(self, table: dict[str, Any], path: str, rules: dict[str, Rule]) -> None:
+        """Check the keys of ``table`` (at ``path``) that ``rules`` name, in their order."""
+        for key, rule in rules.items():
+            if not (rule.opt and key not in table):
+                self.check(self.get(table, key, path), _key(path, key), rule)
 
-    def integer(self, value: Any, path: str, low: int = 0, high: int | None = None,
-                none: bool = False) -> None:
-        if none and value is None:
+    def check(self, value: Any, path: str, rule: Rule) -> None:
+        kind = rule.kind
+        if value is None and rule.null and kind != "series":
             return
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, "an integer" + (" or null" if none else ""), value)
-        if value < low or (high is not None and value > high):
+        if callable(kind):
+            kind(self, value, path)
+        elif kind in TESTS:
+            test, what = TESTS[kind]
+            if not test(value):
+                self.fail(path, what + (" or null" if rule.null else ""), value)
+        elif isinstance(kind, tuple):
+            if value not in kind:
+                self.fail(path, f"one of {', '.join(kind)}", value)
+        elif kind == "obj":
+            self.fields(self.table(value, path), path, rule.fields or {})
+        elif kind == "name":  # numnet makes file names of it: figures/<run_id>.*.png
+            self.check(value, path, STR)
+            try:
+                check_safe_name(value, path)
+            except UnsafeNameError:
+                self.fail(path, "a file-name-safe id (1-100 of letters, digits, '.', '_', '-', "
+                          "'+'; no '/', no '..')", value)
+        elif kind == "series":
+            if not isinstance(value, list):
+                self.fail(path, "a list of numbers", value)
+            if rule.length is not None and len(value) != rule.length:
+                self.fail(path, f"a list of {rule.length} entries (as long as the run's series)",
+                          value)
+            entry = rule._replace(kind="num")
+            for k, v in enumerate(value):
+                self.check(v, f"{path}[{k}]", entry)
+        else:
+            self._number(value, path, rule)
+
+    def _number(self, value: Any, path: str, rule: Rule) -> None:
+        integer, low, high = rule.kind == "int", rule.low, rule.high
+        if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+            self.fail(path, ("an integer" if integer else "a number")
+                      + (" or null" if rule.null else ""), value)
+        if integer and (value < low or (high is not None and value > high)):
             self.fail(path, f"an integer from {low}" + (f" to {high}" if high else ""), value)
-
-    def number(self, value: Any, path: str, low: float | None = None,
-               high: float | None = None, none: bool = False) -> None:
-        if none and value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(path, "a number" + (" or null" if none else ""), value)
-        if (not math.isfinite(value) or (low is not None and value < low)
-                or (high is not None and value > high)):
+        if not integer and (not math.isfinite(value) or (low is not None and value < low)
+                            or (high is not None and value > high)):
             bounds = f" from {low}" if low is not None else ""
             bounds += f" to {high}" if high is not None else ""
             self.fail(path, f"a finite number{bounds}", value)
 
-    def name(self, value: Any, path: str) -> None:
-        """A name numnet makes a file name of (a run id: ``figures/<run_id>.*.png``)."""
-        self.text(value, path)
-        try:
-            check_safe_name(value, path)
-        except UnsafeNameError:
-            self.fail(path, "a file-name-safe id (1-100 of letters, digits, '.', '_', '-', "
-                      "'+'; no '/', no '..')", value)
 
-    def numbers(self, value: Any, path: str, length: int | None, **bounds: Any) -> int:
-        if not isinstance(value, list):
-            self.fail(path, "a list of numbers", value)
-        if length is not None and len(value) != length:
-            self.fail(path, f"a list of {length} entries (as long as the run's series)", value)
-        for k, v in enumerate(value):
-            self.number(v, f"{path}[{k}]", **bounds)
-        return len(value)
+def _settings(s: _Schema, settings: Any, path: str) -> None:
+    """``{model: [[epochs, lr], ...]}``: at most MAX_SETTING rows (the figure's) per model."""
+    for model, rows in s.table(settings, path).items():
+        if not isinstance(rows, list) or len(rows) > MAX_SETTING:
+            s.fail(f"{path}.{model}", f"a list of at most {MAX_SETTING} [epochs, lr] pairs", rows)
+        for k, row in enumerate(rows):
+            if not (isinstance(row, list) and len(row) == 2):
+                s.fail(f"{path}.{model}[{k}]", "an [epochs, lr] pair", row)
+            s.check(row[0], f"{path}.{model}[{k}][0]", Rule("int", 1, MAX_UPDATES_PER_RUN))
+            s.check(row[1], f"{path}.{model}[{k}][1]", Rule("num", 0.0))
+
+
+def _quick_options(s: _Schema, options: Any, path: str) -> None:
+    for key, value in s.table(options, path).items():
+        s.check(value, f"{path}.{key}", Rule("int", 1, MAX_EXAMPLES))
+
+
+#: results.json, but its runs (:func:`_validate_run`) and its format and label
+DOCUMENT = {
+    "protocol": Rule("obj", fields={  # Protocol.metadata()
+        **dict.fromkeys(("name", "source", "hash"), STR),
+        **dict.fromkeys(("description", "text", "dtype"), OPT_STR),
+        "seed": SEED,
+        "quick": Rule("bool", opt=True),
+        "batch_size": Rule("int", 1, MAX_BATCH_SIZE),
+        "eval_every": Rule("int", 1, MAX_UPDATES_PER_RUN),
+        **dict.fromkeys(("eval_train_examples", "eval_test_examples"),
+                        Rule("int", 1, MAX_EXAMPLES)),
+        "models": Rule("model_names"),
+        "settings": Rule(_settings, opt=True),
+        "quick_options": Rule(_quick_options, null=True, opt=True),
+    }),
+    "data": Rule("obj", opt=True, fields={
+        "train_examples": Rule("int", 1, MAX_EXAMPLES, null=True, opt=True)}),
+    "environment": Rule("obj", opt=True),
+    "timing": Rule("obj", opt=True, fields={
+        "wall_time": Rule("num", 0.0, opt=True), "cpu_time": Rule("num", 0.0, opt=True),
+        "reused_runs": Rule("run_ids", opt=True)}),
+    "results": Rule("obj", opt=True),
+    "device": Rule("str", opt=True),
+}
 
 
 def validate(doc: Any, source: str = "results.json") -> dict[str, Any]:
@@ -276,250 +372,145 @@ def validate(doc: Any, source: str = "results.json") -> dict[str, Any]:
                            "run `numnet reproduce --out DIR` first")
     if doc.get("label") not in (None, QUICK_LABEL):
         s.fail("label", f"null or {QUICK_LABEL!r}", doc.get("label"))
-    p = s.table(s.get(doc, "protocol", ""), "protocol")
-    for key in ("name", "source", "hash"):
-        s.text(s.get(p, key, "protocol"), f"protocol.{key}")
-    for key in ("description", "text", "dtype"):
-        s.text(p.get(key), f"protocol.{key}", none=True)
-    s.integer(s.get(p, "seed", "protocol"), "protocol.seed", 0, MAX_SEED)
-    if not isinstance(p.get("quick", False), bool):
-        s.fail("protocol.quick", "true or false", p.get("quick"))
-    s.integer(s.get(p, "batch_size", "protocol"), "protocol.batch_size", 1, MAX_BATCH_SIZE)
-    s.integer(s.get(p, "eval_every", "protocol"), "protocol.eval_every", 1, MAX_UPDATES_PER_RUN)
-    for key in ("eval_train_examples", "eval_test_examples"):
-        s.integer(s.get(p, key, "protocol"), f"protocol.{key}", 1, MAX_EXAMPLES)
-    models = s.get(p, "models", "protocol")
-    if (not isinstance(models, list) or len(models) > MAX_SETTING
-            or not all(isinstance(m, str) for m in models)):
-        s.fail("protocol.models", "a list of model names", models)
-    settings = s.table(p.get("settings", {}), "protocol.settings")
-    for model, rows in settings.items():
-        if not isinstance(rows, list) or len(rows) > MAX_SETTING:
-            s.fail(f"protocol.settings.{model}", f"a list of at most {MAX_SETTING} [epochs, lr] "
-                   "pairs", rows)
-        for k, row in enumerate(rows):
-            if not (isinstance(row, list) and len(row) == 2):
-                s.fail(f"protocol.settings.{model}[{k}]", "an [epochs, lr] pair", row)
-            s.integer(row[0], f"protocol.settings.{model}[{k}][0]", 1, MAX_UPDATES_PER_RUN)
-            s.number(row[1], f"protocol.settings.{model}[{k}][1]", low=0.0)
-    quick = p.get("quick_options")
-    if quick is not None:
-        for key, value in s.table(quick, "protocol.quick_options").items():
-            s.integer(value, f"protocol.quick_options.{key}", 1, MAX_EXAMPLES)
-    for key in ("data", "environment", "timing", "results"):
-        if key in doc:
-            s.table(doc[key], key)
-    s.text(doc.get("device", "cpu"), "device")
-    data = doc.get("data", {})
-    train_examples = data.get("train_examples")
-    s.integer(train_examples, "data.train_examples", 1, MAX_EXAMPLES, none=True)
-    timing = doc.get("timing", {})
-    for key in ("wall_time", "cpu_time"):
-        if key in timing:
-            s.number(timing[key], f"timing.{key}", low=0.0)
-    if "reused_runs" in timing and not isinstance(timing["reused_runs"], list):
-        s.fail("timing.reused_runs", "a list of run ids", timing["reused_runs"])
-
+    s.fields(doc, "", DOCUMENT)
     runs = s.get(doc, "runs", "")
     if not isinstance(runs, list) or not runs:
         s.fail("runs", "a non-empty list of runs", runs)
     if len(runs) > MAX_RUNS:
         s.fail("runs", f"at most {MAX_RUNS} runs", f"{len(runs)} runs")
+    train_examples = doc.get("data", {}).get("train_examples") or DEFAULT_TRAIN_EXAMPLES
     seen: set[str] = set()
     for i, run in enumerate(runs):
-        _validate_run(s, s.table(run, f"runs[{i}]"), f"runs[{i}]",
-                      train_examples or DEFAULT_TRAIN_EXAMPLES)
+        _validate_run(s, s.table(run, f"runs[{i}]"), f"runs[{i}]", train_examples)
         if run["run_id"] in seen:
             s.fail(f"runs[{i}].run_id", "unique", run["run_id"])
         seen.add(run["run_id"])
     return doc
 
 
-def _validate_internals(s: _Schema, internals: Any, path: str) -> None:
-    """The training internals of a run: ``update`` (a list of update numbers) and, per
-    quantity, a series as long as it (numbers or null), or an object of such series per layer;
-    ``start`` the same structure for the first updates."""
-    s.table(internals, path)
-    updates = s.get(internals, "update", path)
-    if not isinstance(updates, list):
-        s.fail(f"{path}.update", "a list of update numbers", updates)
-    for k, u in enumerate(updates):
-        s.integer(u, f"{path}.update[{k}]", 0, MAX_UPDATES_PER_RUN)
-    n = len(updates)
-    for key, value in internals.items():
-        where = f"{path}.{key}"
-        if key == "update":
-            continue
-        if key == "start":
-            _validate_internals(s, value, where)
-        elif key in ("probe_examples",):
-            s.integer(value, where, 0, MAX_EXAMPLES)
-        elif key == "lr":
-            s.number(value, where, low=0.0)
-        elif key in LAYER_SERIES or (isinstance(value, dict) and key not in SCALARS):
-            for layer, series in s.table(value, where).items():
-                s.numbers(series, f"{where}.{layer}", n, none=True)
-        elif (isinstance(value, int | float) and not isinstance(value, bool)
-              and key not in SCALARS):
-            s.number(value, where)  # a scalar of the recording (a count, a time)
-        else:
-            s.numbers(value, where, n, none=True)
-
-
-#: the longest JSON text of a spec's layers, optimiser or schedule (a definition of thousands
-#: of layers is refused by the core anyway)
-MAX_OPTION_TEXT = 1 << 20
-
-
 def _validate_options(s: _Schema, spec: dict[str, Any], sp: str) -> None:
     """A spec's custom layers, optimiser and schedule (canonical JSON text, each optional),
     checked by the core's own checks: what ``numnet predict`` and a resumed run would build."""
-    checks = {"layers": models.check_definition, "optimizer": optim.check_spec,
-              "schedule": schedules.check_spec}
-    for key, check in checks.items():
+    for key in TABLE_OPTIONS:
         text = spec.get(key)
         if text is None:
             continue
         if not isinstance(text, str) or len(text) > MAX_OPTION_TEXT:
             s.fail(f"{sp}.{key}", f"JSON text of at most {MAX_OPTION_TEXT} characters", text)
         try:
-            value = json.loads(text)
-            if key == "layers":
-                check(value, name=str(spec.get("model")))
-            else:
-                check(value, where=f"{sp}.{key}")
+            check_table_option(key, json.loads(text), f"{sp}.{key}", str(spec.get("model")))
         except (ValueError, TypeError, AttributeError, RecursionError) as exc:
             s.fail(f"{sp}.{key}", f"a valid {key} ({exc})", text[:80])
 
 
 def _validate_run(s: _Schema, run: dict[str, Any], path: str, train_examples: int,
                   max_setting: int = MAX_SETTING) -> None:
-    s.name(s.get(run, "run_id", path), f"{path}.run_id")
-    spec = s.table(s.get(run, "spec", path), f"{path}.spec")
-    sp = f"{path}.spec"
-    model = s.get(spec, "model", sp)
-    if model not in MODEL_NAMES and not (isinstance(model, str)
-                                         and re.fullmatch(CUSTOM_MODEL_NAME, model)):
-        s.fail(f"{sp}.model", f"one of {', '.join(MODEL_NAMES)} or a custom model's name (a "
-               "letter, then up to 39 letters, digits, '-' or '_')", model)
+    s.fields(run, path, {"run_id": Rule("name"), "spec": Rule("obj")})
+    spec, sp = run["spec"], f"{path}.spec"
+    s.fields(spec, sp, {
+        "model": Rule("model"),
+        "batch_size": Rule("int", 1, MAX_BATCH_SIZE),
+        "epochs": Rule("int", 1, MAX_UPDATES_PER_RUN),
+        "lr": Rule("num", 0.0),
+        **dict.fromkeys(("reduction", "dtype", "weight_init", "bias_init", "conv_activation"),
+                        STR),
+        "eval_every": Rule("int", 1, MAX_UPDATES_PER_RUN, opt=True),
+        **dict.fromkeys(("eval_train_examples", "eval_test_examples", "eval_batch_size"),
+                        Rule("int", 1, MAX_EXAMPLES, opt=True)),
+        "seed": SEED,
+        # null: an ad hoc run; bounded: the setting is a row of the report's figure
+        "setting": Rule("int", 1, max_setting, null=True),
+    })
     _validate_options(s, spec, sp)
-    s.integer(s.get(spec, "batch_size", sp), f"{sp}.batch_size", 1, MAX_BATCH_SIZE)
-    s.integer(s.get(spec, "epochs", sp), f"{sp}.epochs", 1, MAX_UPDATES_PER_RUN)
     if planned_updates(spec["epochs"], spec["batch_size"], train_examples) > MAX_UPDATES_PER_RUN:
         s.fail(f"{sp}.epochs", f"at most {MAX_UPDATES_PER_RUN:.0e} updates' worth at batch "
                f"{spec['batch_size']}", spec["epochs"])
-    s.number(s.get(spec, "lr", sp), f"{sp}.lr", low=0.0)
-    for key in ("reduction", "dtype", "weight_init", "bias_init", "conv_activation"):
-        s.text(s.get(spec, key, sp), f"{sp}.{key}")
-    if "eval_every" in spec:
-        s.integer(spec["eval_every"], f"{sp}.eval_every", 1, MAX_UPDATES_PER_RUN)
-    for key in ("eval_train_examples", "eval_test_examples", "eval_batch_size"):
-        if key in spec:
-            s.integer(spec[key], f"{sp}.{key}", 1, MAX_EXAMPLES)
-    s.integer(s.get(spec, "seed", sp), f"{sp}.seed", 0, MAX_SEED)
-    # null: an ad hoc run; bounded: the setting is a row of the report's figure
-    s.integer(s.get(spec, "setting", sp), f"{sp}.setting", 1, max_setting, none=True)
-    status = s.get(run, "status", path)
-    if status not in STATUSES:
-        s.fail(f"{path}.status", f"one of {', '.join(STATUSES)}", status)
-    s.integer(s.get(run, "updates", path), f"{path}.updates", 0, MAX_UPDATES_PER_RUN)
-    diverged_at = s.get(run, "diverged_at_update", path)
-    s.integer(diverged_at, f"{path}.diverged_at_update", 0, MAX_UPDATES_PER_RUN,
-              none=status != "diverged")
-    s.text(run.get("divergence_reason"), f"{path}.divergence_reason", none=True)
-    samples = s.get(run, "samples", path)
-    if not isinstance(samples, list):
-        s.fail(f"{path}.samples", "a list of integers", samples)
-    n = len(samples)
-    _validate_samples(s, run, samples, path)
-    for key in ("train_accuracy", "test_accuracy"):
-        s.numbers(s.get(run, key, path), f"{path}.{key}", n, low=0.0, high=1.0)
-    for key in ("train_loss", "test_loss"):
-        s.numbers(s.get(run, key, path), f"{path}.{key}", n, low=0.0)
-    s.integer(s.get(run, "evaluations", path), f"{path}.evaluations", n, n)
-    for key in ("final_train_accuracy", "final_test_accuracy"):
-        s.number(s.get(run, key, path), f"{path}.{key}", 0.0, 1.0, none=True)
-    for key in ("init_seed", "shuffle_seed"):
-        s.integer(s.get(run, key, path), f"{path}.{key}", 0, MAX_SEED)
-    s.text(run.get("shared_with"), f"{path}.shared_with", none=True)
-    for key in ("wall_time", "updates_per_second"):
-        s.number(s.get(run, key, path), f"{path}.{key}", low=0.0)
-    if run.get("internals") is not None:
-        _validate_internals(s, run["internals"], f"{path}.internals")
-    final_model = run.get("final_model")
-    if final_model is not None:
-        _validate_final_model(s, s.table(final_model, f"{path}.final_model"),
-                              f"{path}.final_model")
-    diagnosis = run.get("diagnosis")
-    if diagnosis is not None:
-        s.table(diagnosis, f"{path}.diagnosis")
-        s.text(diagnosis.get("verdict", ""), f"{path}.diagnosis.verdict")
-        for key in ("labels", "reasons", "notes"):
-            items = diagnosis.get(key, [])
-            if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
-                s.fail(f"{path}.diagnosis.{key}", "a list of strings", items)
-    final = run.get("final_weights")
-    if final is not None:  # the evaluation of the weights after the last update
-        s.table(final, f"{path}.final_weights")
-        fp = f"{path}.final_weights"
-        s.integer(s.get(final, "update", fp), f"{fp}.update", 0, MAX_UPDATES_PER_RUN)
-        for key in ("train_accuracy", "test_accuracy"):
-            s.number(s.get(final, key, fp), f"{fp}.{key}", 0.0, 1.0)
-        for key in ("train_loss", "test_loss"):
-            s.number(s.get(final, key, fp), f"{fp}.{key}", low=0.0)
+    s.fields(run, path, {
+        "status": Rule(STATUSES),
+        "updates": UPDATES,
+        "diverged_at_update": UPDATES._replace(null=run.get("status") != "diverged"),
+        "divergence_reason": OPT_STR,
+    })
+    n = _validate_samples(s, run, path)
+    s.fields(run, path, {
+        **dict.fromkeys(("train_accuracy", "test_accuracy"), Rule("series", 0.0, 1.0, length=n)),
+        **dict.fromkeys(("train_loss", "test_loss"), Rule("series", 0.0, length=n)),
+        "evaluations": Rule("int", n, n),
+        **dict.fromkeys(("final_train_accuracy", "final_test_accuracy"),
+                        ACCURACY._replace(null=True)),
+        "init_seed": SEED,
+        "shuffle_seed": SEED,
+        "shared_with": OPT_STR,
+        "wall_time": LOSS,
+        "updates_per_second": LOSS,
+        "internals": Rule(_validate_internals, null=True, opt=True),
+        "final_model": Rule(_validate_final_model, null=True, opt=True),
+        "diagnosis": Rule("obj", null=True, opt=True, fields={
+            "verdict": Rule("str", opt=True),
+            **dict.fromkeys(("labels", "reasons", "notes"), Rule("strs", opt=True))}),
+        # the evaluation of the weights after the last update
+        "final_weights": Rule("obj", null=True, opt=True, fields={
+            "update": UPDATES, "train_accuracy": ACCURACY, "test_accuracy": ACCURACY,
+            "train_loss": LOSS, "test_loss": LOSS}),
+    })
 
 
-def _validate_samples(s: _Schema, run: dict[str, Any], samples: Any, path: str) -> None:
+def _validate_samples(s: _Schema, run: dict[str, Any], path: str) -> int:
     """The examples seen at each evaluation: integers, and -- where the spec says how often a
     run evaluates -- exactly what its counts imply: evaluation k after ``k * eval_every``
     updates (``samples[k-1] = k * eval_every * batch_size``), as many evaluations as
-    ``updates // eval_every`` for a run that did not diverge (no more for one that did)."""
+    ``updates // eval_every`` for a run that did not diverge (no more for one that did).
+    Returns how many there are (the length of every series)."""
+    samples = s.get(run, "samples", path)
     if not isinstance(samples, list):
         s.fail(f"{path}.samples", "a list of integers", samples)
-    spec, updates = run["spec"], run.get("updates")
+    spec, updates = run["spec"], run["updates"]
     batch, every = spec["batch_size"], spec.get("eval_every")
     for k, v in enumerate(samples):
-        s.integer(v, f"{path}.samples[{k}]", 0, MAX_UPDATES_PER_RUN * MAX_BATCH_SIZE)
-        if isinstance(every, int) and v != (k + 1) * every * batch:
+        s.check(v, f"{path}.samples[{k}]", Rule("int", 0, MAX_UPDATES_PER_RUN * MAX_BATCH_SIZE))
+        if every is not None and v != (k + 1) * every * batch:
             s.fail(f"{path}.samples[{k}]", f"{(k + 1) * every * batch} (evaluation {k + 1} "
                    f"after {(k + 1) * every} updates of {batch} examples)", v)
-    if isinstance(every, int) and isinstance(updates, int) and not isinstance(updates, bool):
+    if every is not None:
         expected = updates // every
-        if len(samples) > expected or (run.get("status") == "ok" and len(samples) != expected):
+        if len(samples) > expected or (run["status"] == "ok" and len(samples) != expected):
             s.fail(f"{path}.samples", f"a list of {expected} evaluations ({updates} updates, "
                    f"one evaluation every {every})", f"{len(samples)} evaluations")
+    return len(samples)
 
 
-def _validate_image(s: _Schema, image: Any, path: str, dims: int) -> None:
-    """An encoded image of the final-model figures (``{"shape", "lo", "hi", "b64"}``, see
-    ``numnet.lab.training.internals.encode_image``): its shape bounded and matching its bytes,
-    so that decoding it allocates what the document says and no more."""
-    s.table(image, path)
-    shape = s.get(image, "shape", path)
-    if (not isinstance(shape, list) or len(shape) != dims or not all(
-            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_IMAGE_VALUES
-            for n in shape) or math.prod(shape) > MAX_IMAGE_VALUES):
-        s.fail(f"{path}.shape", f"a list of {dims} sizes (at most {MAX_IMAGE_VALUES} values)",
-               shape)
-    for key in ("lo", "hi"):
-        s.number(s.get(image, key, path), f"{path}.{key}")
-    b64 = s.get(image, "b64", path)
-    s.text(b64, f"{path}.b64")
-    if len(b64) != 4 * -(-math.prod(shape) // 3):
-        s.fail(f"{path}.b64", f"the base64 of {math.prod(shape)} bytes (its shape)",
-               f"{len(b64)} characters")
-    try:
-        base64.b64decode(b64, validate=True)
-    except ValueError:
-        s.fail(f"{path}.b64", "base64 text", b64)
+def _image(dims: int, panels: str | None = None) -> Rule:
+    """The rule of an encoded image of the final-model figures (``{"shape", "lo", "hi",
+    "b64"}``, see ``numnet.lab.training.internals.encode_image``) of ``dims`` dimensions: its
+    shape bounded and matching its bytes, so that decoding it allocates what the document says
+    and no more; ``panels``: what its first axis counts (at most MAX_PANELS of them)."""
+    def check(s: _Schema, image: Any, path: str) -> None:
+        shape = s.get(s.table(image, path), "shape", path)
+        if (not isinstance(shape, list) or len(shape) != dims or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_IMAGE_VALUES
+                for n in shape) or math.prod(shape) > MAX_IMAGE_VALUES):
+            s.fail(f"{path}.shape", f"a list of {dims} sizes (at most {MAX_IMAGE_VALUES} "
+                   "values)", shape)
+        s.fields(image, path, {"lo": Rule("num"), "hi": Rule("num"), "b64": STR})
+        b64 = image["b64"]
+        if len(b64) != 4 * -(-math.prod(shape) // 3):
+            s.fail(f"{path}.b64", f"the base64 of {math.prod(shape)} bytes (its shape)",
+                   f"{len(b64)} characters")
+        try:
+            base64.b64decode(b64, validate=True)
+        except ValueError:
+            s.fail(f"{path}.b64", "base64 text", b64)
+        if panels and shape[0] > MAX_PANELS:
+            s.fail(f"{path}.shape[0]", f"at most {MAX_PANELS} {panels}", shape[0])
+    return Rule(check)
 
 
-def _validate_final_model(s: _Schema, final: dict[str, Any], path: str) -> None:
+def _validate_final_model(s: _Schema, final: Any, path: str) -> None:
     """The final model's evidence (``numnet.lab.training.internals``): a square confusion
     table of counts over at most MAX_CLASSES classes, the most confused images (label,
     predicted class, probability, image), the CNN's filters, feature maps and digit, each
-    image bounded (see :func:`_validate_image`)."""
-    for key, value in final.items():
+    image bounded (see :func:`_image`)."""
+    for key, value in s.table(final, path).items():
         if not isinstance(value, list | dict | int | float | str):
             s.fail(f"{path}.{key}", "a list or an object", value)
     confusion = final.get("confusion")
@@ -531,52 +522,61 @@ def _validate_final_model(s: _Schema, final: dict[str, Any], path: str) -> None:
                 for row in confusion)):
         s.fail(f"{path}.confusion", f"a square table of counts (at most {MAX_CLASSES} classes)",
                confusion)
-    if "update" in final:
-        s.integer(final["update"], f"{path}.update", 0, MAX_UPDATES_PER_RUN)
-    classes = len(confusion) if confusion else NUM_CLASSES
+    label = Rule("int", 0, (len(confusion) if confusion else NUM_CLASSES) - 1)
+    s.fields(final, path, {"update": UPDATES._replace(opt=True)})
     confused = final.get("confused", [])
     if not isinstance(confused, list):
         s.fail(f"{path}.confused", "a list of images", confused)
     for k, e in enumerate(confused[:CONFUSED_SHOWN]):  # the figure draws these only
-        ep = f"{path}.confused[{k}]"
-        s.table(e, ep)
-        for key in ("label", "predicted"):
-            s.integer(s.get(e, key, ep), f"{ep}.{key}", 0, classes - 1)
-        s.number(s.get(e, "prob", ep), f"{ep}.prob", 0.0, 1.0)
-        _validate_image(s, s.get(e, "image", ep), f"{ep}.image", 2)
-    filters = final.get("filters")
-    if filters is not None:
-        s.table(filters, f"{path}.filters")
-        s.text(s.get(filters, "layer", f"{path}.filters"), f"{path}.filters.layer")
-        _validate_image(s, s.get(filters, "weights", f"{path}.filters"),
-                        f"{path}.filters.weights", 3)
-        if filters["weights"]["shape"][0] > MAX_PANELS:
-            s.fail(f"{path}.filters.weights.shape[0]", f"at most {MAX_PANELS} filters",
-                   filters["weights"]["shape"][0])
-    maps = final.get("feature_maps")
-    if maps is not None:
-        s.table(maps, f"{path}.feature_maps")
-        if len(maps) > 8:
-            s.fail(f"{path}.feature_maps", "at most 8 layers", f"{len(maps)} layers")
-        for name, image in maps.items():
-            _validate_image(s, image, f"{path}.feature_maps.{name}", 3)
-            if image["shape"][0] > MAX_PANELS:
-                s.fail(f"{path}.feature_maps.{name}.shape[0]", f"at most {MAX_PANELS} channels",
-                       image["shape"][0])
-    digit = final.get("digit")
-    if digit is not None:
-        s.table(digit, f"{path}.digit")
-        s.integer(s.get(digit, "index", f"{path}.digit"), f"{path}.digit.index", 0,
-                  MAX_EXAMPLES)
-        s.integer(s.get(digit, "label", f"{path}.digit"), f"{path}.digit.label", 0,
-                  classes - 1)
-        _validate_image(s, s.get(digit, "image", f"{path}.digit"), f"{path}.digit.image", 2)
-    if filters is None and (maps is not None or digit is not None):
+        s.check(e, f"{path}.confused[{k}]", Rule("obj", fields={
+            "label": label, "predicted": label, "prob": ACCURACY, "image": _image(2)}))
+    s.fields(final, path, {
+        "filters": Rule("obj", null=True, opt=True, fields={
+            "layer": STR, "weights": _image(3, "filters")}),
+        "feature_maps": Rule(_feature_maps, null=True, opt=True),
+        "digit": Rule("obj", null=True, opt=True, fields={
+            "index": Rule("int", 0, MAX_EXAMPLES), "label": label, "image": _image(2)}),
+    })
+    if final.get("filters") is None and (final.get("feature_maps") is not None
+                                         or final.get("digit") is not None):
         s.fail(f"{path}.filters", "present with feature_maps and digit", None)
 
 
-#: The most confused images the confusion figure shows (the rest are not read).
-CONFUSED_SHOWN = 16
+def _feature_maps(s: _Schema, maps: Any, path: str) -> None:
+    if len(s.table(maps, path)) > 8:
+        s.fail(path, "at most 8 layers", f"{len(maps)} layers")
+    for name in maps:
+        s.check(maps[name], f"{path}.{name}", _image(3, "channels"))
+
+
+def _validate_internals(s: _Schema, internals: Any, path: str) -> None:
+    """The training internals of a run: ``update`` (a list of update numbers) and, per
+    quantity, a series as long as it (numbers or null), or an object of such series per layer;
+    ``start`` the same structure for the first updates."""
+    updates = s.get(s.table(internals, path), "update", path)
+    if not isinstance(updates, list):
+        s.fail(f"{path}.update", "a list of update numbers", updates)
+    for k, u in enumerate(updates):
+        s.check(u, f"{path}.update[{k}]", UPDATES)
+    series = Rule("series", null=True, length=len(updates))
+    for key, value in internals.items():
+        where = f"{path}.{key}"
+        if key == "update":
+            continue
+        if key == "start":
+            _validate_internals(s, value, where)
+        elif key == "probe_examples":
+            s.check(value, where, Rule("int", 0, MAX_EXAMPLES))
+        elif key == "lr":
+            s.check(value, where, LOSS)
+        elif key in LAYER_SERIES or (isinstance(value, dict) and key not in SCALARS):
+            for layer, entries in s.table(value, where).items():
+                s.check(entries, f"{where}.{layer}", series)
+        elif (isinstance(value, int | float) and not isinstance(value, bool)
+              and key not in SCALARS):
+            s.check(value, where, Rule("num"))  # a scalar of the recording (a count, a time)
+        else:
+            s.check(value, where, series)
 
 
 def validate_run(run: Any, source: str, path: str = "result",
@@ -596,18 +596,16 @@ def validate_run_record(doc: Any, source: str) -> dict[str, Any]:
     ``data_fingerprint``, ``weights``, ``weights_format`` and the run under ``result``, as
     ``numnet.lab.experiments.store.save_run`` writes it) against the schema; return it.
 
-    The run is checked as a results.json run is (:func:`_validate_run`: accuracies in [0, 1],
-    losses finite and >= 0, batch size, epochs and updates positive and bounded, curves as long
-    as the counts imply, settings and seeds bounded, the run id a safe file name); the weights
-    path must be ``weights/<run_id>.npz``. A ResultsError naming ``source`` and the key path
-    otherwise, e.g. ``runs/x.json: result.test_accuracy[3] must be a finite number from 0.0 to
-    1.0, got 7.5``."""
+    The run is checked as a results.json run is (:func:`_validate_run`); the weights path must
+    be ``weights/<run_id>.npz``. A ResultsError naming ``source`` and the key path otherwise,
+    e.g. ``runs/x.json: result.test_accuracy[3] must be a finite number from 0.0 to 1.0, got
+    7.5``."""
     s = _Schema(source)
     s.table(doc, "the record")
     if doc.get("format") != RUN_FORMAT:
         s.fail("format", repr(RUN_FORMAT), doc.get("format"))
-    for key in ("protocol_hash", "data_fingerprint", "weights_format"):
-        s.text(doc.get(key), key, none=True)
+    s.fields(doc, "", dict.fromkeys(("protocol_hash", "data_fingerprint", "weights_format"),
+                                    OPT_STR))
     run = s.table(s.get(doc, "result", ""), "result")
     _validate_run(s, run, "result", DEFAULT_TRAIN_EXAMPLES)
     weights = doc.get("weights")
@@ -616,14 +614,16 @@ def validate_run_record(doc: Any, source: str) -> dict[str, Any]:
     return doc
 
 
+def _read(path: str | Path, what: str) -> Any:
+    """The JSON document at ``path`` through :mod:`numnet.core.documents` (a regular file,
+    bounded in size and depth, finite numbers only); ResultsError naming the file otherwise."""
+    return documents.read_json(path, what, max_bytes=MAX_RESULTS_BYTES, max_depth=MAX_DEPTH,
+                               error=ResultsError)
+
+
 def read_run_record(path: str | Path) -> dict[str, Any]:
-    """The run record at ``path`` read through :mod:`numnet.core.documents` (a regular file,
-    bounded in size and depth, finite numbers only) and checked by
-    :func:`validate_run_record`; ResultsError naming the file (and the key) otherwise."""
-    shown = documents.display(path)
-    doc = documents.read_json(path, "run record", max_bytes=MAX_RESULTS_BYTES,
-                              max_depth=MAX_DEPTH, error=ResultsError)
-    return validate_run_record(doc, shown)
+    """The run record at ``path`` (:func:`_read`), checked by :func:`validate_run_record`."""
+    return validate_run_record(_read(path, "run record"), documents.display(path))
 
 
 def check_folder_records(folder: str | Path) -> int:
@@ -645,8 +645,7 @@ def check_folder_records(folder: str | Path) -> int:
         count = 0
         for path in sorted(where.glob("*.json")) if where.is_dir() else ():
             try:
-                doc = documents.read_json(path, "run record", max_bytes=MAX_RESULTS_BYTES,
-                                          max_depth=MAX_DEPTH, error=ResultsError)
+                doc = _read(path, "run record")
             except ResultsError:
                 if strict:
                     raise

@@ -16,8 +16,7 @@ import numpy as np
 
 from numnet.core.errors import NumnetError
 from numnet.core.names import DEFAULT_KERNELS, MODEL_NAMES
-from numnet.lab.protocol import Protocol
-from numnet.lab.protocol.model import ModelPlan, Setting
+from numnet.lab.protocol import ModelPlan, Protocol, Setting
 from numnet.lab.training import RunSpec, prefix_key
 
 #: Rough relative cost of one epoch per model (this CPU, float32): the scheduling order only.

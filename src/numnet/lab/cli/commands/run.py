@@ -27,8 +27,7 @@ from numnet.lab.experiments.collect import folder_results
 from numnet.lab.experiments.store import run_paths
 from numnet.lab.metrics import metrics_path
 from numnet.lab.progress import describe_run
-from numnet.lab.protocol import MODEL_OPTION_DEFAULTS, Protocol
-from numnet.lab.protocol.model import Setting
+from numnet.lab.protocol import MODEL_OPTION_DEFAULTS, Protocol, Setting
 from numnet.lab.records import default_out_dir
 from numnet.lab.results import check_folder_records
 from numnet.lab.training import RunSpec
