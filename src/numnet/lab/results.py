@@ -175,8 +175,8 @@ CONFUSED_SHOWN = 16
 MAX_RESULTS_BYTES = documents.MAX_JSON_BYTES
 MAX_DEPTH = documents.MAX_JSON_DEPTH
 #: The format of a run record, ``runs/<run_id>.json`` (written by
-#: ``numnet.lab.experiments.store``; a sweep's ``tasks/<task_id>.json`` holds a run the same
-#: way, under ``result``).
+#: ``numnet.lab.experiments.store``, for reproduce, train and sweep alike; a sweep's run ids
+#: end in ``-seed<r>``).
 RUN_FORMAT = "numnet.run/1"
 #: Train examples assumed where a document does not say (the largest data set numnet knows):
 #: only used to bound the updates a run's epochs plan.
