@@ -19,15 +19,21 @@ from numnet.lab.environment import machine_text
 from numnet.lab.evidence_plots import internals_figure
 from numnet.lab.render import (
     CSS,
-    Html,
-    html,
-    img,
-    join,
-    kv_rows,
-    markdown_table,
-    page,
+    Box,
+    Bullets,
+    Cell,
+    Doc,
+    Figure,
+    P,
+    Pre,
+    Section,
+    Span,
+    Table,
+    block_html,
     png_bytes,
     text_table,
+    to_html,
+    to_markdown,
 )
 from numnet.lab.report.evidence import combined, has_internals
 from numnet.lab.results import run_grid
@@ -151,7 +157,7 @@ def internals_rows(doc: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-# ------------------------------------------------------------------------------ HTML
+# ------------------------------------------------------------------------------ the page
 
 Q2_CSS = """
 table.side { border-collapse:collapse; font-size:13px; margin:8px 0 14px; }
@@ -161,10 +167,10 @@ table.side th { background:#eef2f9; text-align:center; }
 table.side td:first-child { text-align:left; font-weight:600; }
 table.side td.fail { color:#c62828; font-weight:700; }
 .q2 h3 { margin:16px 0 6px; }
+.q2 p.muted { margin:4px 0; font-size:13px; }
 .q2 ul { margin:4px 0 10px; padding-left:20px; }
 .q2 li { margin:3px 0; }
-.q2 li.rule { color:var(--muted); list-style:none; margin-left:-16px; font-size:13px; }
-.q2 li.sub { margin-left:22px; list-style:circle; font-size:13.5px; }
+.q2 ul ul { margin:2px 0; list-style:circle; font-size:13.5px; }
 """
 
 Q2_HEADINGS = (
@@ -176,82 +182,67 @@ Q2_HEADINGS = (
 )
 
 
-def _html_table(rows: list[list[str]], cls: str) -> Html:
-    """``<table class=cls>`` of ``rows`` (header first); a last cell saying FAIL is marked."""
-    head = join(html("<th>{}</th>", c) for c in rows[0])
-    body = join(html("<tr>{}</tr>", join(
-        html('<td class="fail">{}</td>' if k == len(row) - 1 and "FAIL" in c
-             else "<td>{}</td>", c) for k, c in enumerate(row))) for row in rows[1:])
-    return html('<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
-                cls, head, body)
+def _answer_blocks(statements: list[str]) -> list[Any]:
+    """One answer's statements: its rules muted, the rest a list, an indented statement a
+    sub-item of the one before."""
+    items: list[Any] = []
+    for s in statements:
+        if s.startswith("  "):
+            if not (items and isinstance(items[-1], Bullets)):
+                items.append(Bullets([]))
+            items[-1].items.append(s.strip())
+        elif not s.startswith("Rule"):
+            items.append(s)
+    return [*(P(s, muted=True) for s in statements if s.startswith("Rule")), Bullets(items)]
 
 
-def _item(statement: str) -> Html:
-    """One answer as a list item: rules muted, indented details as sub-items."""
-    if statement.startswith("Rule"):
-        return html('<li class="rule">{}</li>', statement)
-    if statement.startswith("  "):
-        return html('<li class="sub">{}</li>', statement.strip())
-    return html("<li>{}</li>", statement)
+def q2_section(doc: dict[str, Any]) -> Section:
+    """The Q2 section: the side-by-side table, the answers, the learning curves of both."""
+    rows = side_by_side_rows(doc)
+    answers = q2_answers(doc)
+    return Section(
+        "Q2 — numnet vs PyTorch (torch.nn + torch.optim.SGD): same weights, same batches", [
+            *([P([Span("quick", "QUICK"), " reduced smoke-test variant: these are not the "
+                  "protocol's results."])] if doc.get("label") else []),
+            *([] if doc.get("complete", True) else
+              [P([Span("b", "Incomplete:"), " not every run has finished."])]),
+            Table([[*row[:-1], Cell(row[-1], "fail" if "FAIL" in row[-1] else "")]
+                   for row in rows[1:]], rows[0], "side"),
+            *(Box(title, _answer_blocks(answers[key])) for key, title in Q2_HEADINGS
+              if answers[key]),
+            Box("Learning curves, both implementations", [Figure(
+                "compare_curves.png", "numnet vs PyTorch learning curves",
+                "Thick light lines: numnet; dark dashes: PyTorch. Train accuracy (blue) on the "
+                f"first {doc['protocol']['eval_train_examples']} train examples, test accuracy "
+                "(orange).")]),
+        ], id="q2", cls="q2")
 
 
 def q2_section_html(doc: dict[str, Any], overlay_png: bytes | None = None) -> str:
-    """The Q2 section as an HTML fragment (``<section class="q2">``), for compare.html and
-    for embedding in another report (its styles: :data:`Q2_CSS` on top of the report's)."""
-    answers = q2_answers(doc)
-    parts = [Html('<section class="q2" id="q2"><h2>Q2 — numnet vs PyTorch (torch.nn + '
-                  "torch.optim.SGD): same weights, same batches</h2>")]
-    if doc.get("label"):
-        parts.append(Html('<p><span class="quick">QUICK</span> reduced smoke-test variant: '
-                          "these are not the protocol's results.</p>"))
-    if not doc.get("complete", True):
-        parts.append(Html("<p><strong>Incomplete:</strong> not every run has finished.</p>"))
-    parts.append(_html_table(side_by_side_rows(doc), "side"))
-    for key, title in Q2_HEADINGS:
-        if answers[key]:
-            parts.append(html("<h3>{}</h3><ul>{}</ul>", title, join(map(_item, answers[key]))))
-    if overlay_png is not None:
-        parts.append(html(
-            "<h3>Learning curves, both implementations</h3><figure>{}"
-            "<figcaption>Thick light lines: numnet; dark dashes: PyTorch. Train accuracy (blue) "
-            "on the first {} train examples, test accuracy (orange).</figcaption></figure>",
-            img(overlay_png, "numnet vs PyTorch learning curves"),
-            doc["protocol"]["eval_train_examples"]))
-    parts.append(Html("</section>"))
-    return join(parts, "\n")
+    """The Q2 section as an HTML fragment (``<section class="q2">``), for embedding in
+    another page (its styles: :data:`Q2_CSS` on top of :data:`numnet.lab.render.CSS`)."""
+    return block_html(q2_section(doc), {"compare_curves.png": overlay_png} if overlay_png else {})
 
 
-def internals_section_html(doc: dict[str, Any], images: dict[str, bytes]) -> Html:
-    """The internals section (empty without internals): the table, then the panels."""
+def internals_section(doc: dict[str, Any]) -> Section | None:
+    """The internals section (None without internals): the table, then the panels."""
     rows = internals_rows(doc)
     if len(rows) == 1:
-        return Html("")
-    figs = join(html("<figure>{}</figure>", img(images[figure_name(r)], r["run_id"]))
-                for r in doc["runs"] if figure_name(r) in images)
-    return html('<section id="internals"><h2>{}</h2>'
-                '<p class="muted">Recorded at each evaluation on the same 256-example probe by '
-                "both steppers (numnet's and PyTorch's): dead ReLU fraction, update/weight ratio "
-                "lr·|g|/|w| per layer (the first step included), logit scale and top-class "
-                "probability. Where both say the same, the failure is the protocol's, not "
-                "numnet's.</p>{}{}</section>", INTERNALS_TITLE, _html_table(rows, "rules"), figs)
+        return None
+    return Section(INTERNALS_TITLE, [
+        P("Recorded at each evaluation on the same 256-example probe by both steppers (numnet's "
+          "and PyTorch's): dead ReLU fraction, update/weight ratio lr·|g|/|w| per layer (the "
+          "first step included), logit scale and top-class probability. Where both say the "
+          "same, the failure is the protocol's, not numnet's.", muted=True),
+        Table(rows[1:], rows[0], "rules"),
+        *(Figure(figure_name(r), f"internals of {r['run_id']}") for r in doc["runs"]
+          if _internals_runs(r)),
+    ], id="internals")
 
 
-BODY = """<header><h1>numnet compare: {name}{quick}</h1>
-<p>Protocol <code>{source}</code> · hash <code>{hash}</code> · seed
-<code>{seed}</code> · {n_runs} runs, each trained by numnet and by PyTorch</p>
-</header>
-<main>
-{q2}
-<section><h2>Environment</h2><table class="kv">{environment}</table></section>
-<section><h2>Protocol file</h2><pre>{text}</pre></section>
-</main>
-<footer>numnet compare · compare.json holds every number shown here</footer>"""
-
-
-def render_html(doc: dict[str, Any], overlay_png: bytes | None = None,
-                images: dict[str, bytes] | None = None) -> str:
-    """compare.html: a self-contained page holding the Q2 section, the training internals of
-    both implementations (``images``: :func:`internals_images`) and the environment."""
+def compare_doc(doc: dict[str, Any]) -> Doc:
+    """compare.html and compare.md: the Q2 section, the training internals of both
+    implementations, the environment and the protocol file."""
     p = doc["protocol"]
     env = doc.get("environment", {})
     torch_env = env.get("torch", {})
@@ -265,45 +256,21 @@ def render_html(doc: dict[str, Any], overlay_png: bytes | None = None,
         ("Started / wall time", f"{doc['timing'].get('started_at')} / "
                                 f"{doc['timing'].get('wall_time', 0):.1f} s"),
     ]
-    body = html(BODY, name=p["name"],
-                quick=Html(' <span class="quick">QUICK</span>') if doc.get("label") else "",
-                source=p["source"], hash=p["hash"], seed=p["seed"], n_runs=len(doc["runs"]),
-                q2=Html(q2_section_html(doc, overlay_png)
-                        + internals_section_html(doc, images or internals_images(doc))),
-                environment=kv_rows(env_rows),
-                text=p.get("text") or "")
-    return page(f"numnet compare: {p['name']}", CSS + Q2_CSS, body)
+    title = f"numnet compare: {p['name']}"
+    return Doc(
+        title + (" — QUICK" if doc.get("label") else ""),
+        [P(["Protocol ", Span("code", p["source"]), " · hash ", Span("code", p["hash"]),
+            " · seed ", Span("code", str(p["seed"])), f" · {len(doc['runs'])} runs, each "
+            "trained by numnet and by PyTorch from the same weights on the same batches"])],
+        [q2_section(doc), *filter(None, [internals_section(doc)]),
+         Section("Environment", [Table(env_rows, cls="kv")]),
+         Section("Protocol file", [Pre(p.get("text") or "", "toml")])],
+        footer="numnet compare · compare.json holds every number shown here",
+        css=CSS + Q2_CSS,
+        heading=[title, *([" ", Span("quick", "QUICK")] if doc.get("label") else [])])
 
 
-# ------------------------------------------------------------------------------ Markdown, text
-
-
-def render_markdown(doc: dict[str, Any]) -> str:
-    """compare.md: the Q2 section and the internals table as Markdown (the figures linked as
-    the files next to it)."""
-    p = doc["protocol"]
-    lines = [f"# numnet compare: {p['name']}" + (" — QUICK" if doc.get("label") else ""), "",
-             f"Protocol `{p['source']}` (hash `{p['hash']}`), seed {p['seed']}; "
-             f"{len(doc['runs'])} runs, each trained by numnet and by PyTorch from the same "
-             "weights on the same batches.", ""]
-    rows = side_by_side_rows(doc)
-    lines += [*markdown_table(rows[0], rows[1:]), ""]
-    answers = q2_answers(doc)
-    for key, title in Q2_HEADINGS:
-        if answers[key]:
-            lines += [f"## {title}", ""]
-            lines.extend(f"  - {s.strip()}" if s.startswith("  ")
-                         else f"- {'*' + s + '*' if s.startswith('Rule') else s}"
-                         for s in answers[key])
-            lines.append("")
-    lines += ["![numnet vs PyTorch learning curves](compare_curves.png)", ""]
-    rows = internals_rows(doc)
-    if len(rows) > 1:
-        lines += [f"## {INTERNALS_TITLE}", "", *markdown_table(rows[0], rows[1:]), ""]
-        for record in doc["runs"]:
-            if _internals_runs(record):
-                lines += [f"![internals of {record['run_id']}]({figure_name(record)})", ""]
-    return "\n".join(lines)
+# ------------------------------------------------------------------------------ the terminal
 
 
 #: The width the terminal table fits in.
@@ -370,5 +337,6 @@ def write_outputs(out_dir: str | Path, doc: dict[str, Any]) -> None:
     images = internals_images(doc)
     for name, data in images.items():
         write_bytes(out / name, data)
-    write_text(out / "compare.html", render_html(doc, png, images))
-    write_text(out / "compare.md", render_markdown(doc))
+    page = compare_doc(doc)
+    write_text(out / "compare.html", to_html(page, {"compare_curves.png": png, **images}))
+    write_text(out / "compare.md", to_markdown(page))
