@@ -58,46 +58,35 @@ def overlay_figure(doc: dict[str, Any]) -> Any:
     models, rows, runs = run_grid(numnet_doc)
     torch_runs = {(r["model"], r["setting"]): r["runs"]["pytorch"] for r in doc["runs"]}
     fig = plots.new_figure(plots.LEARNING_CURVES_SIZE)
-    axes = fig.subplots(rows, max(1, len(models)), squeeze=False)
-    for col, model in enumerate(models):
-        for row in range(rows):
-            ax = axes[row][col]
-            ax.set_title(f"Task {model.removeprefix('model')}" if model in MODEL_NAMES
-                         else model)
-            run, trun = runs.get((model, row + 1)), torch_runs.get((model, row + 1))
-            if run is None:
-                planned = doc["protocol"].get("settings", {}).get(model, [])
-                note = "not run" if row < len(planned) else "no such setting"
-                ax.text(0.5, 0.5, note, ha="center", va="center", color="grey",
-                        transform=ax.transAxes)
-                ax.set_xticks([])
-                ax.set_yticks([])
+    for (model, setting), ax in plots.grid_axes(fig, models, rows).items():
+        ax.set_title(f"Task {model.removeprefix('model')}" if model in MODEL_NAMES else model)
+        run = runs.get((model, setting))
+        if run is None:
+            plots.not_run_panel(ax, doc["protocol"].get("settings", {}).get(model, []),
+                                setting, fontsize=10)
+            continue
+        notes = []
+        for r, who, style, colors in ((run, "numnet", NUMNET_STYLE, NUMNET_COLORS),
+                                      (torch_runs.get((model, setting)), "PyTorch",
+                                       PYTORCH_STYLE, PYTORCH_COLORS)):
+            if r is None:
                 continue
-            notes = []
-            for r, who, style, colors in ((run, "numnet", NUMNET_STYLE, NUMNET_COLORS),
-                                          (trun, "PyTorch", PYTORCH_STYLE, PYTORCH_COLORS)):
-                if r is None:
-                    continue
-                if r["samples"]:
-                    ax.plot(r["samples"], r["train_accuracy"], color=colors[0],
-                            label=f"{who} train", **style)
-                    ax.plot(r["samples"], r["test_accuracy"], color=colors[1],
-                            label=f"{who} test", **style)
-                if r["status"] == "diverged":
-                    notes.append(f"{who} DIVERGED at update {r['diverged_at_update']}")
-            if notes:
-                ax.text(0.5, 0.3, "\n".join(notes), ha="center", va="center", fontsize=11,
-                        color=plots.DIVERGED_COLOR, fontweight="bold", transform=ax.transAxes)
-            spec = run["spec"]
-            ax.set_xlabel("Number of samples processed")
-            ax.set_ylabel(f"Epochs: {spec['epochs']}, Learning rate: {spec['lr']:g}")
-            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-            ax.grid(True, alpha=0.3)
-            if ax.get_lines():
-                ax.legend(loc="lower right", fontsize=8)
-    quick = " — QUICK (reduced smoke-test variant)" if doc.get("label") else ""
-    fig.suptitle(f"{plots.LEARNING_CURVES_TITLE}: numnet (solid) vs PyTorch (dashed){quick}",
-                 fontsize=17)
+            if r["samples"]:
+                ax.plot(r["samples"], r["train_accuracy"], color=colors[0],
+                        label=f"{who} train", **style)
+                ax.plot(r["samples"], r["test_accuracy"], color=colors[1],
+                        label=f"{who} test", **style)
+            if r["status"] == "diverged":
+                notes.append(f"{who} DIVERGED at update {r['diverged_at_update']}")
+        if notes:
+            ax.text(0.5, 0.3, "\n".join(notes), ha="center", va="center", fontsize=11,
+                    color=plots.DIVERGED_COLOR, fontweight="bold", transform=ax.transAxes)
+        plots.label_panel(ax, run["spec"]["epochs"], run["spec"]["lr"])
+        ax.grid(True, alpha=0.3)
+        if ax.get_lines():
+            ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{plots.LEARNING_CURVES_TITLE}: numnet (solid) vs PyTorch (dashed)"
+                 f"{plots.quick_suffix(doc)}", fontsize=17)
     p = doc["protocol"]
     fig.text(0.995, 0.005, f"numnet compare — protocol {p['name']} (hash {p['hash']}), "
              f"seed {p['seed']}; same initial weights and batch order in both",
