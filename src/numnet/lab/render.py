@@ -327,7 +327,9 @@ def _block_md(b: Any) -> list[str]:
                  for row in b.rows]
         if b.header is None:
             return [*(f"- {': '.join(row)}" for row in cells), ""]
-        return [*markdown_table(b.header, cells), ""]
+        return ["|" + "".join(f" {c} |" if c else " |" for c in b.header),  # "| |": a corner
+                "|" + "---|" * len(b.header), *("| " + " | ".join(row) + " |" for row in cells),
+                ""]
     if isinstance(b, Figure):
         return [f"![{b.alt}]({b.name})", "", *([b.caption, ""] if b.caption else [])]
     if isinstance(b, Pre):
@@ -351,16 +353,7 @@ def to_markdown(doc: Doc) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------ Markdown, text
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """The lines of a Markdown table; an empty header cell (a corner) is written ``| |``."""
-    return [
-        "|" + "".join(f" {c} |" if c else " |" for c in header),
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
-    ]
+# ------------------------------------------------------------------------------ text
 
 
 def text_table(rows: Sequence[Sequence[str]], rstrip: bool = False) -> str:

@@ -97,7 +97,6 @@ def overlay_figure(doc: dict[str, Any]) -> Any:
 
 # ------------------------------------------------------------------------------ internals
 
-INTERNALS_TITLE = "Training internals, both implementations"
 INTERNALS_DPI = 80
 
 
@@ -218,7 +217,7 @@ def internals_section(doc: dict[str, Any]) -> Section | None:
     rows = internals_rows(doc)
     if len(rows) == 1:
         return None
-    return Section(INTERNALS_TITLE, [
+    return Section("Training internals, both implementations", [
         P("Recorded at each evaluation on the same 256-example probe by both steppers (numnet's "
           "and PyTorch's): dead ReLU fraction, update/weight ratio lr·|g|/|w| per layer (the "
           "first step included), logit scale and top-class probability. Where both say the "
