@@ -192,6 +192,36 @@ def _panel(ax: Any, run: dict[str, Any], train_examples: int | None,
 SUMMARY_TITLE = "Final test accuracy (final weights, after the last update)"
 
 
+def table_figure(text: list[list[str]], marks: dict[tuple[int, int], str | None],
+                 size: tuple[float, float], fontsize: float = 12) -> tuple[Any, Any]:
+    """``(figure, axes)`` of a summary table: ``text`` rows, the header row and column first
+    (:func:`numnet.lab.results.grid_table`'s layout) in bold on blue; the cells of ``marks``
+    (``{(row, column): "diverged" or "not learning"}``) in :data:`FAILURE_COLORS`."""
+    fig = new_figure(size)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axis("off")
+    label_width, columns = 0.16, len(text[0]) - 1
+    table = ax.table(
+        cellText=text,
+        colWidths=[label_width] + [(1 - label_width) / columns] * columns,
+        cellLoc="center",
+        bbox=(0.0, 0.02, 1.0, 0.86),  # fill the axes below the title
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(fontsize)
+    for (r, c), box in table.get_celld().items():
+        if r == 0 and c == 0:
+            box.set_visible(False)
+        elif r == 0 or c == 0:
+            box.set_text_props(fontweight="bold")
+            box.set_facecolor("#e8eef7")
+        elif marks.get((r, c)) in FAILURE_COLORS:
+            color, fill = FAILURE_COLORS[marks[(r, c)]]
+            box.set_facecolor(fill)
+            box.set_text_props(color=color, fontweight="bold", fontsize=fontsize - 1)
+    return fig, ax
+
+
 def summary_table_figure(doc: dict[str, Any], labels: Labels | None = None) -> Any:
     """The summary table: per (model, setting) the test accuracy of the final weights and
     (epochs, lr); diverged cells red, not-learning cells purple (``labels`` as for
@@ -219,28 +249,7 @@ def summary_table_figure(doc: dict[str, Any], labels: Labels | None = None) -> A
     marks = {(row, s): failure(runs[(model, s)], labels)
              for row, model in enumerate(models, start=1) for s in range(1, rows + 1)
              if (model, s) in runs}
-    fig = new_figure(SUMMARY_TABLE_SIZE)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.axis("off")
-    label_width = 0.16
-    table = ax.table(
-        cellText=text,
-        colWidths=[label_width] + [(1 - label_width) / rows] * rows,
-        cellLoc="center",
-        bbox=(0.0, 0.02, 1.0, 0.86),  # fill the axes below the title
-    )
-    table.auto_set_font_size(False)
-    table.set_fontsize(12)
-    for (r, c), box in table.get_celld().items():
-        if r == 0 and c == 0:
-            box.set_visible(False)
-        elif r == 0 or c == 0:
-            box.set_text_props(fontweight="bold")
-            box.set_facecolor("#e8eef7")
-        elif marks.get((r, c)) in FAILURE_COLORS:
-            color, fill = FAILURE_COLORS[marks[(r, c)]]
-            box.set_facecolor(fill)
-            box.set_text_props(color=color, fontweight="bold", fontsize=11)
+    fig, ax = table_figure(text, marks, SUMMARY_TABLE_SIZE)
     # the quick label on a line of its own: one line would not fit the 9-inch width
     quick = quick_suffix(doc).removeprefix(" — ")
     ax.set_title(SUMMARY_TITLE + (f"\n{quick}" if quick else ""), fontsize=14,

@@ -9,7 +9,6 @@ import numpy as np
 
 from numnet.lab.plots import (
     DIVERGED_COLOR,
-    DIVERGED_FILL,
     LEARNING_CURVES_SIZE,
     LEARNING_CURVES_TITLE,
     SUMMARY_TABLE_SIZE,
@@ -18,6 +17,7 @@ from numnet.lab.plots import (
     grid_axes,
     label_panel,
     new_figure,
+    table_figure,
 )
 from numnet.lab.sweep.summary import cell_text
 
@@ -74,23 +74,18 @@ def sweep_table_figure(summary: dict[str, Any]) -> Any:
     red (:func:`numnet.lab.sweep.summary.cell_text` says how many)."""
     cells = summary["cells"]
     models = list(dict.fromkeys(c["model"] for c in cells))
-    rows = max((c["setting"] for c in cells), default=1)
+    settings = range(1, max((c["setting"] for c in cells), default=1) + 1)
     grid = {(c["model"], c["setting"]): c for c in cells}
-    fig = new_figure((max(SUMMARY_TABLE_SIZE[0], 3.6 * rows), 1.2 + 0.6 * len(models)))
-    ax = fig.add_subplot(1, 1, 1)
-    ax.axis("off")
-    keys = [[(m, k) for k in range(1, rows + 1)] for m in models]
-    text = [[cell_text(grid[key]) if key in grid else "" for key in row] for row in keys]
-    colors = [[DIVERGED_FILL if key in grid and (grid[key]["n_diverged"] or grid[key]["n_error"])
-               else "white" for key in row] for row in keys]
-    table = ax.table(cellText=text, cellColours=colors,
-                     rowLabels=[f"Model {m.removeprefix('model')}" for m in models],
-                     colLabels=[f"Setting {k}" for k in range(1, rows + 1)], loc="center",
-                     cellLoc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(10)
-    table.scale(1, 1.8)
+    text = [["", *(f"Setting {k}" for k in settings)],
+            *([f"Model {m.removeprefix('model')}",
+               *(cell_text(grid[(m, k)]) if (m, k) in grid else "" for k in settings)]
+              for m in models)]
+    marks = {(row, k): "diverged" for row, m in enumerate(models, start=1) for k in settings
+             if (m, k) in grid and grid[(m, k)]["n_diverged"] + grid[(m, k)]["n_error"]}
+    fig, ax = table_figure(text, marks, (max(SUMMARY_TABLE_SIZE[0], 3.6 * len(settings)),
+                                         1.4 + 0.6 * len(models)), fontsize=10)
     quick = " — QUICK" if summary["protocol"]["quick"] else ""
     ax.set_title(f"Final test accuracy (%), mean ± std over {summary['seeds']} seeds — "
-                 f"{summary['protocol']['name']}{quick}")
+                 f"{summary['protocol']['name']}{quick}", fontweight="bold")
+    fig.subplots_adjust(left=0.03, right=0.97, top=0.8, bottom=0.05)
     return fig
