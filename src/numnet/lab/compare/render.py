@@ -1,8 +1,8 @@
 """compare's outputs from compare.json alone: compare_curves.png (the learning-curve grid with
 both implementations in each panel), the training internals of both side by side (a panel per
-run under ``figures/`` and a table), compare.html (a self-contained page: the Q2 section, the
-internals, environment, protocol file), compare.md, the terminal table, and the writing of
-them all."""
+run under ``figures/`` and a table), compare.html and compare.md (one
+:class:`numnet.lab.render.Doc`: the Q2 section, the internals, environment, protocol file), the
+terminal table, and the writing of them all."""
 
 from __future__ import annotations
 
