@@ -13,7 +13,7 @@ from typing import Any
 from numnet.core.io import write_bytes, write_text
 from numnet.core.names import MODEL_NAMES
 from numnet.lab import plots
-from numnet.lab.compare.answers import model_title, q2_answers, side_by_side_rows
+from numnet.lab.compare.answers import IMPLS, model_title, q2_answers, side_by_side_rows
 from numnet.lab.compare.record import save_document
 from numnet.lab.environment import machine_text
 from numnet.lab.evidence_plots import internals_figure
@@ -37,8 +37,6 @@ from numnet.lab.render import (
 )
 from numnet.lab.report.evidence import combined, has_internals
 from numnet.lab.results import run_grid
-
-IMPLS = (("numnet", "numnet"), ("pytorch", "PyTorch"))
 
 # ------------------------------------------------------------------------------ the figure
 
