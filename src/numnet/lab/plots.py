@@ -54,8 +54,41 @@ def new_figure(size: tuple[float, float]) -> Any:
     return fig
 
 
-def _quick_suffix(doc: dict[str, Any]) -> str:
+def quick_suffix(doc: dict[str, Any]) -> str:
+    """The figures' title suffix of a quick run (``doc["label"]`` "QUICK"), else ""."""
     return " — QUICK (reduced smoke-test variant)" if doc.get("label") == "QUICK" else ""
+
+
+def grid_axes(fig: Any, models: list[str], rows: int) -> dict[tuple[str, int], Any]:
+    """The panels of a learning-curve grid, rows = settings and columns = models:
+    ``{(model, setting): axes}``."""
+    axes = fig.subplots(rows, max(1, len(models)), squeeze=False)
+    return {(model, row + 1): axes[row][col] for col, model in enumerate(models)
+            for row in range(rows)}
+
+
+def label_panel(ax: Any, epochs: int, lr: float, fontsize: float | None = None) -> None:
+    """A learning-curve panel's axes: "Number of samples processed" (x, scientific notation)
+    against "Epochs: E, Learning rate: LR"."""
+    size = {} if fontsize is None else {"fontsize": fontsize}
+    ax.set_xlabel("Number of samples processed", **size)
+    ax.set_ylabel(f"Epochs: {epochs}, Learning rate: {lr:g}", **size)
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+
+
+def not_run_panel(ax: Any, planned: list[Any], setting: int, fontsize: float = 14) -> None:
+    """The panel of a run not made: "not run" with its planned (epochs, lr) when the model
+    has that setting (``planned``: its ``[(epochs, lr)]``), else "no such setting"."""
+    if setting <= len(planned):
+        e, lr = planned[setting - 1]
+        ax.set_ylabel(f"Epochs: {e}, Learning rate: {lr:g}", fontsize=12)
+        note = f"not run\n({e}, {lr:g})"
+    else:
+        note = "no such setting"
+    ax.text(0.5, 0.5, note, ha="center", va="center", color="grey", transform=ax.transAxes,
+            fontsize=fontsize)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def run_labels(run: dict[str, Any], labels: Labels | None) -> list[str]:
@@ -81,29 +114,15 @@ def learning_curves_figure(doc: dict[str, Any], labels: Labels | None = None) ->
     ``labels``: the diagnosis labels per run id (see :func:`run_labels`)."""
     models, rows, runs = run_grid(doc)
     fig = new_figure(LEARNING_CURVES_SIZE)
-    axes = fig.subplots(rows, len(models), squeeze=False)
     settings = doc["protocol"].get("settings", {})
-    for col, model in enumerate(models):
-        number = model.removeprefix("model")
-        for row in range(rows):
-            ax = axes[row][col]
-            run = runs.get((model, row + 1))
-            ax.set_title(f"Model {number}", fontsize=15, fontweight="bold")
-            if run is None:
-                planned = settings.get(model, [])
-                if row < len(planned):
-                    e, lr = planned[row]
-                    ax.set_ylabel(f"Epochs: {e}, Learning rate: {lr:g}", fontsize=12)
-                    note = f"not run\n({e}, {lr:g})"
-                else:
-                    note = "no such setting"
-                ax.text(0.5, 0.5, note, ha="center", va="center", color="grey",
-                        transform=ax.transAxes, fontsize=14)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                continue
-            _panel(ax, run, doc.get("data", {}).get("train_examples"), labels)
-    fig.suptitle(LEARNING_CURVES_TITLE + _quick_suffix(doc), fontsize=20)
+    for (model, setting), ax in grid_axes(fig, models, rows).items():
+        ax.set_title(f"Model {model.removeprefix('model')}", fontsize=15, fontweight="bold")
+        if (model, setting) in runs:
+            _panel(ax, runs[(model, setting)], doc.get("data", {}).get("train_examples"),
+                   labels)
+        else:
+            not_run_panel(ax, settings.get(model, []), setting)
+    fig.suptitle(LEARNING_CURVES_TITLE + quick_suffix(doc), fontsize=20)
     p = doc["protocol"]
     fig.text(0.995, 0.005, f"numnet — protocol {p['name']} (hash {p['hash']}), seed {p['seed']}"
              " — dashed: chance (0.1); dotted: epochs", ha="right", va="bottom", fontsize=10,
@@ -137,10 +156,8 @@ def _panel(ax: Any, run: dict[str, Any], train_examples: int | None,
     # bottom; the legend (lower right, above chance), the setting and diagnosis (middle left)
     # and a failure label (upper middle) sit in the band between.
     ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.14), fontsize=10.5)
-    ax.set_xlabel("Number of samples processed", fontsize=12)
-    ax.set_ylabel(f"Epochs: {spec['epochs']}, Learning rate: {spec['lr']:g}", fontsize=12)
+    label_panel(ax, spec["epochs"], spec["lr"], fontsize=12)
     ax.tick_params(labelsize=11)
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     ax.xaxis.get_offset_text().set_fontsize(11)
     ax.grid(True, axis="y", alpha=0.3)
     found = run_labels(run, labels)
@@ -175,6 +192,36 @@ def _panel(ax: Any, run: dict[str, Any], train_examples: int | None,
 SUMMARY_TITLE = "Final test accuracy (final weights, after the last update)"
 
 
+def table_figure(text: list[list[str]], marks: dict[tuple[int, int], str | None],
+                 size: tuple[float, float], fontsize: float = 12) -> tuple[Any, Any]:
+    """``(figure, axes)`` of a summary table: ``text`` rows, the header row and column first
+    (:func:`numnet.lab.results.grid_table`'s layout) in bold on blue; the cells of ``marks``
+    (``{(row, column): "diverged" or "not learning"}``) in :data:`FAILURE_COLORS`."""
+    fig = new_figure(size)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axis("off")
+    label_width, columns = 0.16, len(text[0]) - 1
+    table = ax.table(
+        cellText=text,
+        colWidths=[label_width] + [(1 - label_width) / columns] * columns,
+        cellLoc="center",
+        bbox=(0.0, 0.02, 1.0, 0.86),  # fill the axes below the title
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(fontsize)
+    for (r, c), box in table.get_celld().items():
+        if r == 0 and c == 0:
+            box.set_visible(False)
+        elif r == 0 or c == 0:
+            box.set_text_props(fontweight="bold")
+            box.set_facecolor("#e8eef7")
+        elif marks.get((r, c)) in FAILURE_COLORS:
+            color, fill = FAILURE_COLORS[marks[(r, c)]]
+            box.set_facecolor(fill)
+            box.set_text_props(color=color, fontweight="bold", fontsize=fontsize - 1)
+    return fig, ax
+
+
 def summary_table_figure(doc: dict[str, Any], labels: Labels | None = None) -> Any:
     """The summary table: per (model, setting) the test accuracy of the final weights and
     (epochs, lr); diverged cells red, not-learning cells purple (``labels`` as for
@@ -202,30 +249,9 @@ def summary_table_figure(doc: dict[str, Any], labels: Labels | None = None) -> A
     marks = {(row, s): failure(runs[(model, s)], labels)
              for row, model in enumerate(models, start=1) for s in range(1, rows + 1)
              if (model, s) in runs}
-    fig = new_figure(SUMMARY_TABLE_SIZE)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.axis("off")
-    label_width = 0.16
-    table = ax.table(
-        cellText=text,
-        colWidths=[label_width] + [(1 - label_width) / rows] * rows,
-        cellLoc="center",
-        bbox=(0.0, 0.02, 1.0, 0.86),  # fill the axes below the title
-    )
-    table.auto_set_font_size(False)
-    table.set_fontsize(12)
-    for (r, c), box in table.get_celld().items():
-        if r == 0 and c == 0:
-            box.set_visible(False)
-        elif r == 0 or c == 0:
-            box.set_text_props(fontweight="bold")
-            box.set_facecolor("#e8eef7")
-        elif marks.get((r, c)) in FAILURE_COLORS:
-            color, fill = FAILURE_COLORS[marks[(r, c)]]
-            box.set_facecolor(fill)
-            box.set_text_props(color=color, fontweight="bold", fontsize=11)
+    fig, ax = table_figure(text, marks, SUMMARY_TABLE_SIZE)
     # the quick label on a line of its own: one line would not fit the 9-inch width
-    quick = _quick_suffix(doc).removeprefix(" — ")
+    quick = quick_suffix(doc).removeprefix(" — ")
     ax.set_title(SUMMARY_TITLE + (f"\n{quick}" if quick else ""), fontsize=14,
                  fontweight="bold")
     p = doc["protocol"]

@@ -56,28 +56,17 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def img(png: bytes, alt: str) -> Html:
-    """An ``<img>`` of PNG bytes embedded as a data URI."""
-    return html('<img src="{}" alt="{}">', data_uri(png), alt)
-
-
-def kv_rows(rows: Iterable[tuple[str, str]]) -> Html:
-    """The rows of a two-column key/value table (``<table class="kv">``), keys muted."""
-    return join(html("<tr><td class='muted'>{}</td><td>{}</td></tr>", k, v) for k, v in rows)
-
-
-def page(title: str, css: str, body: Html) -> str:
-    """A self-contained HTML page: ``body`` (header, main, footer) with ``css`` inlined."""
-    return html(PAGE, title=title, css=Html(css), body=body)
-
-
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>{css}</style></head>
 <body>
-{body}
+<header><h1>{heading}</h1>{header}</header>
+<main>
+{sections}
+</main>
+<footer>{footer}</footer>
 </body></html>
 """
 
@@ -126,6 +115,7 @@ figcaption { color:var(--muted); font-size:13px; margin-top:6px; }
             margin:0 4px 0 8px; }
 table.rules td { padding:4px 10px; vertical-align:top; border-bottom:1px solid var(--line); }
 table.kv td { padding:3px 12px 3px 0; vertical-align:top; font-size:13px; }
+table.kv td:first-child { color:var(--muted); }
 pre { background:#0f1624; color:#d6e2ff; padding:14px 16px; border-radius:8px;
       overflow-x:auto; font-size:12.5px; line-height:1.45; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:10px; }
@@ -158,7 +148,9 @@ class P:
 
 @dataclass
 class Bullets:
-    items: list[Text]
+    """A list; an item that is itself :class:`Bullets` is a sub-list of the item before."""
+
+    items: list[Any]
 
 
 @dataclass
@@ -223,6 +215,7 @@ class Section:
     title: str
     blocks: list[Any]
     id: str = ""
+    cls: str = ""
 
 
 @dataclass
@@ -264,13 +257,24 @@ def _cell_html(tag: str, cell: Any) -> Html:
                 _inline_html(cell.text if isinstance(cell, Cell) else cell), Html(tag))
 
 
-def _block_html(b: Any, images: Mapping[str, bytes]) -> Html:
-    """One block as HTML (see the block classes)."""
+def _attrs(cls: str, id: str = "") -> Html:
+    return html("{}{}", html(' class="{}"', cls) if cls else "", html(' id="{}"', id) if id else "")
+
+
+def block_html(b: Any, images: Mapping[str, bytes]) -> Html:
+    """One block as HTML (see the block classes); figures embedded from ``images``."""
     if isinstance(b, P):
         return html("<p{}>{}</p>", Html(' class="muted"') if b.muted else "",
                     _inline_html(b.text))
     if isinstance(b, Bullets):
-        return html("<ul>{}</ul>", join(html("<li>{}</li>", _inline_html(t)) for t in b.items))
+        items: list[Html] = []
+        for t in b.items:
+            if isinstance(t, Bullets):  # inside the item before
+                items[-1] = html("{}{}</li>", Html(items[-1].removesuffix("</li>")),
+                                 block_html(t, images))
+            else:
+                items.append(html("<li>{}</li>", _inline_html(t)))
+        return html("<ul>{}</ul>", join(items))
     if isinstance(b, Table):
         head = ""
         if b.header is not None:
@@ -282,13 +286,12 @@ def _block_html(b: Any, images: Mapping[str, bytes]) -> Html:
     if isinstance(b, Figure):
         if b.name not in images:
             return Html("")
-        image = img(images[b.name], b.alt)
+        image = html('<img src="{}" alt="{}">', data_uri(images[b.name]), b.alt)
         if b.zoom:  # a hidden checkbox and its label: no script, no second copy of the image
             image = html('<input type="checkbox" class="zoom" id="{}"><label class="zoom" '
                          'for="{}">{}</label>', b.zoom, b.zoom, image)
         caption = html("<figcaption>{}</figcaption>", b.caption) if b.caption else ""
-        cls = html(' class="{}"', b.cls) if b.cls else ""
-        return html("<figure{}>{}{}</figure>", cls, image, caption)
+        return html("<figure{}>{}{}</figure>", _attrs(b.cls), image, caption)
     if isinstance(b, Pre):
         return html("<pre>{}</pre>", b.text)
     if isinstance(b, Raw):
@@ -296,34 +299,37 @@ def _block_html(b: Any, images: Mapping[str, bytes]) -> Html:
     if isinstance(b, Box):
         head = html('<div class="head"><h3>{}</h3><div>{}</div></div>', _inline_html(b.title),
                     _inline_html(b.aside)) if b.title else ""
-        return html('<div class="{}"{}>{}{}</div>', b.cls, html(' id="{}"', b.id) if b.id else "",
-                    head, join(_block_html(x, images) for x in b.blocks))
-    return html('<section{}><h2>{}</h2>{}</section>', html(' id="{}"', b.id) if b.id else "",
-                b.title, join(_block_html(x, images) for x in b.blocks))
+        return html("<div{}>{}{}</div>", _attrs(b.cls, b.id), head,
+                    join(block_html(x, images) for x in b.blocks))
+    return html("<section{}><h2>{}</h2>{}</section>", _attrs(b.cls, b.id), b.title,
+                join(block_html(x, images) for x in b.blocks))
 
 
 def to_html(doc: Doc, images: Mapping[str, bytes]) -> str:
     """The self-contained page: figures embedded from ``images`` (``{file name: PNG}``)."""
-    body = html("<header><h1>{}</h1>{}</header>\n<main>\n{}\n</main>\n<footer>{}</footer>",
-                _inline_html(doc.heading or doc.title),
-                join(_block_html(b, images) for b in doc.header),
-                join((_block_html(b, images) for b in doc.sections), "\n"),
-                _inline_html(doc.footer))
-    return page(doc.title, doc.css, body)
+    return html(PAGE, title=doc.title, css=Html(doc.css),
+                heading=_inline_html(doc.heading or doc.title),
+                header=join(block_html(b, images) for b in doc.header),
+                sections=join((block_html(b, images) for b in doc.sections), "\n"),
+                footer=_inline_html(doc.footer))
 
 
 def _block_md(b: Any) -> list[str]:
     """One block as Markdown lines, each block followed by an empty line."""
     if isinstance(b, P):
         return [_inline_md(b.text), ""]
-    if isinstance(b, Bullets):
-        return [*(f"- {_inline_md(t)}" for t in b.items), ""]
+    if isinstance(b, Bullets):  # a sub-list indented under its item
+        return [*(line for t in b.items for line in (
+            [f"  {x}" for x in _block_md(t)[:-1]] if isinstance(t, Bullets)
+            else [f"- {_inline_md(t)}"])), ""]
     if isinstance(b, Table):
         cells = [[_inline_md(c.text if isinstance(c, Cell) else c) for c in row]
                  for row in b.rows]
         if b.header is None:
             return [*(f"- {': '.join(row)}" for row in cells), ""]
-        return [*markdown_table(b.header, cells), ""]
+        return ["|" + "".join(f" {c} |" if c else " |" for c in b.header),  # "| |": a corner
+                "|" + "---|" * len(b.header), *("| " + " | ".join(row) + " |" for row in cells),
+                ""]
     if isinstance(b, Figure):
         return [f"![{b.alt}]({b.name})", "", *([b.caption, ""] if b.caption else [])]
     if isinstance(b, Pre):
@@ -347,16 +353,7 @@ def to_markdown(doc: Doc) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------ Markdown, text
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """The lines of a Markdown table; an empty header cell (a corner) is written ``| |``."""
-    return [
-        "|" + "".join(f" {c} |" if c else " |" for c in header),
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
-    ]
+# ------------------------------------------------------------------------------ text
 
 
 def text_table(rows: Sequence[Sequence[str]], rstrip: bool = False) -> str:

@@ -12,6 +12,8 @@ from numnet.lab.render import fmt_acc
 from numnet.lab.report.diagnosis import RULES
 from numnet.lab.stats import ratio
 
+IMPLS = (("numnet", "numnet"), ("pytorch", "PyTorch"))  # (key in a record, name shown)
+
 
 def _secs(x: float | None) -> str:
     return "—" if x is None else f"{x:.1f} s"
@@ -107,7 +109,7 @@ def q2_answers(doc: dict[str, Any]) -> dict[str, list[str]]:
             f"{r['accuracy']['max_gap_test_at_samples']:.3g} samples).")
     for model, rs in by_model.items():
         parts = []
-        for impl, name in (("numnet", "numnet"), ("pytorch", "PyTorch")):
+        for impl, name in IMPLS:
             ok = [r for r in rs if r["runs"][impl]["status"] == "ok"
                   and r["runs"][impl]["final_test_accuracy"] is not None]
             if ok:
@@ -123,7 +125,7 @@ def q2_answers(doc: dict[str, Any]) -> dict[str, list[str]]:
     out["stability"].append(
         "Rule (the runner's): a run diverges when its batch loss or its parameters become "
         "non-finite; it stops there.")
-    for impl, name in (("numnet", "numnet"), ("pytorch", "PyTorch")):
+    for impl, name in IMPLS:
         div = [r for r in runs if r["stability"][impl]["status"] == "diverged"]
         if div:
             out["stability"].append(

@@ -1,8 +1,8 @@
 """compare's outputs from compare.json alone: compare_curves.png (the learning-curve grid with
 both implementations in each panel), the training internals of both side by side (a panel per
-run under ``figures/`` and a table), compare.html (a self-contained page: the Q2 section, the
-internals, environment, protocol file), compare.md, the terminal table, and the writing of
-them all."""
+run under ``figures/`` and a table), compare.html and compare.md (one
+:class:`numnet.lab.render.Doc`: the Q2 section, the internals, environment, protocol file), the
+terminal table, and the writing of them all."""
 
 from __future__ import annotations
 
@@ -13,26 +13,30 @@ from typing import Any
 from numnet.core.io import write_bytes, write_text
 from numnet.core.names import MODEL_NAMES
 from numnet.lab import plots
-from numnet.lab.compare.answers import model_title, q2_answers, side_by_side_rows
+from numnet.lab.compare.answers import IMPLS, model_title, q2_answers, side_by_side_rows
 from numnet.lab.compare.record import save_document
 from numnet.lab.environment import machine_text
 from numnet.lab.evidence_plots import internals_figure
 from numnet.lab.render import (
     CSS,
-    Html,
-    html,
-    img,
-    join,
-    kv_rows,
-    markdown_table,
-    page,
+    Box,
+    Bullets,
+    Cell,
+    Doc,
+    Figure,
+    P,
+    Pre,
+    Section,
+    Span,
+    Table,
+    block_html,
     png_bytes,
     text_table,
+    to_html,
+    to_markdown,
 )
 from numnet.lab.report.evidence import combined, has_internals
 from numnet.lab.results import run_grid
-
-IMPLS = (("numnet", "numnet"), ("pytorch", "PyTorch"))
 
 # ------------------------------------------------------------------------------ the figure
 
@@ -52,46 +56,35 @@ def overlay_figure(doc: dict[str, Any]) -> Any:
     models, rows, runs = run_grid(numnet_doc)
     torch_runs = {(r["model"], r["setting"]): r["runs"]["pytorch"] for r in doc["runs"]}
     fig = plots.new_figure(plots.LEARNING_CURVES_SIZE)
-    axes = fig.subplots(rows, max(1, len(models)), squeeze=False)
-    for col, model in enumerate(models):
-        for row in range(rows):
-            ax = axes[row][col]
-            ax.set_title(f"Task {model.removeprefix('model')}" if model in MODEL_NAMES
-                         else model)
-            run, trun = runs.get((model, row + 1)), torch_runs.get((model, row + 1))
-            if run is None:
-                planned = doc["protocol"].get("settings", {}).get(model, [])
-                note = "not run" if row < len(planned) else "no such setting"
-                ax.text(0.5, 0.5, note, ha="center", va="center", color="grey",
-                        transform=ax.transAxes)
-                ax.set_xticks([])
-                ax.set_yticks([])
+    for (model, setting), ax in plots.grid_axes(fig, models, rows).items():
+        ax.set_title(f"Task {model.removeprefix('model')}" if model in MODEL_NAMES else model)
+        run = runs.get((model, setting))
+        if run is None:
+            plots.not_run_panel(ax, doc["protocol"].get("settings", {}).get(model, []),
+                                setting, fontsize=10)
+            continue
+        notes = []
+        for r, who, style, colors in ((run, "numnet", NUMNET_STYLE, NUMNET_COLORS),
+                                      (torch_runs.get((model, setting)), "PyTorch",
+                                       PYTORCH_STYLE, PYTORCH_COLORS)):
+            if r is None:
                 continue
-            notes = []
-            for r, who, style, colors in ((run, "numnet", NUMNET_STYLE, NUMNET_COLORS),
-                                          (trun, "PyTorch", PYTORCH_STYLE, PYTORCH_COLORS)):
-                if r is None:
-                    continue
-                if r["samples"]:
-                    ax.plot(r["samples"], r["train_accuracy"], color=colors[0],
-                            label=f"{who} train", **style)
-                    ax.plot(r["samples"], r["test_accuracy"], color=colors[1],
-                            label=f"{who} test", **style)
-                if r["status"] == "diverged":
-                    notes.append(f"{who} DIVERGED at update {r['diverged_at_update']}")
-            if notes:
-                ax.text(0.5, 0.3, "\n".join(notes), ha="center", va="center", fontsize=11,
-                        color=plots.DIVERGED_COLOR, fontweight="bold", transform=ax.transAxes)
-            spec = run["spec"]
-            ax.set_xlabel("Number of samples processed")
-            ax.set_ylabel(f"Epochs: {spec['epochs']}, Learning rate: {spec['lr']:g}")
-            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-            ax.grid(True, alpha=0.3)
-            if ax.get_lines():
-                ax.legend(loc="lower right", fontsize=8)
-    quick = " — QUICK (reduced smoke-test variant)" if doc.get("label") else ""
-    fig.suptitle(f"{plots.LEARNING_CURVES_TITLE}: numnet (solid) vs PyTorch (dashed){quick}",
-                 fontsize=17)
+            if r["samples"]:
+                ax.plot(r["samples"], r["train_accuracy"], color=colors[0],
+                        label=f"{who} train", **style)
+                ax.plot(r["samples"], r["test_accuracy"], color=colors[1],
+                        label=f"{who} test", **style)
+            if r["status"] == "diverged":
+                notes.append(f"{who} DIVERGED at update {r['diverged_at_update']}")
+        if notes:
+            ax.text(0.5, 0.3, "\n".join(notes), ha="center", va="center", fontsize=11,
+                    color=plots.DIVERGED_COLOR, fontweight="bold", transform=ax.transAxes)
+        plots.label_panel(ax, run["spec"]["epochs"], run["spec"]["lr"])
+        ax.grid(True, alpha=0.3)
+        if ax.get_lines():
+            ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{plots.LEARNING_CURVES_TITLE}: numnet (solid) vs PyTorch (dashed)"
+                 f"{plots.quick_suffix(doc)}", fontsize=17)
     p = doc["protocol"]
     fig.text(0.995, 0.005, f"numnet compare — protocol {p['name']} (hash {p['hash']}), "
              f"seed {p['seed']}; same initial weights and batch order in both",
@@ -102,7 +95,6 @@ def overlay_figure(doc: dict[str, Any]) -> Any:
 
 # ------------------------------------------------------------------------------ internals
 
-INTERNALS_TITLE = "Training internals, both implementations"
 INTERNALS_DPI = 80
 
 
@@ -151,7 +143,7 @@ def internals_rows(doc: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-# ------------------------------------------------------------------------------ HTML
+# ------------------------------------------------------------------------------ the page
 
 Q2_CSS = """
 table.side { border-collapse:collapse; font-size:13px; margin:8px 0 14px; }
@@ -161,10 +153,10 @@ table.side th { background:#eef2f9; text-align:center; }
 table.side td:first-child { text-align:left; font-weight:600; }
 table.side td.fail { color:#c62828; font-weight:700; }
 .q2 h3 { margin:16px 0 6px; }
+.q2 p.muted { margin:4px 0; font-size:13px; }
 .q2 ul { margin:4px 0 10px; padding-left:20px; }
 .q2 li { margin:3px 0; }
-.q2 li.rule { color:var(--muted); list-style:none; margin-left:-16px; font-size:13px; }
-.q2 li.sub { margin-left:22px; list-style:circle; font-size:13.5px; }
+.q2 ul ul { margin:2px 0; list-style:circle; font-size:13.5px; }
 """
 
 Q2_HEADINGS = (
@@ -176,82 +168,67 @@ Q2_HEADINGS = (
 )
 
 
-def _html_table(rows: list[list[str]], cls: str) -> Html:
-    """``<table class=cls>`` of ``rows`` (header first); a last cell saying FAIL is marked."""
-    head = join(html("<th>{}</th>", c) for c in rows[0])
-    body = join(html("<tr>{}</tr>", join(
-        html('<td class="fail">{}</td>' if k == len(row) - 1 and "FAIL" in c
-             else "<td>{}</td>", c) for k, c in enumerate(row))) for row in rows[1:])
-    return html('<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
-                cls, head, body)
+def _answer_blocks(statements: list[str]) -> list[Any]:
+    """One answer's statements: its rules muted, the rest a list, an indented statement a
+    sub-item of the one before."""
+    items: list[Any] = []
+    for s in statements:
+        if s.startswith("  "):
+            if not (items and isinstance(items[-1], Bullets)):
+                items.append(Bullets([]))
+            items[-1].items.append(s.strip())
+        elif not s.startswith("Rule"):
+            items.append(s)
+    return [*(P(s, muted=True) for s in statements if s.startswith("Rule")), Bullets(items)]
 
 
-def _item(statement: str) -> Html:
-    """One answer as a list item: rules muted, indented details as sub-items."""
-    if statement.startswith("Rule"):
-        return html('<li class="rule">{}</li>', statement)
-    if statement.startswith("  "):
-        return html('<li class="sub">{}</li>', statement.strip())
-    return html("<li>{}</li>", statement)
+def q2_section(doc: dict[str, Any]) -> Section:
+    """The Q2 section: the side-by-side table, the answers, the learning curves of both."""
+    rows = side_by_side_rows(doc)
+    answers = q2_answers(doc)
+    return Section(
+        "Q2 — numnet vs PyTorch (torch.nn + torch.optim.SGD): same weights, same batches", [
+            *([P([Span("quick", "QUICK"), " reduced smoke-test variant: these are not the "
+                  "protocol's results."])] if doc.get("label") else []),
+            *([] if doc.get("complete", True) else
+              [P([Span("b", "Incomplete:"), " not every run has finished."])]),
+            Table([[*row[:-1], Cell(row[-1], "fail" if "FAIL" in row[-1] else "")]
+                   for row in rows[1:]], rows[0], "side"),
+            *(Box(title, _answer_blocks(answers[key])) for key, title in Q2_HEADINGS
+              if answers[key]),
+            Box("Learning curves, both implementations", [Figure(
+                "compare_curves.png", "numnet vs PyTorch learning curves",
+                "Thick light lines: numnet; dark dashes: PyTorch. Train accuracy (blue) on the "
+                f"first {doc['protocol']['eval_train_examples']} train examples, test accuracy "
+                "(orange).")]),
+        ], id="q2", cls="q2")
 
 
 def q2_section_html(doc: dict[str, Any], overlay_png: bytes | None = None) -> str:
-    """The Q2 section as an HTML fragment (``<section class="q2">``), for compare.html and
-    for embedding in another report (its styles: :data:`Q2_CSS` on top of the report's)."""
-    answers = q2_answers(doc)
-    parts = [Html('<section class="q2" id="q2"><h2>Q2 — numnet vs PyTorch (torch.nn + '
-                  "torch.optim.SGD): same weights, same batches</h2>")]
-    if doc.get("label"):
-        parts.append(Html('<p><span class="quick">QUICK</span> reduced smoke-test variant: '
-                          "these are not the protocol's results.</p>"))
-    if not doc.get("complete", True):
-        parts.append(Html("<p><strong>Incomplete:</strong> not every run has finished.</p>"))
-    parts.append(_html_table(side_by_side_rows(doc), "side"))
-    for key, title in Q2_HEADINGS:
-        if answers[key]:
-            parts.append(html("<h3>{}</h3><ul>{}</ul>", title, join(map(_item, answers[key]))))
-    if overlay_png is not None:
-        parts.append(html(
-            "<h3>Learning curves, both implementations</h3><figure>{}"
-            "<figcaption>Thick light lines: numnet; dark dashes: PyTorch. Train accuracy (blue) "
-            "on the first {} train examples, test accuracy (orange).</figcaption></figure>",
-            img(overlay_png, "numnet vs PyTorch learning curves"),
-            doc["protocol"]["eval_train_examples"]))
-    parts.append(Html("</section>"))
-    return join(parts, "\n")
+    """The Q2 section as an HTML fragment (``<section class="q2">``), for embedding in
+    another page (its styles: :data:`Q2_CSS` on top of :data:`numnet.lab.render.CSS`)."""
+    return block_html(q2_section(doc), {"compare_curves.png": overlay_png} if overlay_png else {})
 
 
-def internals_section_html(doc: dict[str, Any], images: dict[str, bytes]) -> Html:
-    """The internals section (empty without internals): the table, then the panels."""
+def internals_section(doc: dict[str, Any]) -> Section | None:
+    """The internals section (None without internals): the table, then the panels."""
     rows = internals_rows(doc)
     if len(rows) == 1:
-        return Html("")
-    figs = join(html("<figure>{}</figure>", img(images[figure_name(r)], r["run_id"]))
-                for r in doc["runs"] if figure_name(r) in images)
-    return html('<section id="internals"><h2>{}</h2>'
-                '<p class="muted">Recorded at each evaluation on the same 256-example probe by '
-                "both steppers (numnet's and PyTorch's): dead ReLU fraction, update/weight ratio "
-                "lr·|g|/|w| per layer (the first step included), logit scale and top-class "
-                "probability. Where both say the same, the failure is the protocol's, not "
-                "numnet's.</p>{}{}</section>", INTERNALS_TITLE, _html_table(rows, "rules"), figs)
+        return None
+    return Section("Training internals, both implementations", [
+        P("Recorded at each evaluation on the same 256-example probe by both steppers (numnet's "
+          "and PyTorch's): dead ReLU fraction, update/weight ratio lr·|g|/|w| per layer (the "
+          "first step included), logit scale and top-class probability. Where both say the "
+          "same, the failure is the protocol's, not numnet's.", muted=True),
+        Table(rows[1:], rows[0], "rules"),
+        *(Figure(figure_name(r), f"internals of {r['run_id']}") for r in doc["runs"]
+          if _internals_runs(r)),
+    ], id="internals")
 
 
-BODY = """<header><h1>numnet compare: {name}{quick}</h1>
-<p>Protocol <code>{source}</code> · hash <code>{hash}</code> · seed
-<code>{seed}</code> · {n_runs} runs, each trained by numnet and by PyTorch</p>
-</header>
-<main>
-{q2}
-<section><h2>Environment</h2><table class="kv">{environment}</table></section>
-<section><h2>Protocol file</h2><pre>{text}</pre></section>
-</main>
-<footer>numnet compare · compare.json holds every number shown here</footer>"""
-
-
-def render_html(doc: dict[str, Any], overlay_png: bytes | None = None,
-                images: dict[str, bytes] | None = None) -> str:
-    """compare.html: a self-contained page holding the Q2 section, the training internals of
-    both implementations (``images``: :func:`internals_images`) and the environment."""
+def compare_doc(doc: dict[str, Any]) -> Doc:
+    """compare.html and compare.md: the Q2 section, the training internals of both
+    implementations, the environment and the protocol file."""
     p = doc["protocol"]
     env = doc.get("environment", {})
     torch_env = env.get("torch", {})
@@ -265,45 +242,21 @@ def render_html(doc: dict[str, Any], overlay_png: bytes | None = None,
         ("Started / wall time", f"{doc['timing'].get('started_at')} / "
                                 f"{doc['timing'].get('wall_time', 0):.1f} s"),
     ]
-    body = html(BODY, name=p["name"],
-                quick=Html(' <span class="quick">QUICK</span>') if doc.get("label") else "",
-                source=p["source"], hash=p["hash"], seed=p["seed"], n_runs=len(doc["runs"]),
-                q2=Html(q2_section_html(doc, overlay_png)
-                        + internals_section_html(doc, images or internals_images(doc))),
-                environment=kv_rows(env_rows),
-                text=p.get("text") or "")
-    return page(f"numnet compare: {p['name']}", CSS + Q2_CSS, body)
+    title = f"numnet compare: {p['name']}"
+    return Doc(
+        title + (" — QUICK" if doc.get("label") else ""),
+        [P(["Protocol ", Span("code", p["source"]), " · hash ", Span("code", p["hash"]),
+            " · seed ", Span("code", str(p["seed"])), f" · {len(doc['runs'])} runs, each "
+            "trained by numnet and by PyTorch from the same weights on the same batches"])],
+        [q2_section(doc), *filter(None, [internals_section(doc)]),
+         Section("Environment", [Table(env_rows, cls="kv")]),
+         Section("Protocol file", [Pre(p.get("text") or "", "toml")])],
+        footer="numnet compare · compare.json holds every number shown here",
+        css=CSS + Q2_CSS,
+        heading=[title, *([" ", Span("quick", "QUICK")] if doc.get("label") else [])])
 
 
-# ------------------------------------------------------------------------------ Markdown, text
-
-
-def render_markdown(doc: dict[str, Any]) -> str:
-    """compare.md: the Q2 section and the internals table as Markdown (the figures linked as
-    the files next to it)."""
-    p = doc["protocol"]
-    lines = [f"# numnet compare: {p['name']}" + (" — QUICK" if doc.get("label") else ""), "",
-             f"Protocol `{p['source']}` (hash `{p['hash']}`), seed {p['seed']}; "
-             f"{len(doc['runs'])} runs, each trained by numnet and by PyTorch from the same "
-             "weights on the same batches.", ""]
-    rows = side_by_side_rows(doc)
-    lines += [*markdown_table(rows[0], rows[1:]), ""]
-    answers = q2_answers(doc)
-    for key, title in Q2_HEADINGS:
-        if answers[key]:
-            lines += [f"## {title}", ""]
-            lines.extend(f"  - {s.strip()}" if s.startswith("  ")
-                         else f"- {'*' + s + '*' if s.startswith('Rule') else s}"
-                         for s in answers[key])
-            lines.append("")
-    lines += ["![numnet vs PyTorch learning curves](compare_curves.png)", ""]
-    rows = internals_rows(doc)
-    if len(rows) > 1:
-        lines += [f"## {INTERNALS_TITLE}", "", *markdown_table(rows[0], rows[1:]), ""]
-        for record in doc["runs"]:
-            if _internals_runs(record):
-                lines += [f"![internals of {record['run_id']}]({figure_name(record)})", ""]
-    return "\n".join(lines)
+# ------------------------------------------------------------------------------ the terminal
 
 
 #: The width the terminal table fits in.
@@ -370,5 +323,6 @@ def write_outputs(out_dir: str | Path, doc: dict[str, Any]) -> None:
     images = internals_images(doc)
     for name, data in images.items():
         write_bytes(out / name, data)
-    write_text(out / "compare.html", render_html(doc, png, images))
-    write_text(out / "compare.md", render_markdown(doc))
+    page = compare_doc(doc)
+    write_text(out / "compare.html", to_html(page, {"compare_curves.png": png, **images}))
+    write_text(out / "compare.md", to_markdown(page))

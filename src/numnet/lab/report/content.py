@@ -302,7 +302,6 @@ def protocol_statement(doc: dict[str, Any]) -> str:
 # (render.Figure's zoom) and closes on the next.
 REPORT_CSS = """
 table.summary td.failed { background:#f1e4f7; color:#6a1b9a; }
-table.kv td:first-child { color:var(--muted); }
 figure.table { max-width:760px; }
 input.zoom { display:none; }
 label.zoom img { cursor:zoom-in; }

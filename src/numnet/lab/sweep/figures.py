@@ -9,13 +9,15 @@ import numpy as np
 
 from numnet.lab.plots import (
     DIVERGED_COLOR,
-    DIVERGED_FILL,
     LEARNING_CURVES_SIZE,
     LEARNING_CURVES_TITLE,
     SUMMARY_TABLE_SIZE,
     TEST_COLOR,
     TRAIN_COLOR,
+    grid_axes,
+    label_panel,
     new_figure,
+    table_figure,
 )
 from numnet.lab.sweep.summary import cell_text
 
@@ -30,43 +32,35 @@ def learning_curves_bands_figure(summary: dict[str, Any]) -> Any:
     rows = max((c["setting"] for c in cells), default=1)
     grid = {(c["model"], c["setting"]): c for c in cells}
     fig = new_figure((LEARNING_CURVES_SIZE[0], max(LEARNING_CURVES_SIZE[1], 4 * rows)))
-    axes = fig.subplots(rows, len(models), squeeze=False)
-    for col, model in enumerate(models):
-        for row in range(rows):
-            ax = axes[row][col]
-            cell = grid.get((model, row + 1))
-            ax.set_title(f"Task {model.removeprefix('model')}")
-            if cell is None:
-                ax.axis("off")
+    for (model, setting), ax in grid_axes(fig, models, rows).items():
+        cell = grid.get((model, setting))
+        ax.set_title(f"Task {model.removeprefix('model')}")
+        if cell is None:
+            ax.axis("off")
+            continue
+        label_panel(ax, cell["epochs"], cell["lr"])
+        x = np.asarray(cell["curves"]["samples"], dtype=float)
+        for which, color in (("train_accuracy", TRAIN_COLOR), ("test_accuracy", TEST_COLOR)):
+            st = cell["curves"][which]
+            k = len(st["mean"])
+            if k == 0:
                 continue
-            ax.set_ylabel(f"Epochs: {cell['epochs']}, Learning rate: {cell['lr']:g}")
-            ax.set_xlabel("Number of samples processed")
-            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-            x = np.asarray(cell["curves"]["samples"], dtype=float)
-            drawn = False
-            for which, color in (("train_accuracy", TRAIN_COLOR), ("test_accuracy", TEST_COLOR)):
-                st = cell["curves"][which]
-                k = len(st["mean"])
-                if k == 0:
-                    continue
-                mean = np.asarray(st["mean"], dtype=float)
-                std = np.asarray([s or 0.0 for s in st["std"]], dtype=float)
-                ax.fill_between(x[:k], st["min"], st["max"], color=color, alpha=0.12,
-                                linewidth=0)
-                ax.fill_between(x[:k], mean - std, mean + std, color=color, alpha=0.3,
-                                linewidth=0)
-                name = which.removesuffix("_accuracy")
-                ax.plot(x[:k], mean, color=color, label=f"{name} (mean ± std, min-max)")
-                drawn = True
-            bad = cell["n_diverged"] + cell["n_error"]
-            if bad:
-                ax.text(0.02, 0.04, f"{cell['n_diverged']} diverged, {cell['n_error']} failed "
-                        f"of {cell['n_tasks']}", transform=ax.transAxes, color=DIVERGED_COLOR)
-                for spine in ax.spines.values():
-                    spine.set_edgecolor(DIVERGED_COLOR)
-            if drawn:
-                ax.legend(loc="lower right", fontsize=8)
-            ax.grid(alpha=0.3)
+            mean = np.asarray(st["mean"], dtype=float)
+            std = np.asarray([s or 0.0 for s in st["std"]], dtype=float)
+            ax.fill_between(x[:k], st["min"], st["max"], color=color, alpha=0.12,
+                            linewidth=0)
+            ax.fill_between(x[:k], mean - std, mean + std, color=color, alpha=0.3,
+                            linewidth=0)
+            name = which.removesuffix("_accuracy")
+            ax.plot(x[:k], mean, color=color, label=f"{name} (mean ± std, min-max)")
+        if cell["n_diverged"] + cell["n_error"]:
+            ax.text(0.02, 0.04, f"{cell['n_diverged']} diverged, {cell['n_error']} failed "
+                    f"of {cell['n_tasks']}", transform=ax.transAxes, color=DIVERGED_COLOR)
+            for spine in ax.spines.values():
+                spine.set_edgecolor(DIVERGED_COLOR)
+        if ax.get_lines():
+            ax.legend(loc="lower right", fontsize=8)
+        ax.grid(alpha=0.3)
     quick = " — QUICK" if summary["protocol"]["quick"] else ""
     fig.suptitle(f"{LEARNING_CURVES_TITLE} — {summary['protocol']['name']}, mean over "
                  f"{summary['seeds']} seeds{quick}")
@@ -80,23 +74,18 @@ def sweep_table_figure(summary: dict[str, Any]) -> Any:
     red (:func:`numnet.lab.sweep.summary.cell_text` says how many)."""
     cells = summary["cells"]
     models = list(dict.fromkeys(c["model"] for c in cells))
-    rows = max((c["setting"] for c in cells), default=1)
+    settings = range(1, max((c["setting"] for c in cells), default=1) + 1)
     grid = {(c["model"], c["setting"]): c for c in cells}
-    fig = new_figure((max(SUMMARY_TABLE_SIZE[0], 3.6 * rows), 1.2 + 0.6 * len(models)))
-    ax = fig.add_subplot(1, 1, 1)
-    ax.axis("off")
-    keys = [[(m, k) for k in range(1, rows + 1)] for m in models]
-    text = [[cell_text(grid[key]) if key in grid else "" for key in row] for row in keys]
-    colors = [[DIVERGED_FILL if key in grid and (grid[key]["n_diverged"] or grid[key]["n_error"])
-               else "white" for key in row] for row in keys]
-    table = ax.table(cellText=text, cellColours=colors,
-                     rowLabels=[f"Model {m.removeprefix('model')}" for m in models],
-                     colLabels=[f"Setting {k}" for k in range(1, rows + 1)], loc="center",
-                     cellLoc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(10)
-    table.scale(1, 1.8)
+    text = [["", *(f"Setting {k}" for k in settings)],
+            *([f"Model {m.removeprefix('model')}",
+               *(cell_text(grid[(m, k)]) if (m, k) in grid else "" for k in settings)]
+              for m in models)]
+    marks = {(row, k): "diverged" for row, m in enumerate(models, start=1) for k in settings
+             if (m, k) in grid and grid[(m, k)]["n_diverged"] + grid[(m, k)]["n_error"]}
+    fig, ax = table_figure(text, marks, (max(SUMMARY_TABLE_SIZE[0], 3.6 * len(settings)),
+                                         1.4 + 0.6 * len(models)), fontsize=10)
     quick = " — QUICK" if summary["protocol"]["quick"] else ""
     ax.set_title(f"Final test accuracy (%), mean ± std over {summary['seeds']} seeds — "
-                 f"{summary['protocol']['name']}{quick}")
+                 f"{summary['protocol']['name']}{quick}", fontweight="bold")
+    fig.subplots_adjust(left=0.03, right=0.97, top=0.8, bottom=0.05)
     return fig

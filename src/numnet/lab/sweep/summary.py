@@ -18,7 +18,7 @@ from numnet import __version__
 from numnet.lab.environment import environment_info
 from numnet.lab.executor import TaskFailure
 from numnet.lab.experiments.execute import Execution
-from numnet.lab.render import markdown_table
+from numnet.lab.render import Bullets, Doc, P, Section, Table, to_markdown
 from numnet.lab.stats import curve_stats, describe_proportion
 from numnet.lab.sweep.plan import SweepPlan, cell_id
 from numnet.lab.training import RunSpec
@@ -124,36 +124,32 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     cell in detail."""
     cells = summary["cells"]
     models = list(dict.fromkeys(c["model"] for c in cells))
-    rows = max((c["setting"] for c in cells), default=0)
+    settings = range(1, max((c["setting"] for c in cells), default=0) + 1)
     grid = {(c["model"], c["setting"]): c for c in cells}
     p = summary["protocol"]
     quick = " — QUICK (reduced smoke-test variant)" if p["quick"] else ""
-    lines = [f"# Sweep: {p['name']}{quick}, {summary['seeds']} seeds per cell", "",
-             f"Protocol hash {p['hash']}, base seed {p['seed']}"
-             + (f", grid {summary['grid']}" if summary["grid"] else "")
-             + f"; executed on {summary['executor']}, device {summary['device']}.", "",
-             "Final test accuracy (%), mean ± sample std over seeds (runs with status ok):", ""]
-    lines += markdown_table(
-        ["", *[f"Setting {k}" for k in range(1, rows + 1)]],
-        [[f"Model {m.removeprefix('model')}",
-          *[cell_text(grid[(m, k)]) if (m, k) in grid else "" for k in range(1, rows + 1)]]
-         for m in models])
-    lines.append("")
-    lines += markdown_table(
-        ["cell", "setting", "n ok", "mean %", "std %", "min %", "max %",
-         "95% CI % (t, within 0-100)", "diverged", "failed"],
-        [[c["cell_id"], c["label"], f"{c['n_ok']}/{c['n_tasks']}",
-          *[pct(c["final_test_accuracy"][k]) for k in ("mean", "std", "min", "max")],
-          ci_text(c["final_test_accuracy"]), str(c["n_diverged"]), str(c["n_error"])]
-         for c in cells])
-    if summary["failures"]:
-        lines += ["", "## Failed tasks", ""]
-        lines += [f"- {f['task_id']}: {f['error']}" for f in summary["failures"]]
     t = summary["timing"]
-    lines += ["", f"Wall time of this invocation {t['wall_time']:.1f} s ({t['tasks_run']} tasks "
-              f"run, {t['tasks_reused']} reused); sum of the runs' own times "
-              f"{t['task_time_total']:.1f} s ({t['task_time_run_now']:.1f} s run now).", ""]
-    return "\n".join(lines)
+    return to_markdown(Doc(
+        f"Sweep: {p['name']}{quick}, {summary['seeds']} seeds per cell", [
+            P(f"Protocol hash {p['hash']}, base seed {p['seed']}"
+              + (f", grid {summary['grid']}" if summary["grid"] else "")
+              + f"; executed on {summary['executor']}, device {summary['device']}."),
+            P("Final test accuracy (%), mean ± sample std over seeds (runs with status ok):"),
+            Table([[f"Model {m.removeprefix('model')}",
+                    *[cell_text(grid[(m, k)]) if (m, k) in grid else "" for k in settings]]
+                   for m in models], ["", *[f"Setting {k}" for k in settings]]),
+            Table([[c["cell_id"], c["label"], f"{c['n_ok']}/{c['n_tasks']}",
+                    *[pct(c["final_test_accuracy"][k]) for k in ("mean", "std", "min", "max")],
+                    ci_text(c["final_test_accuracy"]), str(c["n_diverged"]), str(c["n_error"])]
+                   for c in cells],
+                  ["cell", "setting", "n ok", "mean %", "std %", "min %", "max %",
+                   "95% CI % (t, within 0-100)", "diverged", "failed"])],
+        [Section("Failed tasks", [Bullets([f"{f['task_id']}: {f['error']}"
+                                           for f in summary["failures"]])])]
+        if summary["failures"] else [],
+        footer=f"Wall time of this invocation {t['wall_time']:.1f} s ({t['tasks_run']} tasks "
+               f"run, {t['tasks_reused']} reused); sum of the runs' own times "
+               f"{t['task_time_total']:.1f} s ({t['task_time_run_now']:.1f} s run now)."))
 
 
 SUMMARY_CSV_COLUMNS = ("cell_id", "model", "setting", "epochs", "lr", "reduction", "n_tasks",
