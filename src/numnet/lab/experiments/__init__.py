@@ -67,14 +67,13 @@ from numnet.lab.experiments.plan import (
     run_seed,
 )
 from numnet.lab.experiments.runner import ReproduceOutcome, reproduce, train_one
-from numnet.lab.experiments.store import RUN_FORMAT, load_run, run_paths, save_run
+from numnet.lab.experiments.store import RUN_FORMAT, run_paths, save_run
 
 __all__ = [
     "RUN_FORMAT",
     "ReproduceOutcome",
     "RunGroup",
     "estimated_cost",
-    "load_run",
     "model_name",
     "model_seed",
     "parse_model",

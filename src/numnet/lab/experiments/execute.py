@@ -138,13 +138,9 @@ def train_group(group: RunGroup, data: Datasets, device: str = "cpu",
             on_result(result)
         done[result.run_id] = result
 
-    # BLAS on one thread: OpenBLAS's sums depend on its thread count for some GEMM shapes (a
-    # batch of 100 through 784 -> 32), so a run's numbers would depend on --threads and
-    # --jobs. numnet's own threads split by sizes only.
     plugins = [Reporter(on_progress)] if on_progress is not None else []
-    with runtime.single_threaded_blas():
-        end(train_run(group.trained, data, device=device,
-                      plugins=[*plugins, ShorterRuns(group.shorter, end)]))
+    end(train_run(group.trained, data, device=device,
+                  plugins=[*plugins, ShorterRuns(group.shorter, end)]))
     return [done[s.run_id] for s in group.specs]
 
 
