@@ -217,7 +217,7 @@ def in_flight(group: RunGroup, values: list[float], threads: int) -> InFlight:
 class Execution:
     """What :func:`execute` did: every finished run (reused or made now; models dropped) and
     its record by run id, the failed runs, which were reused, on how many processes, the
-    workers' CPU seconds, the evidence figures they drew, how long it took."""
+    workers' CPU seconds and the evidence figures they drew."""
 
     results: dict[str, RunResult] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -226,7 +226,6 @@ class Execution:
     jobs: int = 1
     cpu_time: float = 0.0
     figures: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    wall_time: float = 0.0
 
     @property
     def made(self) -> list[str]:
@@ -264,7 +263,6 @@ def execute(
     (``Execution.figures``). fn: the worker function on workers (``work_group``; tests wrap
     it to inject faults). what, title: the command and what it makes, for the log lines.
     """
-    started = time.perf_counter()
     ex = Execution()
     if isinstance(data, DataRef) and not scheduler:
         data, info = load_data(data)
@@ -356,7 +354,6 @@ def execute(
         display.close()
         for folder in ("runs", "weights", "errors"):
             remove_stale_parts(out / folder, older_than_s=0)
-    ex.wall_time = time.perf_counter() - started
     return ex
 
 
