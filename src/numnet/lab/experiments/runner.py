@@ -12,7 +12,8 @@ from numnet.core import runtime
 from numnet.core.datasets import Datasets
 from numnet.core.errors import NumnetError
 from numnet.core.io import make_dir, write_json, write_text
-from numnet.core.names import DEFAULT_KERNELS, KERNELS
+from numnet.core.layers import check_kernels
+from numnet.core.names import DEFAULT_KERNELS
 from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.environment import data_info, environment_info
@@ -41,12 +42,6 @@ class ReproduceOutcome:
     trained: list[str] = field(default_factory=list)
     wall_time: float = 0.0  # the whole call, report included
     results_json: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-def check_kernels(kernels: str) -> None:
-    """A NumnetError unless ``kernels`` is one of the core's implementations."""
-    if kernels not in KERNELS:
-        raise NumnetError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
 
 
 def set_up(
