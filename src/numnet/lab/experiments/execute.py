@@ -252,6 +252,7 @@ def execute(
     figures: bool = False,
     progress: str = "auto",
     log: Log = stderr_log,
+    say_ends: bool = True,
     fn: Any = work_group,
 ) -> Execution:
     """Train and record ``specs`` in ``out`` (see the module docstring).
@@ -261,7 +262,8 @@ def execute(
     process). threads: every worker's thread count (None: 1); with one job, this process's
     while it trains (None: as it is). figures: the workers draw each run's evidence figures
     (``Execution.figures``). fn: the worker function on workers (``work_group``; tests wrap
-    it to inject faults). what, title: the command and what it makes, for the log lines.
+    it to inject faults). what, title: the command and what it makes, for the log lines;
+    say_ends: a line per run as it ends (False: the caller says it).
     """
     ex = Execution()
     if isinstance(data, DataRef) and not scheduler:
@@ -278,7 +280,8 @@ def execute(
     totals = {s.run_id: expected_updates(n_train, s.batch_size, s.epochs) if n_train else 0
               for s in specs}
     ex.jobs = 1 if scheduler else min(jobs or available_cores(), max(len(groups), 1))
-    display = ProgressDisplay(progress, log, sum(totals[g.task_id] for g in groups))
+    display = ProgressDisplay(progress, log, sum(totals[g.task_id] for g in groups),
+                              say_ends=say_ends)
     shared = sum(len(g.shorter) for g in groups)
     display.message(
         f"{what}: {title + ', ' if title else ''}{plural(len(specs), 'run')}"

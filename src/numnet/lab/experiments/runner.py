@@ -207,7 +207,7 @@ def train_one(
                       entry=spec.run_id) as out:
         ex = execute([spec], out, data, info=data_info(dataset, data), what="numnet train",
                      jobs=1, threads=threads, device=device, force=force, progress=progress,
-                     log=log)
+                     log=log, say_ends=False)  # train prints the run's result itself
     if ex.reused:
         log(f"numnet train: {spec.run_id} is already finished in {out}; reused (pass "
             "--force to train it again)")
