@@ -16,20 +16,12 @@ from numnet.lab.report.diagnosis import diagnose
 from numnet.lab.training import Progress, RunResult, RunSpec
 
 Log = Callable[[str], None]
-PROGRESS_MODES = ("bars", "log", "none")
-
-
-def progress_mode(mode: str) -> str:
-    """``"auto"`` becomes bars on a terminal and log lines elsewhere; other modes stay."""
-    if mode == "auto":
-        return "bars" if sys.stderr.isatty() else "log"
-    return mode
 
 
 class ProgressDisplay:
     """Shows the runs' progress: tqdm bars (``"bars"``), log lines (``"log"``) or nothing.
 
-    ``mode`` "auto": bars on a terminal, else log lines (:func:`progress_mode`).
+    ``mode`` "auto": bars on a terminal, else log lines.
     Bars: one overall bar (all updates of all runs to train, so its ETA is the job's) and one
     bar per run with updates/s, the current training loss per example (mean of the batches
     since the last refresh; ln 10 = 2.30 is chance), the last evaluation's accuracies and the
@@ -41,11 +33,14 @@ class ProgressDisplay:
     ``log_every_s`` seconds, one compact line of the runs in flight.
     """
 
-    def __init__(self, mode: str, log: Log, total_updates: int, log_every_s: float = 30.0):
-        mode = progress_mode(mode)
-        if mode not in PROGRESS_MODES:
+    def __init__(self, mode: str, log: Log, total_updates: int, log_every_s: float = 30.0,
+                 say_ends: bool = True):
+        if mode == "auto":
+            mode = "bars" if sys.stderr.isatty() else "log"
+        if mode not in ("bars", "log", "none"):
             raise ValueError(f"progress mode must be 'bars', 'log', 'none' or 'auto', got {mode!r}")
         self.mode, self.log, self.log_every_s = mode, log, log_every_s
+        self.say_ends = say_ends  # False: the caller says how the runs ended (numnet train)
         self._overall: Any = None
         self._bar: Any = None
         self._last_update = 0
@@ -117,7 +112,8 @@ class ProgressDisplay:
             if not reused and result.shared_with is None:
                 counted = self._counted.pop(result.run_id, self._last_update)
                 self._overall.update(total - counted)
-        self.message(f"{label} {result.run_id}: {describe_run(result, reused)}")
+        if self.say_ends:
+            self.message(f"{label} {result.run_id}: {describe_run(result, reused)}")
 
     def close(self) -> None:
         """Close the bars (idempotent)."""

@@ -47,12 +47,8 @@ Shared runs: under shared starts, a run that is a prefix of another (same spec b
 epochs: :func:`run_groups`) is taken from the longer run at its own last update (550*E + 1
 for E epochs), identical to training it alone; its record says ``shared_with``.
 
-Parallel (:mod:`~numnet.lab.experiments.execute`): the trainings (:class:`RunGroup`) run on
-``jobs`` worker processes (default one per CPU; ``jobs=1`` in this process, each run saved as
-it ends), longest first (:func:`estimated_cost`), each with ``threads`` threads (1 unless
-given); a worker returns a group's results (and draws its runs' evidence figures for the
-report) and this process saves them. An interruption stops and joins the workers, keeping
-every run saved. ``reproduce`` and ``train`` are in :mod:`~numnet.lab.experiments.runner`.
+``reproduce`` and ``train`` are in :mod:`~numnet.lab.experiments.runner`; how the runs are
+parallelised, resumed and interrupted is in :mod:`~numnet.lab.experiments.execute`.
 """
 
 from numnet.lab.experiments.plan import (
@@ -67,14 +63,13 @@ from numnet.lab.experiments.plan import (
     run_seed,
 )
 from numnet.lab.experiments.runner import ReproduceOutcome, reproduce, train_one
-from numnet.lab.experiments.store import RUN_FORMAT, load_run, run_paths, save_run
+from numnet.lab.experiments.store import RUN_FORMAT, run_paths, save_run
 
 __all__ = [
     "RUN_FORMAT",
     "ReproduceOutcome",
     "RunGroup",
     "estimated_cost",
-    "load_run",
     "model_name",
     "model_seed",
     "parse_model",

@@ -138,13 +138,9 @@ def train_group(group: RunGroup, data: Datasets, device: str = "cpu",
             on_result(result)
         done[result.run_id] = result
 
-    # BLAS on one thread: OpenBLAS's sums depend on its thread count for some GEMM shapes (a
-    # batch of 100 through 784 -> 32), so a run's numbers would depend on --threads and
-    # --jobs. numnet's own threads split by sizes only.
     plugins = [Reporter(on_progress)] if on_progress is not None else []
-    with runtime.single_threaded_blas():
-        end(train_run(group.trained, data, device=device,
-                      plugins=[*plugins, ShorterRuns(group.shorter, end)]))
+    end(train_run(group.trained, data, device=device,
+                  plugins=[*plugins, ShorterRuns(group.shorter, end)]))
     return [done[s.run_id] for s in group.specs]
 
 
@@ -221,7 +217,7 @@ def in_flight(group: RunGroup, values: list[float], threads: int) -> InFlight:
 class Execution:
     """What :func:`execute` did: every finished run (reused or made now; models dropped) and
     its record by run id, the failed runs, which were reused, on how many processes, the
-    workers' CPU seconds, the evidence figures they drew, how long it took."""
+    workers' CPU seconds and the evidence figures they drew."""
 
     results: dict[str, RunResult] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -230,7 +226,6 @@ class Execution:
     jobs: int = 1
     cpu_time: float = 0.0
     figures: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    wall_time: float = 0.0
 
     @property
     def made(self) -> list[str]:
@@ -257,6 +252,7 @@ def execute(
     figures: bool = False,
     progress: str = "auto",
     log: Log = stderr_log,
+    say_ends: bool = True,
     fn: Any = work_group,
 ) -> Execution:
     """Train and record ``specs`` in ``out`` (see the module docstring).
@@ -266,9 +262,9 @@ def execute(
     process). threads: every worker's thread count (None: 1); with one job, this process's
     while it trains (None: as it is). figures: the workers draw each run's evidence figures
     (``Execution.figures``). fn: the worker function on workers (``work_group``; tests wrap
-    it to inject faults). what, title: the command and what it makes, for the log lines.
+    it to inject faults). what, title: the command and what it makes, for the log lines;
+    say_ends: a line per run as it ends (False: the caller says it).
     """
-    started = time.perf_counter()
     ex = Execution()
     if isinstance(data, DataRef) and not scheduler:
         data, info = load_data(data)
@@ -284,7 +280,8 @@ def execute(
     totals = {s.run_id: expected_updates(n_train, s.batch_size, s.epochs) if n_train else 0
               for s in specs}
     ex.jobs = 1 if scheduler else min(jobs or available_cores(), max(len(groups), 1))
-    display = ProgressDisplay(progress, log, sum(totals[g.task_id] for g in groups))
+    display = ProgressDisplay(progress, log, sum(totals[g.task_id] for g in groups),
+                              say_ends=say_ends)
     shared = sum(len(g.shorter) for g in groups)
     display.message(
         f"{what}: {title + ', ' if title else ''}{plural(len(specs), 'run')}"
@@ -360,7 +357,6 @@ def execute(
         display.close()
         for folder in ("runs", "weights", "errors"):
             remove_stale_parts(out / folder, older_than_s=0)
-    ex.wall_time = time.perf_counter() - started
     return ex
 
 

@@ -21,6 +21,12 @@ from numnet.lab.training import RunSpec, prefix_key
 
 #: Rough relative cost of one epoch per model (this CPU, float32): the scheduling order only.
 MODEL_EPOCH_COST = {"model1": 1.0, "model2": 1.5, "model3": 2.0, "model4": 12.0}
+#: RunSpec fields copied from the protocol, and from a setting's options (its own, else its
+#: model's: setting_options)
+PROTOCOL_FIELDS = ("batch_size", "eval_every", "eval_train_examples", "eval_test_examples",
+                   "eval_batch_size", "dtype")
+OPTION_FIELDS = ("reduction", "weight_init", "bias_init", "conv_activation", "layers",
+                 "optimizer", "schedule")
 
 
 def run_seed(protocol_seed: int, model: str, setting_index: int) -> int:
@@ -52,28 +58,12 @@ def plan_runs(protocol: Protocol, models: list[str] | None = None,
         for k, setting in enumerate(plan.settings):
             options = setting_options(plan, setting)
             specs.append(RunSpec(
-                model=plan.name,
-                epochs=setting.epochs,
-                lr=setting.lr,
-                reduction=options["reduction"],
-                batch_size=protocol.batch_size,
-                eval_every=protocol.eval_every,
-                eval_train_examples=protocol.eval_train_examples,
-                eval_test_examples=protocol.eval_test_examples,
-                eval_batch_size=protocol.eval_batch_size,
+                model=plan.name, epochs=setting.epochs, lr=setting.lr, setting=k + 1,
                 seed=(model_seed(protocol.seed, plan.name) if protocol.shared_start
                       else run_seed(protocol.seed, plan.name, k)),
-                dtype=protocol.dtype,
-                weight_init=options["weight_init"],
-                bias_init=options["bias_init"],
-                conv_activation=options["conv_activation"],
-                setting=k + 1,
-                kernels=kernels,
-                internals=internals,
-                layers=options["layers"],
-                optimizer=options["optimizer"],
-                schedule=options["schedule"],
-            ))
+                kernels=kernels, internals=internals,
+                **{key: getattr(protocol, key) for key in PROTOCOL_FIELDS},
+                **{key: options[key] for key in OPTION_FIELDS}))
     return specs
 
 
@@ -81,12 +71,7 @@ def setting_options(plan: ModelPlan, setting: Setting) -> dict[str, Any]:
     """The options of one setting: its model's, overridden by the setting's own; the weight
     decay goes into the optimiser's table (plain SGD's when the setting names none). JSON
     tables stay canonical JSON text (a RunSpec is hashable)."""
-    options: dict[str, Any] = {
-        "reduction": plan.reduction, "weight_init": plan.weight_init,
-        "bias_init": plan.bias_init, "conv_activation": plan.conv_activation,
-        "layers": plan.layers, "optimizer": plan.optimizer, "schedule": plan.schedule,
-        "weight_decay": plan.weight_decay,
-    }
+    options = {key: getattr(plan, key) for key in (*OPTION_FIELDS, "weight_decay")}
     for key, text in setting.options:
         value = json.loads(text)
         options[key] = text if key in ("layers", "optimizer", "schedule") else value

@@ -12,19 +12,20 @@ from numnet.core import runtime
 from numnet.core.datasets import Datasets
 from numnet.core.errors import NumnetError
 from numnet.core.io import make_dir, write_json, write_text
-from numnet.core.names import DEFAULT_KERNELS, KERNELS
+from numnet.core.layers import check_kernels
+from numnet.core.names import DEFAULT_KERNELS
 from numnet.lab import data as data_mod
 from numnet.lab import protocol as protocol_mod
 from numnet.lab.environment import data_info, environment_info
 from numnet.lab.experiments.execute import execute
 from numnet.lab.experiments.plan import plan_runs
-from numnet.lab.experiments.store import claim_folder, load_run, save_run
-from numnet.lab.progress import Log, ProgressDisplay, stderr_log
+from numnet.lab.experiments.store import claim_folder
+from numnet.lab.progress import Log, stderr_log
 from numnet.lab.protocol import Protocol
 from numnet.lab.records import default_out_dir, timestamp
 from numnet.lab.report import diagnosis_records, write_report
 from numnet.lab.results import QUICK_LABEL, results_csv, results_document
-from numnet.lab.training import Reporter, RunResult, RunSpec, expected_updates, train_run
+from numnet.lab.training import RunResult, RunSpec
 
 #: numnet threads of each worker process unless --threads says (a training step runs on one)
 WORKER_THREADS = 1
@@ -41,12 +42,6 @@ class ReproduceOutcome:
     trained: list[str] = field(default_factory=list)
     wall_time: float = 0.0  # the whole call, report included
     results_json: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-def check_kernels(kernels: str) -> None:
-    """A NumnetError unless ``kernels`` is one of the core's implementations."""
-    if kernels not in KERNELS:
-        raise NumnetError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
 
 
 def set_up(
@@ -197,8 +192,9 @@ def train_one(
     threads: int | None = None,
     force: bool = False,
 ) -> RunResult:
-    """``numnet train``: one run; its weights and record saved in ``out_dir`` as reproduce
-    saves them (``weights/<run_id>.npz``, ``runs/<run_id>.metrics.csv``, ``runs/<run_id>.json``).
+    """``numnet train``: one run, made and saved in ``out_dir`` by reproduce's :func:`execute`
+    in this process (``weights/<run_id>.npz``, ``runs/<run_id>.metrics.csv``,
+    ``runs/<run_id>.json``).
     ``threads``: as for :func:`reproduce`; the spec says which kernels.
 
     Like reproduce, it resumes or refuses: a folder holding this very run finished (record and
@@ -207,24 +203,12 @@ def train_one(
     (another seed, batch size...) is refused (FolderError saying what differs) unless
     ``force``; the folder is locked while the run trains."""
     check_kernels(spec.kernels)
-    fingerprint = data_info(dataset, data)["fingerprint"]
-    total = expected_updates(data.train.num_examples, spec.batch_size, spec.epochs)
     with claim_folder(Path(out_dir), "train", spec.to_dict(), force=force,
                       entry=spec.run_id) as out:
-        finished = None if force else load_run(out, spec, "", fingerprint)
-        if finished is not None:
-            log(f"numnet train: {spec.run_id} is already finished in {out}; reused (pass "
-                "--force to train it again)")
-            return finished
-        display = ProgressDisplay(progress, log, total)
-        try:
-            display.start_run("[1/1]", spec, total)
-            with runtime.threads(threads):
-                result = train_run(spec, data, device=device,
-                                   plugins=[Reporter(display.update)])
-            # no end-of-run line: the caller reports the one run's result (train prints it)
-        finally:
-            display.close()
-        save_run(out, result, protocol_hash="", fingerprint=fingerprint,
-                 train_examples=data.train.num_examples)
-    return result
+        ex = execute([spec], out, data, info=data_info(dataset, data), what="numnet train",
+                     jobs=1, threads=threads, device=device, force=force, progress=progress,
+                     log=log, say_ends=False)  # train prints the run's result itself
+    if ex.reused:
+        log(f"numnet train: {spec.run_id} is already finished in {out}; reused (pass "
+            "--force to train it again)")
+    return ex.results[spec.run_id]

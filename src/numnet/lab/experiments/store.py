@@ -80,13 +80,6 @@ def load_record(out_dir: Path, spec: RunSpec, protocol_hash: str,
     return record
 
 
-def load_run(out_dir: Path, spec: RunSpec, protocol_hash: str,
-             fingerprint: str | None) -> RunResult | None:
-    """The saved result of ``spec`` (see :func:`load_record`), or None (retrain)."""
-    record = load_record(out_dir, spec, protocol_hash, fingerprint)
-    return None if record is None else RunResult.from_dict(record["result"])
-
-
 def save_run(out_dir: Path, result: RunResult, protocol_hash: str, fingerprint: str, *,
              train_examples: int | None = None,
              worker: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -77,8 +77,6 @@ from numnet.lab.protocol import Protocol
 from numnet.lab.render import png_bytes
 from numnet.lab.sweep.figures import learning_curves_bands_figure, sweep_table_figure
 from numnet.lab.sweep.plan import (
-    GRID_KEYS,
-    Cell,
     SweepPlan,
     cell_id,
     expand,
@@ -89,7 +87,6 @@ from numnet.lab.sweep.plan import (
 from numnet.lab.sweep.summary import (
     SUMMARY_FORMAT,
     aggregate,
-    cell_text,
     summary_csv,
     summary_document,
     summary_markdown,
@@ -97,16 +94,13 @@ from numnet.lab.sweep.summary import (
 from numnet.lab.training import RunSpec
 
 __all__ = [
-    "GRID_KEYS",
     "SUMMARY_FORMAT",
     "SWEEP_FORMAT",
-    "Cell",
     "DataRef",
     "SweepPlan",
     "SweepResult",
     "aggregate",
     "cell_id",
-    "cell_text",
     "check_scheduler",
     "expand",
     "grid_seed",
