@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Callable
@@ -398,8 +397,10 @@ def _validate_options(s: _Schema, spec: dict[str, Any], sp: str) -> None:
         if not isinstance(text, str) or len(text) > MAX_OPTION_TEXT:
             s.fail(f"{sp}.{key}", f"JSON text of at most {MAX_OPTION_TEXT} characters", text)
         try:
-            check_table_option(key, json.loads(text), f"{sp}.{key}", str(spec.get("model")))
-        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            # the one JSON reader: depth bounded before parsing, finite numbers only
+            table = documents.loads_json(text, f"{sp}.{key}", f"{key} table", error=ValueError)
+            check_table_option(key, table, f"{sp}.{key}", str(spec.get("model")))
+        except (ValueError, TypeError, AttributeError) as exc:
             s.fail(f"{sp}.{key}", f"a valid {key} ({exc})", text[:80])
 
 
